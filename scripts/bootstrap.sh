@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs what avatarchat needs on a fresh Debian machine: system packages (only those missing) and a
+# virtual environment in .venv with the package (and, with --test, its test extras). Safe to re-run: it
+# skips work whose inputs have not changed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+want_test=0
+[ "${1:-}" = "--test" ] && want_test=1
+
+apt_pkgs=(libgl1 libglib2.0-0)
+[ "$want_test" = 1 ] && apt_pkgs+=(chromium)
+missing=()
+for p in "${apt_pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "bootstrap: installing system packages: ${missing[*]}" >&2
+  SUDO=""; [ "$(id -u)" != 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+PY="${PYTHON:-python3.11}"
+command -v "$PY" >/dev/null || PY=python3
+if [ ! -x .venv/bin/python ]; then
+  echo "bootstrap: creating .venv with $($PY --version)" >&2
+  "$PY" -m venv .venv
+fi
+extras=""; [ "$want_test" = 1 ] && extras="[test]"
+stamp=".venv/.avatarchat-installed${extras}"
+sig="$(sha256sum pyproject.toml | cut -c1-16)"
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$sig" ]; then
+  echo "bootstrap: installing avatarchat${extras} into .venv (first run downloads ~1 GB of wheels)" >&2
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q -e ".${extras}"
+  echo "$sig" > "$stamp"
+fi

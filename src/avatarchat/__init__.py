@@ -1,0 +1,3 @@
+"""avatarchat: a talking-avatar chat server (LLM -> TTS -> CPU lip-sync -> MP4 over WebSocket)."""
+
+__version__ = "0.1.0"

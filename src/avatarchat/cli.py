@@ -1,0 +1,78 @@
+"""Command line: ``avatarchat serve`` runs the server; ``avatarchat say "text" -o out.mp4`` renders one clip."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+import time
+from pathlib import Path
+
+from avatarchat.errors import AvatarChatError
+from avatarchat.settings import Settings
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from avatarchat.server import create_app
+
+    if args.host:
+        settings.host = args.host
+    if args.port is not None:
+        settings.port = args.port
+    print(f"avatarchat: starting on http://{settings.host}:{settings.port} "
+          f"(llm={settings.llm_backend}, tts={settings.tts_backend}, renderer={settings.renderer})", flush=True)
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=args.log_level.lower())
+    return 0
+
+
+def _say(args: argparse.Namespace, settings: Settings) -> int:
+    from tqdm import tqdm
+
+    from avatarchat.encode import encode_clip
+    from avatarchat.render import create_renderer, frame_count
+    from avatarchat.tts import create_tts
+
+    if args.avatar:
+        settings.avatar_path = Path(args.avatar)
+    text = " ".join(args.text).strip()
+    if not text:
+        print("avatarchat say: give some text to speak", file=sys.stderr)
+        return 2
+    t0 = time.perf_counter()
+    tts = create_tts(settings)
+    renderer = create_renderer(settings)
+    avatar = renderer.register(settings.resolved_avatar())
+    speech = asyncio.run(tts.synthesize(text, args.voice))
+    t_tts = time.perf_counter()
+    n = frame_count(speech.duration_s, renderer.fps)
+    frames = tqdm(renderer.render(avatar, speech), total=n, unit="frame", desc="rendering", file=sys.stderr)
+    out = encode_clip(Path(args.output), frames, speech.pcm, speech.sample_rate, renderer.fps)
+    t_end = time.perf_counter()
+    print(f"wrote {out} ({speech.duration_s:.2f} s of speech, {n} frames; tts {t_tts - t0:.2f} s, "
+          f"render+encode {t_end - t_tts:.2f} s)")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="avatarchat", description=__doc__)
+    parser.add_argument("--log-level", default="INFO")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_serve = sub.add_parser("serve", help="run the chat server")
+    p_serve.add_argument("--host", default=None)
+    p_serve.add_argument("--port", type=int, default=None)
+    p_say = sub.add_parser("say", help="render one lip-synced clip offline")
+    p_say.add_argument("text", nargs="+")
+    p_say.add_argument("-o", "--output", default="out.mp4")
+    p_say.add_argument("--voice", default=None)
+    p_say.add_argument("--avatar", default=None, help="avatar image (default: the bundled portrait)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = Settings()
+    try:
+        return _serve(args, settings) if args.command == "serve" else _say(args, settings)
+    except AvatarChatError as exc:
+        print(f"avatarchat: {exc.message}", file=sys.stderr)
+        return 1

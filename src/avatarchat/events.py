@@ -1,0 +1,55 @@
+"""The events the server pushes over ``/ws`` (one JSON object per message). See docs/protocol.md."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
+
+class Event(BaseModel):
+    type: str
+    session: str
+
+    def wire(self) -> dict[str, Any]:
+        return self.model_dump(exclude_none=True)
+
+
+class ReplyText(Event):
+    type: Literal["reply_text"] = "reply_text"
+    reply: str
+    text: str
+    timings_ms: dict[str, float] = {}
+
+
+class ClipReady(Event):
+    type: Literal["clip_ready"] = "clip_ready"
+    reply: str
+    job: str
+    seq: int
+    url: str
+    text: str
+    duration_s: float
+    timings_ms: dict[str, float] = {}
+
+
+class SpeechDone(Event):
+    type: Literal["speech_done"] = "speech_done"
+    reply: str
+    clips: int
+
+
+class SpeechCancelled(Event):
+    type: Literal["speech_cancelled"] = "speech_cancelled"
+    reply: str
+
+
+class ErrorEvent(Event):
+    type: Literal["error"] = "error"
+    code: str
+    message: str
+    reply: str | None = None
+
+
+class Pong(Event):
+    type: Literal["pong"] = "pong"

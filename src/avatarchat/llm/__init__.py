@@ -1,0 +1,33 @@
+"""LLM backends, chosen by name in settings."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from avatarchat.llm.base import LLM, Message
+from avatarchat.llm.echo import EchoLLM
+from avatarchat.llm.openai import OpenAILLM
+from avatarchat.settings import Settings
+
+
+def _openai(s: Settings) -> LLM:
+    return OpenAILLM(
+        base_url=s.openai_base_url,
+        api_key=s.openai_api_key.get_secret_value(),
+        model=s.openai_model,
+        system_prompt=s.system_prompt.replace("{name}", s.avatar_name),
+        timeout_s=s.openai_timeout_s,
+    )
+
+
+REGISTRY: dict[str, Callable[[Settings], LLM]] = {
+    "echo": lambda s: EchoLLM(),
+    "openai": _openai,
+}
+
+
+def create_llm(settings: Settings) -> LLM:
+    return REGISTRY[settings.llm_backend](settings)
+
+
+__all__ = ["LLM", "Message", "EchoLLM", "OpenAILLM", "create_llm", "REGISTRY"]

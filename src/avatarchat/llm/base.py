@@ -1,0 +1,23 @@
+"""The LLM interface: turn a conversation into a stream of text pieces."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+
+@dataclass(frozen=True)
+class Message:
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class LLM(Protocol):
+    """A reply writer. ``stream`` yields pieces of the reply as they are produced (any granularity)."""
+
+    name: str
+
+    def stream(self, history: list[Message]) -> AsyncIterator[str]: ...
+
+    async def aclose(self) -> None: ...

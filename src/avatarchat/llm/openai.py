@@ -1,0 +1,91 @@
+"""``openai``: any OpenAI-compatible ``/chat/completions`` endpoint (OpenAI, Ollama, vLLM, llama.cpp), streamed.
+
+Speaks the wire format directly with httpx (server-sent events, ``data: {...}`` lines, ``data: [DONE]``),
+so no vendor SDK is needed and any compatible server works.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+
+import httpx
+
+from avatarchat.errors import BackendError
+from avatarchat.llm.base import Message
+
+
+class OpenAILLM:
+    name = "openai"
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        model: str,
+        system_prompt: str = "",
+        timeout_s: float = 60.0,
+        client: httpx.AsyncClient | None = None,
+    ) -> None:
+        self._url = base_url.rstrip("/") + "/chat/completions"
+        self._model = model
+        self._system = system_prompt
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._client = client or httpx.AsyncClient(timeout=timeout_s, headers=headers)
+
+    def _payload(self, history: list[Message]) -> dict:
+        msgs = [{"role": "system", "content": self._system}] if self._system else []
+        msgs += [{"role": m.role, "content": m.content} for m in history]
+        return {"model": self._model, "messages": msgs, "stream": True}
+
+    async def stream(self, history: list[Message]) -> AsyncIterator[str]:
+        try:
+            async with self._client.stream("POST", self._url, json=self._payload(history)) as resp:
+                if resp.status_code != 200:
+                    body = (await resp.aread()).decode("utf-8", "replace")
+                    raise BackendError(f"LLM endpoint {self._url} answered {resp.status_code}: {_error_text(body)}")
+                async for line in resp.aiter_lines():
+                    piece = _parse_sse_line(line)
+                    if piece is None:
+                        continue
+                    if piece is _DONE:
+                        return
+                    yield piece
+        except httpx.HTTPError as exc:
+            raise BackendError(f"LLM endpoint {self._url} unreachable: {exc!r}") from exc
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+_DONE = object()
+
+
+def _parse_sse_line(line: str):
+    """One SSE line -> text piece, ``_DONE``, or None (comments, keep-alives, role-only deltas)."""
+    line = line.strip()
+    if not line.startswith("data:"):
+        return None
+    data = line[5:].strip()
+    if data == "[DONE]":
+        return _DONE
+    try:
+        obj = json.loads(data)
+    except json.JSONDecodeError as exc:
+        raise BackendError(f"LLM endpoint sent malformed JSON in its stream: {data[:200]!r}") from exc
+    if "error" in obj:
+        raise BackendError(f"LLM endpoint reported an error: {_error_text(json.dumps(obj))}")
+    choices = obj.get("choices") or []
+    if not choices:
+        return None
+    return (choices[0].get("delta") or {}).get("content") or None
+
+
+def _error_text(body: str) -> str:
+    try:
+        err = json.loads(body).get("error", {})
+        if isinstance(err, dict) and err.get("message"):
+            return str(err["message"])
+    except (json.JSONDecodeError, AttributeError):
+        pass
+    return body[:300]

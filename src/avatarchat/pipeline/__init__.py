@@ -1,0 +1,1 @@
+"""The speech pipeline: sentences -> jobs -> TTS -> render + encode -> events, per session."""

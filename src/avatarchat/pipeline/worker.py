@@ -1,0 +1,163 @@
+"""Runs a session's jobs in two stages, so sentence N+1 is in TTS while sentence N renders.
+
+  jobs queue -> [TTS stage] -> rendered queue (bounded: 2) -> [render + encode stage] -> clip_ready
+
+Both stages do their CPU work in a shared, bounded thread pool; the event loop only moves messages.
+A cancelled reply's items are dropped at every step and its running render stops at the next frame.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from avatarchat.encode import encode_clip
+from avatarchat.errors import AvatarChatError, Cancelled
+from avatarchat.events import ClipReady, ErrorEvent, ReplyText, SpeechDone
+from avatarchat.llm.base import LLM
+from avatarchat.pipeline.jobs import Reply, ReplyEnd, SpeechJob, new_id
+from avatarchat.pipeline.sentences import SentenceSplitter
+from avatarchat.pipeline.session import Session
+from avatarchat.render.base import Avatar, Renderer
+from avatarchat.tts.base import TTS, Speech
+
+log = logging.getLogger(__name__)
+
+
+class SpeechPipeline:
+    def __init__(self, llm: LLM, tts: TTS, renderer: Renderer, avatar: Avatar, clips_dir: Path,
+                 threads: int = 2, max_sentence_chars: int = 140) -> None:
+        self.llm = llm
+        self.tts = tts
+        self.renderer = renderer
+        self.avatar = avatar
+        self.clips_dir = Path(clips_dir)
+        self.clips_dir.mkdir(parents=True, exist_ok=True)
+        self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="avatarchat-work")
+        self.max_sentence_chars = max_sentence_chars
+
+    # -- reply: LLM stream -> sentences -> jobs ----------------------------------------------------------------
+    async def reply(self, session: Session, reply: Reply, message: str) -> str:
+        """Stream the LLM's answer, queueing each sentence as soon as it is complete. Returns the full text."""
+        session.remember("user", message)
+        splitter = SentenceSplitter(self.max_sentence_chars)
+        parts: list[str] = []
+        first_token_ms: float | None = None
+        try:
+            async for piece in self.llm.stream(list(session.history)):
+                if first_token_ms is None:
+                    first_token_ms = reply.ms_since_start()
+                parts.append(piece)
+                for sentence in splitter.feed(piece):
+                    self._queue_sentence(session, reply, sentence)
+            for sentence in splitter.flush():
+                self._queue_sentence(session, reply, sentence)
+        except AvatarChatError as exc:
+            session.publish(ErrorEvent(session=session.id, reply=reply.id, code=exc.code, message=exc.message))
+            reply.finished = True
+            raise
+        finally:
+            if not reply.cancel.is_set():
+                try:
+                    session.enqueue(ReplyEnd(reply.id))
+                except AvatarChatError:
+                    reply.finished = True
+        text = "".join(parts).strip()
+        session.remember("assistant", text)
+        session.publish(ReplyText(session=session.id, reply=reply.id, text=text,
+                                  timings_ms={"llm_first_token": first_token_ms or 0.0, "llm_total": reply.ms_since_start()}))
+        return text
+
+    def _queue_sentence(self, session: Session, reply: Reply, sentence: str) -> None:
+        if reply.cancel.is_set():
+            return
+        job = SpeechJob(id=new_id(), session=session.id, reply=reply.id, seq=reply.jobs, text=sentence, voice=session.voice)
+        try:
+            session.enqueue(job)
+        except AvatarChatError as exc:
+            session.publish(ErrorEvent(session=session.id, reply=reply.id, code=exc.code,
+                                       message=f"{exc.message} Not spoken: {sentence!r}"))
+            return
+        reply.jobs += 1
+
+    # -- worker stages ----------------------------------------------------------------------------------------
+    def start(self, session: Session) -> list[asyncio.Task[None]]:
+        return [
+            asyncio.create_task(self._tts_stage(session), name=f"tts-{session.id}"),
+            asyncio.create_task(self._render_stage(session), name=f"render-{session.id}"),
+        ]
+
+    def _live(self, session: Session, reply_id: str) -> Reply | None:
+        r = session.replies.get(reply_id)
+        return r if r is not None and not r.cancel.is_set() else None
+
+    async def _tts_stage(self, session: Session) -> None:
+        while True:
+            item = await session.jobs.get()
+            reply = self._live(session, item.reply)
+            if reply is None:
+                continue
+            if isinstance(item, ReplyEnd):
+                await session.rendered.put((item, None, 0.0))
+                continue
+            t0 = time.perf_counter()
+            try:
+                speech = await self.tts.synthesize(item.text, item.voice)
+            except AvatarChatError as exc:
+                self._job_error(session, item, exc)
+                continue
+            except Exception as exc:  # noqa: BLE001 - a backend bug must not kill the session's worker
+                log.exception("TTS failed for job %s", item.id)
+                self._job_error(session, item, AvatarChatError(f"Speech synthesis failed: {exc}"))
+                continue
+            await session.rendered.put((item, speech, (time.perf_counter() - t0) * 1000))
+
+    async def _render_stage(self, session: Session) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            item, speech, tts_ms = await session.rendered.get()
+            reply = self._live(session, item.reply)
+            if reply is None:
+                continue
+            if isinstance(item, ReplyEnd):
+                reply.finished = True
+                session.publish(SpeechDone(session=session.id, reply=reply.id, clips=reply.clips))
+                session.forget_reply(reply.id)
+                continue
+            t0 = time.perf_counter()
+            path = self.clips_dir / f"{item.id}.mp4"
+            try:
+                await loop.run_in_executor(self.pool, self._render_encode, path, speech, reply)
+            except Cancelled:
+                continue
+            except AvatarChatError as exc:
+                self._job_error(session, item, exc)
+                continue
+            except Exception as exc:  # noqa: BLE001
+                log.exception("render failed for job %s", item.id)
+                self._job_error(session, item, AvatarChatError(f"Rendering failed: {exc}"))
+                continue
+            if reply.cancel.is_set():
+                path.unlink(missing_ok=True)
+                continue
+            reply.clips += 1
+            session.publish(ClipReady(
+                session=session.id, reply=reply.id, job=item.id, seq=item.seq, url=f"/clips/{item.id}.mp4",
+                text=item.text, duration_s=round(speech.duration_s, 3),
+                timings_ms={"tts": round(tts_ms, 1), "render_encode": round((time.perf_counter() - t0) * 1000, 1),
+                            "since_chat": reply.ms_since_start()},
+            ))
+
+    def _render_encode(self, path: Path, speech: Speech, reply: Reply) -> Path:
+        frames = self.renderer.render(self.avatar, speech, reply.cancel)
+        return encode_clip(path, frames, speech.pcm, speech.sample_rate, self.renderer.fps, cancel=reply.cancel)
+
+    def _job_error(self, session: Session, job: SpeechJob, exc: AvatarChatError) -> None:
+        session.publish(ErrorEvent(session=session.id, reply=job.reply, code=exc.code,
+                                   message=f"Could not voice {job.text[:80]!r}: {exc.message}"))
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)

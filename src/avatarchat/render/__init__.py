@@ -1,0 +1,20 @@
+"""Lip-sync renderers, chosen by name in settings."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from avatarchat.render.base import FPS, Avatar, Renderer, frame_count
+from avatarchat.render.meshwarp import MeshWarpRenderer
+from avatarchat.settings import Settings
+
+REGISTRY: dict[str, Callable[[Settings], Renderer]] = {
+    "meshwarp": lambda s: MeshWarpRenderer(cache_dir=s.data_dir / "avatars", max_side=s.render_max_side),
+}
+
+
+def create_renderer(settings: Settings) -> Renderer:
+    return REGISTRY[settings.renderer](settings)
+
+
+__all__ = ["Avatar", "Renderer", "FPS", "frame_count", "MeshWarpRenderer", "create_renderer", "REGISTRY"]

@@ -1,0 +1,50 @@
+"""The renderer interface: register an avatar once, then turn speech into frames of that avatar speaking."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from avatarchat.tts.base import Speech
+
+FPS = 25
+
+
+@dataclass(frozen=True)
+class Avatar:
+    """A registered avatar: the rest frame (RGB), its 478 face-mesh landmarks (x, y in pixels) and a stable id."""
+
+    id: str
+    image: np.ndarray
+    landmarks: np.ndarray
+    source: Path
+
+    @property
+    def size(self) -> tuple[int, int]:
+        h, w = self.image.shape[:2]
+        return w, h
+
+
+class Renderer(Protocol):
+    name: str
+    fps: int
+
+    def register(self, media: Path) -> Avatar: ...
+
+    def idle_frames(self, avatar: Avatar) -> Iterator[np.ndarray]:
+        """A loop that starts and ends on the rest frame (so clips and idle hand over without a jump)."""
+        ...
+
+    def render(self, avatar: Avatar, speech: Speech, cancel: threading.Event | None = None) -> Iterator[np.ndarray]:
+        """Exactly ``frame_count(speech)`` RGB frames at ``fps``; raises ``Cancelled`` once ``cancel`` is set."""
+        ...
+
+
+def frame_count(duration_s: float, fps: int = FPS) -> int:
+    """Frames needed to cover ``duration_s`` (at least one)."""
+    return max(1, int(np.ceil(duration_s * fps - 1e-9)))

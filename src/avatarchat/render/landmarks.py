@@ -1,0 +1,67 @@
+"""Face landmarks from mediapipe's bundled face mesh (478 points with iris refinement)."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from avatarchat.errors import NoFaceError
+
+# Landmark indices of the mediapipe face mesh that the renderer uses.
+UPPER_LIP_INNER = [78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308]
+LOWER_LIP_INNER = [95, 88, 178, 87, 14, 317, 402, 318, 324]
+UPPER_LIP_OUTER = [185, 40, 39, 37, 0, 267, 269, 270, 409]
+LOWER_LIP_OUTER = [146, 91, 181, 84, 17, 314, 405, 321, 375]
+MOUTH_CORNERS = [61, 291, 78, 308]
+LOWER_LIP_MID = [77, 90, 180, 85, 16, 315, 404, 320, 307, 96, 89, 179, 86, 15, 316, 403, 319, 325]
+UPPER_LIP_MID = [184, 74, 73, 72, 11, 302, 303, 304, 408, 183, 42, 41, 38, 12, 268, 271, 272, 407]
+FOREHEAD, CHIN, NOSE_TIP, NOSE_BOTTOM = 10, 152, 1, 2
+FACE_LEFT, FACE_RIGHT = 234, 454
+INNER_MOUTH_POLYGON = UPPER_LIP_INNER + LOWER_LIP_INNER[::-1]
+LEFT_EYE_UPPER = [246, 161, 160, 159, 158, 157, 173]
+LEFT_EYE_LOWER = [7, 163, 144, 145, 153, 154, 155]
+RIGHT_EYE_UPPER = [466, 388, 387, 386, 385, 384, 398]
+RIGHT_EYE_LOWER = [249, 390, 373, 374, 380, 381, 382]
+LEFT_EYE_CORNERS = [33, 133]
+RIGHT_EYE_CORNERS = [263, 362]
+
+
+class FaceMesh:
+    """A thread-safe wrapper: mediapipe graphs must not be entered from two threads at once."""
+
+    def __init__(self, static: bool = True, max_faces: int = 2) -> None:
+        import mediapipe as mp
+
+        self._mesh = mp.solutions.face_mesh.FaceMesh(
+            static_image_mode=static, max_num_faces=max_faces, refine_landmarks=True, min_detection_confidence=0.5
+        )
+        self._lock = threading.Lock()
+
+    def detect_all(self, rgb: np.ndarray) -> list[np.ndarray]:
+        """All faces in an RGB uint8 image, each (478, 3) with x, y in pixels and z in pixel-ish units."""
+        h, w = rgb.shape[:2]
+        with self._lock:
+            result = self._mesh.process(np.ascontiguousarray(rgb))
+        faces = result.multi_face_landmarks or []
+        return [np.array([[p.x * w, p.y * h, p.z * w] for p in f.landmark], dtype=np.float32) for f in faces]
+
+    def detect_one(self, rgb: np.ndarray, what: str = "image") -> np.ndarray:
+        faces = self.detect_all(rgb)
+        if not faces:
+            raise NoFaceError(
+                f"No face found in {what}. Use a front-facing photo or video where one face is clearly visible "
+                "and at least about 100 px wide."
+            )
+        if len(faces) > 1:
+            raise NoFaceError(f"Found {len(faces)} faces in {what}; the avatar needs exactly one. Crop to one face.")
+        return faces[0]
+
+    def close(self) -> None:
+        self._mesh.close()
+
+    def __enter__(self) -> FaceMesh:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

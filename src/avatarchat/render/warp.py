@@ -1,0 +1,69 @@
+"""Piecewise-affine warping of an image region over a triangle mesh, vectorised with numpy + one cv2.remap.
+
+Per frame: rasterise the destination triangles into an index map, look up each pixel's inverse affine
+transform, and sample the source once. Cost is linear in the region's pixels, not in the triangle count.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+from scipy.spatial import Delaunay
+
+
+def region_anchors(x0: int, y0: int, x1: int, y1: int, per_side: int = 6) -> np.ndarray:
+    """Fixed points around a region's border, so the warp is the identity where it meets the rest of the frame."""
+    xs = np.linspace(x0, x1 - 1, per_side)
+    ys = np.linspace(y0, y1 - 1, per_side)
+    pts = [(x, y0) for x in xs] + [(x, y1 - 1) for x in xs] + [(x0, y) for y in ys[1:-1]] + [(x1 - 1, y) for y in ys[1:-1]]
+    return np.array(pts, dtype=np.float32)
+
+
+class MeshWarp:
+    """Warps one rectangular region ``(x0, y0, x1, y1)`` given source and destination positions of its points."""
+
+    def __init__(self, src_points: np.ndarray, region: tuple[int, int, int, int]) -> None:
+        self.region = region
+        self.src = np.asarray(src_points, dtype=np.float64)
+        self.triangles = Delaunay(self.src).simplices.astype(np.int32)
+        x0, y0, x1, y1 = region
+        gy, gx = np.mgrid[y0:y1, x0:x1]
+        self._gx = gx.astype(np.float32)
+        self._gy = gy.astype(np.float32)
+        self._index = np.zeros((y1 - y0, x1 - x0), dtype=np.uint16)
+
+    def _inverse_affines(self, dst: np.ndarray) -> np.ndarray:
+        """(T, 2, 3) affine maps taking destination triangle coords back to source coords."""
+        tri_d = dst[self.triangles]  # (T, 3, 2)
+        tri_s = self.src[self.triangles]
+        ones = np.ones((len(self.triangles), 1, 3))
+        d = np.concatenate([tri_d.transpose(0, 2, 1), ones], axis=1)  # (T, 3, 3)
+        s = tri_s.transpose(0, 2, 1)  # (T, 2, 3)
+        det = np.linalg.det(d)
+        d[np.abs(det) < 1e-9] = np.eye(3)  # degenerate (collapsed) triangles: identity
+        return s @ np.linalg.inv(d)
+
+    def maps(self, dst_points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Source sampling maps (for cv2.remap) of the region for the given destination point positions."""
+        dst = np.asarray(dst_points, dtype=np.float64)
+        x0, y0, _, _ = self.region
+        index = self._index
+        index.fill(0)
+        shift = 4
+        scale = 1 << shift
+        tri_px = np.round((dst[self.triangles] - (x0, y0)) * scale).astype(np.int32)
+        for t, pts in enumerate(tri_px):
+            cv2.fillConvexPoly(index, pts, t + 1, lineType=cv2.LINE_8, shift=shift)
+        affines = self._inverse_affines(dst)
+        identity = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+        table = np.concatenate([identity[None], affines]).astype(np.float32)  # index 0: outside every triangle
+        a = table[index]  # (h, w, 2, 3)
+        map_x = a[..., 0, 0] * self._gx + a[..., 0, 1] * self._gy + a[..., 0, 2]
+        map_y = a[..., 1, 0] * self._gx + a[..., 1, 1] * self._gy + a[..., 1, 2]
+        return map_x, map_y
+
+    def apply(self, source: np.ndarray, dst_points: np.ndarray, out: np.ndarray) -> None:
+        """Write the warped region of ``source`` (a full frame) into ``out`` (a full frame) in place."""
+        x0, y0, x1, y1 = self.region
+        map_x, map_y = self.maps(dst_points)
+        out[y0:y1, x0:x1] = cv2.remap(source, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)

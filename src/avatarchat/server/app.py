@@ -1,0 +1,203 @@
+"""App factory. Every dependency (settings, LLM, TTS, renderer) comes in through ``create_app``, so tests
+build the real app around any backend."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from importlib.resources import files
+from pathlib import Path
+
+import numpy as np
+from fastapi import FastAPI, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, Field
+
+from avatarchat.encode import encode_clip
+from avatarchat.errors import AvatarChatError, BadRequest
+from avatarchat.events import ErrorEvent, Pong
+from avatarchat.llm import LLM, create_llm
+from avatarchat.pipeline.session import Outbox, SessionManager, check_session_id
+from avatarchat.pipeline.worker import SpeechPipeline
+from avatarchat.render import Avatar, Renderer, create_renderer
+from avatarchat.settings import Settings
+from avatarchat.tts import TTS, create_tts
+
+log = logging.getLogger(__name__)
+CLIP_ID = re.compile(r"^[0-9a-f]{16}$")
+WEB_DIR = Path(str(files("avatarchat").joinpath("web")))
+
+
+class ChatRequest(BaseModel):
+    session_id: str = Field(..., description="Id of the browser tab's session.")
+    message: str = Field(..., description="What the user typed.")
+    queue: bool = Field(False, description="Queue behind the current reply instead of interrupting it.")
+
+
+@dataclass
+class Services:
+    settings: Settings
+    llm: LLM
+    tts: TTS
+    renderer: Renderer
+    avatar: Avatar
+    idle_clip: Path
+    pipeline: SpeechPipeline
+    sessions: SessionManager
+
+
+def build_idle_clip(renderer: Renderer, avatar: Avatar, cache_dir: Path) -> Path:
+    """The avatar's idle loop as an MP4 (silent audio track), cached next to the avatar's landmarks."""
+    path = cache_dir / avatar.id / "idle.mp4"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        frames = list(renderer.idle_frames(avatar))
+        encode_clip(path, frames, np.zeros(1, np.int16), 16000, renderer.fps)
+    return path
+
+
+def create_app(settings: Settings | None = None, *, llm: LLM | None = None, tts: TTS | None = None,
+               renderer: Renderer | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        the_llm = llm or create_llm(settings)
+        the_tts = tts or create_tts(settings)
+        the_renderer = renderer or create_renderer(settings)
+        log.info("registering avatar %s", settings.resolved_avatar())
+        avatar = await asyncio.to_thread(the_renderer.register, settings.resolved_avatar())
+        idle = await asyncio.to_thread(build_idle_clip, the_renderer, avatar, settings.data_dir / "avatars")
+        warm = getattr(the_tts, "warm_up", None)
+        if warm is not None:
+            await asyncio.to_thread(warm)
+        pipeline = SpeechPipeline(the_llm, the_tts, the_renderer, avatar, settings.data_dir / "clips",
+                                  threads=settings.render_threads)
+        sessions = SessionManager(settings.max_sessions, settings.session_queue_size, settings.history_turns,
+                                  pipeline.start)
+        app.state.services = Services(settings, the_llm, the_tts, the_renderer, avatar, idle, pipeline, sessions)
+        log.info("avatarchat ready: llm=%s tts=%s renderer=%s avatar=%s", the_llm.name, the_tts.name,
+                 the_renderer.name, avatar.id)
+        try:
+            yield
+        finally:
+            await sessions.close()
+            pipeline.close()
+            await the_llm.aclose()
+
+    app = FastAPI(title="avatarchat", lifespan=lifespan)
+
+    def services(request: Request | WebSocket) -> Services:
+        return request.app.state.services
+
+    @app.exception_handler(AvatarChatError)
+    async def _app_error(request: Request, exc: AvatarChatError) -> JSONResponse:
+        return JSONResponse({"error": {"code": exc.code, "message": exc.message}}, status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        parts = [f"{'.'.join(str(x) for x in e['loc'][1:]) or 'body'}: {e['msg']}" for e in exc.errors()]
+        return JSONResponse({"error": {"code": "bad_request", "message": "; ".join(parts)}}, status_code=422)
+
+    @app.get("/healthz")
+    async def healthz(request: Request) -> dict:
+        s = services(request)
+        return {"status": "ok", "llm": s.llm.name, "tts": s.tts.name, "renderer": s.renderer.name,
+                "avatar": s.avatar.id, "sessions": len(s.sessions.sessions)}
+
+    @app.get("/")
+    async def index() -> FileResponse:
+        return FileResponse(WEB_DIR / "index.html", media_type="text/html")
+
+    @app.get("/avatar/idle.mp4")
+    async def idle_clip(request: Request) -> FileResponse:
+        return FileResponse(services(request).idle_clip, media_type="video/mp4")
+
+    @app.get("/clips/{clip_id}.mp4")
+    async def clip(request: Request, clip_id: str) -> FileResponse:
+        if not CLIP_ID.match(clip_id):
+            raise BadRequest("Clip ids are 16 hex characters.")
+        path = services(request).pipeline.clips_dir / f"{clip_id}.mp4"
+        if not path.is_file():
+            return JSONResponse({"error": {"code": "not_found", "message": f"No clip {clip_id}."}}, status_code=404)
+        return FileResponse(path, media_type="video/mp4")
+
+    @app.post("/chat")
+    async def chat(request: Request, body: ChatRequest) -> dict:
+        s = services(request)
+        check_session_id(body.session_id)
+        message = body.message.strip()
+        if not message:
+            raise BadRequest("message is empty: type something for the avatar to answer.")
+        if len(message) > s.settings.max_message_chars:
+            raise BadRequest(f"message is {len(message)} characters; the limit is {s.settings.max_message_chars}.")
+        session = s.sessions.get_or_create(body.session_id)
+        reply = session.begin_reply(barge_in=not body.queue)
+        text = await s.pipeline.reply(session, reply, message)
+        return {"session_id": session.id, "reply_id": reply.id, "text": text, "sentences": reply.jobs}
+
+    @app.websocket("/ws")
+    async def ws(websocket: WebSocket, session_id: str = Query("")) -> None:
+        s = services(websocket)
+        await websocket.accept()
+        try:
+            session = s.sessions.get_or_create(session_id)
+        except AvatarChatError as exc:
+            await websocket.send_json({"type": "error", "session": session_id, "code": exc.code, "message": exc.message})
+            await websocket.close(code=1008)
+            return
+        box = Outbox()
+        session.outboxes.add(box)
+        sender = asyncio.create_task(_send_loop(websocket, box))
+        try:
+            while True:
+                raw = await websocket.receive_text()
+                session.last_seen = asyncio.get_running_loop().time()
+                kind = _message_type(raw)
+                if kind == "ping":
+                    box.put(Pong(session=session.id).wire())
+                else:
+                    box.put(ErrorEvent(session=session.id, code="bad_frame",
+                                       message="Expected a JSON object like {\"type\": \"ping\"}.").wire())
+        except WebSocketDisconnect:
+            pass
+        finally:
+            session.outboxes.discard(box)
+            sender.cancel()
+            await asyncio.gather(sender, return_exceptions=True)
+
+    app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
+    return app
+
+
+def _message_type(raw: str) -> str | None:
+    import json
+
+    try:
+        obj = json.loads(raw)
+    except (json.JSONDecodeError, ValueError):
+        return None
+    return obj.get("type") if isinstance(obj, dict) and isinstance(obj.get("type"), str) else None
+
+
+async def _send_loop(websocket: WebSocket, box: Outbox) -> None:
+    """Drains one socket's outbox; closes the socket if the client fell so far behind that events were lost."""
+    overflow = asyncio.create_task(box.overflowed.wait())
+    try:
+        while True:
+            get = asyncio.create_task(box.queue.get())
+            done, _ = await asyncio.wait({get, overflow}, return_when=asyncio.FIRST_COMPLETED)
+            if overflow in done:
+                get.cancel()
+                await websocket.close(code=1013, reason="client too slow; reconnect")
+                return
+            await websocket.send_json(get.result())
+    except (WebSocketDisconnect, RuntimeError):
+        return
+    finally:
+        overflow.cancel()

@@ -1,0 +1,57 @@
+"""One typed settings object, read from ``AVATARCHAT_*`` environment variables and an optional ``.env``.
+
+Nothing else in the package reads the environment: the app factory receives a ``Settings`` and hands the
+parts each layer needs down to it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from importlib.resources import files
+
+
+def bundled_avatar() -> Path:
+    """The public-domain portrait shipped inside the package (see assets/ASSETS.md)."""
+    return Path(str(files("avatarchat").joinpath("assets/astronaut.png")))
+
+
+class Settings(BaseSettings):
+    """Every knob of the server. Field docs are repeated in README.md's settings table."""
+
+    model_config = SettingsConfigDict(env_prefix="AVATARCHAT_", env_file=".env", extra="ignore")
+
+    host: str = Field("127.0.0.1", description="Interface the HTTP server binds to.")
+    port: int = Field(7135, ge=0, le=65535, description="HTTP port (0 picks a free one).")
+    data_dir: Path = Field(Path("data"), description="Where clips and the avatar cache are written.")
+
+    llm_backend: Literal["echo", "openai"] = Field("echo", description="Who writes the reply.")
+    openai_base_url: str = Field("https://api.openai.com/v1", description="OpenAI-compatible endpoint.")
+    openai_api_key: SecretStr = Field(SecretStr(""), description="Bearer key for the endpoint (may be empty).")
+    openai_model: str = Field("gpt-4o-mini", description="Model name sent to the endpoint.")
+    openai_timeout_s: float = Field(60.0, gt=0, description="Per-request timeout for the LLM endpoint.")
+    system_prompt: str = Field(
+        "You are {name}, a friendly talking avatar. Answer briefly in plain spoken sentences.",
+        description="System prompt for chat LLMs; {name} is replaced by avatar_name.",
+    )
+    avatar_name: str = Field("Ava", description="The avatar's name, used in the system prompt.")
+
+    tts_backend: Literal["piper"] = Field("piper", description="Who speaks the reply.")
+    tts_voice: str = Field("en_US-joe-medium", description="Voice name for the TTS backend.")
+
+    renderer: Literal["meshwarp"] = Field("meshwarp", description="Lip-sync renderer.")
+    avatar_path: Path | None = Field(None, description="Avatar image (png/jpg); default: the bundled portrait.")
+    render_max_side: int = Field(512, ge=64, le=2048, description="Longest side of rendered video, in pixels.")
+
+    max_message_chars: int = Field(2000, ge=1, description="Longest accepted chat message.")
+    session_queue_size: int = Field(16, ge=1, description="Speech jobs one session may have waiting.")
+    max_sessions: int = Field(200, ge=1, description="Concurrent sessions before /chat answers 503.")
+    history_turns: int = Field(20, ge=0, description="User/assistant turns of history kept per session.")
+    render_threads: int = Field(2, ge=1, description="Worker threads for TTS, rendering and encoding.")
+
+    def resolved_avatar(self) -> Path:
+        return self.avatar_path if self.avatar_path is not None else bundled_avatar()

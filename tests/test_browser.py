@@ -1,0 +1,78 @@
+"""The page in a real headless Chromium (Debian's), driven by Playwright: type, see the reply, watch the clip play."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--autoplay-policy=no-user-gesture-required",
+]
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator:
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Debian's chromium is not installed; scripts/test.sh installs it")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        yield b
+        b.close()
+
+
+def test_page_plays_the_reply_clip(server: str, browser, output_dir: Path) -> None:
+    page = browser.new_page(viewport={"width": 1100, "height": 640})
+    console: list[str] = []
+    page.on("console", lambda m: console.append(m.text))
+    page.goto(server + "/")
+    page.wait_for_function("document.getElementById('status').textContent === 'connected'", timeout=15000)
+    # The idle loop is playing (the avatar is never a frozen picture).
+    page.wait_for_function("document.getElementById('idle').currentTime > 0.2", timeout=15000)
+
+    page.fill("#message", "Hello avatar. Please say something nice.")
+    page.click("#send")
+    page.wait_for_selector(".log li.avatar", timeout=15000)
+    assert page.inner_text(".log li.avatar") == "Hello avatar. Please say something nice."
+
+    # A clip layer is playing, in front, with time advancing.
+    playing = """() => [...document.querySelectorAll('video.clip')].some(v =>
+        v.classList.contains('shown') && !v.paused && v.currentTime > 0.3 && v.src.includes('/clips/'))"""
+    page.wait_for_function(playing, timeout=30000)
+    t1 = page.evaluate("Math.max(...[...document.querySelectorAll('video.clip')].map(v => v.currentTime))")
+    page.wait_for_timeout(300)
+    t2 = page.evaluate("Math.max(...[...document.querySelectorAll('video.clip')].map(v => v.currentTime))")
+    assert t2 > t1, (t1, t2)
+    page.screenshot(path=str(output_dir / "browser-speaking.png"))
+
+    # Both sentences play in order, then the page returns to the idle loop.
+    page.wait_for_function("window.avatarchat.stats.clipsPlayed.length >= 2", timeout=30000)
+    played = page.evaluate("window.avatarchat.stats.clipsPlayed.map(c => c.seq)")
+    assert played[:2] == [0, 1]
+    page.wait_for_function("![...document.querySelectorAll('video.clip')].some(v => v.classList.contains('shown'))",
+                           timeout=5000)
+    assert page.evaluate("!document.getElementById('idle').paused")
+    gaps = page.evaluate("window.avatarchat.stats.gapsMs")
+    assert len(gaps) >= 1
+    assert page.evaluate("window.avatarchat.stats.errors") == [], console
+    page.close()
+
+
+def test_page_shows_errors_readably(server: str, browser) -> None:
+    page = browser.new_page()
+    page.goto(server + "/")
+    page.wait_for_function("document.getElementById('status').textContent === 'connected'", timeout=15000)
+    page.evaluate("document.getElementById('message').removeAttribute('maxlength')")
+    page.fill("#message", "x" * 2500)
+    page.click("#send")
+    page.wait_for_selector(".log li.error", timeout=10000)
+    assert "limit is 2000" in page.inner_text(".log li.error")
+    page.close()

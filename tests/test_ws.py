@@ -1,0 +1,87 @@
+"""A real WebSocket client talks to the real server: reply text, then a clip that decodes and lip-syncs."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import httpx
+import numpy as np
+from websockets.sync.client import connect
+
+from avatarchat.render.landmarks import FaceMesh
+from tests.helpers import decode_clip, frame_rms
+
+
+def ws_url(base: str, session: str) -> str:
+    return base.replace("http://", "ws://") + f"/ws?session_id={session}"
+
+
+def collect(ws, until: str, timeout_s: float = 60.0) -> list[dict]:
+    events = []
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        ev = json.loads(ws.recv(timeout=max(0.1, deadline - time.monotonic())))
+        events.append(ev)
+        if ev["type"] == until:
+            return events
+    raise AssertionError(f"no {until} within {timeout_s}s; got {[e['type'] for e in events]}")
+
+
+def test_message_becomes_lip_synced_clip(server: str, output_dir) -> None:
+    with connect(ws_url(server, "ws-1")) as ws:
+        r = httpx.post(server + "/chat", json={"session_id": "ws-1", "message": "Hello! I am so happy to see you."},
+                       timeout=30)
+        assert r.status_code == 200
+        events = collect(ws, "speech_done")
+    types = [e["type"] for e in events]
+    assert types[0] == "reply_text", types
+    assert events[0]["text"] == "Hello! I am so happy to see you."
+    clips = [e for e in events if e["type"] == "clip_ready"]
+    assert [c["seq"] for c in clips] == [0, 1]
+    assert all(c["reply"] == r.json()["reply_id"] for c in clips)
+    assert set(clips[0]["timings_ms"]) >= {"tts", "render_encode", "since_chat"}
+
+    data = httpx.get(server + clips[1]["url"]).content
+    clip = decode_clip(data)
+    assert clip.fps == 25
+    assert abs(clip.video_duration_s - clip.audio_duration_s) <= 1 / 25
+    assert abs(clip.video_duration_s - clips[1]["duration_s"]) <= 1 / 25
+    assert np.abs(clip.audio).max() > 0.05  # real speech, not silence
+
+    rms = frame_rms(clip)
+    loud, quiet = int(np.argmax(rms)), int(np.argmin(rms))
+    assert rms[loud] > 10 * rms[quiet]
+    with FaceMesh(static=True, max_faces=1) as mesh:
+        lm = mesh.detect_one(clip.frames[quiet])
+    mouth_idx = [61, 291, 0, 17, 152, 148, 377]
+    x0, x1 = int(lm[mouth_idx, 0].min()), int(lm[mouth_idx, 0].max())
+    y0, y1 = int(lm[[0, 37, 267], 1].min()), int(lm[152, 1])
+    up_y1 = int(lm[6, 1])  # nose bridge, between the eyes
+    up_x0, up_x1 = int(lm[[33, 133, 263, 362], 0].min()) - 5, int(lm[[33, 133, 263, 362], 0].max()) + 5
+    up_y0 = int(lm[10, 1])
+    f_loud = clip.frames[loud].astype(np.float32)
+    f_quiet = clip.frames[quiet].astype(np.float32)
+    mouth_diff = np.abs(f_loud[y0:y1, x0:x1] - f_quiet[y0:y1, x0:x1]).mean()
+    upper_diff = np.abs(f_loud[up_y0:up_y1, up_x0:up_x1] - f_quiet[up_y0:up_y1, up_x0:up_x1]).mean()
+    assert mouth_diff > 6.0, mouth_diff
+    assert upper_diff < 1.5, upper_diff
+
+
+def test_ping_pong_and_malformed_frames(server: str) -> None:
+    with connect(ws_url(server, "ws-2")) as ws:
+        ws.send(json.dumps({"type": "ping"}))
+        assert json.loads(ws.recv(timeout=5))["type"] == "pong"
+        ws.send("this is not json")
+        err = json.loads(ws.recv(timeout=5))
+        assert err["type"] == "error" and err["code"] == "bad_frame"
+        ws.send(json.dumps([1, 2, 3]))
+        assert json.loads(ws.recv(timeout=5))["code"] == "bad_frame"
+        ws.send(json.dumps({"type": "ping"}))  # the connection survived
+        assert json.loads(ws.recv(timeout=5))["type"] == "pong"
+
+
+def test_bad_session_id_on_socket(server: str) -> None:
+    with connect(ws_url(server, "bad%20id")) as ws:
+        err = json.loads(ws.recv(timeout=5))
+        assert err["type"] == "error" and "session_id" in err["message"]
