@@ -29,7 +29,7 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def settings(data_dir: Path) -> Settings:
-    return Settings(_env_file=None, data_dir=data_dir, port=0)
+    return Settings(_env_file=None, data_dir=data_dir, port=0, llm_backend="echo")
 
 
 @pytest.fixture(scope="session")
