@@ -76,3 +76,34 @@ def test_page_shows_errors_readably(server: str, browser) -> None:
     page.wait_for_selector(".log li.error", timeout=10000)
     assert "limit is 2000" in page.inner_text(".log li.error")
     page.close()
+
+
+def test_consecutive_clips_play_in_order_without_gaps(server: str, browser) -> None:
+    """Two clips of one reply play back to back; the next starts within a frame of the previous one ending.
+    Then the same clips are replayed as events arriving out of order (seq 1 before seq 0): order still holds."""
+    page = browser.new_page()
+    page.goto(server + "/")
+    page.wait_for_function("document.getElementById('status').textContent === 'connected'", timeout=15000)
+    page.fill("#message", "This is the first sentence of the reply. And this is the second one.")
+    page.click("#send")
+    page.wait_for_function("window.avatarchat.stats.clipsPlayed.length >= 2", timeout=60000)
+    gaps = page.evaluate("window.avatarchat.stats.gapsMs")
+    assert len(gaps) == 1
+    assert gaps[0] <= 40.0, gaps  # at most one frame at 25 fps
+
+    urls = page.evaluate("window.avatarchat.stats.clipsPlayed.map(c => c.url)")
+    page.evaluate(
+        """([a, b]) => {
+            const h = window.avatarchat.handle;
+            h({type: 'clip_ready', session: 'x', reply: 'replay', job: 'j1', seq: 1, url: b, text: '', duration_s: 1});
+            setTimeout(() => h({type: 'clip_ready', session: 'x', reply: 'replay', job: 'j0', seq: 0, url: a,
+                                text: '', duration_s: 1}), 400);
+            setTimeout(() => h({type: 'speech_done', session: 'x', reply: 'replay', clips: 2}), 500);
+        }""",
+        urls[:2],
+    )
+    page.wait_for_function("window.avatarchat.stats.clipsPlayed.filter(c => c.reply === 'replay').length >= 2",
+                           timeout=60000)
+    replay = page.evaluate("window.avatarchat.stats.clipsPlayed.filter(c => c.reply === 'replay').map(c => c.seq)")
+    assert replay == [0, 1]
+    page.close()

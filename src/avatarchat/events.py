@@ -37,6 +37,7 @@ class SpeechDone(Event):
     type: Literal["speech_done"] = "speech_done"
     reply: str
     clips: int
+    timings_ms: dict[str, float] = {}
 
 
 class SpeechCancelled(Event):

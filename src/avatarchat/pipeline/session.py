@@ -47,7 +47,10 @@ class Session:
         self.history: list[Message] = []
         self.history_turns = history_turns
         self.outboxes: set[Outbox] = set()
-        self.jobs: asyncio.Queue[SpeechJob | ReplyEnd] = asyncio.Queue(maxsize=queue_size)
+        # Unbounded underneath so a reply's end marker always fits; speech jobs are bounded by ``job_limit``.
+        self.jobs: asyncio.Queue[SpeechJob | ReplyEnd] = asyncio.Queue()
+        self.job_limit = queue_size
+        self.waiting = 0
         self.rendered: asyncio.Queue[Any] = asyncio.Queue(maxsize=2)
         self.current: Reply | None = None
         self.replies: dict[str, Reply] = {}
@@ -75,7 +78,7 @@ class Session:
         if old is not None and not old.finished:
             if barge_in:
                 self.cancel_reply(old)
-            elif self.jobs.full():
+            elif self.waiting >= self.job_limit:
                 raise QueueFull("The avatar still has too much to say; wait for it to finish or interrupt it.")
         reply = Reply(session=self.id)
         self.current = reply
@@ -93,18 +96,27 @@ class Session:
                 item = q.get_nowait()
                 if _reply_of(item) != reply.id:
                     kept.append(item)
+                elif q is self.jobs and isinstance(item, SpeechJob):
+                    self.waiting -= 1
             for item in kept:
                 q.put_nowait(item)
         self.publish(SpeechCancelled(session=self.id, reply=reply.id))
 
     def enqueue(self, item: SpeechJob | ReplyEnd) -> None:
-        try:
-            self.jobs.put_nowait(item)
-        except asyncio.QueueFull:
-            raise QueueFull(
-                f"Session {self.id}: {self.jobs.maxsize} sentences are already waiting to be spoken; "
-                "this one was not queued."
-            ) from None
+        if isinstance(item, SpeechJob):
+            if self.waiting >= self.job_limit:
+                raise QueueFull(
+                    f"Session {self.id}: {self.job_limit} sentences are already waiting to be spoken; "
+                    "this one was not queued."
+                )
+            self.waiting += 1
+        self.jobs.put_nowait(item)
+
+    async def next_job(self) -> SpeechJob | ReplyEnd:
+        item = await self.jobs.get()
+        if isinstance(item, SpeechJob):
+            self.waiting -= 1
+        return item
 
     def forget_reply(self, reply_id: str) -> None:
         self.replies.pop(reply_id, None)
@@ -149,7 +161,7 @@ class SessionManager:
         return s
 
     def queue_depths(self) -> dict[str, int]:
-        return {sid: s.jobs.qsize() for sid, s in self.sessions.items()}
+        return {sid: s.waiting for sid, s in self.sessions.items()}
 
     async def close(self) -> None:
         await asyncio.gather(*(s.close() for s in self.sessions.values()), return_exceptions=True)

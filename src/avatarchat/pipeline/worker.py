@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from contextlib import aclosing
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from avatarchat.encode import encode_clip
 from avatarchat.errors import AvatarChatError, Cancelled
 from avatarchat.events import ClipReady, ErrorEvent, ReplyText, SpeechDone
 from avatarchat.llm.base import LLM
+from avatarchat.metrics import Metrics
 from avatarchat.pipeline.jobs import Reply, ReplyEnd, SpeechJob, new_id
 from avatarchat.pipeline.sentences import SentenceSplitter
 from avatarchat.pipeline.session import Session
@@ -29,7 +31,8 @@ log = logging.getLogger(__name__)
 
 class SpeechPipeline:
     def __init__(self, llm: LLM, tts: TTS, renderer: Renderer, avatar: Avatar, clips_dir: Path,
-                 threads: int = 2, max_sentence_chars: int = 140) -> None:
+                 threads: int = 2, max_sentence_chars: int = 140, metrics: Metrics | None = None) -> None:
+        self.metrics = metrics or Metrics()
         self.llm = llm
         self.tts = tts
         self.renderer = renderer
@@ -47,25 +50,27 @@ class SpeechPipeline:
         parts: list[str] = []
         first_token_ms: float | None = None
         try:
-            async for piece in self.llm.stream(list(session.history)):
-                if first_token_ms is None:
-                    first_token_ms = reply.ms_since_start()
-                parts.append(piece)
-                for sentence in splitter.feed(piece):
-                    self._queue_sentence(session, reply, sentence)
+            async with aclosing(self.llm.stream(list(session.history))) as stream:
+                async for piece in stream:
+                    if first_token_ms is None:
+                        first_token_ms = reply.ms_since_start()
+                        self.metrics.llm_first_token.observe(first_token_ms / 1000)
+                    parts.append(piece)
+                    if reply.cancel.is_set():
+                        break  # barge-in: a newer message took over; stop paying for this answer
+                    for sentence in splitter.feed(piece):
+                        self._queue_sentence(session, reply, sentence)
             for sentence in splitter.flush():
                 self._queue_sentence(session, reply, sentence)
         except AvatarChatError as exc:
-            session.publish(ErrorEvent(session=session.id, reply=reply.id, code=exc.code, message=exc.message))
+            self._error(session, reply.id, exc.code, exc.message)
             reply.finished = True
             raise
         finally:
             if not reply.cancel.is_set():
-                try:
-                    session.enqueue(ReplyEnd(reply.id))
-                except AvatarChatError:
-                    reply.finished = True
+                session.enqueue(ReplyEnd(reply.id))
         text = "".join(parts).strip()
+        self.metrics.llm_total.observe(reply.ms_since_start() / 1000)
         session.remember("assistant", text)
         session.publish(ReplyText(session=session.id, reply=reply.id, text=text,
                                   timings_ms={"llm_first_token": first_token_ms or 0.0, "llm_total": reply.ms_since_start()}))
@@ -78,8 +83,7 @@ class SpeechPipeline:
         try:
             session.enqueue(job)
         except AvatarChatError as exc:
-            session.publish(ErrorEvent(session=session.id, reply=reply.id, code=exc.code,
-                                       message=f"{exc.message} Not spoken: {sentence!r}"))
+            self._error(session, reply.id, exc.code, f"{exc.message} Not spoken: {sentence!r}")
             return
         reply.jobs += 1
 
@@ -96,7 +100,7 @@ class SpeechPipeline:
 
     async def _tts_stage(self, session: Session) -> None:
         while True:
-            item = await session.jobs.get()
+            item = await session.next_job()
             reply = self._live(session, item.reply)
             if reply is None:
                 continue
@@ -113,7 +117,9 @@ class SpeechPipeline:
                 log.exception("TTS failed for job %s", item.id)
                 self._job_error(session, item, AvatarChatError(f"Speech synthesis failed: {exc}"))
                 continue
-            await session.rendered.put((item, speech, (time.perf_counter() - t0) * 1000))
+            tts_s = time.perf_counter() - t0
+            self.metrics.tts.observe(tts_s)
+            await session.rendered.put((item, speech, tts_s * 1000))
 
     async def _render_stage(self, session: Session) -> None:
         loop = asyncio.get_running_loop()
@@ -124,13 +130,14 @@ class SpeechPipeline:
                 continue
             if isinstance(item, ReplyEnd):
                 reply.finished = True
-                session.publish(SpeechDone(session=session.id, reply=reply.id, clips=reply.clips))
+                session.publish(SpeechDone(session=session.id, reply=reply.id, clips=reply.clips,
+                                           timings_ms={"since_chat": reply.ms_since_start()}))
                 session.forget_reply(reply.id)
                 continue
             t0 = time.perf_counter()
             path = self.clips_dir / f"{item.id}.mp4"
             try:
-                await loop.run_in_executor(self.pool, self._render_encode, path, speech, reply)
+                render_s = await loop.run_in_executor(self.pool, self._render_encode, path, speech, reply)
             except Cancelled:
                 continue
             except AvatarChatError as exc:
@@ -143,21 +150,51 @@ class SpeechPipeline:
             if reply.cancel.is_set():
                 path.unlink(missing_ok=True)
                 continue
+            total_s = time.perf_counter() - t0
+            self.metrics.render.observe(render_s)
+            self.metrics.encode.observe(total_s - render_s)
+            if reply.clips == 0:
+                self.metrics.first_clip.observe(reply.ms_since_start() / 1000)
             reply.clips += 1
+            self.metrics.clips.inc()
             session.publish(ClipReady(
                 session=session.id, reply=reply.id, job=item.id, seq=item.seq, url=f"/clips/{item.id}.mp4",
                 text=item.text, duration_s=round(speech.duration_s, 3),
-                timings_ms={"tts": round(tts_ms, 1), "render_encode": round((time.perf_counter() - t0) * 1000, 1),
-                            "since_chat": reply.ms_since_start()},
+                timings_ms={"tts": round(tts_ms, 1), "render": round(render_s * 1000, 1),
+                            "encode": round((total_s - render_s) * 1000, 1),
+                            "render_encode": round(total_s * 1000, 1), "since_chat": reply.ms_since_start()},
             ))
 
-    def _render_encode(self, path: Path, speech: Speech, reply: Reply) -> Path:
-        frames = self.renderer.render(self.avatar, speech, reply.cancel)
-        return encode_clip(path, frames, speech.pcm, speech.sample_rate, self.renderer.fps, cancel=reply.cancel)
+    def _render_encode(self, path: Path, speech: Speech, reply: Reply) -> float:
+        """Render and encode in one worker thread, frame by frame; returns the seconds spent rendering."""
+        timed = _Timed(self.renderer.render(self.avatar, speech, reply.cancel))
+        encode_clip(path, timed, speech.pcm, speech.sample_rate, self.renderer.fps, cancel=reply.cancel)
+        return timed.seconds
+
+    def _error(self, session: Session, reply_id: str | None, code: str, message: str) -> None:
+        self.metrics.errors.labels(code=code).inc()
+        session.publish(ErrorEvent(session=session.id, reply=reply_id, code=code, message=message))
 
     def _job_error(self, session: Session, job: SpeechJob, exc: AvatarChatError) -> None:
-        session.publish(ErrorEvent(session=session.id, reply=job.reply, code=exc.code,
-                                   message=f"Could not voice {job.text[:80]!r}: {exc.message}"))
+        self._error(session, job.reply, exc.code, f"Could not voice {job.text[:80]!r}: {exc.message}")
 
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+class _Timed:
+    """Wraps a frame iterator and adds up the time spent producing frames (rendering, not encoding)."""
+
+    def __init__(self, frames) -> None:
+        self._frames = iter(frames)
+        self.seconds = 0.0
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        t0 = time.perf_counter()
+        try:
+            return next(self._frames)
+        finally:
+            self.seconds += time.perf_counter() - t0

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from fastapi import FastAPI, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
@@ -22,6 +22,7 @@ from avatarchat.encode import encode_clip
 from avatarchat.errors import AvatarChatError, BadRequest
 from avatarchat.events import ErrorEvent, Pong
 from avatarchat.llm import LLM, create_llm
+from avatarchat.metrics import Metrics
 from avatarchat.pipeline.session import Outbox, SessionManager, check_session_id
 from avatarchat.pipeline.worker import SpeechPipeline
 from avatarchat.render import Avatar, Renderer, create_renderer
@@ -49,6 +50,7 @@ class Services:
     idle_clip: Path
     pipeline: SpeechPipeline
     sessions: SessionManager
+    metrics: Metrics
 
 
 def build_idle_clip(renderer: Renderer, avatar: Avatar, cache_dir: Path) -> Path:
@@ -76,11 +78,14 @@ def create_app(settings: Settings | None = None, *, llm: LLM | None = None, tts:
         warm = getattr(the_tts, "warm_up", None)
         if warm is not None:
             await asyncio.to_thread(warm)
+        metrics = Metrics()
         pipeline = SpeechPipeline(the_llm, the_tts, the_renderer, avatar, settings.data_dir / "clips",
-                                  threads=settings.render_threads)
+                                  threads=settings.render_threads, metrics=metrics)
         sessions = SessionManager(settings.max_sessions, settings.session_queue_size, settings.history_turns,
                                   pipeline.start)
-        app.state.services = Services(settings, the_llm, the_tts, the_renderer, avatar, idle, pipeline, sessions)
+        metrics.watch_queues(sessions.queue_depths)
+        app.state.services = Services(settings, the_llm, the_tts, the_renderer, avatar, idle, pipeline, sessions,
+                                      metrics)
         log.info("avatarchat ready: llm=%s tts=%s renderer=%s avatar=%s", the_llm.name, the_tts.name,
                  the_renderer.name, avatar.id)
         try:
@@ -110,6 +115,10 @@ def create_app(settings: Settings | None = None, *, llm: LLM | None = None, tts:
         return {"status": "ok", "llm": s.llm.name, "tts": s.tts.name, "renderer": s.renderer.name,
                 "avatar": s.avatar.id, "sessions": len(s.sessions.sessions)}
 
+    @app.get("/metrics")
+    async def metrics(request: Request) -> Response:
+        return Response(services(request).metrics.exposition(), media_type="text/plain; version=0.0.4")
+
     @app.get("/")
     async def index() -> FileResponse:
         return FileResponse(WEB_DIR / "index.html", media_type="text/html")
@@ -137,7 +146,10 @@ def create_app(settings: Settings | None = None, *, llm: LLM | None = None, tts:
         if len(message) > s.settings.max_message_chars:
             raise BadRequest(f"message is {len(message)} characters; the limit is {s.settings.max_message_chars}.")
         session = s.sessions.get_or_create(body.session_id)
+        interrupting = session.current is not None and not session.current.finished and not body.queue
         reply = session.begin_reply(barge_in=not body.queue)
+        if interrupting:
+            s.metrics.cancelled.inc()
         text = await s.pipeline.reply(session, reply, message)
         return {"session_id": session.id, "reply_id": reply.id, "text": text, "sentences": reply.jobs}
 

@@ -113,7 +113,8 @@
     layer.addEventListener("ended", () => {
       if (layer !== active) return;
       lastEndedAt = performance.now();
-      stats.clipsPlayed.push({ reply: layer.dataset.reply, seq: Number(layer.dataset.seq), at: lastEndedAt });
+      stats.clipsPlayed.push({ reply: layer.dataset.reply, seq: Number(layer.dataset.seq), at: lastEndedAt,
+                               url: layer.getAttribute("src") });
       if (!startNext()) backToIdle();
     });
     layer.addEventListener("playing", () => {
@@ -167,14 +168,19 @@
     ws.onmessage = (msg) => {
       let ev;
       try { ev = JSON.parse(msg.data); } catch { return; }
-      stats.events.push({ type: ev.type, at: performance.now(), seq: ev.seq, reply: ev.reply });
-      if (ev.type === "clip_ready") onClip(ev);
-      else if (ev.type === "speech_done") onDone(ev);
-      else if (ev.type === "speech_cancelled") onCancelled(ev);
-      else if (ev.type === "reply_text") showReply(ev.reply, ev.text);
-      else if (ev.type === "error") addLine("error", `⚠ ${ev.message}`);
+      handle(ev);
     };
   }
+
+  function handle(ev) {
+    stats.events.push({ type: ev.type, at: performance.now(), seq: ev.seq, reply: ev.reply });
+    if (ev.type === "clip_ready") onClip(ev);
+    else if (ev.type === "speech_done") onDone(ev);
+    else if (ev.type === "speech_cancelled") onCancelled(ev);
+    else if (ev.type === "reply_text") showReply(ev.reply, ev.text);
+    else if (ev.type === "error") addLine("error", `⚠ ${ev.message}`);
+  }
+  window.avatarchat.handle = handle;  // the same entry point the socket uses; tests replay events through it
 
   // ---- chat ---------------------------------------------------------------------------------------------
   const shownReplies = new Set();

@@ -1,0 +1,53 @@
+"""Prometheus metrics for one app instance (its own registry: two apps in one process never share counters)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+
+LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0)
+
+
+class _QueueDepths:
+    """Reads queue depths at scrape time instead of tracking them on every put/get."""
+
+    def __init__(self, depths: Callable[[], dict[str, int]]) -> None:
+        self._depths = depths
+
+    def collect(self):
+        depths = self._depths()
+        g = GaugeMetricFamily("avatarchat_queue_depth", "Speech jobs waiting, summed over sessions")
+        g.add_metric([], float(sum(depths.values())))
+        yield g
+        m = GaugeMetricFamily("avatarchat_queue_depth_max", "Longest single-session speech job queue")
+        m.add_metric([], float(max(depths.values(), default=0)))
+        yield m
+        s = GaugeMetricFamily("avatarchat_sessions", "Live sessions")
+        s.add_metric([], float(len(depths)))
+        yield s
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+
+        def hist(name: str, doc: str) -> Histogram:
+            return Histogram(name, doc, buckets=LATENCY_BUCKETS, registry=self.registry)
+
+        self.llm_first_token = hist("avatarchat_llm_first_token_seconds", "/chat to the LLM's first text piece")
+        self.llm_total = hist("avatarchat_llm_total_seconds", "/chat to the LLM's last text piece")
+        self.tts = hist("avatarchat_tts_seconds", "TTS time per sentence")
+        self.render = hist("avatarchat_render_seconds", "Rendering time per clip")
+        self.encode = hist("avatarchat_encode_seconds", "Encoding time per clip")
+        self.first_clip = hist("avatarchat_chat_to_first_clip_seconds", "/chat to the reply's first clip_ready")
+        self.clips = Counter("avatarchat_clips", "Clips announced", registry=self.registry)
+        self.errors = Counter("avatarchat_errors", "Error events sent", ["code"], registry=self.registry)
+        self.cancelled = Counter("avatarchat_replies_cancelled", "Replies cut short by barge-in", registry=self.registry)
+
+    def watch_queues(self, depths: Callable[[], dict[str, int]]) -> None:
+        self.registry.register(_QueueDepths(depths))
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)

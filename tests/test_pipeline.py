@@ -1,0 +1,129 @@
+"""Sentence pipeline through the real server: ordering, barge-in, queueing, metrics."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import httpx
+from websockets.sync.client import connect
+
+from tests.test_ws import collect, ws_url
+
+SIX = ("One two three. Four five six! Is this seven? Eight and nine. "
+       "Ten is next. Finally eleven and twelve.")
+
+
+def post(server: str, session: str, message: str, **extra) -> httpx.Response:
+    return httpx.post(server + "/chat", json={"session_id": session, "message": message, **extra}, timeout=60)
+
+
+def test_six_sentences_arrive_as_six_clips_in_order(server: str) -> None:
+    with connect(ws_url(server, "pipe-6")) as ws:
+        r = post(server, "pipe-6", SIX)
+        assert r.json()["sentences"] == 6
+        events = collect(ws, "speech_done", timeout_s=90)
+    clips = [e for e in events if e["type"] == "clip_ready"]
+    assert [c["seq"] for c in clips] == list(range(6))
+    assert [c["text"] for c in clips][:2] == ["One two three.", "Four five six!"]
+    done = events[-1]
+    assert done["clips"] == 6 and done["timings_ms"]["since_chat"] > 0
+    for c in clips:
+        t = c["timings_ms"]
+        assert t["tts"] > 0 and t["render"] > 0 and t["encode"] > 0
+        assert abs(t["render"] + t["encode"] - t["render_encode"]) < 1.0
+
+
+def test_barge_in_cancels_the_old_reply(server: str) -> None:
+    with connect(ws_url(server, "pipe-barge")) as ws:
+        first = post(server, "pipe-barge", SIX).json()["reply_id"]
+        events = collect(ws, "clip_ready", timeout_s=60)
+        t_send = time.monotonic()
+        second = post(server, "pipe-barge", "Stop. New topic.").json()["reply_id"]
+        later = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            ev = json.loads(ws.recv(timeout=60))
+            later.append((time.monotonic(), ev))
+            if ev["type"] == "speech_done" and ev["reply"] == second:
+                break
+    kinds = [(ev["type"], ev.get("reply")) for _, ev in later]
+    assert ("speech_cancelled", first) in kinds
+    first_new = next(i for i, (_, ev) in enumerate(later) if ev.get("reply") == second)
+    assert all(ev.get("reply") != first for _, ev in later[first_new:]), kinds
+    old_clips_after = [t for t, ev in later if ev["type"] == "clip_ready" and ev["reply"] == first]
+    # At most the clip already being encoded when the message came may still land, and only immediately.
+    assert all(t - t_send < 0.5 for t in old_clips_after)
+    new_clips = [ev for _, ev in later if ev["type"] == "clip_ready" and ev["reply"] == second]
+    assert [c["seq"] for c in new_clips] == [0, 1]
+    assert sum(1 for e in events if e["type"] == "clip_ready" and e["reply"] == first) >= 1
+
+
+def test_queue_flag_keeps_the_old_reply(server: str) -> None:
+    with connect(ws_url(server, "pipe-q")) as ws:
+        first = post(server, "pipe-q", "First reply here. It has two sentences.").json()["reply_id"]
+        second = post(server, "pipe-q", "Second reply.", queue=True).json()["reply_id"]
+        seen: list[dict] = []
+        while not any(e["type"] == "speech_done" and e["reply"] == second for e in seen):
+            seen += collect(ws, "speech_done", timeout_s=60)
+    clips = [(e["reply"], e["seq"]) for e in seen if e["type"] == "clip_ready"]
+    assert clips == [(first, 0), (first, 1), (second, 0)]
+    assert not any(e["type"] == "speech_cancelled" for e in seen)
+
+
+def test_sessions_do_not_see_each_other(server: str) -> None:
+    with connect(ws_url(server, "pipe-a")) as a, connect(ws_url(server, "pipe-b")) as b:
+        post(server, "pipe-a", "Only for A.")
+        events = collect(a, "speech_done")
+        assert any(e["type"] == "clip_ready" for e in events)
+        b.send(json.dumps({"type": "ping"}))
+        assert json.loads(b.recv(timeout=5))["type"] == "pong"  # nothing of A's reply reached B
+
+
+def test_metrics_expose_stage_histograms(server: str) -> None:
+    with connect(ws_url(server, "pipe-m")) as ws:
+        post(server, "pipe-m", "Measure me.")
+        collect(ws, "speech_done")
+    text = httpx.get(server + "/metrics").text
+    for name in ("avatarchat_tts_seconds_count", "avatarchat_render_seconds_count", "avatarchat_encode_seconds_count",
+                 "avatarchat_chat_to_first_clip_seconds_count", "avatarchat_llm_first_token_seconds_count",
+                 "avatarchat_queue_depth "):
+        assert name in text, name
+    count = next(float(line.split()[-1]) for line in text.splitlines()
+                 if line.startswith("avatarchat_tts_seconds_count"))
+    assert count >= 1
+
+
+def test_concurrent_chats_all_answered(server: str) -> None:
+    """Several sessions at once: each gets its own text back; the server stays healthy."""
+    results: dict[str, str] = {}
+
+    def one(i: int) -> None:
+        results[f"c{i}"] = post(server, f"pipe-c{i}", f"Hello number {i}.").json()["text"]
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == {f"c{i}": f"Hello number {i}." for i in range(6)}
+    assert httpx.get(server + "/healthz").json()["status"] == "ok"
+
+
+def test_full_queue_reports_what_was_not_spoken(settings, tts, renderer, tmp_path) -> None:
+    from avatarchat.server import create_app
+    from tests.helpers import running
+
+    small = settings.model_copy(update={"session_queue_size": 1, "data_dir": tmp_path})
+    with running(create_app(small, tts=tts, renderer=renderer)) as base:
+        with connect(ws_url(base, "full")) as ws:
+            text = " ".join(f"Sentence {i}." for i in range(8))
+            r = post(base, "full", text)
+            assert r.status_code == 200 and r.json()["text"] == text  # the text reply is never lost
+            events = collect(ws, "speech_done", timeout_s=60)
+    errors = [e for e in events if e["type"] == "error"]
+    assert errors and all(e["code"] == "queue_full" for e in errors)
+    assert any("Not spoken: 'Sentence 7.'" in e["message"] for e in errors)
+    clips = [e for e in events if e["type"] == "clip_ready"]
+    assert len(clips) + len(errors) == 8
