@@ -1,0 +1,124 @@
+"""End-to-end latency through the real server's HTTP + WebSocket interface.
+
+Starts ``avatarchat serve`` in a subprocess (echo LLM so the sentence count is exact; Piper; meshwarp), sends
+replies of 1, 3 and 6 sentences, and reports per reply size (median over the runs):
+  /chat -> reply_text (HTTP answer), /chat -> first clip_ready, first clip_ready after the first sentence's
+  text was known, real-time factor of the whole reply (time to its last clip / seconds of speech), and the
+  playback gap a client would see if it started the first clip on arrival and played clips back to back.
+
+    .venv/bin/python benchmarks/latency.py [--runs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+from websockets.sync.client import connect
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.report import table, write_section  # noqa: E402
+from tests.helpers import free_port  # noqa: E402
+
+SENTENCES = [
+    "Hello there, it is good to see you again today.",
+    "I can tell you about the weather, the news, or anything else.",
+    "Speaking of which, the sky looks clear this afternoon.",
+    "Tomorrow might bring a little rain in the morning.",
+    "Remember to take an umbrella if you go out early.",
+    "Let me know what else you would like to talk about.",
+]
+
+
+def start_server(data_dir: Path) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    env = dict(os.environ, AVATARCHAT_DATA_DIR=str(data_dir), AVATARCHAT_LLM_BACKEND="echo",
+               AVATARCHAT_PORT=str(port))
+    proc = subprocess.Popen([sys.executable, "-m", "avatarchat", "--log-level", "WARNING", "serve"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(base + "/healthz", timeout=1).status_code == 200:
+                return proc, base
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError("server did not start: " + proc.stderr.read().decode()[-2000:])
+
+
+def one_reply(base: str, session: str, n: int) -> dict[str, float]:
+    url = base.replace("http://", "ws://") + f"/ws?session_id={session}"
+    with connect(url) as ws:
+        t0 = time.perf_counter()
+        r = httpx.post(base + "/chat", json={"session_id": session, "message": " ".join(SENTENCES[:n])}, timeout=120)
+        t_http = time.perf_counter() - t0
+        r.raise_for_status()
+        clips, first_token_ms = [], 0.0
+        while True:
+            ev = json.loads(ws.recv(timeout=120))
+            now = time.perf_counter() - t0
+            if ev["type"] == "reply_text":
+                first_token_ms = ev["timings_ms"]["llm_first_token"]
+            elif ev["type"] == "clip_ready":
+                clips.append((now, ev["duration_s"]))
+            elif ev["type"] == "error":
+                raise RuntimeError(ev["message"])
+            elif ev["type"] == "speech_done":
+                break
+    assert len(clips) == n, (len(clips), n)
+    speech_s = sum(d for _, d in clips)
+    end, gaps = None, []
+    for ready, dur in clips:
+        start = ready if end is None else max(ready, end)
+        if end is not None:
+            gaps.append(start - end)
+        end = start + dur
+    return {
+        "reply_text_ms": t_http * 1000,
+        "first_clip_ms": clips[0][0] * 1000,
+        "first_clip_after_text_ms": clips[0][0] * 1000 - first_token_ms,
+        "rtf": clips[-1][0] / speech_s,
+        "speech_s": speech_s,
+        "max_gap_ms": max(gaps, default=0.0) * 1000,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=3)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        proc, base = start_server(Path(tmp))
+        try:
+            one_reply(base, "warmup", 1)
+            rows = []
+            for n in (1, 3, 6):
+                runs = [one_reply(base, f"bench-{n}-{i}", n) for i in range(args.runs)]
+                med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+                rows.append([n, args.runs, round(med["speech_s"], 2), round(med["reply_text_ms"], 1),
+                             round(med["first_clip_ms"]), round(med["first_clip_after_text_ms"]),
+                             round(med["rtf"], 3), round(max(r["max_gap_ms"] for r in runs), 1)])
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+    body = table(["sentences", "runs", "speech (s)", "/chat -> reply_text (ms)", "/chat -> first clip_ready (ms)",
+                  "first clip after its text (ms)", "whole-reply RTF", "worst playback gap (ms)"], rows)
+    body += ("\n\nMedians over the runs, except the gap (worst). Echo LLM, Piper `en_US-joe-medium`, meshwarp at the "
+             "default avatar's 288 px, libx264 `veryfast`. Targets: first clip_ready < 1000 ms after the first "
+             "sentence's text is known; whole-reply RTF < 0.5. The gap is what a client starting the first clip "
+             "on arrival would wait between clips (0 = the next clip was always ready in time).")
+    write_section("latency", "End-to-end latency (benchmarks/latency.py)", body, "benchmarks/latency.py")
+
+
+if __name__ == "__main__":
+    main()
