@@ -23,7 +23,7 @@ from avatarchat.metrics import Metrics
 from avatarchat.pipeline.jobs import Reply, ReplyEnd, SpeechJob, new_id
 from avatarchat.pipeline.sentences import SentenceSplitter
 from avatarchat.pipeline.session import Session
-from avatarchat.render.base import Avatar, Renderer
+from avatarchat.render.base import Avatar, Renderer, VoiceCalibrated
 from avatarchat.tts.base import TTS, Speech
 
 log = logging.getLogger(__name__)
@@ -87,6 +87,19 @@ class SpeechPipeline:
             return
         reply.jobs += 1
 
+    # -- voice calibration -----------------------------------------------------------------------------------
+    async def ensure_calibrated(self, voice: str | None) -> None:
+        """Let the renderer learn this voice's mouth shapes (a few words, once per voice)."""
+        r = self.renderer
+        if not isinstance(r, VoiceCalibrated) or r.is_calibrated(voice):
+            return
+        try:
+            samples = {shape: await self.tts.synthesize(word, voice) for shape, word in r.calibration_words(voice).items()}
+            await asyncio.to_thread(r.calibrate, voice, samples)
+            log.info("calibrated mouth shapes for voice %s", voice or "(default)")
+        except AvatarChatError as exc:
+            log.warning("could not calibrate voice %s (%s); using the default voice's shapes", voice, exc.message)
+
     # -- worker stages ----------------------------------------------------------------------------------------
     def start(self, session: Session) -> list[asyncio.Task[None]]:
         return [
@@ -107,6 +120,7 @@ class SpeechPipeline:
             if isinstance(item, ReplyEnd):
                 await session.rendered.put((item, None, 0.0))
                 continue
+            await self.ensure_calibrated(item.voice)
             t0 = time.perf_counter()
             try:
                 speech = await self.tts.synthesize(item.text, item.voice)
@@ -137,7 +151,7 @@ class SpeechPipeline:
             t0 = time.perf_counter()
             path = self.clips_dir / f"{item.id}.mp4"
             try:
-                render_s = await loop.run_in_executor(self.pool, self._render_encode, path, speech, reply)
+                render_s = await loop.run_in_executor(self.pool, self._render_encode, path, speech, reply, item.voice)
             except Cancelled:
                 continue
             except AvatarChatError as exc:
@@ -165,9 +179,9 @@ class SpeechPipeline:
                             "render_encode": round(total_s * 1000, 1), "since_chat": reply.ms_since_start()},
             ))
 
-    def _render_encode(self, path: Path, speech: Speech, reply: Reply) -> float:
+    def _render_encode(self, path: Path, speech: Speech, reply: Reply, voice: str | None) -> float:
         """Render and encode in one worker thread, frame by frame; returns the seconds spent rendering."""
-        timed = _Timed(self.renderer.render(self.avatar, speech, reply.cancel))
+        timed = _Timed(self.renderer.render(self.avatar, speech, reply.cancel, voice=voice))
         encode_clip(path, timed, speech.pcm, speech.sample_rate, self.renderer.fps, cancel=reply.cancel)
         return timed.seconds
 

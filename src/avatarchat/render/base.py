@@ -6,7 +6,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -40,9 +40,22 @@ class Renderer(Protocol):
         """A loop that starts and ends on the rest frame (so clips and idle hand over without a jump)."""
         ...
 
-    def render(self, avatar: Avatar, speech: Speech, cancel: threading.Event | None = None) -> Iterator[np.ndarray]:
-        """Exactly ``frame_count(speech)`` RGB frames at ``fps``; raises ``Cancelled`` once ``cancel`` is set."""
+    def render(self, avatar: Avatar, speech: Speech, cancel: threading.Event | None = None,
+               voice: str | None = None) -> Iterator[np.ndarray]:
+        """Exactly ``frame_count(speech)`` RGB frames at ``fps``; raises ``Cancelled`` once ``cancel`` is set.
+        ``voice`` names the TTS voice, for renderers that calibrate mouth shapes per voice."""
         ...
+
+
+@runtime_checkable
+class VoiceCalibrated(Protocol):
+    """Renderers that learn a voice's mouth shapes from a few words it says (see render/visemes.py)."""
+
+    def calibration_words(self, voice: str | None) -> dict[str, str]: ...
+
+    def is_calibrated(self, voice: str | None) -> bool: ...
+
+    def calibrate(self, voice: str | None, samples: dict[str, Speech]) -> None: ...
 
 
 def frame_count(duration_s: float, fps: int = FPS) -> int:

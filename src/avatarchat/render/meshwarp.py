@@ -23,6 +23,7 @@ from avatarchat.render.base import FPS, Avatar, frame_count
 from avatarchat.render.face_rig import EyeRig, MouthInterior, MouthRig
 from avatarchat.render.landmarks import FaceMesh
 from avatarchat.render.mouth_track import MouthTrack, mouth_track
+from avatarchat.render.visemes import SHAPES, VisemeTemplates, calibration_words
 from avatarchat.tts.base import Speech
 
 log = logging.getLogger(__name__)
@@ -80,7 +81,21 @@ class MeshWarpRenderer:
         self.cache_dir = Path(cache_dir)
         self.max_side = max_side
         self._rigs: dict[str, Rig] = {}
+        self._templates: dict[str, VisemeTemplates] = {}
         self._lock = threading.Lock()
+
+    # -- voice calibration ----------------------------------------------------------------------------------
+    def calibration_words(self, voice: str | None) -> dict[str, str]:
+        """What the voice should say once so its mouth shapes can be recognised (shape -> word)."""
+        return dict(zip(SHAPES, calibration_words(voice)))
+
+    def is_calibrated(self, voice: str | None) -> bool:
+        return (voice or "") in self._templates
+
+    def calibrate(self, voice: str | None, samples: dict[str, Speech]) -> None:
+        templates = VisemeTemplates.calibrate(samples, fps=100)
+        with self._lock:
+            self._templates[voice or ""] = templates
 
     # -- registration -------------------------------------------------------------------------------------
     def register(self, media: Path) -> Avatar:
@@ -129,12 +144,15 @@ class MeshWarpRenderer:
                 frame = cv2.warpAffine(frame, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
             yield frame
 
-    def track(self, speech: Speech) -> MouthTrack:
-        return mouth_track(speech, self.fps, frame_count(speech.duration_s, self.fps))
+    def track(self, speech: Speech, voice: str | None = None) -> MouthTrack:
+        """The mouth track; shapes use the voice's calibration, or the default voice's when it has none."""
+        templates = self._templates.get(voice or "") or self._templates.get("")
+        return mouth_track(speech, self.fps, frame_count(speech.duration_s, self.fps), templates)
 
-    def render(self, avatar: Avatar, speech: Speech, cancel: threading.Event | None = None) -> Iterator[np.ndarray]:
+    def render(self, avatar: Avatar, speech: Speech, cancel: threading.Event | None = None,
+               voice: str | None = None) -> Iterator[np.ndarray]:
         rig = self.rig(avatar)
-        track = self.track(speech)
+        track = self.track(speech, voice)
         for k in range(len(track)):
             if cancel is not None and cancel.is_set():
                 raise Cancelled("render cancelled")

@@ -84,6 +84,7 @@ def create_app(settings: Settings | None = None, *, llm: LLM | None = None, tts:
         sessions = SessionManager(settings.max_sessions, settings.session_queue_size, settings.history_turns,
                                   pipeline.start)
         metrics.watch_queues(sessions.queue_depths)
+        await pipeline.ensure_calibrated(None)
         app.state.services = Services(settings, the_llm, the_tts, the_renderer, avatar, idle, pipeline, sessions,
                                       metrics)
         log.info("avatarchat ready: llm=%s tts=%s renderer=%s avatar=%s", the_llm.name, the_tts.name,

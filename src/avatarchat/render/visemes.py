@@ -1,0 +1,144 @@
+"""Mouth shapes from the sound itself: MFCC templates of the TTS voice's own vowels and closures.
+
+At start-up (or the first time a voice is used) the voice speaks a few calibration words, one per shape:
+open ("ah"), wide ("ee"), round ("oo") and closed ("mm"). Their mean MFCC vectors become templates; every
+40 ms slot of real speech is then scored against them, so any TTS (or recorded voice) drives shapes without
+phoneme timings. When the TTS does give phoneme timings, ``phoneme_shapes`` maps them directly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.fft import dct
+from scipy.signal import resample_poly
+
+from avatarchat.tts.base import PhonemeTiming, Speech
+
+SHAPES = ("open", "wide", "round", "closed")
+ANALYSIS_RATE = 16000
+N_MFCC = 13
+
+# Calibration words per language family, one per shape (same order as SHAPES).
+CALIBRATION = {
+    "en": ("Ah.", "Ee.", "Ooh.", "Mmm."),
+    "ko": ("아.", "이.", "우.", "음."),
+}
+
+
+def calibration_words(voice: str | None) -> tuple[str, ...]:
+    v = (voice or "").lower()
+    return CALIBRATION["ko"] if v.startswith("ko") or "-ko" in v or "_ko" in v else CALIBRATION["en"]
+
+
+def _mel_filterbank(n_fft: int, rate: int, n_mels: int = 26, fmin: float = 80.0, fmax: float = 7600.0) -> np.ndarray:
+    def hz_to_mel(f: np.ndarray | float) -> np.ndarray:
+        return 2595.0 * np.log10(1.0 + np.asarray(f) / 700.0)
+
+    mels = np.linspace(hz_to_mel(fmin), hz_to_mel(fmax), n_mels + 2)
+    hz = 700.0 * (10 ** (mels / 2595.0) - 1.0)
+    bins = np.floor((n_fft + 1) * hz / rate).astype(int)
+    fb = np.zeros((n_mels, n_fft // 2 + 1))
+    for m in range(1, n_mels + 1):
+        lo, c, hi = bins[m - 1], bins[m], bins[m + 1]
+        for k in range(lo, c):
+            fb[m - 1, k] = (k - lo) / max(c - lo, 1)
+        for k in range(c, hi):
+            fb[m - 1, k] = (hi - k) / max(hi - c, 1)
+    return fb
+
+
+_FB = _mel_filterbank(512, ANALYSIS_RATE)
+
+
+def mfcc_slots(speech: Speech, n_slots: int, fps: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per video-frame slot: mean MFCC (without c0) and log energy, from 25 ms windows every 10 ms."""
+    x = speech.pcm.astype(np.float32) / 32768.0
+    if speech.sample_rate != ANALYSIS_RATE:
+        from math import gcd
+
+        g = gcd(ANALYSIS_RATE, speech.sample_rate)
+        x = resample_poly(x, ANALYSIS_RATE // g, speech.sample_rate // g).astype(np.float32)
+    x = np.append(x[0] if len(x) else 0.0, x[1:] - 0.97 * x[:-1])  # pre-emphasis
+    win, hop = 400, 160
+    n_win = max(1, 1 + (len(x) - win) // hop) if len(x) >= win else 1
+    if len(x) < win:
+        x = np.pad(x, (0, win - len(x)))
+    idx = np.arange(win)[None, :] + hop * np.arange(n_win)[:, None]
+    frames = x[idx] * np.hamming(win)[None, :]
+    power = np.abs(np.fft.rfft(frames, 512)) ** 2 / 512
+    mel = np.log(power @ _FB.T + 1e-10)
+    cep = dct(mel, type=2, axis=1, norm="ortho")[:, 1:N_MFCC]
+    energy = np.log(power.sum(axis=1) + 1e-10)
+    centres = (np.arange(n_win) * hop + win / 2) / ANALYSIS_RATE
+    slot = np.clip((centres * fps).astype(int), 0, n_slots - 1)
+    out = np.zeros((n_slots, N_MFCC - 1), np.float32)
+    en = np.full(n_slots, -23.0, np.float32)
+    counts = np.bincount(slot, minlength=n_slots)
+    for d in range(N_MFCC - 1):
+        out[:, d] = np.bincount(slot, weights=cep[:, d], minlength=n_slots) / np.maximum(counts, 1)
+    has = counts > 0
+    en[has] = (np.bincount(slot, weights=energy, minlength=n_slots) / np.maximum(counts, 1))[has]
+    # Slots without an analysis window of their own borrow the nearest one.
+    if not has.all() and has.any():
+        src = np.nonzero(has)[0]
+        nearest = src[np.clip(np.searchsorted(src, np.arange(n_slots)), 0, len(src) - 1)]
+        out[~has] = out[nearest[~has]]
+    return out, en
+
+
+@dataclass(frozen=True)
+class VisemeTemplates:
+    """Mean MFCC vector per shape (rows in SHAPES order) and a per-dimension scale for distances."""
+
+    means: np.ndarray
+    scale: np.ndarray
+
+    @classmethod
+    def calibrate(cls, samples: dict[str, Speech], fps: int = 100) -> VisemeTemplates:
+        """From one utterance per shape: the mean MFCC of its loudest half (the held sound, not its edges)."""
+        means = []
+        pooled = []
+        for shape in SHAPES:
+            sp = samples[shape]
+            n = max(1, int(sp.duration_s * fps))
+            cep, en = mfcc_slots(sp, n, fps)
+            keep = en >= np.percentile(en, 50)
+            means.append(cep[keep].mean(axis=0))
+            pooled.append(cep[keep])
+        allc = np.concatenate(pooled)
+        scale = allc.std(axis=0) + 1e-3
+        return cls(np.stack(means).astype(np.float32), scale.astype(np.float32))
+
+    def weights(self, cep: np.ndarray, sharpness: float = 1.5) -> np.ndarray:
+        """(n, 4) soft shape weights per slot: softmax of negative scaled distances to the templates."""
+        d = (((cep[:, None, :] - self.means[None]) / self.scale) ** 2).mean(axis=2)
+        logits = -sharpness * d
+        logits -= logits.max(axis=1, keepdims=True)
+        w = np.exp(logits)
+        return w / w.sum(axis=1, keepdims=True)
+
+
+# IPA (espeak / piper style) -> shape. Unlisted consonants keep the surrounding vowel's shape.
+_PHONEME_SHAPE = {
+    **{p: "open" for p in ["a", "ɑ", "æ", "ʌ", "ɐ", "aɪ", "aʊ", "ɔ", "ɒ", "e", "ɛ", "ə", "ɜ"]},
+    **{p: "wide" for p in ["i", "ɪ", "eɪ", "j", "s", "z", "ʃ", "ʒ", "tʃ", "dʒ", "ɯ"]},
+    **{p: "round" for p in ["u", "ʊ", "o", "oʊ", "w", "ɹ", "ɔɪ", "y", "ø"]},
+    **{p: "closed" for p in ["m", "b", "p", "f", "v"]},
+}
+
+
+def phoneme_shapes(phonemes: list[PhonemeTiming], n_slots: int, fps: int) -> np.ndarray:
+    """(n, 4) one-hot-ish shape weights from phoneme timings; silence and unknown phonemes weigh nothing."""
+    w = np.zeros((n_slots, len(SHAPES)), np.float32)
+    for ph in phonemes:
+        key = ph.phoneme.strip("ˈˌː")
+        shape = _PHONEME_SHAPE.get(key) or _PHONEME_SHAPE.get(key[:1])
+        if shape is None:
+            continue
+        a = int(ph.start_s * fps)
+        b = max(a + 1, int(np.ceil(ph.end_s * fps)))
+        w[a:min(b, n_slots), SHAPES.index(shape)] += 1.0
+    s = w.sum(axis=1, keepdims=True)
+    return np.divide(w, s, out=np.zeros_like(w), where=s > 0)
