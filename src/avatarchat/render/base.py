@@ -17,16 +17,30 @@ FPS = 25
 
 @dataclass(frozen=True)
 class Avatar:
-    """A registered avatar: the rest frame (RGB), its 478 face-mesh landmarks (x, y in pixels) and a stable id."""
+    """A registered avatar: its frames (one for an image, several for a video) with 478 face-mesh landmarks
+    per frame (x, y in pixels, z), and a stable id derived from the content."""
 
     id: str
-    image: np.ndarray
-    landmarks: np.ndarray
+    frames: np.ndarray  # (n, h, w, 3) RGB uint8
+    frame_landmarks: np.ndarray  # (n, 478, 3)
     source: Path
 
     @property
+    def image(self) -> np.ndarray:
+        """The rest frame: clips and the idle loop start and end on it."""
+        return self.frames[0]
+
+    @property
+    def landmarks(self) -> np.ndarray:
+        return self.frame_landmarks[0]
+
+    @property
+    def is_video(self) -> bool:
+        return len(self.frames) > 1
+
+    @property
     def size(self) -> tuple[int, int]:
-        h, w = self.image.shape[:2]
+        h, w = self.frames.shape[1:3]
         return w, h
 
 

@@ -1,9 +1,10 @@
 """``meshwarp``: the default CPU lip-sync renderer.
 
-Registration finds the face once (cached on disk by the image's content hash). Each frame then moves the
-jaw, lips and eyelids by warping only the lower-face and eye regions piecewise-affinely over the face-mesh
-landmarks, and paints the inside of the mouth where the lips part. Everything else in the frame is the
-untouched source pixels, which is why clips hand over to the idle loop without a seam.
+Registration finds the face once per frame of the avatar (an image, or a short video) and caches the
+landmarks on disk by the media's content hash. Each output frame then moves the jaw, lips and eyelids by
+warping only the lower-face and eye regions piecewise-affinely over the face-mesh landmarks, and paints the
+inside of the mouth where the lips part. Everything else is the untouched source pixels, and every clip
+starts and ends on the rest frame (frame 0), which is also where the idle loop starts: hand-overs never jump.
 """
 
 from __future__ import annotations
@@ -12,57 +13,40 @@ import hashlib
 import json
 import logging
 import threading
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
 import numpy as np
+from scipy.ndimage import gaussian_filter1d
 
-from avatarchat.errors import BadRequest, Cancelled
+from avatarchat.errors import Cancelled, NoFaceError
 from avatarchat.render.base import FPS, Avatar, frame_count
 from avatarchat.render.face_rig import EyeRig, MouthInterior, MouthRig
 from avatarchat.render.landmarks import FaceMesh
+from avatarchat.render.media import load_media
 from avatarchat.render.mouth_track import MouthTrack, mouth_track
 from avatarchat.render.visemes import SHAPES, VisemeTemplates, calibration_words
 from avatarchat.tts.base import Speech
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
-CACHE_VERSION = 1
-
-
-def load_image(path: Path, max_side: int) -> np.ndarray:
-    """RGB uint8, scaled down (never up) so the long side is at most ``max_side``, with even dimensions (H.264)."""
-    if path.suffix.lower() not in IMAGE_SUFFIXES:
-        raise BadRequest(f"Avatar {path} is not an image ({', '.join(sorted(IMAGE_SUFFIXES))}).")
-    data = np.fromfile(str(path), dtype=np.uint8) if path.is_file() else None
-    if data is None:
-        raise BadRequest(f"Avatar image {path} does not exist.")
-    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise BadRequest(f"Avatar image {path} could not be decoded; is it a valid picture?")
-    h, w = bgr.shape[:2]
-    scale = min(1.0, max_side / max(h, w))
-    if scale < 1.0:
-        bgr = cv2.resize(bgr, (int(round(w * scale)), int(round(h * scale))), interpolation=cv2.INTER_AREA)
-    h, w = bgr.shape[:2]
-    bgr = bgr[: h - h % 2, : w - w % 2]
-    return np.ascontiguousarray(bgr[:, :, ::-1])
+CACHE_VERSION = 2
 
 
 class Rig:
-    """Everything per-avatar that frames are rendered from; built once per avatar."""
+    """Everything needed to move one source frame's face; built once per avatar frame."""
 
-    def __init__(self, avatar: Avatar) -> None:
-        self.avatar = avatar
-        self.mouth = MouthRig(avatar.landmarks, avatar.size)
-        self.eyes = EyeRig(avatar.landmarks, avatar.size)
-        self.interior = MouthInterior(avatar.image, avatar.landmarks, self.mouth)
+    def __init__(self, image: np.ndarray, landmarks: np.ndarray) -> None:
+        size = (image.shape[1], image.shape[0])
+        self.image = image
+        self.mouth = MouthRig(landmarks, size)
+        self.eyes = EyeRig(landmarks, size)
+        self.interior = MouthInterior(image, landmarks, self.mouth)
 
-    def frame(self, open_: float, wide: float = 0.0, round_: float = 0.0, blink: float = 0.0,
-              base: np.ndarray | None = None) -> np.ndarray:
-        src = self.avatar.image if base is None else base
+    def frame(self, open_: float, wide: float = 0.0, round_: float = 0.0, blink: float = 0.0) -> np.ndarray:
+        src = self.image
         out = src.copy()
         if blink > 1e-3:
             self.eyes.warp.apply(src, self.eyes.dst_points(blink), out)
@@ -73,6 +57,81 @@ class Rig:
         return out
 
 
+def smooth_landmarks(lm: np.ndarray, sigma: float = 1.2) -> np.ndarray:
+    """Temporal smoothing of per-frame landmarks (n, 478, 3): removes detector jitter, keeps real motion."""
+    if len(lm) < 3:
+        return lm
+    return gaussian_filter1d(lm, sigma=sigma, axis=0, mode="nearest").astype(np.float32)
+
+
+def detect_video(frames: np.ndarray, what: str) -> np.ndarray:
+    """Landmarks for every frame: the first frame must show exactly one face; frames where tracking drops
+    the face borrow the nearest frame that has one."""
+    with FaceMesh(static=True, max_faces=2) as still:
+        first = still.detect_one(frames[0], what=f"the first frame of {what}")
+    out = np.empty((len(frames), *first.shape), np.float32)
+    out[0] = first
+    found = np.zeros(len(frames), bool)
+    found[0] = True
+    with FaceMesh(static=False, max_faces=1) as track:
+        track.detect_all(frames[0])
+        for i in range(1, len(frames)):
+            faces = track.detect_all(frames[i])
+            if faces:
+                out[i] = faces[0]
+                found[i] = True
+    if found.mean() < 0.8:
+        raise NoFaceError(f"The face is lost in {100 * (1 - found.mean()):.0f}% of {what}; use a steadier video.")
+    idx = np.nonzero(found)[0]
+    nearest = idx[np.clip(np.searchsorted(idx, np.arange(len(frames))), 0, len(idx) - 1)]
+    out[~found] = out[nearest[~found]]
+    return smooth_landmarks(out)
+
+
+def clip_path(n: int, loop_len: int) -> np.ndarray:
+    """Source-frame index for each of ``n`` clip frames: out along the video and back, ending on frame 0."""
+    if loop_len <= 1:
+        return np.zeros(n, int)
+    period = 2 * (loop_len - 1)
+    half = (n + 1) // 2
+    k = np.arange(half) % period
+    out = np.where(k < loop_len, k, period - k)
+    back = out[: n - half][::-1]
+    return np.concatenate([out, back]).astype(int)
+
+
+def blink_curve(n: int, fps: int, starts_s: list[float]) -> np.ndarray:
+    """Eyelid closure per frame: each blink closes in ~80 ms, holds ~40 ms, opens in ~160 ms."""
+    shape = np.array([0.45, 1.0, 1.0, 0.7, 0.35, 0.1])
+    out = np.zeros(n)
+    for s in starts_s:
+        k0 = int(round(s * fps))
+        for j, v in enumerate(shape):
+            if 0 <= k0 + j < n:
+                out[k0 + j] = max(out[k0 + j], v)
+    return out
+
+
+def blink_times(duration_s: float, seed: int, margin_s: float = 0.5) -> list[float]:
+    """Blinks every 2.5-5.5 s (people blink ~15 times a minute while speaking), none near the clip's edges."""
+    rng = np.random.default_rng(seed)
+    t, out = rng.uniform(1.0, 3.0), []
+    while t < duration_s - margin_s - 0.3:
+        if t > margin_s:
+            out.append(float(t))
+        t += rng.uniform(2.5, 5.5)
+    return out
+
+
+def edge_rested(track: MouthTrack) -> MouthTrack:
+    """The first and last frame at rest (the idle loop's frame), the next ones eased in and out."""
+    ease = np.ones(len(track), np.float32)
+    ease[[0, -1]] = 0.0
+    if len(track) > 3:
+        ease[[1, -2]] = 0.6
+    return MouthTrack(open=track.open * ease, wide=track.wide * ease, round=track.round * ease)
+
+
 class MeshWarpRenderer:
     name = "meshwarp"
     fps = FPS
@@ -80,7 +139,7 @@ class MeshWarpRenderer:
     def __init__(self, cache_dir: Path, max_side: int = 512) -> None:
         self.cache_dir = Path(cache_dir)
         self.max_side = max_side
-        self._rigs: dict[str, Rig] = {}
+        self._rigs: dict[tuple[str, int], Rig] = {}
         self._templates: dict[str, VisemeTemplates] = {}
         self._lock = threading.Lock()
 
@@ -99,36 +158,51 @@ class MeshWarpRenderer:
 
     # -- registration -------------------------------------------------------------------------------------
     def register(self, media: Path) -> Avatar:
+        """Frames and landmarks of an image or short video; the landmarks are cached by content hash."""
         media = Path(media)
-        image = load_image(media, self.max_side)
-        digest = hashlib.sha256(image.tobytes() + str(image.shape).encode()).hexdigest()[:16]
-        avatar_id = f"{digest}-v{CACHE_VERSION}"
+        frames = load_media(media, self.max_side)
+        h = hashlib.sha256(str(frames.shape).encode())
+        h.update(frames.tobytes())
+        avatar_id = f"{h.hexdigest()[:16]}-v{CACHE_VERSION}"
         cache = self.cache_dir / avatar_id / "landmarks.npz"
         if cache.is_file():
             lm = np.load(cache)["landmarks"]
             log.info("avatar %s: landmarks from cache %s", media.name, cache)
         else:
-            with FaceMesh(static=True, max_faces=2) as mesh:
-                lm = mesh.detect_one(image, what=str(media))
+            if len(frames) == 1:
+                with FaceMesh(static=True, max_faces=2) as mesh:
+                    lm = mesh.detect_one(frames[0], what=str(media))[None]
+            else:
+                lm = detect_video(frames, str(media))
             cache.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache.with_suffix(".tmp.npz")
+            tmp = cache.with_name("landmarks.tmp.npz")
             np.savez(tmp, landmarks=lm)
             tmp.replace(cache)
-            (cache.parent / "meta.json").write_text(
-                json.dumps({"source": str(media), "size": [image.shape[1], image.shape[0]], "version": CACHE_VERSION})
-            )
-            log.info("avatar %s: registered, %d landmarks cached in %s", media.name, len(lm), cache)
-        return Avatar(id=avatar_id, image=image, landmarks=lm.astype(np.float32), source=media)
+            (cache.parent / "meta.json").write_text(json.dumps(
+                {"source": str(media), "frames": len(frames), "size": [frames.shape[2], frames.shape[1]],
+                 "version": CACHE_VERSION}))
+            log.info("avatar %s: registered %d frame(s), landmarks cached in %s", media.name, len(frames), cache)
+        return Avatar(id=avatar_id, frames=frames, frame_landmarks=lm.astype(np.float32), source=media)
 
-    def rig(self, avatar: Avatar) -> Rig:
+    def rig(self, avatar: Avatar, index: int = 0) -> Rig:
+        key = (avatar.id, index)
         with self._lock:
-            if avatar.id not in self._rigs:
-                self._rigs[avatar.id] = Rig(avatar)
-            return self._rigs[avatar.id]
+            rig = self._rigs.get(key)
+        if rig is None:
+            rig = Rig(avatar.frames[index], avatar.frame_landmarks[index])
+            with self._lock:
+                self._rigs[key] = rig
+        return rig
 
     # -- frames -------------------------------------------------------------------------------------------
     def idle_frames(self, avatar: Avatar, seconds: float = 8.0) -> Iterator[np.ndarray]:
-        """A seamless loop: blinks at human intervals and a slight breathing sway, starting and ending at rest."""
+        """A seamless loop starting on the rest frame. A video avatar plays ping-pong over its own frames
+        (its own blinks and motion); an image gets blinks at human intervals and a slight breathing sway."""
+        if avatar.is_video:
+            n = len(avatar.frames)
+            for i in list(range(n)) + list(range(n - 2, 0, -1)):
+                yield avatar.frames[i]
+            return
         rig = self.rig(avatar)
         n = int(round(seconds * self.fps))
         blink = blink_curve(n, self.fps, starts_s=[1.6, 5.3])
@@ -151,21 +225,16 @@ class MeshWarpRenderer:
 
     def render(self, avatar: Avatar, speech: Speech, cancel: threading.Event | None = None,
                voice: str | None = None) -> Iterator[np.ndarray]:
-        rig = self.rig(avatar)
-        track = self.track(speech, voice)
-        for k in range(len(track)):
+        track = edge_rested(self.track(speech, voice))
+        n = len(track)
+        path = clip_path(n, len(avatar.frames))
+        if avatar.is_video:
+            blink = np.zeros(n)  # a video avatar blinks by itself
+        else:
+            seed = zlib.crc32(speech.pcm[:4096].tobytes())
+            blink = blink_curve(n, self.fps, blink_times(speech.duration_s, seed))
+        for k in range(n):
             if cancel is not None and cancel.is_set():
                 raise Cancelled("render cancelled")
-            yield rig.frame(float(track.open[k]), float(track.wide[k]), float(track.round[k]))
-
-
-def blink_curve(n: int, fps: int, starts_s: list[float]) -> np.ndarray:
-    """Eyelid closure per frame: each blink closes in ~80 ms, holds ~40 ms, opens in ~160 ms."""
-    shape = np.array([0.45, 1.0, 1.0, 0.7, 0.35, 0.1])
-    out = np.zeros(n)
-    for s in starts_s:
-        k0 = int(round(s * fps))
-        for j, v in enumerate(shape):
-            if 0 <= k0 + j < n:
-                out[k0 + j] = max(out[k0 + j], v)
-    return out
+            rig = self.rig(avatar, int(path[k]))
+            yield rig.frame(float(track.open[k]), float(track.wide[k]), float(track.round[k]), float(blink[k]))
