@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 want_test=0
 [ "${1:-}" = "--test" ] && want_test=1
 
-apt_pkgs=(libgl1 libglib2.0-0)
+apt_pkgs=(libgl1 libglib2.0-0 espeak-ng)
 [ "$want_test" = 1 ] && apt_pkgs+=(chromium)
 missing=()
 for p in "${apt_pkgs[@]}"; do

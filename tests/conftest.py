@@ -8,7 +8,9 @@ import pytest
 from avatarchat.render.meshwarp import MeshWarpRenderer
 from avatarchat.server import create_app
 from avatarchat.settings import Settings, bundled_avatar
+from avatarchat.tts.espeak import EspeakTTS
 from avatarchat.tts.piper import PiperTTS
+from avatarchat.tts.router import VoiceRouter
 
 from tests.helpers import running
 
@@ -40,6 +42,13 @@ def tts() -> PiperTTS:
 
 
 @pytest.fixture(scope="session")
+def voices(tts: PiperTTS) -> VoiceRouter:
+    """What the server speaks with: Piper for English, espeak-ng for Korean (as the default settings do)."""
+    return VoiceRouter({"piper": tts, "espeak": EspeakTTS()}, primary="piper",
+                       language_defaults={"en": "piper:en_US-joe-medium", "ko": "espeak:ko"})
+
+
+@pytest.fixture(scope="session")
 def renderer(data_dir: Path) -> MeshWarpRenderer:
     return MeshWarpRenderer(cache_dir=data_dir / "avatars")
 
@@ -50,7 +59,7 @@ def avatar(renderer: MeshWarpRenderer):
 
 
 @pytest.fixture(scope="session")
-def server(settings: Settings, tts: PiperTTS, renderer: MeshWarpRenderer) -> Iterator[str]:
-    """The real app (echo LLM, Piper, meshwarp) under uvicorn on a loopback port."""
-    with running(create_app(settings, tts=tts, renderer=renderer)) as base:
+def server(settings: Settings, voices: VoiceRouter, renderer: MeshWarpRenderer) -> Iterator[str]:
+    """The real app (echo LLM, Piper + espeak-ng, meshwarp) under uvicorn on a loopback port."""
+    with running(create_app(settings, tts=voices, renderer=renderer)) as base:
         yield base

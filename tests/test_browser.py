@@ -107,3 +107,18 @@ def test_consecutive_clips_play_in_order_without_gaps(server: str, browser) -> N
     replay = page.evaluate("window.avatarchat.stats.clipsPlayed.filter(c => c.reply === 'replay').map(c => c.seq)")
     assert replay == [0, 1]
     page.close()
+
+
+def test_voice_picker_changes_the_next_clips_voice(server: str, browser) -> None:
+    page = browser.new_page()
+    page.goto(server + "/")
+    page.wait_for_function("document.getElementById('status').textContent === 'connected'", timeout=15000)
+    page.wait_for_function("document.querySelectorAll('#voice option').length > 2", timeout=10000)
+    assert page.input_value("#voice") == "piper:en_US-joe-medium"
+    page.select_option("#voice", "espeak:en-us")
+    page.fill("#message", "Now I speak with another voice.")
+    page.click("#send")
+    page.wait_for_function("window.avatarchat.stats.events.some(e => e.type === 'clip_ready')", timeout=30000)
+    voices = page.evaluate("window.avatarchat.stats.events.filter(e => e.type === 'clip_ready').map(e => e.voice)")
+    assert voices == ["espeak:en-us"]
+    page.close()

@@ -30,6 +30,7 @@ class ClipReady(Event):
     url: str
     text: str
     duration_s: float
+    voice: str | None = None
     timings_ms: dict[str, float] = {}
 
 

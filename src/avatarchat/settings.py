@@ -29,7 +29,7 @@ class Settings(BaseSettings):
     port: int = Field(7135, ge=0, le=65535, description="HTTP port (0 picks a free one).")
     data_dir: Path = Field(Path("data"), description="Where clips and the avatar cache are written.")
 
-    llm_backend: Literal["echo", "openai"] = Field("echo", description="Who writes the reply.")
+    llm_backend: Literal["faq", "echo", "openai"] = Field("faq", description="Who writes the reply.")
     openai_base_url: str = Field("https://api.openai.com/v1", description="OpenAI-compatible endpoint.")
     openai_api_key: SecretStr = Field(SecretStr(""), description="Bearer key for the endpoint (may be empty).")
     openai_model: str = Field("gpt-4o-mini", description="Model name sent to the endpoint.")
@@ -38,10 +38,37 @@ class Settings(BaseSettings):
         "You are {name}, a friendly talking avatar. Answer briefly in plain spoken sentences.",
         description="System prompt for chat LLMs; {name} is replaced by avatar_name.",
     )
-    avatar_name: str = Field("Ava", description="The avatar's name, used in the system prompt.")
+    avatar_name: str = Field("Ava", description="The avatar's name, used in the system prompt and faq answers.")
+    faq_path: Path | None = Field(
+        None, description="Knowledge file (Markdown Q&A) of the faq backend; default: the bundled one about avatarchat."
+    )
+    faq_threshold: float = Field(
+        0.55, ge=0, le=1, description="Lowest similarity (cosine) at which the faq backend answers, else faq_fallback."
+    )
+    faq_fallback: str = Field(
+        "Sorry, I don't know about that yet. "
+        "You can ask me about avatarchat: how it works, its voices, or how to set it up.",
+        description="What the faq backend says when no question in its knowledge file matches; {name} allowed.",
+    )
+    history_token_budget: int = Field(
+        3000, ge=0, description="Estimated tokens of history kept per session (0: no limit); oldest messages go first."
+    )
 
-    tts_backend: Literal["piper"] = Field("piper", description="Who speaks the reply.")
-    tts_voice: str = Field("en_US-joe-medium", description="Voice name for the TTS backend.")
+    tts_backend: Literal["piper", "espeak", "google", "openai"] = Field("piper", description="Who speaks the reply.")
+    piper_voice: str = Field("en_US-joe-medium", description="Piper voice: a bundled voice name or a .onnx path.")
+    voice_en: str = Field("piper:en_US-joe-medium",
+                          description="Voice id for English text when the session's voice speaks another language.")
+    voice_ko: str = Field("espeak:ko",
+                          description="Voice id for Korean text when the session's voice speaks another language.")
+    espeak_voice: str = Field("ko", description="espeak-ng voice (`espeak-ng --voices`: ko, en-us, ja, ...).")
+    espeak_rate: int = Field(175, ge=80, le=450, description="espeak-ng speaking rate, words per minute.")
+    espeak_pitch: int = Field(50, ge=0, le=99, description="espeak-ng pitch, 0 to 99.")
+    google_tts_api_key: SecretStr = Field(SecretStr(""), description="API key for Google Cloud Text-to-Speech.")
+    google_tts_base_url: str = Field("https://texttospeech.googleapis.com", description="Google TTS endpoint.")
+    google_tts_voice: str = Field("ko-KR-Neural2-A", description="Google voice; language code = its first two parts.")
+    openai_tts_model: str = Field("gpt-4o-mini-tts", description="Speech model for the openai TTS backend.")
+    openai_tts_voice: str = Field("alloy", description="Voice for the openai TTS backend.")
+    tts_timeout_s: float = Field(30.0, gt=0, description="Per-request timeout for the cloud TTS backends.")
 
     renderer: Literal["meshwarp"] = Field("meshwarp", description="Lip-sync renderer.")
     avatar_path: Path | None = Field(None, description="Avatar image (png/jpg); default: the bundled portrait.")

@@ -30,12 +30,15 @@ def prepare_audio(pcm: np.ndarray, sample_rate: int, n_frames: int, fps: int) ->
         g = gcd(AUDIO_RATE, sample_rate)
         x = resample_poly(x, AUDIO_RATE // g, sample_rate // g).astype(np.float32)
     n = int(round(n_frames * AUDIO_RATE / fps))
-    x = x[:n] if len(x) >= n else np.concatenate([x, np.zeros(n - len(x), np.float32)])
-    fade = min(int(FADE_S * AUDIO_RATE), n // 2)
+    x = x[:n]
+    # Fade the sound itself (not the silence padded after it), so it never ends on a step.
+    fade = min(int(FADE_S * AUDIO_RATE), len(x) // 2)
     if fade:
         ramp = np.linspace(0.0, 1.0, fade, dtype=np.float32)
         x[:fade] *= ramp
         x[-fade:] *= ramp[::-1]
+    if len(x) < n:
+        x = np.concatenate([x, np.zeros(n - len(x), np.float32)])
     return np.clip(x, -1.0, 1.0)
 
 

@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from avatarchat.llm.base import LLM, Message
 from avatarchat.llm.echo import EchoLLM
+from avatarchat.llm.faq import FaqLLM
 from avatarchat.llm.openai import OpenAILLM
 from avatarchat.settings import Settings
 
@@ -20,7 +21,12 @@ def _openai(s: Settings) -> LLM:
     )
 
 
+def _faq(s: Settings) -> LLM:
+    return FaqLLM(path=s.faq_path, avatar_name=s.avatar_name, threshold=s.faq_threshold, fallback=s.faq_fallback)
+
+
 REGISTRY: dict[str, Callable[[Settings], LLM]] = {
+    "faq": _faq,
     "echo": lambda s: EchoLLM(),
     "openai": _openai,
 }
@@ -30,4 +36,4 @@ def create_llm(settings: Settings) -> LLM:
     return REGISTRY[settings.llm_backend](settings)
 
 
-__all__ = ["LLM", "Message", "EchoLLM", "OpenAILLM", "create_llm", "REGISTRY"]
+__all__ = ["LLM", "Message", "EchoLLM", "FaqLLM", "OpenAILLM", "create_llm", "REGISTRY"]

@@ -42,10 +42,12 @@ class Outbox:
 
 
 class Session:
-    def __init__(self, session_id: str, queue_size: int, history_turns: int) -> None:
+    def __init__(self, session_id: str, queue_size: int, history_turns: int,
+                 history_token_budget: int = 3000) -> None:
         self.id = session_id
         self.history: list[Message] = []
         self.history_turns = history_turns
+        self.history_token_budget = history_token_budget
         self.outboxes: set[Outbox] = set()
         # Unbounded underneath so a reply's end marker always fits; speech jobs are bounded by ``job_limit``.
         self.jobs: asyncio.Queue[SpeechJob | ReplyEnd] = asyncio.Queue()
@@ -66,10 +68,41 @@ class Session:
 
     # -- history ------------------------------------------------------------------------------------------
     def remember(self, role: str, content: str) -> None:
+        """Append a message, then trim the oldest: to ``history_turns`` turns, then to ``history_token_budget``.
+
+        The token trim never drops the newest user message (nor what follows it), and leaves the history
+        starting at a user message, which some chat templates require.
+        """
         self.history.append(Message(role=role, content=content))  # type: ignore[arg-type]
         keep = self.history_turns * 2
         if keep and len(self.history) > keep:
             del self.history[: len(self.history) - keep]
+        if self.history_token_budget:
+            users = [i for i, m in enumerate(self.history) if m.role == "user"]
+            newest_user = users[-1] if users else len(self.history) - 1
+            sizes = [self.estimate_tokens(m.content) + self.MESSAGE_OVERHEAD_TOKENS for m in self.history]
+            total, drop = sum(sizes), 0
+            while total > self.history_token_budget and drop < newest_user:
+                total -= sizes[drop]
+                drop += 1
+            if drop:
+                while drop < newest_user and self.history[drop].role != "user":
+                    drop += 1
+                del self.history[:drop]
+
+    MESSAGE_OVERHEAD_TOKENS = 4  # role and framing of one chat message, as OpenAI counts them
+    # Hangul jamo and syllables, kana, CJK ideographs: about one token each.
+    _WIDE = re.compile(r"[\u1100-\u11ff\u3040-\u30ff\u3130-\u318f\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
+
+    @classmethod
+    def estimate_tokens(cls, text: str) -> int:
+        """A cheap, tokenizer-free token count: one per Hangul, kana or CJK character, one per 4 other characters.
+
+        BPE tokenizers give English about 4 characters a token and Korean or Chinese about one character a token
+        (often more), so this errs on the low side for CJK and is close for Latin text.
+        """
+        wide = len(cls._WIDE.findall(text))
+        return wide + -(-(len(text) - wide) // 4)
 
     # -- replies ------------------------------------------------------------------------------------------
     def begin_reply(self, barge_in: bool) -> Reply:
@@ -140,10 +173,12 @@ def _reply_of(item: Any) -> str | None:
 class SessionManager:
     """Owns all sessions; starts each session's worker tasks through ``start_worker``."""
 
-    def __init__(self, max_sessions: int, queue_size: int, history_turns: int, start_worker) -> None:
+    def __init__(self, max_sessions: int, queue_size: int, history_turns: int, start_worker,
+                 history_token_budget: int = 3000) -> None:
         self.max_sessions = max_sessions
         self.queue_size = queue_size
         self.history_turns = history_turns
+        self.history_token_budget = history_token_budget
         self._start_worker = start_worker
         self.sessions: dict[str, Session] = {}
 
@@ -153,7 +188,7 @@ class SessionManager:
         if s is None:
             if len(self.sessions) >= self.max_sessions:
                 raise TooManySessions(f"The server is at its limit of {self.max_sessions} sessions; try again later.")
-            s = Session(session_id, self.queue_size, self.history_turns)
+            s = Session(session_id, self.queue_size, self.history_turns, self.history_token_budget)
             s.tasks = self._start_worker(s)
             self.sessions[session_id] = s
             log.info("session %s created", session_id)

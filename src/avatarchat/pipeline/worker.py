@@ -24,13 +24,14 @@ from avatarchat.pipeline.jobs import Reply, ReplyEnd, SpeechJob, new_id
 from avatarchat.pipeline.sentences import SentenceSplitter
 from avatarchat.pipeline.session import Session
 from avatarchat.render.base import Avatar, Renderer, VoiceCalibrated
-from avatarchat.tts.base import TTS, Speech
+from avatarchat.tts.base import Speech
+from avatarchat.tts.router import VoiceRouter
 
 log = logging.getLogger(__name__)
 
 
 class SpeechPipeline:
-    def __init__(self, llm: LLM, tts: TTS, renderer: Renderer, avatar: Avatar, clips_dir: Path,
+    def __init__(self, llm: LLM, tts: VoiceRouter, renderer: Renderer, avatar: Avatar, clips_dir: Path,
                  threads: int = 2, max_sentence_chars: int = 140, metrics: Metrics | None = None) -> None:
         self.metrics = metrics or Metrics()
         self.llm = llm
@@ -79,7 +80,8 @@ class SpeechPipeline:
     def _queue_sentence(self, session: Session, reply: Reply, sentence: str) -> None:
         if reply.cancel.is_set():
             return
-        job = SpeechJob(id=new_id(), session=session.id, reply=reply.id, seq=reply.jobs, text=sentence, voice=session.voice)
+        voice = self.tts.choose(sentence, session.voice).id  # Korean text to an English voice gets a Korean one
+        job = SpeechJob(id=new_id(), session=session.id, reply=reply.id, seq=reply.jobs, text=sentence, voice=voice)
         try:
             session.enqueue(job)
         except AvatarChatError as exc:
@@ -173,7 +175,7 @@ class SpeechPipeline:
             self.metrics.clips.inc()
             session.publish(ClipReady(
                 session=session.id, reply=reply.id, job=item.id, seq=item.seq, url=f"/clips/{item.id}.mp4",
-                text=item.text, duration_s=round(speech.duration_s, 3),
+                text=item.text, duration_s=round(speech.duration_s, 3), voice=item.voice,
                 timings_ms={"tts": round(tts_ms, 1), "render": round(render_s * 1000, 1),
                             "encode": round((total_s - render_s) * 1000, 1),
                             "render_encode": round(total_s * 1000, 1), "since_chat": reply.ms_since_start()},

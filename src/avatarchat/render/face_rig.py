@@ -48,6 +48,25 @@ def _clip_region(x0: float, y0: float, x1: float, y1: float, w: int, h: int) -> 
     return max(0, int(x0)), max(0, int(y0)), min(w, int(np.ceil(x1))), min(h, int(np.ceil(y1)))
 
 
+def relax(disp: np.ndarray, fixed: np.ndarray, triangles: np.ndarray, iterations: int = 80) -> np.ndarray:
+    """Free points take the average motion of their mesh neighbours (a discrete membrane), so the skin between
+    the lips, the chin and the fixed border moves smoothly instead of folding."""
+    n = len(disp)
+    rows = np.concatenate([triangles[:, [0, 1, 2, 1, 2, 0]].ravel()])
+    cols = np.concatenate([triangles[:, [1, 2, 0, 0, 1, 2]].ravel()])
+    from scipy.sparse import coo_matrix
+
+    adj = coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(n, n)).tocsr()
+    adj.data[:] = 1.0
+    deg = np.asarray(adj.sum(axis=1)).ravel()
+    out = disp.copy()
+    free = ~fixed
+    for _ in range(iterations):
+        avg = (adj @ out) / np.maximum(deg, 1)[:, None]
+        out[free] = avg[free]
+    return out
+
+
 class MouthRig:
     """Jaw/lip bases over the lower-face landmarks, and the warp that applies them."""
 
@@ -89,17 +108,22 @@ class MouthRig:
         jaw = np.zeros(len(p))
         wide = np.zeros((len(p), 2))
         rnd = np.zeros((len(p), 2))
+        fixed = np.zeros(len(p), bool)  # points whose motion is prescribed; the rest follow as a membrane
         for i in idx:
+            side = float(np.clip(u[i] / max(f.mouth_half, 1.0), -1.0, 1.0))
             if i in lower_lip:
-                jaw[i] = 1.0 * (0.55 + 0.45 * lateral[i] ** 0.5)
+                # Full drop in the middle, tapering to the corners' share so the lip does not fold at them.
+                jaw[i] = 0.42 + 0.58 * (1.0 - side**2) ** 0.7
             elif i in L.MOUTH_CORNERS:
                 jaw[i] = 0.42
             elif i in upper_lip:
                 jaw[i] = -0.06
-            elif v[i] > 0:
-                jaw[i] = lateral[i] * _smoothstep(v[i] / v_ll) * (1.0 if v[i] <= chin_v * 1.1 else 0.9)
+            elif v[i] > 1.2 * v_ll:
+                jaw[i] = lateral[i] * (1.0 if v[i] <= chin_v * 1.1 else 0.9)  # chin and jaw line ride the jaw
+            else:
+                continue  # between the lips and the jaw line: relaxed below
+            fixed[i] = True
             if i in lip:
-                side = np.clip(u[i] / max(f.mouth_half, 1.0), -1.0, 1.0)
                 wide[i] = f.right * side * (abs(side) ** 0.5)
                 rnd[i] = -f.right * side * (abs(side) ** 0.5)
                 if i in L.UPPER_LIP_OUTER:
@@ -107,9 +131,17 @@ class MouthRig:
                 elif i in L.LOWER_LIP_OUTER:
                     rnd[i] += f.down * 0.25
         s = f.height
-        self.jaw = (jaw[idx, None] * f.down[None, :]) * (self.MAX_OPEN * s)
-        self.wide = wide[idx] * (self.MAX_WIDE * s)
-        self.round = rnd[idx] * (self.MAX_ROUND * s)
+        n_pts = len(idx)
+        basis = np.zeros((len(self.src), 5))
+        basis[:n_pts, 0:2] = jaw[idx, None] * f.down[None, :] * (self.MAX_OPEN * s)
+        basis[:n_pts, 2:4] = wide[idx] * (self.MAX_WIDE * s)
+        basis[:n_pts, 4] = 0.0
+        rnd_b = np.zeros((len(self.src), 2))
+        rnd_b[:n_pts] = rnd[idx] * (self.MAX_ROUND * s)
+        keep = np.concatenate([fixed[idx], np.ones(len(anchors), bool)])
+        self.jaw = relax(basis[:, 0:2], keep, self.warp.triangles)[:n_pts]
+        self.wide = relax(basis[:, 2:4], keep, self.warp.triangles)[:n_pts]
+        self.round = relax(rnd_b, keep, self.warp.triangles)[:n_pts]
         self._lm_idx = {int(j): k for k, j in enumerate(idx)}
 
     def dst_points(self, open_: float, wide: float, round_: float) -> np.ndarray:
@@ -171,8 +203,9 @@ class MouthInterior:
             samples.append(patch)
         skin = np.median(np.concatenate(samples), axis=0).astype(np.float32)
         light = float(np.clip(skin.mean() / 170.0, 0.45, 1.3))
+        teeth_light = float(np.clip(skin.mean() / 150.0, 0.8, 1.1))  # teeth stay light even on dark photos
         self.cavity = np.array([70.0, 22.0, 24.0], np.float32) * light * 0.55 + skin * 0.08
-        self.teeth = np.array([226.0, 221.0, 208.0], np.float32) * light * 0.92
+        self.teeth = np.array([236.0, 226.0, 205.0], np.float32) * teeth_light
         self.tongue = np.array([170.0, 78.0, 80.0], np.float32) * light * 0.75
         self.rest_gap = float(np.linalg.norm(p[14] - p[13]))
         self.height = f.height
@@ -228,10 +261,13 @@ class MouthInterior:
             teeth = cv2.GaussianBlur(teeth, (3, 3), 0.8)
             col = col * (1 - teeth[..., None]) + self.image[y0:y1, x0:x1].astype(np.float32) * teeth[..., None]
         else:
-            teeth_h = min(0.035 * self.height, 0.42 * (gap + 1.0))
-            teeth = _smoothstep((y_up + teeth_h - gy) / 1.5) * _smoothstep((gy - y_up + 1.0) / 1.5)
-            teeth *= 1.0 - 0.55 * side**2
-            shade = 1.0 - 0.25 * np.clip((gy - y_up) / max(teeth_h, 1.0), 0, 1)
+            teeth_h = min(0.026 * self.height, 0.35 * (gap + 1.0))
+            teeth = _smoothstep((y_up + teeth_h - gy) / 1.5) * _smoothstep((gy - y_up + 2.0) / 1.5)
+            teeth *= 1.0 - 0.6 * side**3
+            # Separate teeth: faint gaps, about eight across the opening, narrower towards the corners.
+            tooth_w = max(2 * half / 8.0, 2.0)
+            gaps = np.maximum(np.cos(np.pi * (gx - cx) / tooth_w * (1 + 0.4 * side)), 0.0) ** 12
+            shade = (1.0 - 0.15 * np.clip((gy - y_up) / max(teeth_h, 1.0), 0, 1) - 0.3 * side**2) * (1 - 0.18 * gaps)
             col = col * (1 - teeth[..., None]) + (self.teeth[None, None, :] * shade[..., None]) * teeth[..., None]
         tongue_h = min(0.3 * open_px, 0.04 * self.height)
         if tongue_h > 0.5:

@@ -31,7 +31,8 @@ def load_image(path: Path, max_side: int) -> np.ndarray:
     """RGB uint8 of at most ``max_side`` pixels on the long side."""
     if not path.is_file():
         raise BadRequest(f"Avatar image {path} does not exist.")
-    bgr = cv2.imdecode(np.fromfile(str(path), dtype=np.uint8), cv2.IMREAD_COLOR)
+    data = np.fromfile(str(path), dtype=np.uint8)
+    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
     if bgr is None:
         raise BadRequest(f"Avatar image {path} could not be decoded; is it a valid picture?")
     return _fit(bgr[:, :, ::-1], max_side)

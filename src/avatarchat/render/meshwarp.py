@@ -219,13 +219,14 @@ class MeshWarpRenderer:
             yield frame
 
     def track(self, speech: Speech, voice: str | None = None) -> MouthTrack:
-        """The mouth track; shapes use the voice's calibration, or the default voice's when it has none."""
-        templates = self._templates.get(voice or "") or self._templates.get("")
-        return mouth_track(speech, self.fps, frame_count(speech.duration_s, self.fps), templates)
+        """The mouth track a clip is rendered from (at rest on its first and last frame); shapes use the voice's
+        calibration, or the first calibrated voice's if it has none."""
+        templates = self._templates.get(voice or "") or next(iter(self._templates.values()), None)
+        return edge_rested(mouth_track(speech, self.fps, frame_count(speech.duration_s, self.fps), templates))
 
     def render(self, avatar: Avatar, speech: Speech, cancel: threading.Event | None = None,
                voice: str | None = None) -> Iterator[np.ndarray]:
-        track = edge_rested(self.track(speech, voice))
+        track = self.track(speech, voice)
         n = len(track)
         path = clip_path(n, len(avatar.frames))
         if avatar.is_video:

@@ -75,6 +75,7 @@ def mouth_track(speech: Speech, fps: int = FPS, n_frames: int | None = None,
     gain = 1.0 * w[:, OPEN] + 0.6 * w[:, WIDE] + 0.7 * w[:, ROUND] + 0.2 * w[:, CLOSED]
     opening = level**1.3 * np.clip(gain / max(float(np.percentile(gain, 90)), 1e-3), 0.0, 1.2)
     opening = gaussian_filter1d(opening, sigma=0.7, mode="nearest") if n > 1 else opening
+    opening[level == 0.0] = 0.0  # smoothing must not reopen a silent frame: lips rest in every pause
     voiced = np.sqrt(level)
     wide = voiced * w[:, WIDE]
     rnd = voiced * w[:, ROUND]

@@ -28,7 +28,7 @@ CALIBRATION = {
 
 
 def calibration_words(voice: str | None) -> tuple[str, ...]:
-    v = (voice or "").lower()
+    v = (voice or "").lower().rsplit(":", 1)[-1]  # voice ids may carry a backend prefix ("espeak:ko")
     return CALIBRATION["ko"] if v.startswith("ko") or "-ko" in v or "_ko" in v else CALIBRATION["en"]
 
 

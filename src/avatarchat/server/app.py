@@ -27,7 +27,7 @@ from avatarchat.pipeline.session import Outbox, SessionManager, check_session_id
 from avatarchat.pipeline.worker import SpeechPipeline
 from avatarchat.render import Avatar, Renderer, create_renderer
 from avatarchat.settings import Settings
-from avatarchat.tts import TTS, create_tts
+from avatarchat.tts import TTS, VoiceRouter, as_router, create_tts
 
 log = logging.getLogger(__name__)
 CLIP_ID = re.compile(r"^[0-9a-f]{16}$")
@@ -38,13 +38,14 @@ class ChatRequest(BaseModel):
     session_id: str = Field(..., description="Id of the browser tab's session.")
     message: str = Field(..., description="What the user typed.")
     queue: bool = Field(False, description="Queue behind the current reply instead of interrupting it.")
+    voice: str | None = Field(None, description="Voice id from GET /voices; kept for the session's next replies.")
 
 
 @dataclass
 class Services:
     settings: Settings
     llm: LLM
-    tts: TTS
+    tts: VoiceRouter
     renderer: Renderer
     avatar: Avatar
     idle_clip: Path
@@ -70,21 +71,22 @@ def create_app(settings: Settings | None = None, *, llm: LLM | None = None, tts:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         the_llm = llm or create_llm(settings)
-        the_tts = tts or create_tts(settings)
+        the_tts = as_router(tts) if tts is not None else create_tts(settings)
         the_renderer = renderer or create_renderer(settings)
         log.info("registering avatar %s", settings.resolved_avatar())
         avatar = await asyncio.to_thread(the_renderer.register, settings.resolved_avatar())
         idle = await asyncio.to_thread(build_idle_clip, the_renderer, avatar, settings.data_dir / "avatars")
-        warm = getattr(the_tts, "warm_up", None)
-        if warm is not None:
-            await asyncio.to_thread(warm)
+        await asyncio.to_thread(the_tts.warm_up)
+        warm_llm = getattr(the_llm, "warm_up", None)  # e.g. the faq backend embeds its questions once
+        if warm_llm is not None:
+            await asyncio.to_thread(warm_llm)
         metrics = Metrics()
         pipeline = SpeechPipeline(the_llm, the_tts, the_renderer, avatar, settings.data_dir / "clips",
                                   threads=settings.render_threads, metrics=metrics)
         sessions = SessionManager(settings.max_sessions, settings.session_queue_size, settings.history_turns,
-                                  pipeline.start)
+                                  pipeline.start, history_token_budget=settings.history_token_budget)
         metrics.watch_queues(sessions.queue_depths)
-        await pipeline.ensure_calibrated(None)
+        await pipeline.ensure_calibrated(the_tts.default_voice)
         app.state.services = Services(settings, the_llm, the_tts, the_renderer, avatar, idle, pipeline, sessions,
                                       metrics)
         log.info("avatarchat ready: llm=%s tts=%s renderer=%s avatar=%s", the_llm.name, the_tts.name,
@@ -95,6 +97,7 @@ def create_app(settings: Settings | None = None, *, llm: LLM | None = None, tts:
             await sessions.close()
             pipeline.close()
             await the_llm.aclose()
+            await the_tts.aclose()
 
     app = FastAPI(title="avatarchat", lifespan=lifespan)
 
@@ -113,8 +116,14 @@ def create_app(settings: Settings | None = None, *, llm: LLM | None = None, tts:
     @app.get("/healthz")
     async def healthz(request: Request) -> dict:
         s = services(request)
-        return {"status": "ok", "llm": s.llm.name, "tts": s.tts.name, "renderer": s.renderer.name,
+        return {"status": "ok", "llm": s.llm.name, "tts": s.tts.primary, "voice": s.tts.default_voice,
+                "renderer": s.renderer.name,
                 "avatar": s.avatar.id, "sessions": len(s.sessions.sessions)}
+
+    @app.get("/voices")
+    async def voices(request: Request) -> dict:
+        tts = services(request).tts
+        return {"default": tts.default_voice, "voices": [v.wire() for v in tts.catalogue()]}
 
     @app.get("/metrics")
     async def metrics(request: Request) -> Response:
@@ -146,7 +155,10 @@ def create_app(settings: Settings | None = None, *, llm: LLM | None = None, tts:
             raise BadRequest("message is empty: type something for the avatar to answer.")
         if len(message) > s.settings.max_message_chars:
             raise BadRequest(f"message is {len(message)} characters; the limit is {s.settings.max_message_chars}.")
+        voice = s.tts.resolve(body.voice).id if body.voice else None
         session = s.sessions.get_or_create(body.session_id)
+        if voice is not None:
+            session.voice = voice
         interrupting = session.current is not None and not session.current.finished and not body.queue
         reply = session.begin_reply(barge_in=not body.queue)
         if interrupting:

@@ -2,19 +2,46 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 
 from avatarchat.settings import Settings
 from avatarchat.tts.base import TTS, PhonemeTiming, Speech
+from avatarchat.tts.espeak import EspeakTTS
+from avatarchat.tts.google import GoogleTTS
+from avatarchat.tts.openai_tts import OpenAITTS
 from avatarchat.tts.piper import PiperTTS
+from avatarchat.tts.router import VoiceRouter
 
 REGISTRY: dict[str, Callable[[Settings], TTS]] = {
-    "piper": lambda s: PiperTTS(default_voice=s.tts_voice),
+    "piper": lambda s: PiperTTS(default_voice=s.piper_voice),
+    "espeak": lambda s: EspeakTTS(default_voice=s.espeak_voice, rate=s.espeak_rate, pitch=s.espeak_pitch),
+    "google": lambda s: GoogleTTS(api_key=s.google_tts_api_key.get_secret_value(), base_url=s.google_tts_base_url,
+                                  default_voice=s.google_tts_voice, timeout_s=s.tts_timeout_s),
+    "openai": lambda s: OpenAITTS(base_url=s.openai_base_url, api_key=s.openai_api_key.get_secret_value(),
+                                  model=s.openai_tts_model, default_voice=s.openai_tts_voice,
+                                  timeout_s=s.tts_timeout_s),
 }
 
 
-def create_tts(settings: Settings) -> TTS:
-    return REGISTRY[settings.tts_backend](settings)
+OFFLINE = ("piper", "espeak")  # always offered beside the configured backend, when they can run here
 
 
-__all__ = ["TTS", "Speech", "PhonemeTiming", "PiperTTS", "create_tts", "REGISTRY"]
+def create_tts(settings: Settings) -> VoiceRouter:
+    """The configured backend (whose default voice is the default), plus the offline ones for other languages."""
+    backends: dict[str, TTS] = {settings.tts_backend: REGISTRY[settings.tts_backend](settings)}
+    for name in OFFLINE:
+        if name in backends or (name == "espeak" and shutil.which("espeak-ng") is None):
+            continue
+        backends[name] = REGISTRY[name](settings)
+    return VoiceRouter(backends, primary=settings.tts_backend,
+                       language_defaults={"en": settings.voice_en, "ko": settings.voice_ko})
+
+
+def as_router(tts: TTS) -> VoiceRouter:
+    """Any single backend as a router (what the app and pipeline work with)."""
+    return tts if isinstance(tts, VoiceRouter) else VoiceRouter({tts.name: tts}, primary=tts.name, language_defaults={})
+
+
+__all__ = ["TTS", "Speech", "PhonemeTiming", "PiperTTS", "EspeakTTS", "GoogleTTS", "OpenAITTS", "create_tts", "as_router", "VoiceRouter",
+           "REGISTRY"]

@@ -36,6 +36,7 @@ class Speech:
 
 class TTS(Protocol):
     name: str
+    default_voice: str
 
     async def synthesize(self, text: str, voice: str | None = None) -> Speech: ...
 

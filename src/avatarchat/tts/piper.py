@@ -34,7 +34,7 @@ class PiperTTS:
                 f"Piper voice {default_voice!r} not found; bundled voices: {sorted(self._paths)} "
                 "(or give a path to a .onnx voice file)"
             )
-        self._default = default_voice
+        self.default_voice = default_voice
         self._loaded: dict[str, object] = {}
         self._lock = threading.Lock()
 
@@ -54,10 +54,10 @@ class PiperTTS:
 
     def warm_up(self) -> None:
         """Load the default voice now, so the first reply does not pay for it."""
-        self._voice(self._default)
+        self._voice(self.default_voice)
 
     def synthesize_sync(self, text: str, voice: str | None = None) -> Speech:
-        v = self._voice(voice or self._default)
+        v = self._voice(voice or self.default_voice)
         try:
             chunks = list(v.synthesize(text))
         except Exception as exc:  # onnxruntime / phonemizer failures

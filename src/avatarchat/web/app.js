@@ -8,7 +8,7 @@
   const PING_MS = 30000;
 
   const $ = (id) => document.getElementById(id);
-  const log = $("log"), form = $("form"), input = $("message"), statusEl = $("status");
+  const log = $("log"), form = $("form"), input = $("message"), statusEl = $("status"), voiceSel = $("voice");
   const idle = $("idle");
   const layers = [$("clipA"), $("clipB")];
 
@@ -173,7 +173,7 @@
   }
 
   function handle(ev) {
-    stats.events.push({ type: ev.type, at: performance.now(), seq: ev.seq, reply: ev.reply });
+    stats.events.push({ type: ev.type, at: performance.now(), seq: ev.seq, reply: ev.reply, voice: ev.voice });
     if (ev.type === "clip_ready") onClip(ev);
     else if (ev.type === "speech_done") onDone(ev);
     else if (ev.type === "speech_cancelled") onCancelled(ev);
@@ -200,7 +200,7 @@
       const res = await fetch("/chat", {
         method: "POST",
         headers: { "Content-Type": "application/json" },
-        body: JSON.stringify({ session_id: sessionId, message }),
+        body: JSON.stringify({ session_id: sessionId, message, voice: voiceSel.value || null }),
       });
       const body = await res.json().catch(() => ({}));
       if (!res.ok) {
@@ -213,5 +213,27 @@
     }
   });
 
+  // ---- voices -------------------------------------------------------------------------------------------
+  async function loadVoices() {
+    try {
+      const res = await fetch("/voices");
+      const body = await res.json();
+      voiceSel.textContent = "";
+      for (const v of body.voices) {
+        const opt = document.createElement("option");
+        opt.value = v.id;
+        opt.textContent = `${v.language || "any"} · ${v.name} (${v.backend})`;
+        if (v.id === body.default) opt.selected = true;
+        voiceSel.appendChild(opt);
+      }
+      const saved = sessionStorage.getItem("avatarchat.voice");
+      if (saved && body.voices.some((v) => v.id === saved)) voiceSel.value = saved;
+    } catch (err) {
+      voiceSel.hidden = true;
+    }
+  }
+  voiceSel.addEventListener("change", () => sessionStorage.setItem("avatarchat.voice", voiceSel.value));
+
+  loadVoices();
   connect();
 })();

@@ -1,0 +1,107 @@
+"""``google``: Google Cloud Text-to-Speech over its REST API (``POST /v1/text:synthesize?key=...``).
+
+Speaks the wire format directly with httpx, so no Google SDK or service-account file is needed: an API key is
+enough. We ask for LINEAR16, which Google returns base64-encoded *with* a WAV header, so the sample rate is
+read from the audio itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import re
+
+import httpx
+
+from avatarchat.errors import BackendError, BadRequest
+from avatarchat.tts.base import Speech
+from avatarchat.tts.espeak import speech_from_wav
+
+SERVICE = "Google TTS"
+KEY_HINT = "check AVATARCHAT_GOOGLE_TTS_API_KEY"
+_KEY_PARAM = re.compile(r"key=[^&\s\"'<>]+")
+
+
+def language_code(voice: str) -> str:
+    """``ko-KR-Neural2-A`` -> ``ko-KR``: Google voice names start with their BCP-47 language code."""
+    parts = voice.split("-")
+    if len(parts) < 3 or not all(parts[:2]):
+        raise BadRequest(f"{SERVICE}: voice {voice!r} is not a Google voice name such as 'ko-KR-Neural2-A'")
+    return "-".join(parts[:2])
+
+
+class GoogleTTS:
+    name = "google"
+
+    def __init__(self, api_key: str, base_url: str = "https://texttospeech.googleapis.com",
+                 default_voice: str = "ko-KR-Neural2-A", timeout_s: float = 30.0, sample_rate: int = 24000) -> None:
+        if not api_key:
+            raise BadRequest(f"{SERVICE} needs an API key: set AVATARCHAT_GOOGLE_TTS_API_KEY")
+        language_code(default_voice)  # a bad configured voice fails at start-up, not on the first reply
+        self._key = api_key
+        self._base = base_url.rstrip("/")
+        self._url = self._base + "/v1/text:synthesize"
+        self.default_voice = default_voice
+        self._timeout_s = timeout_s
+        self._rate = sample_rate
+        self._client: httpx.AsyncClient | None = None
+        self._client_loop: asyncio.AbstractEventLoop | None = None
+
+    def voices(self) -> list[str]:
+        """Only the configured voice: Google's catalogue needs a network call (``GET /v1/voices``)."""
+        return [self.default_voice]
+
+    def _http(self) -> httpx.AsyncClient:
+        """One pooled client per event loop (pooled connections cannot move between loops)."""
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._client_loop is not loop:
+            self._client = httpx.AsyncClient(timeout=self._timeout_s)
+            self._client_loop = loop
+        return self._client
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    @staticmethod
+    def _scrub(message: str) -> str:
+        """The key travels in the query string; keep it out of anything we show or log (proxies echo URLs)."""
+        return _KEY_PARAM.sub("key=***", message)
+
+    async def synthesize(self, text: str, voice: str | None = None) -> Speech:
+        name = voice or self.default_voice
+        body = {
+            "input": {"text": text},
+            "voice": {"languageCode": language_code(name), "name": name},
+            "audioConfig": {"audioEncoding": "LINEAR16", "sampleRateHertz": self._rate},
+        }
+        try:
+            resp = await self._http().post(self._url, params={"key": self._key}, json=body)
+        except httpx.TimeoutException as exc:
+            raise BackendError(f"{SERVICE}: no answer from {self._base} within {self._timeout_s:g} s") from exc
+        except httpx.HTTPError as exc:
+            raise BackendError(self._scrub(f"{SERVICE}: cannot reach {self._base}: {exc!r}")) from exc
+        if resp.status_code != 200:
+            raise BackendError(self._scrub(f"{SERVICE}: {_error_text(resp)}"))
+        try:
+            audio = base64.b64decode(resp.json()["audioContent"], validate=True)
+        except (ValueError, KeyError, TypeError, binascii.Error) as exc:
+            raise BackendError(f"{SERVICE}: the answer has no usable audioContent: {resp.text[:200]!r}") from exc
+        return speech_from_wav(audio, SERVICE)
+
+
+def _error_text(resp: httpx.Response) -> str:
+    """Google's ``{"error": {"code", "message", "status", "details"}}`` -> ``429 RESOURCE_EXHAUSTED: Quota ...``."""
+    try:
+        err = resp.json()["error"]
+        message, status = str(err["message"]), str(err.get("status", ""))
+        details = err.get("details") or []
+    except (ValueError, KeyError, TypeError):
+        return f"{resp.status_code} {resp.reason_phrase}: {resp.text[:300]}"
+    text = f"{err.get('code', resp.status_code)} {status}".strip() + f": {message}"
+    reasons = {d.get("reason") for d in details if isinstance(d, dict)} if isinstance(details, list) else set()
+    if "API_KEY_INVALID" in reasons or "API key" in message or resp.status_code == 401:
+        text += f" ({KEY_HINT})"
+    return text
