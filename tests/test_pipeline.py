@@ -7,7 +7,10 @@ import threading
 import time
 
 import httpx
+import pytest
 from websockets.sync.client import connect
+
+from avatarchat.errors import TooManySessions
 
 from tests.test_ws import collect, ws_url
 
@@ -127,3 +130,40 @@ def test_full_queue_reports_what_was_not_spoken(settings, tts, renderer, tmp_pat
     assert any("Not spoken: 'Sentence 7.'" in e["message"] for e in errors)
     clips = [e for e in events if e["type"] == "clip_ready"]
     assert len(clips) + len(errors) == 8
+
+
+async def test_idle_sessions_are_reaped_and_busy_ones_kept() -> None:
+    import asyncio
+
+    from avatarchat.pipeline.session import Outbox, SessionManager
+
+    started: list[str] = []
+
+    def start_worker(session):
+        started.append(session.id)
+        return [asyncio.create_task(asyncio.sleep(3600))]
+
+    mgr = SessionManager(max_sessions=2, queue_size=4, history_turns=4, start_worker=start_worker)
+    idle, connected = mgr.get_or_create("idle"), mgr.get_or_create("connected")
+    connected.outboxes.add(Outbox())
+    with pytest.raises(TooManySessions):
+        mgr.get_or_create("third")
+    idle.last_seen -= 1000
+    connected.last_seen -= 1000
+    assert await mgr.reap(idle_s=100) == ["idle"]
+    assert all(t.cancelled() or t.done() for t in idle.tasks)
+    assert mgr.get_or_create("third").id == "third"  # the slot came back
+    await mgr.close()
+
+
+def test_old_clips_are_pruned(tmp_path) -> None:
+    import os
+
+    from avatarchat.server.app import prune_clips
+
+    old, new = tmp_path / "0000000000000000.mp4", tmp_path / "1111111111111111.mp4"
+    old.write_bytes(b"x")
+    new.write_bytes(b"x")
+    os.utime(old, (1, 1))
+    assert prune_clips(tmp_path, ttl_s=60) == 1
+    assert not old.exists() and new.exists()

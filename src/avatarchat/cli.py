@@ -33,6 +33,7 @@ def _say(args: argparse.Namespace, settings: Settings) -> int:
 
     from avatarchat.encode import encode_clip
     from avatarchat.render import create_renderer, frame_count
+    from avatarchat.render.base import VoiceCalibrated
     from avatarchat.tts import create_tts
 
     if args.avatar:
@@ -45,13 +46,22 @@ def _say(args: argparse.Namespace, settings: Settings) -> int:
     tts = create_tts(settings)
     renderer = create_renderer(settings)
     avatar = renderer.register(settings.resolved_avatar())
-    speech = asyncio.run(tts.synthesize(text, args.voice))
+    voice = tts.choose(text, args.voice).id
+
+    async def speak():
+        if isinstance(renderer, VoiceCalibrated):  # learn this voice's mouth shapes, as the server does
+            words = renderer.calibration_words(voice)
+            renderer.calibrate(voice, {shape: await tts.synthesize(w, voice) for shape, w in words.items()})
+        return await tts.synthesize(text, voice)
+
+    speech = asyncio.run(speak())
     t_tts = time.perf_counter()
     n = frame_count(speech.duration_s, renderer.fps)
-    frames = tqdm(renderer.render(avatar, speech), total=n, unit="frame", desc="rendering", file=sys.stderr)
+    frames = tqdm(renderer.render(avatar, speech, voice=voice), total=n, unit="frame", desc="rendering",
+                  file=sys.stderr)
     out = encode_clip(Path(args.output), frames, speech.pcm, speech.sample_rate, renderer.fps)
     t_end = time.perf_counter()
-    print(f"wrote {out} ({speech.duration_s:.2f} s of speech, {n} frames; tts {t_tts - t0:.2f} s, "
+    print(f"wrote {out} ({speech.duration_s:.2f} s of speech by {voice}, {n} frames; set-up + tts {t_tts - t0:.2f} s, "
           f"render+encode {t_end - t_tts:.2f} s)")
     return 0
 
@@ -66,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     p_say = sub.add_parser("say", help="render one lip-synced clip offline")
     p_say.add_argument("text", nargs="+")
     p_say.add_argument("-o", "--output", default="out.mp4")
-    p_say.add_argument("--voice", default=None)
+    p_say.add_argument("--voice", default=None, help="voice id such as piper:en_US-joe-medium or espeak:ko")
     p_say.add_argument("--avatar", default=None, help="avatar image (default: the bundled portrait)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")

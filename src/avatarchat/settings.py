@@ -79,6 +79,9 @@ class Settings(BaseSettings):
     max_sessions: int = Field(200, ge=1, description="Concurrent sessions before /chat answers 503.")
     history_turns: int = Field(20, ge=0, description="User/assistant turns of history kept per session.")
     render_threads: int = Field(2, ge=1, description="Worker threads for TTS, rendering and encoding.")
+    session_idle_s: float = Field(900.0, gt=0, description="A session with no socket and nothing to say is closed "
+                                                            "after this many idle seconds.")
+    clip_ttl_s: float = Field(3600.0, gt=0, description="Finished clips are deleted this many seconds after writing.")
 
     def resolved_avatar(self) -> Path:
         return self.avatar_path if self.avatar_path is not None else bundled_avatar()

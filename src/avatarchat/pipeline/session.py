@@ -154,6 +154,10 @@ class Session:
     def forget_reply(self, reply_id: str) -> None:
         self.replies.pop(reply_id, None)
 
+    def busy(self) -> bool:
+        """Connected, or still speaking: such a session is never reaped."""
+        return bool(self.outboxes) or (self.current is not None and not self.current.finished)
+
     async def close(self) -> None:
         if self.current is not None:
             self.current.cancel.set()
@@ -194,6 +198,15 @@ class SessionManager:
             log.info("session %s created", session_id)
         s.last_seen = time.monotonic()
         return s
+
+    async def reap(self, idle_s: float) -> list[str]:
+        """Close sessions nobody has used for ``idle_s`` seconds (no socket, nothing being spoken)."""
+        now = time.monotonic()
+        stale = [sid for sid, s in self.sessions.items() if not s.busy() and now - s.last_seen > idle_s]
+        for sid in stale:
+            await self.sessions.pop(sid).close()
+            log.info("session %s closed after %.0f s idle", sid, idle_s)
+        return stale
 
     def queue_depths(self) -> dict[str, int]:
         return {sid: s.waiting for sid, s in self.sessions.items()}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib.resources import files
@@ -64,6 +65,31 @@ def build_idle_clip(renderer: Renderer, avatar: Avatar, cache_dir: Path) -> Path
     return path
 
 
+def prune_clips(clips_dir: Path, ttl_s: float) -> int:
+    """Delete clips older than ``ttl_s``; returns how many went. Pages fetch clips within seconds of clip_ready."""
+    cutoff = time.time() - ttl_s
+    gone = 0
+    for path in clips_dir.glob("*.mp4"):
+        try:
+            if path.stat().st_mtime < cutoff:
+                path.unlink()
+                gone += 1
+        except FileNotFoundError:
+            pass
+    return gone
+
+
+async def housekeeping(sessions: SessionManager, clips_dir: Path, settings: Settings, every_s: float = 60.0) -> None:
+    """Runs for the app's lifetime: reaps idle sessions (so their slots free up) and old clips (so disk does not fill)."""
+    while True:
+        await asyncio.sleep(every_s)
+        try:
+            await sessions.reap(settings.session_idle_s)
+            await asyncio.to_thread(prune_clips, clips_dir, settings.clip_ttl_s)
+        except Exception:  # noqa: BLE001 - housekeeping must never take the server down
+            log.exception("housekeeping failed")
+
+
 def create_app(settings: Settings | None = None, *, llm: LLM | None = None, tts: TTS | None = None,
                renderer: Renderer | None = None) -> FastAPI:
     settings = settings or Settings()
@@ -91,9 +117,11 @@ def create_app(settings: Settings | None = None, *, llm: LLM | None = None, tts:
                                       metrics)
         log.info("avatarchat ready: llm=%s tts=%s renderer=%s avatar=%s", the_llm.name, the_tts.name,
                  the_renderer.name, avatar.id)
+        keeper = asyncio.create_task(housekeeping(sessions, pipeline.clips_dir, settings))
         try:
             yield
         finally:
+            keeper.cancel()
             await sessions.close()
             pipeline.close()
             await the_llm.aclose()
@@ -182,7 +210,7 @@ def create_app(settings: Settings | None = None, *, llm: LLM | None = None, tts:
         try:
             while True:
                 raw = await websocket.receive_text()
-                session.last_seen = asyncio.get_running_loop().time()
+                session.last_seen = time.monotonic()
                 kind = _message_type(raw)
                 if kind == "ping":
                     box.put(Pong(session=session.id).wire())

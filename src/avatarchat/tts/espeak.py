@@ -13,43 +13,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
 import shutil
 import subprocess
 import threading
-import wave
 
-import numpy as np
 
 from avatarchat.errors import BackendError, BadRequest
-from avatarchat.tts.base import Speech
+from avatarchat.tts.base import Speech, speech_from_wav
 
 INSTALL_HINT = "install espeak-ng: apt-get install espeak-ng"
 _NO_VOICE = "voice does not exist"  # espeak-ng's stderr for an unknown -v
-
-
-def speech_from_wav(data: bytes, who: str) -> Speech:
-    """16-bit WAV bytes -> ``Speech`` (mixed down to mono).
-
-    Streamed WAV (``espeak-ng --stdout``, OpenAI's ``/audio/speech``) carries placeholder sizes such as
-    ``0x7ffff000`` or ``0xffffffff`` in its header because the length is unknown when the header is written,
-    so the samples are taken as whatever data actually follows the header.
-    """
-    try:
-        with wave.open(io.BytesIO(data)) as w:
-            channels, width, rate = w.getnchannels(), w.getsampwidth(), w.getframerate()
-            raw = w.readframes(w.getnframes())
-    except (wave.Error, EOFError) as exc:
-        raise BackendError(f"{who}: the answer is not WAV audio ({exc}; starts with {data[:16]!r})") from exc
-    if width != 2:
-        raise BackendError(f"{who}: expected 16-bit WAV audio, got {8 * width}-bit")
-    raw = raw[: len(raw) - len(raw) % (2 * channels)]
-    pcm = np.frombuffer(raw, dtype="<i2").astype(np.int16)
-    if channels > 1:
-        pcm = np.round(pcm.reshape(-1, channels).mean(axis=1)).astype(np.int16)
-    if len(pcm) == 0:
-        raise BackendError(f"{who}: the answer held no audio samples")
-    return Speech(pcm=pcm, sample_rate=rate)
 
 
 class EspeakTTS:

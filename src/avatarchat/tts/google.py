@@ -7,7 +7,6 @@ read from the audio itself.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import re
@@ -16,7 +15,8 @@ import httpx
 
 from avatarchat.errors import BackendError, BadRequest
 from avatarchat.tts.base import Speech
-from avatarchat.tts.espeak import speech_from_wav
+from avatarchat.tts.base import speech_from_wav
+from avatarchat.tts.http import LoopClient
 
 SERVICE = "Google TTS"
 KEY_HINT = "check AVATARCHAT_GOOGLE_TTS_API_KEY"
@@ -43,27 +43,15 @@ class GoogleTTS:
         self._base = base_url.rstrip("/")
         self._url = self._base + "/v1/text:synthesize"
         self.default_voice = default_voice
-        self._timeout_s = timeout_s
         self._rate = sample_rate
-        self._client: httpx.AsyncClient | None = None
-        self._client_loop: asyncio.AbstractEventLoop | None = None
+        self._client = LoopClient(SERVICE, timeout_s)
 
     def voices(self) -> list[str]:
         """Only the configured voice: Google's catalogue needs a network call (``GET /v1/voices``)."""
         return [self.default_voice]
 
-    def _http(self) -> httpx.AsyncClient:
-        """One pooled client per event loop (pooled connections cannot move between loops)."""
-        loop = asyncio.get_running_loop()
-        if self._client is None or self._client_loop is not loop:
-            self._client = httpx.AsyncClient(timeout=self._timeout_s)
-            self._client_loop = loop
-        return self._client
-
     async def aclose(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        await self._client.aclose()
 
     @staticmethod
     def _scrub(message: str) -> str:
@@ -78,11 +66,9 @@ class GoogleTTS:
             "audioConfig": {"audioEncoding": "LINEAR16", "sampleRateHertz": self._rate},
         }
         try:
-            resp = await self._http().post(self._url, params={"key": self._key}, json=body)
-        except httpx.TimeoutException as exc:
-            raise BackendError(f"{SERVICE}: no answer from {self._base} within {self._timeout_s:g} s") from exc
-        except httpx.HTTPError as exc:
-            raise BackendError(self._scrub(f"{SERVICE}: cannot reach {self._base}: {exc!r}")) from exc
+            resp = await self._client.post(self._url, self._base, params={"key": self._key}, json=body)
+        except BackendError as exc:
+            raise BackendError(self._scrub(exc.message)) from exc.__cause__
         if resp.status_code != 200:
             raise BackendError(self._scrub(f"{SERVICE}: {_error_text(resp)}"))
         try:

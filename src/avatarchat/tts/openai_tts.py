@@ -7,13 +7,13 @@ sizes (``0xffffffff``) in its header; ``speech_from_wav`` reads past them.
 
 from __future__ import annotations
 
-import asyncio
 
 import httpx
 
 from avatarchat.errors import BackendError
 from avatarchat.tts.base import Speech
-from avatarchat.tts.espeak import speech_from_wav
+from avatarchat.tts.base import speech_from_wav
+from avatarchat.tts.http import LoopClient
 
 SERVICE = "OpenAI TTS"
 BUILTIN_VOICES = ("alloy", "ash", "ballad", "coral", "echo", "fable", "nova", "onyx", "sage", "shimmer", "verse")
@@ -26,38 +26,20 @@ class OpenAITTS:
                  default_voice: str = "alloy", timeout_s: float = 30.0) -> None:
         self._base = base_url.rstrip("/")
         self._url = self._base + "/audio/speech"
-        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._model = model
         self.default_voice = default_voice
-        self._timeout_s = timeout_s
-        self._client: httpx.AsyncClient | None = None
-        self._client_loop: asyncio.AbstractEventLoop | None = None
+        self._client = LoopClient(SERVICE, timeout_s, {"Authorization": f"Bearer {api_key}"} if api_key else None)
 
     def voices(self) -> list[str]:
         """OpenAI's built-in voices plus the configured one (compatible servers have their own names)."""
         return sorted({*BUILTIN_VOICES, self.default_voice})
 
-    def _http(self) -> httpx.AsyncClient:
-        """One pooled client per event loop (pooled connections cannot move between loops)."""
-        loop = asyncio.get_running_loop()
-        if self._client is None or self._client_loop is not loop:
-            self._client = httpx.AsyncClient(timeout=self._timeout_s, headers=self._headers)
-            self._client_loop = loop
-        return self._client
-
     async def aclose(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        await self._client.aclose()
 
     async def synthesize(self, text: str, voice: str | None = None) -> Speech:
         body = {"model": self._model, "input": text, "voice": voice or self.default_voice, "response_format": "wav"}
-        try:
-            resp = await self._http().post(self._url, json=body)
-        except httpx.TimeoutException as exc:
-            raise BackendError(f"{SERVICE}: no answer from {self._url} within {self._timeout_s:g} s") from exc
-        except httpx.HTTPError as exc:
-            raise BackendError(f"{SERVICE}: cannot reach {self._url}: {exc!r}") from exc
+        resp = await self._client.post(self._url, self._url, json=body)
         if resp.status_code != 200:
             raise BackendError(f"{SERVICE}: {_error_text(resp)}")
         return speech_from_wav(resp.content, SERVICE)
