@@ -73,6 +73,7 @@ class MouthRig:
     MAX_OPEN = 0.075  # jaw drop at open=1, as a share of forehead-to-chin height
     MAX_WIDE = 0.045
     MAX_ROUND = 0.05
+    CHIN_SHARE = 0.7
 
     def __init__(self, lm: np.ndarray, size: tuple[int, int]) -> None:
         w, h = size
@@ -119,7 +120,9 @@ class MouthRig:
             elif i in upper_lip:
                 jaw[i] = -0.06
             elif v[i] > 1.2 * v_ll:
-                jaw[i] = lateral[i] * (1.0 if v[i] <= chin_v * 1.1 else 0.9)  # chin and jaw line ride the jaw
+                # Chin and jaw line ride the jaw, a little less than the lower lip (which also curls down), so
+                # the neck below stretches less.
+                jaw[i] = self.CHIN_SHARE * lateral[i] * (1.0 if v[i] <= chin_v * 1.1 else 0.9)
             else:
                 continue  # between the lips and the jaw line: relaxed below
             fixed[i] = True
@@ -270,9 +273,10 @@ class MouthInterior:
             shade = (1.0 - 0.15 * np.clip((gy - y_up) / max(teeth_h, 1.0), 0, 1) - 0.3 * side**2) * (1 - 0.18 * gaps)
             col = col * (1 - teeth[..., None]) + (self.teeth[None, None, :] * shade[..., None]) * teeth[..., None]
         tongue_h = min(0.3 * open_px, 0.04 * self.height)
-        if tongue_h > 0.5:
-            bump = np.clip(1.0 - side**2, 0.0, 1.0)
-            tongue = _smoothstep((gy - (y_lo - tongue_h * bump)) / 1.5) * bump
-            col = col * (1 - 0.8 * tongue[..., None]) + self.tongue[None, None, :] * 0.8 * tongue[..., None]
+        if tongue_h > 2.0:  # only once the mouth is open enough to show it
+            bump = np.clip(1.0 - (side / 0.8) ** 2, 0.0, 1.0)  # a rounded mound in the middle
+            tongue = _smoothstep((gy - (y_lo - tongue_h * np.sqrt(bump))) / 2.0) * bump * depth
+            tongue = cv2.GaussianBlur(tongue.astype(np.float32), (5, 5), 1.2) * 0.8
+            col = col * (1 - tongue[..., None]) + self.tongue[None, None, :] * tongue[..., None]
         roi = frame[y0:y1, x0:x1].astype(np.float32)
         frame[y0:y1, x0:x1] = np.clip(roi * (1 - mask[..., None]) + col * mask[..., None], 0, 255).astype(np.uint8)

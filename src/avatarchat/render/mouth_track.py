@@ -33,10 +33,11 @@ class MouthTrack:
 
 
 def envelope_db(pcm: np.ndarray, sample_rate: int, n_frames: int, fps: int = FPS) -> np.ndarray:
-    """RMS level (dBFS) of each video frame's 40 ms slot, measured over a 60 ms window centred on it."""
+    """RMS level (dBFS) of each video frame's own 40 ms slot (a wider window would open the mouth in the silent
+    frame next to a word)."""
     x = pcm.astype(np.float32) / 32768.0
     hop = sample_rate / fps
-    half = int(round(hop * 0.75))
+    half = int(round(hop * 0.5))
     out = np.empty(n_frames, dtype=np.float32)
     for k in range(n_frames):
         c = int(round((k + 0.5) * hop))
