@@ -93,6 +93,41 @@ def one_reply(base: str, session: str, n: int) -> dict[str, float]:
     }
 
 
+def metric(base: str, name: str) -> float:
+    for line in httpx.get(base + "/metrics").text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def barge_in(base: str, session: str) -> dict[str, float]:
+    """Interrupt a 6-sentence reply right after its first clip: how fast does the old work stop, and the new start?"""
+    url = base.replace("http://", "ws://") + f"/ws?session_id={session}"
+    with connect(url) as ws:
+        old = httpx.post(base + "/chat", json={"session_id": session, "message": " ".join(SENTENCES)}, timeout=120)
+        old_id = old.json()["reply_id"]
+        while json.loads(ws.recv(timeout=120))["type"] != "clip_ready":
+            pass
+        t0 = time.perf_counter()
+        new_id = httpx.post(base + "/chat", json={"session_id": session, "message": SENTENCES[0]},
+                            timeout=120).json()["reply_id"]
+        cancelled_ms = first_new_ms = None
+        late_old = 0
+        while True:
+            ev = json.loads(ws.recv(timeout=120))
+            now = (time.perf_counter() - t0) * 1000
+            if ev["type"] == "speech_cancelled" and ev["reply"] == old_id:
+                cancelled_ms = now
+            elif ev["type"] == "clip_ready" and ev["reply"] == old_id:
+                late_old += 1
+            elif ev["type"] == "clip_ready" and ev["reply"] == new_id and first_new_ms is None:
+                first_new_ms = now
+            elif ev["type"] == "speech_done" and ev["reply"] == new_id:
+                break
+    return {"cancelled_ms": cancelled_ms or float("nan"), "first_new_ms": first_new_ms or float("nan"),
+            "late_old": late_old}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=3)
@@ -108,15 +143,28 @@ def main() -> None:
                 rows.append([n, args.runs, round(med["speech_s"], 2), round(med["reply_text_ms"], 1),
                              round(med["first_clip_ms"]), round(med["first_clip_after_text_ms"]),
                              round(med["rtf"], 3), round(max(r["max_gap_ms"] for r in runs), 1)])
+            stops_before = metric(base, "avatarchat_cancel_stop_seconds_count"), metric(base, "avatarchat_cancel_stop_seconds_sum")
+            barges = [barge_in(base, f"barge-{i}") for i in range(args.runs)]
+            stops = (metric(base, "avatarchat_cancel_stop_seconds_count") - stops_before[0],
+                     metric(base, "avatarchat_cancel_stop_seconds_sum") - stops_before[1])
         finally:
             proc.terminate()
             proc.wait(timeout=30)
     body = table(["sentences", "runs", "speech (s)", "/chat -> reply_text (ms)", "/chat -> first clip_ready (ms)",
                   "first clip after its text (ms)", "whole-reply RTF", "worst playback gap (ms)"], rows)
+    body += "\n\nBarge-in (a new message right after the first clip of a 6-sentence reply, " + f"{args.runs} runs):\n\n"
+    body += table(["/chat -> speech_cancelled (ms)", "/chat -> new reply's first clip (ms)",
+                   "old clips after the new /chat", "running renders stopped", "mean stop time (ms)"],
+                  [[round(statistics.median(b["cancelled_ms"] for b in barges)),
+                    round(statistics.median(b["first_new_ms"] for b in barges)),
+                    sum(b["late_old"] for b in barges), int(stops[0]),
+                    round(1000 * stops[1] / stops[0], 1) if stops[0] else "n/a (none was running)"]])
     body += ("\n\nMedians over the runs, except the gap (worst). Echo LLM, Piper `en_US-joe-medium`, meshwarp at the "
              "default avatar's 288 px, libx264 `veryfast`. Targets: first clip_ready < 1000 ms after the first "
              "sentence's text is known; whole-reply RTF < 0.5. The gap is what a client starting the first clip "
-             "on arrival would wait between clips (0 = the next clip was always ready in time).")
+             "on arrival would wait between clips (0 = the next clip was always ready in time). Barge-in target: "
+             "the interrupted reply's running render/encode stops within 200 ms (stop time = from the cancel to "
+             "the worker having dropped the clip, from the server's `avatarchat_cancel_stop_seconds`).")
     write_section("latency", "End-to-end latency (benchmarks/latency.py)", body, "benchmarks/latency.py")
 
 

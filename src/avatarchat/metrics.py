@@ -41,6 +41,8 @@ class Metrics:
         self.tts = hist("avatarchat_tts_seconds", "TTS time per sentence")
         self.render = hist("avatarchat_render_seconds", "Rendering time per clip")
         self.encode = hist("avatarchat_encode_seconds", "Encoding time per clip")
+        self.cancel_stop = hist("avatarchat_cancel_stop_seconds",
+                                "Barge-in: from the cancel to the running render/encode having stopped")
         self.first_clip = hist("avatarchat_chat_to_first_clip_seconds", "/chat to the reply's first clip_ready")
         self.clips = Counter("avatarchat_clips", "Clips announced", registry=self.registry)
         self.errors = Counter("avatarchat_errors", "Error events sent", ["code"], registry=self.registry)

@@ -56,6 +56,7 @@ class Settings(BaseSettings):
 
     tts_backend: Literal["piper", "espeak", "google", "openai"] = Field("piper", description="Who speaks the reply.")
     piper_voice: str = Field("en_US-joe-medium", description="Piper voice: a bundled voice name or a .onnx path.")
+    piper_threads: int = Field(1, ge=1, le=16, description="CPU threads Piper may use (the rest are left to rendering).")
     voice_en: str = Field("piper:en_US-joe-medium",
                           description="Voice id for English text when the session's voice speaks another language.")
     voice_ko: str = Field("espeak:ko",

@@ -21,6 +21,7 @@ class Reply:
     id: str = field(default_factory=new_id)
     cancel: threading.Event = field(default_factory=threading.Event)
     started: float = field(default_factory=time.perf_counter)
+    cancelled_at: float | None = None
     jobs: int = 0
     clips: int = 0
     finished: bool = False

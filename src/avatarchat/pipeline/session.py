@@ -121,6 +121,7 @@ class Session:
     def cancel_reply(self, reply: Reply) -> None:
         if reply.cancel.is_set():
             return
+        reply.cancelled_at = time.perf_counter()
         reply.cancel.set()
         reply.finished = True
         for q in (self.jobs, self.rendered):

@@ -155,6 +155,8 @@ class SpeechPipeline:
             try:
                 render_s = await loop.run_in_executor(self.pool, self._render_encode, path, speech, reply, item.voice)
             except Cancelled:
+                if reply.cancelled_at is not None:  # barge-in: how long the running render took to stop
+                    self.metrics.cancel_stop.observe(time.perf_counter() - reply.cancelled_at)
                 continue
             except AvatarChatError as exc:
                 self._job_error(session, item, exc)
