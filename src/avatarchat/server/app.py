@@ -4,6 +4,7 @@ build the real app around any backend."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 import time
@@ -229,8 +230,6 @@ def create_app(settings: Settings | None = None, *, llm: LLM | None = None, tts:
 
 
 def _message_type(raw: str) -> str | None:
-    import json
-
     try:
         obj = json.loads(raw)
     except (json.JSONDecodeError, ValueError):
