@@ -42,6 +42,7 @@ class SpeechPipeline:
         self.clips_dir.mkdir(parents=True, exist_ok=True)
         self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="avatarchat-work")
         self.max_sentence_chars = max_sentence_chars
+        self._uncalibratable: set[str | None] = set()
 
     # -- reply: LLM stream -> sentences -> jobs ----------------------------------------------------------------
     async def reply(self, session: Session, reply: Reply, message: str) -> str:
@@ -93,13 +94,14 @@ class SpeechPipeline:
     async def ensure_calibrated(self, voice: str | None) -> None:
         """Let the renderer learn this voice's mouth shapes (a few words, once per voice)."""
         r = self.renderer
-        if not isinstance(r, VoiceCalibrated) or r.is_calibrated(voice):
+        if not isinstance(r, VoiceCalibrated) or r.is_calibrated(voice) or voice in self._uncalibratable:
             return
         try:
             samples = {shape: await self.tts.synthesize(word, voice) for shape, word in r.calibration_words(voice).items()}
             await asyncio.to_thread(r.calibrate, voice, samples)
             log.info("calibrated mouth shapes for voice %s", voice or "(default)")
         except AvatarChatError as exc:
+            self._uncalibratable.add(voice)  # do not pay for the failing words again on every sentence
             log.warning("could not calibrate voice %s (%s); using the default voice's shapes", voice, exc.message)
 
     # -- worker stages ----------------------------------------------------------------------------------------

@@ -116,7 +116,7 @@ def create_app(settings: Settings | None = None, *, llm: LLM | None = None, tts:
         await pipeline.ensure_calibrated(the_tts.default_voice)
         app.state.services = Services(settings, the_llm, the_tts, the_renderer, avatar, idle, pipeline, sessions,
                                       metrics)
-        log.info("avatarchat ready: llm=%s tts=%s renderer=%s avatar=%s", the_llm.name, the_tts.name,
+        log.info("avatarchat ready: llm=%s voice=%s renderer=%s avatar=%s", the_llm.name, the_tts.default_voice,
                  the_renderer.name, avatar.id)
         keeper = asyncio.create_task(housekeeping(sessions, pipeline.clips_dir, settings))
         try:
