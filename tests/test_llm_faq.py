@@ -6,7 +6,6 @@ registry, as the app does.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +14,13 @@ import pytest
 from avatarchat.errors import BadRequest
 from avatarchat.llm import FaqLLM, create_llm
 from avatarchat.llm.base import Message
-from avatarchat.llm.faq import DEFAULT_FALLBACK, DEFAULT_THRESHOLD, MiniLMEmbedder, bundled_knowledge
+from avatarchat.llm.faq import (
+    DEFAULT_FALLBACK,
+    DEFAULT_FALLBACK_KO,
+    DEFAULT_THRESHOLD,
+    MiniLMEmbedder,
+    bundled_knowledge,
+)
 from avatarchat.settings import Settings
 
 NAME = "Nova"
@@ -67,7 +72,8 @@ async def test_greetings_use_the_avatar_name(faq: FaqLLM) -> None:
 async def test_korean_questions(faq: FaqLLM) -> None:
     assert f"저는 {NAME}입니다" in await answer(faq, "안녕하세요!")
     assert f"제 이름은 {NAME}입니다" in await answer(faq, "이름이 뭐예요")
-    assert await answer(faq, "오늘 날씨 어때?") == DEFAULT_FALLBACK  # MiniLM calls all Korean alike; wording decides
+    # MiniLM calls all Korean alike, so wording decides; the fallback comes in the language asked.
+    assert await answer(faq, "오늘 날씨 어때?") == DEFAULT_FALLBACK_KO
 
 
 @pytest.mark.parametrize("question", ["what's the capital of Peru?", "tell me a joke", "how tall is mount everest?"])
@@ -85,12 +91,6 @@ async def test_answer_streams_in_word_pieces(faq: FaqLLM) -> None:
 async def test_empty_message_gets_the_fallback(faq: FaqLLM) -> None:
     assert "".join([p async for p in faq.stream([])]) == DEFAULT_FALLBACK
 
-
-def test_query_is_fast_once_warm(faq: FaqLLM) -> None:
-    t0 = time.perf_counter()
-    for q in ("does it need a GPU?", "who made you?", "what's the capital of Peru?"):
-        faq.match(q)
-    assert (time.perf_counter() - t0) / 3 < 0.5  # about 10 ms on one core; generous for a loaded CI box
 
 
 def test_model_loads_lazily() -> None:

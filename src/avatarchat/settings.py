@@ -50,6 +50,10 @@ class Settings(BaseSettings):
         "You can ask me about avatarchat: how it works, its voices, or how to set it up.",
         description="What the faq backend says when no question in its knowledge file matches; {name} allowed.",
     )
+    faq_fallback_ko: str = Field(
+        "죄송해요, 그건 아직 잘 몰라요. 아바타챗이 어떻게 동작하는지, 목소리나 설치 방법을 물어봐 주세요.",
+        description="The faq backend's fallback line for questions written in Korean.",
+    )
     history_token_budget: int = Field(
         3000, ge=0, description="Estimated tokens of history kept per session (0: no limit); oldest messages go first."
     )

@@ -22,7 +22,8 @@ def _openai(s: Settings) -> LLM:
 
 
 def _faq(s: Settings) -> LLM:
-    return FaqLLM(path=s.faq_path, avatar_name=s.avatar_name, threshold=s.faq_threshold, fallback=s.faq_fallback)
+    return FaqLLM(path=s.faq_path, avatar_name=s.avatar_name, threshold=s.faq_threshold, fallback=s.faq_fallback,
+                  fallback_ko=s.faq_fallback_ko)
 
 
 REGISTRY: dict[str, Callable[[Settings], LLM]] = {

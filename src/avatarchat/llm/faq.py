@@ -60,6 +60,8 @@ DEFAULT_FALLBACK = (
     "Sorry, I don't know about that yet. "
     "You can ask me about avatarchat: how it works, its voices, or how to set it up."
 )
+DEFAULT_FALLBACK_KO = "죄송해요, 그건 아직 잘 몰라요. 아바타챗이 어떻게 동작하는지, 목소리나 설치 방법을 물어봐 주세요."
+_HANGUL = re.compile(r"[\u1100-\u11ff\u3130-\u318f\uac00-\ud7af]")
 
 
 def bundled_knowledge() -> Path:
@@ -321,6 +323,7 @@ class FaqLLM:
         threshold: float = DEFAULT_THRESHOLD,
         fallback: str = DEFAULT_FALLBACK,
         embedder: MiniLMEmbedder | None = None,
+        fallback_ko: str = DEFAULT_FALLBACK_KO,
         lexical_threshold: float = LEXICAL_THRESHOLD,
     ) -> None:
         self.path = Path(path) if path is not None else bundled_knowledge()
@@ -328,6 +331,7 @@ class FaqLLM:
         self.threshold = threshold
         self.lexical_threshold = lexical_threshold
         self.fallback = fallback.replace("{name}", avatar_name)
+        self.fallback_ko = fallback_ko.replace("{name}", avatar_name)
         self._embedder = embedder or MiniLMEmbedder()
         self._phrasings = [(i, p) for i, e in enumerate(self.entries) for p in e.phrasings]
         self._bigrams = [_bigrams(p) for _, p in self._phrasings]
@@ -362,7 +366,9 @@ class FaqLLM:
     def answer(self, text: str) -> str:
         m = self.match(text)
         log.info("faq: %r -> %r (score %.3f)", text[:80], m.phrasing if m.entry else None, m.score)
-        return m.entry.answer if m.entry is not None else self.fallback
+        if m.entry is not None:
+            return m.entry.answer
+        return self.fallback_ko if _HANGUL.search(text) else self.fallback  # answer in the language asked
 
     async def stream(self, history: list[Message]) -> AsyncIterator[str]:
         last = next((m.content for m in reversed(history) if m.role == "user"), "")
