@@ -128,6 +128,31 @@ def barge_in(base: str, session: str) -> dict[str, float]:
             "late_old": late_old}
 
 
+def browser_gaps(base: str, replies: int = 3) -> list[float]:
+    """Clip-to-clip gaps measured in headless Chromium: the page's own `ended` -> next `playing` timestamps."""
+    import shutil
+
+    from playwright.sync_api import sync_playwright
+
+    chromium = shutil.which("chromium") or "/usr/bin/chromium"
+    args = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--autoplay-policy=no-user-gesture-required"]
+    gaps: list[float] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=args, headless=True)
+        page = browser.new_page()
+        page.goto(base + "/")
+        page.wait_for_function("document.getElementById('status').textContent === 'connected'", timeout=15000)
+        for i in range(replies):
+            played = page.evaluate("window.avatarchat.stats.clipsPlayed.length")
+            page.fill("#message", " ".join(SENTENCES[:3]))
+            page.click("#send")
+            page.wait_for_function(f"window.avatarchat.stats.clipsPlayed.length >= {played + 3}", timeout=120000)
+        gaps = page.evaluate("window.avatarchat.stats.gapsMs")
+        browser.close()
+    return gaps
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=3)
@@ -145,6 +170,7 @@ def main() -> None:
                              round(med["rtf"], 3), round(max(r["max_gap_ms"] for r in runs), 1)])
             stops_before = metric(base, "avatarchat_cancel_stop_seconds_count"), metric(base, "avatarchat_cancel_stop_seconds_sum")
             barges = [barge_in(base, f"barge-{i}") for i in range(args.runs)]
+            gaps = browser_gaps(base, args.runs)
             stops = (metric(base, "avatarchat_cancel_stop_seconds_count") - stops_before[0],
                      metric(base, "avatarchat_cancel_stop_seconds_sum") - stops_before[1])
         finally:
@@ -159,6 +185,10 @@ def main() -> None:
                     round(statistics.median(b["first_new_ms"] for b in barges)),
                     sum(b["late_old"] for b in barges), int(stops[0]),
                     round(1000 * stops[1] / stops[0], 1) if stops[0] else "n/a (none was running)"]])
+    body += (f"\n\nIn the browser (headless Debian Chromium playing {args.runs} replies of 3 sentences on the page, "
+             "gap = the next clip's `playing` event minus the previous clip's `ended` event): "
+             f"{len(gaps)} gaps, median {statistics.median(gaps):.1f} ms, worst {max(gaps):.1f} ms "
+             "(one frame is 40 ms)." if gaps else "\n\nNo clip-to-clip gap was measured in the browser.")
     body += ("\n\nMedians over the runs, except the gap (worst). Echo LLM, Piper `en_US-joe-medium`, meshwarp at the "
              "default avatar's 288 px, libx264 `veryfast`. Targets: first clip_ready < 1000 ms after the first "
              "sentence's text is known; whole-reply RTF < 0.5. The gap is what a client starting the first clip "

@@ -115,7 +115,12 @@
       lastEndedAt = performance.now();
       stats.clipsPlayed.push({ reply: layer.dataset.reply, seq: Number(layer.dataset.seq), at: lastEndedAt,
                                url: layer.getAttribute("src") });
-      if (!startNext()) backToIdle();
+      if (!startNext()) {
+        backToIdle();
+        // A finished reply is not a gap: only count waits for a clip of a reply still being spoken.
+        peekNext();
+        if (!replies.has(layer.dataset.reply)) lastEndedAt = null;
+      }
     });
     layer.addEventListener("playing", () => {
       if (layer !== active) return;
