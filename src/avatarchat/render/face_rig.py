@@ -187,9 +187,31 @@ class EyeRig:
         self.basis[nu : 2 * nu] = -gap * 0.08
         off = len(idx)
         self.basis[off : off + nu] = gap * 0.35
+        # The closed lid's edge, corner to corner, as indices into src: it gets a lash line, which also hides
+        # the sliver of eye white squeezed into the seam.
+        half = nu // 2
+        c = {k: len(uppers) + len(lowers) + i for i, k in enumerate(corners)}
+        self.lid_lines = [
+            [c[L.LEFT_EYE_CORNERS[0]], *range(0, half), c[L.LEFT_EYE_CORNERS[1]]],
+            [c[L.RIGHT_EYE_CORNERS[0]], *range(half, nu), c[L.RIGHT_EYE_CORNERS[1]]],
+        ]
+        self.lash_px = max(1, int(round(0.007 * f.height)))
 
     def dst_points(self, closed: float) -> np.ndarray:
         return self.src + self.basis * closed
+
+    def paint_lashes(self, frame: np.ndarray, dst: np.ndarray, closed: float) -> None:
+        alpha = 0.7 * float(_smoothstep(np.float32((closed - 0.45) / 0.45)))
+        if alpha <= 0.0:
+            return
+        x0, y0, x1, y1 = self.warp.region
+        roi = frame[y0:y1, x0:x1]
+        ink = roi.copy()
+        tone = roi.reshape(-1, 3).mean(axis=0) * 0.3
+        for line in self.lid_lines:
+            pts = np.round((dst[line] - (x0, y0)) * 4).astype(np.int32)
+            cv2.polylines(ink, [pts], False, tuple(float(v) for v in tone), self.lash_px, cv2.LINE_AA, shift=2)
+        frame[y0:y1, x0:x1] = cv2.addWeighted(ink, alpha, roi, 1.0 - alpha, 0.0)
 
 
 class MouthInterior:
@@ -254,6 +276,8 @@ class MouthInterior:
         cx = (upper[0, 0] + upper[-1, 0]) / 2
         half = max(abs(upper[-1, 0] - upper[0, 0]) / 2, 1.0)
         side = np.clip(np.abs(gx - cx) / half, 0.0, 1.0)
+        # The opening narrows into the corners of the mouth instead of ending in a square edge.
+        mask = mask * _smoothstep((1.0 - side) / 0.2)
 
         col = self.cavity[None, None, :] * (1.0 - 0.35 * depth[..., None]) * (1.0 - 0.4 * side[..., None] ** 2)
         open_px = max(gap - self.rest_gap, 0.0)
@@ -266,7 +290,7 @@ class MouthInterior:
         else:
             teeth_h = min(0.026 * self.height, 0.35 * (gap + 1.0))
             teeth = _smoothstep((y_up + teeth_h - gy) / 1.5) * _smoothstep((gy - y_up + 2.0) / 1.5)
-            teeth *= 1.0 - 0.6 * side**3
+            teeth *= _smoothstep((1.0 - side) / 0.35)  # the row curves back out of sight at the corners
             # Separate teeth: faint gaps, about eight across the opening, narrower towards the corners.
             tooth_w = max(2 * half / 8.0, 2.0)
             gaps = np.maximum(np.cos(np.pi * (gx - cx) / tooth_w * (1 + 0.4 * side)), 0.0) ** 12

@@ -32,7 +32,7 @@ from avatarchat.tts.base import Speech
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 2
+CACHE_VERSION = 3  # bump when idle loops or landmarks would render differently
 
 
 class Rig:
@@ -49,7 +49,9 @@ class Rig:
         src = self.image
         out = src.copy()
         if blink > 1e-3:
-            self.eyes.warp.apply(src, self.eyes.dst_points(blink), out)
+            eyes = self.eyes.dst_points(blink)
+            self.eyes.warp.apply(src, eyes, out)
+            self.eyes.paint_lashes(out, eyes, blink)
         if max(open_, abs(wide), abs(round_)) > 1e-3:
             dst = self.mouth.dst_points(open_, wide, round_)
             self.mouth.warp.apply(src, dst, out)
