@@ -565,7 +565,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
         "### Targets",
         "",
-        table(["face", "lang", f"r >= {TARGET_R}", f"|lag| <= {TARGET_LAG_MS:.0f} ms", "closed >= 90%",
+        table(["face", "lang", f"r >= {TARGET_R}", f"\\|lag\\| <= {TARGET_LAG_MS:.0f} ms", "closed >= 90%",
                f"PSNR out >= {TARGET_PSNR:.0f} dB"], target_rows),
         "",
         "### Aggregates (means over sentences; closed is pooled over frames)",
