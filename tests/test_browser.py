@@ -122,3 +122,27 @@ def test_voice_picker_changes_the_next_clips_voice(server: str, browser) -> None
     voices = page.evaluate("window.avatarchat.stats.events.filter(e => e.type === 'clip_ready').map(e => e.voice)")
     assert voices == ["espeak:en-us"]
     page.close()
+
+
+def test_barge_in_fades_out_the_old_reply(server: str, browser) -> None:
+    """A new message while the avatar speaks: the old clip fades out, none of its later clips play, the new
+    reply plays."""
+    page = browser.new_page()
+    page.goto(server + "/")
+    page.wait_for_function("document.getElementById('status').textContent === 'connected'", timeout=15000)
+    page.fill("#message", "This is a long first reply. It has many sentences. They keep going. "
+                          "And going on. Until someone interrupts. Which they will.")
+    page.click("#send")
+    page.wait_for_function("[...document.querySelectorAll('video.clip')].some(v => v.classList.contains('shown') "
+                           "&& !v.paused && v.currentTime > 0.2)", timeout=30000)
+    first_reply = page.evaluate("window.avatarchat.stats.events.find(e => e.type === 'clip_ready').reply")
+    page.fill("#message", "Sorry to interrupt.")
+    page.click("#send")
+    page.wait_for_function(f"window.avatarchat.stats.events.some(e => e.type === 'speech_cancelled' "
+                           f"&& e.reply === '{first_reply}')", timeout=15000)
+    page.wait_for_function(f"window.avatarchat.stats.clipsPlayed.some(c => c.reply !== '{first_reply}')",
+                           timeout=60000)
+    played = page.evaluate("window.avatarchat.stats.clipsPlayed.map(c => c.reply)")
+    # The interrupted clip never reaches `ended`; nothing of the first reply plays after it.
+    assert first_reply not in played, played
+    page.close()

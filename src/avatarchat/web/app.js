@@ -224,12 +224,21 @@
       const res = await fetch("/voices");
       const body = await res.json();
       voiceSel.textContent = "";
+      const groups = new Map();  // one <optgroup> per backend, the default voice's backend first
+      const backendOf = (id) => id.split(":")[0];
+      const order = [...new Set([backendOf(body.default), ...body.voices.map((v) => v.backend)])];
+      for (const b of order) {
+        const g = document.createElement("optgroup");
+        g.label = b;
+        groups.set(b, g);
+        voiceSel.appendChild(g);
+      }
       for (const v of body.voices) {
         const opt = document.createElement("option");
         opt.value = v.id;
-        opt.textContent = `${v.language || "any"} · ${v.name} (${v.backend})`;
+        opt.textContent = `${v.name}${v.language ? ` (${v.language})` : ""}`;
         if (v.id === body.default) opt.selected = true;
-        voiceSel.appendChild(opt);
+        groups.get(v.backend).appendChild(opt);
       }
       const saved = sessionStorage.getItem("avatarchat.voice");
       if (saved && body.voices.some((v) => v.id === saved)) voiceSel.value = saved;
