@@ -40,7 +40,7 @@ def test_page_plays_the_reply_clip(server: str, browser, output_dir: Path) -> No
 
     page.fill("#message", "Hello avatar. Please say something nice.")
     page.click("#send")
-    page.wait_for_selector(".log li.avatar", timeout=15000)
+    page.wait_for_selector(".log li.avatar[data-final]", timeout=15000)
     assert page.inner_text(".log li.avatar") == "Hello avatar. Please say something nice."
 
     # A clip layer is playing, in front, with time advancing.

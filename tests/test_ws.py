@@ -35,8 +35,9 @@ def test_message_becomes_lip_synced_clip(server: str, output_dir) -> None:
         assert r.status_code == 200
         events = collect(ws, "speech_done")
     types = [e["type"] for e in events]
-    assert types[0] == "reply_text", types
-    assert events[0]["text"] == "Hello! I am so happy to see you."
+    assert types[0] == "reply_partial" and events[0]["text"] == "Hello!", types  # words show as sentences complete
+    assert types.index("reply_text") < types.index("clip_ready"), types
+    assert events[types.index("reply_text")]["text"] == "Hello! I am so happy to see you."
     clips = [e for e in events if e["type"] == "clip_ready"]
     assert [c["seq"] for c in clips] == [0, 1]
     assert all(c["reply"] == r.json()["reply_id"] for c in clips)

@@ -22,6 +22,14 @@ class ReplyText(Event):
     timings_ms: dict[str, float] = {}
 
 
+class ReplyPartial(Event):
+    """The reply so far, sent each time the LLM completes a sentence, so slow LLMs still show words early."""
+
+    type: Literal["reply_partial"] = "reply_partial"
+    reply: str
+    text: str
+
+
 class ClipReady(Event):
     type: Literal["clip_ready"] = "clip_ready"
     reply: str

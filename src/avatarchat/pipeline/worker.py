@@ -17,7 +17,7 @@ from pathlib import Path
 
 from avatarchat.encode import encode_clip
 from avatarchat.errors import AvatarChatError, Cancelled
-from avatarchat.events import ClipReady, ErrorEvent, ReplyText, SpeechDone
+from avatarchat.events import ClipReady, ErrorEvent, ReplyPartial, ReplyText, SpeechDone
 from avatarchat.llm.base import LLM
 from avatarchat.metrics import Metrics
 from avatarchat.pipeline.jobs import Reply, ReplyEnd, SpeechJob, new_id
@@ -50,6 +50,7 @@ class SpeechPipeline:
         session.remember("user", message)
         splitter = SentenceSplitter(self.max_sentence_chars)
         parts: list[str] = []
+        spoken: list[str] = []
         first_token_ms: float | None = None
         try:
             async with aclosing(self.llm.stream(list(session.history))) as stream:
@@ -60,8 +61,12 @@ class SpeechPipeline:
                     parts.append(piece)
                     if reply.cancel.is_set():
                         break  # barge-in: a newer message took over; stop paying for this answer
-                    for sentence in splitter.feed(piece):
+                    done = splitter.feed(piece)
+                    for sentence in done:
                         self._queue_sentence(session, reply, sentence)
+                    if done:
+                        spoken += done
+                        session.publish(ReplyPartial(session=session.id, reply=reply.id, text=" ".join(spoken)))
             for sentence in splitter.flush():
                 self._queue_sentence(session, reply, sentence)
         except AvatarChatError as exc:

@@ -183,16 +183,25 @@
     else if (ev.type === "speech_done") onDone(ev);
     else if (ev.type === "speech_cancelled") onCancelled(ev);
     else if (ev.type === "reply_text") showReply(ev.reply, ev.text);
+    else if (ev.type === "reply_partial") showReply(ev.reply, ev.text, true);
     else if (ev.type === "error") addLine("error", `⚠ ${ev.message}`);
   }
   window.avatarchat.handle = handle;  // the same entry point the socket uses; tests replay events through it
 
   // ---- chat ---------------------------------------------------------------------------------------------
-  const shownReplies = new Set();
-  function showReply(id, text) {
-    if (!id || shownReplies.has(id)) return;
-    shownReplies.add(id);
-    addLine("avatar", text);
+  const replyLines = new Map();  // reply id -> its <li>; partial text grows in place, the final text replaces it
+  function showReply(id, text, partial = false) {
+    if (!id) return;
+    let li = replyLines.get(id);
+    if (!li) {
+      li = addLine("avatar", text);
+      replyLines.set(id, li);
+    } else if (!li.dataset.final) {
+      li.textContent = text;
+    }
+    if (!partial) li.dataset.final = "1";
+    else li.classList.add("partial");
+    if (!partial) li.classList.remove("partial");
   }
 
   form.addEventListener("submit", async (e) => {
