@@ -51,6 +51,7 @@ import numpy as np
 
 from avatarchat.errors import BackendError, BadRequest
 from avatarchat.llm.base import Message
+from avatarchat.scripts import CJK, HANGUL
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,6 @@ DEFAULT_FALLBACK = (
     "You can ask me about avatarchat: how it works, its voices, or how to set it up."
 )
 DEFAULT_FALLBACK_KO = "죄송해요, 그건 아직 잘 몰라요. 아바타챗이 어떻게 동작하는지, 목소리나 설치 방법을 물어봐 주세요."
-_HANGUL = re.compile(r"[\u1100-\u11ff\u3130-\u318f\uac00-\ud7af]")
 
 
 def bundled_knowledge() -> Path:
@@ -281,12 +281,11 @@ class _Bert:
 
 # -- lexical match for scripts MiniLM does not know ---------------------------------------------------------------
 
-_CJK = re.compile(r"[\u1100-\u11ff\u3040-\u30ff\u3130-\u318f\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
 _NOT_WORD = re.compile(r"[\W_]+")
 
 
 def _has_cjk(text: str) -> bool:
-    return bool(_CJK.search(text))
+    return bool(CJK.search(text))
 
 
 def _bigrams(text: str) -> Counter[str]:
@@ -368,7 +367,7 @@ class FaqLLM:
         log.info("faq: %r -> %r (score %.3f)", text[:80], m.phrasing if m.entry else None, m.score)
         if m.entry is not None:
             return m.entry.answer
-        return self.fallback_ko if _HANGUL.search(text) else self.fallback  # answer in the language asked
+        return self.fallback_ko if HANGUL.search(text) else self.fallback  # answer in the language asked
 
     async def stream(self, history: list[Message]) -> AsyncIterator[str]:
         last = next((m.content for m in reversed(history) if m.role == "user"), "")

@@ -15,6 +15,7 @@ from avatarchat.errors import BadRequest, QueueFull, TooManySessions
 from avatarchat.events import Event, SpeechCancelled
 from avatarchat.llm.base import Message
 from avatarchat.pipeline.jobs import Reply, ReplyEnd, SpeechJob
+from avatarchat.scripts import CJK
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +92,6 @@ class Session:
                 del self.history[:drop]
 
     MESSAGE_OVERHEAD_TOKENS = 4  # role and framing of one chat message, as OpenAI counts them
-    # Hangul jamo and syllables, kana, CJK ideographs: about one token each.
-    _WIDE = re.compile(r"[\u1100-\u11ff\u3040-\u30ff\u3130-\u318f\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
 
     @classmethod
     def estimate_tokens(cls, text: str) -> int:
@@ -101,7 +100,7 @@ class Session:
         BPE tokenizers give English about 4 characters a token and Korean or Chinese about one character a token
         (often more), so this errs on the low side for CJK and is close for Latin text.
         """
-        wide = len(cls._WIDE.findall(text))
+        wide = len(CJK.findall(text))
         return wide + -(-(len(text) - wide) // 4)
 
     # -- replies ------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+from scipy.sparse import coo_matrix
 
 from avatarchat.render import landmarks as L
 from avatarchat.render.warp import MeshWarp, region_anchors
@@ -52,10 +53,8 @@ def relax(disp: np.ndarray, fixed: np.ndarray, triangles: np.ndarray, iterations
     """Free points take the average motion of their mesh neighbours (a discrete membrane), so the skin between
     the lips, the chin and the fixed border moves smoothly instead of folding."""
     n = len(disp)
-    rows = np.concatenate([triangles[:, [0, 1, 2, 1, 2, 0]].ravel()])
-    cols = np.concatenate([triangles[:, [1, 2, 0, 0, 1, 2]].ravel()])
-    from scipy.sparse import coo_matrix
-
+    rows = triangles[:, [0, 1, 2, 1, 2, 0]].ravel()
+    cols = triangles[:, [1, 2, 0, 0, 1, 2]].ravel()
     adj = coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(n, n)).tocsr()
     adj.data[:] = 1.0
     deg = np.asarray(adj.sum(axis=1)).ravel()
@@ -135,16 +134,14 @@ class MouthRig:
                     rnd[i] += f.down * 0.25
         s = f.height
         n_pts = len(idx)
-        basis = np.zeros((len(self.src), 5))
-        basis[:n_pts, 0:2] = jaw[idx, None] * f.down[None, :] * (self.MAX_OPEN * s)
-        basis[:n_pts, 2:4] = wide[idx] * (self.MAX_WIDE * s)
-        basis[:n_pts, 4] = 0.0
-        rnd_b = np.zeros((len(self.src), 2))
-        rnd_b[:n_pts] = rnd[idx] * (self.MAX_ROUND * s)
+        # The three bases side by side (x, y each), relaxed together; anchors stay at zero.
+        bases = np.zeros((len(self.src), 6))
+        bases[:n_pts, 0:2] = jaw[idx, None] * f.down[None, :] * (self.MAX_OPEN * s)
+        bases[:n_pts, 2:4] = wide[idx] * (self.MAX_WIDE * s)
+        bases[:n_pts, 4:6] = rnd[idx] * (self.MAX_ROUND * s)
         keep = np.concatenate([fixed[idx], np.ones(len(anchors), bool)])
-        self.jaw = relax(basis[:, 0:2], keep, self.warp.triangles)[:n_pts]
-        self.wide = relax(basis[:, 2:4], keep, self.warp.triangles)[:n_pts]
-        self.round = relax(rnd_b, keep, self.warp.triangles)[:n_pts]
+        relaxed = relax(bases, keep, self.warp.triangles)[:n_pts]
+        self.jaw, self.wide, self.round = relaxed[:, 0:2], relaxed[:, 2:4], relaxed[:, 4:6]
         self._lm_idx = {int(j): k for k, j in enumerate(idx)}
 
     def dst_points(self, open_: float, wide: float, round_: float) -> np.ndarray:

@@ -12,15 +12,13 @@ import re
 from dataclasses import dataclass
 
 from avatarchat.errors import BadRequest
+from avatarchat.scripts import HANGUL, LATIN
 from avatarchat.tts.base import TTS, Speech
-
-_HANGUL = re.compile(r"[\u1100-\u11ff\u3130-\u318f\uac00-\ud7af]")
-_LATIN = re.compile(r"[A-Za-z]")
 
 
 def script_language(text: str) -> str | None:
     """'ko' if the text is mostly Hangul, 'en' if mostly Latin letters, None if it has neither."""
-    hangul, latin = len(_HANGUL.findall(text)), len(_LATIN.findall(text))
+    hangul, latin = len(HANGUL.findall(text)), len(LATIN.findall(text))
     if hangul == 0 and latin == 0:
         return None
     return "ko" if hangul * 3 >= latin else "en"
