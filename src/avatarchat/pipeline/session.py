@@ -123,6 +123,7 @@ class Session:
         reply.cancelled_at = time.perf_counter()
         reply.cancel.set()
         reply.finished = True
+        self.forget_reply(reply.id)  # its queued items are dropped below; a running render holds its own reference
         for q in (self.jobs, self.rendered):
             kept = []
             while not q.empty():
