@@ -95,7 +95,7 @@ def google_app(fake: Fake) -> FastAPI:
 
     @app.post("/v1/text:synthesize")
     def synthesize(request: Request, body: dict[str, Any]) -> JSONResponse:
-        key = request.query_params.get("key")
+        key = request.headers.get("x-goog-api-key")
         if key == GOOGLE_QUOTA_KEY:
             return google_error(429, "RESOURCE_EXHAUSTED",
                                 "Quota exceeded for quota metric 'Requests' and limit 'Requests per minute' of service "
@@ -115,7 +115,7 @@ def google_app(fake: Fake) -> FastAPI:
                                 "Please correct the voice selection params and try again.")
         if config.get("audioEncoding") != "LINEAR16" or not isinstance(config.get("sampleRateHertz"), int):
             return google_error(400, "INVALID_ARGUMENT", "Request contains an invalid argument.")
-        fake.requests.append({"query": dict(request.query_params), "body": body})
+        fake.requests.append({"query": dict(request.query_params), "headers": dict(request.headers), "body": body})
         audio = speech_wav(text, lang, config["sampleRateHertz"])
         return JSONResponse({"audioContent": base64.b64encode(audio).decode("ascii")})
 
@@ -204,7 +204,8 @@ async def test_google_speaks_korean(google: Fake) -> None:
     speech = await tts.synthesize(KOREAN)
     assert_speech(speech, 24000, min_s=1.0)
     sent = google.requests[-1]
-    assert sent["query"] == {"key": GOOGLE_KEY}
+    assert sent["query"] == {}  # the key is never in the URL
+    assert sent["headers"]["x-goog-api-key"] == GOOGLE_KEY
     assert sent["body"] == {"input": {"text": KOREAN}, "voice": {"languageCode": "ko-KR", "name": "ko-KR-Neural2-A"},
                             "audioConfig": {"audioEncoding": "LINEAR16", "sampleRateHertz": 24000}}
     # the per-call voice wins, and its language code follows the name
@@ -288,7 +289,7 @@ async def test_openai_timeout(openai: Fake) -> None:
 
 # -- the whole app ---------------------------------------------------------------------------------------------------
 def test_bad_google_key_reaches_the_socket_and_the_reply_still_arrives(google: Fake, renderer: MeshWarpRenderer,
-                                                                      tmp_path: Path) -> None:
+                                                                      tmp_path: Path, caplog) -> None:
     settings = Settings(_env_file=None, data_dir=tmp_path, port=0, llm_backend="echo", tts_backend="google",
                         google_tts_api_key="bad", google_tts_base_url=google.base_url)
     with running(create_app(settings, renderer=renderer)) as base:
@@ -304,7 +305,11 @@ def test_bad_google_key_reaches_the_socket_and_the_reply_still_arrives(google: F
     assert errors and len(errors) == r.json()["sentences"], types
     for e in errors:
         assert e["code"] == "backend_error"
-        assert "Google TTS: 400 INVALID_ARGUMENT: API key not valid. Please pass a valid API key." in e["message"]
+        # The page gets our words only; Google's answer (and the key) go to the server log, the key masked.
+        assert "backend service" in e["message"] and "INVALID_ARGUMENT" not in e["message"]
+        assert google.base_url not in e["message"] and len(e["message"]) <= 300
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "Google TTS: 400 INVALID_ARGUMENT: API key not valid. Please pass a valid API key." in logged
     assert types.index("speech_done") > max(i for i, t in enumerate(types) if t == "error")
     assert events[-1]["clips"] == 0 and events[-1]["reply"] == r.json()["reply_id"]
     assert "key=bad" not in json.dumps(events)

@@ -34,6 +34,7 @@ def _say(args: argparse.Namespace, settings: Settings) -> int:
     from avatarchat.encode import encode_clip
     from avatarchat.render import create_renderer, frame_count
     from avatarchat.render.base import VoiceCalibrated
+    from avatarchat.runtime import single_threaded_blas
     from avatarchat.tts import create_tts
 
     if args.avatar:
@@ -43,6 +44,7 @@ def _say(args: argparse.Namespace, settings: Settings) -> int:
         print("avatarchat say: give some text to speak", file=sys.stderr)
         return 2
     t0 = time.perf_counter()
+    single_threaded_blas()
     tts = create_tts(settings)
     renderer = create_renderer(settings)
     avatar = renderer.register(settings.resolved_avatar())

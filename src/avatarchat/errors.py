@@ -1,9 +1,16 @@
 """The exceptions avatarchat raises on purpose, each with a stable ``code`` and an HTTP status.
 
-The server maps them to JSON errors (HTTP) and ``error`` events (WebSocket) in one place.
+The server maps them to JSON errors (HTTP) and ``error`` events (WebSocket) in one place. An error has two
+texts: ``message``, the full detail for the server log (it may quote an upstream body, a URL or a path), and
+``public``, what a client may see: ours, short, and free of paths, URLs, upstream bodies and secrets.
 """
 
 from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+PUBLIC_MAX_CHARS = 300
 
 
 class AvatarChatError(Exception):
@@ -11,25 +18,39 @@ class AvatarChatError(Exception):
 
     code = "internal"
     status = 500
+    #: What a client sees when the raiser gave no ``public`` text. Subclasses whose messages are built only from
+    #: our own words and the user's own input set ``message_is_public``.
+    generic = "Something went wrong on the server; the server log has the details."
+    message_is_public = False
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, public: str | None = None) -> None:
         super().__init__(message)
         self.message = message
+        self._public = public
+
+    @property
+    def public(self) -> str:
+        """The text for clients: never longer than ``PUBLIC_MAX_CHARS``."""
+        text = self._public or (self.message if self.message_is_public else self.generic)
+        return text if len(text) <= PUBLIC_MAX_CHARS else text[: PUBLIC_MAX_CHARS - 1] + "…"
 
 
 class BadRequest(AvatarChatError):
     code = "bad_request"
     status = 422
+    message_is_public = True
 
 
 class TooManySessions(AvatarChatError):
     code = "too_many_sessions"
     status = 503
+    message_is_public = True
 
 
 class QueueFull(AvatarChatError):
     code = "queue_full"
     status = 429
+    message_is_public = True
 
 
 class BackendError(AvatarChatError):
@@ -37,11 +58,20 @@ class BackendError(AvatarChatError):
 
     code = "backend_error"
     status = 502
+    generic = "A backend service (language model or speech) failed; the server log has the details."
 
 
 class NoFaceError(AvatarChatError):
     code = "no_face"
     status = 422
+    generic = "No usable face was found in the avatar media."
+
+
+class ConfigError(AvatarChatError):
+    """The server cannot start as configured (a missing binary, an unknown voice in settings, a bad key)."""
+
+    code = "config_error"
+    status = 500
 
 
 class Cancelled(AvatarChatError):
@@ -49,3 +79,17 @@ class Cancelled(AvatarChatError):
 
     code = "cancelled"
     status = 409
+    message_is_public = True
+
+
+_URL_SECRET = re.compile(r"(?i)\b(key|token|api_key|access_token|sig|signature)=[^&\s\"'<>]+")
+_BEARER = re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=-]{6,}")
+
+
+def redact(text: str, secrets: Iterable[str] = ()) -> str:
+    """``text`` with known secret values, ``key=...`` query parameters and bearer tokens masked (for logs)."""
+    for s in secrets:
+        if s and len(s) >= 4:
+            text = text.replace(s, "***")
+    text = _URL_SECRET.sub(lambda m: f"{m.group(1)}=***", text)
+    return _BEARER.sub(lambda m: f"{m.group(1)} ***", text)

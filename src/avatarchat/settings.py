@@ -59,7 +59,8 @@ class Settings(BaseSettings):
     )
 
     tts_backend: Literal["piper", "espeak", "google", "openai"] = Field("piper", description="Who speaks the reply.")
-    piper_voice: str = Field("en_US-joe-medium", description="Piper voice: a bundled voice name or a .onnx path.")
+    piper_voice: str = Field("en_US-joe-medium", description="Piper voice: a bundled voice name or a .onnx path "
+                                                              "(listed under its file name).")
     piper_threads: int = Field(1, ge=1, le=16, description="CPU threads Piper may use (the rest are left to rendering).")
     voice_en: str = Field("piper:en_US-joe-medium",
                           description="Voice id for English text when the session's voice speaks another language.")
@@ -68,6 +69,8 @@ class Settings(BaseSettings):
     espeak_voice: str = Field("ko", description="espeak-ng voice (`espeak-ng --voices`: ko, en-us, ja, ...).")
     espeak_rate: int = Field(175, ge=80, le=450, description="espeak-ng speaking rate, words per minute.")
     espeak_pitch: int = Field(50, ge=0, le=99, description="espeak-ng pitch, 0 to 99.")
+    espeak_max_procs: int = Field(2, ge=1, le=32, description="espeak-ng processes that may run at once "
+                                                               "(further sentences wait for a free one).")
     google_tts_api_key: SecretStr = Field(SecretStr(""), description="API key for Google Cloud Text-to-Speech.")
     google_tts_base_url: str = Field("https://texttospeech.googleapis.com", description="Google TTS endpoint.")
     google_tts_voice: str = Field("ko-KR-Neural2-A", description="Google voice; language code = its first two parts.")
@@ -87,6 +90,11 @@ class Settings(BaseSettings):
     session_idle_s: float = Field(900.0, gt=0, description="A session with no socket and nothing to say is closed "
                                                             "after this many idle seconds.")
     clip_ttl_s: float = Field(3600.0, gt=0, description="Finished clips are deleted this many seconds after writing.")
+
+    def secrets(self) -> tuple[str, ...]:
+        """The configured API keys, masked wherever a log line might quote them."""
+        keys = (self.openai_api_key, self.google_tts_api_key)
+        return tuple(k.get_secret_value() for k in keys if k.get_secret_value())
 
     def resolved_avatar(self) -> Path:
         return self.avatar_path if self.avatar_path is not None else bundled_avatar()

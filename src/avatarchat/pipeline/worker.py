@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from avatarchat.encode import encode_clip
-from avatarchat.errors import AvatarChatError, Cancelled
+from avatarchat.errors import AvatarChatError, Cancelled, redact
 from avatarchat.events import ClipReady, ErrorEvent, ReplyPartial, ReplyText, SpeechDone
 from avatarchat.llm.base import LLM
 from avatarchat.metrics import Metrics
@@ -32,7 +32,9 @@ log = logging.getLogger(__name__)
 
 class SpeechPipeline:
     def __init__(self, llm: LLM, tts: VoiceRouter, renderer: Renderer, avatar: Avatar, clips_dir: Path,
-                 threads: int = 2, max_sentence_chars: int = 140, metrics: Metrics | None = None) -> None:
+                 threads: int = 2, max_sentence_chars: int = 140, metrics: Metrics | None = None,
+                 secrets: tuple[str, ...] = ()) -> None:
+        """``secrets`` (API keys) are masked in every log line this pipeline writes."""
         self.metrics = metrics or Metrics()
         self.llm = llm
         self.tts = tts
@@ -42,7 +44,9 @@ class SpeechPipeline:
         self.clips_dir.mkdir(parents=True, exist_ok=True)
         self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="avatarchat-work")
         self.max_sentence_chars = max_sentence_chars
+        self.secrets = tuple(secrets)
         self._uncalibratable: set[str | None] = set()
+        self._calibrating: dict[str | None, asyncio.Lock] = {}
 
     # -- reply: LLM stream -> sentences -> jobs ----------------------------------------------------------------
     async def reply(self, session: Session, reply: Reply, message: str) -> str:
@@ -70,7 +74,7 @@ class SpeechPipeline:
             for sentence in splitter.flush():
                 self._queue_sentence(session, reply, sentence)
         except AvatarChatError as exc:
-            self._error(session, reply.id, exc.code, exc.message)
+            self._error(session, reply.id, exc, "The reply could not be written")
             reply.finished = True
             raise
         finally:
@@ -91,7 +95,8 @@ class SpeechPipeline:
         try:
             session.enqueue(job)
         except AvatarChatError as exc:
-            self._error(session, reply.id, exc.code, f"{exc.message} Not spoken: {sentence!r}")
+            self._error(session, reply.id, exc, f"Sentence {reply.jobs + 1} was not queued", f"{exc.public} "
+                        f"Not spoken: {sentence[:80]!r}")
             return
         reply.jobs += 1
 
@@ -99,15 +104,21 @@ class SpeechPipeline:
     async def ensure_calibrated(self, voice: str | None) -> None:
         """Let the renderer learn this voice's mouth shapes (a few words, once per voice)."""
         r = self.renderer
-        if not isinstance(r, VoiceCalibrated) or r.is_calibrated(voice) or voice in self._uncalibratable:
+        if not isinstance(r, VoiceCalibrated):
             return
-        try:
-            samples = {shape: await self.tts.synthesize(word, voice) for shape, word in r.calibration_words(voice).items()}
-            await asyncio.to_thread(r.calibrate, voice, samples)
-            log.info("calibrated mouth shapes for voice %s", voice or "(default)")
-        except AvatarChatError as exc:
-            self._uncalibratable.add(voice)  # do not pay for the failing words again on every sentence
-            log.warning("could not calibrate voice %s (%s); using the default voice's shapes", voice, exc.message)
+        # One calibration per voice, however many sessions need it at once: the others wait for it.
+        async with self._calibrating.setdefault(voice, asyncio.Lock()):
+            if r.is_calibrated(voice) or voice in self._uncalibratable:
+                return
+            try:
+                words = r.calibration_words(voice)
+                samples = {shape: await self.tts.synthesize(word, voice) for shape, word in words.items()}
+                await asyncio.to_thread(r.calibrate, voice, samples)
+                log.info("calibrated mouth shapes for voice %s", voice or "(default)")
+            except AvatarChatError as exc:
+                self._uncalibratable.add(voice)  # do not pay for the failing words again on every sentence
+                log.warning("could not calibrate voice %s (%s); using the default voice's shapes", voice,
+                            redact(exc.message, self.secrets))
 
     # -- worker stages ----------------------------------------------------------------------------------------
     def start(self, session: Session) -> list[asyncio.Task[None]]:
@@ -138,7 +149,8 @@ class SpeechPipeline:
                 continue
             except Exception as exc:  # noqa: BLE001 - a backend bug must not kill the session's worker
                 log.exception("TTS failed for job %s", item.id)
-                self._job_error(session, item, AvatarChatError(f"Speech synthesis failed: {exc}"))
+                self._job_error(session, item, AvatarChatError(f"Speech synthesis failed: {exc}",
+                                                               public="Speech synthesis failed."))
                 continue
             tts_s = time.perf_counter() - t0
             self.metrics.tts.observe(tts_s)
@@ -170,7 +182,8 @@ class SpeechPipeline:
                 continue
             except Exception as exc:  # noqa: BLE001
                 log.exception("render failed for job %s", item.id)
-                self._job_error(session, item, AvatarChatError(f"Rendering failed: {exc}"))
+                self._job_error(session, item, AvatarChatError(f"Rendering failed: {exc}",
+                                                               public="Rendering the clip failed."))
                 continue
             if reply.cancel.is_set():
                 path.unlink(missing_ok=True)
@@ -196,12 +209,17 @@ class SpeechPipeline:
         encode_clip(path, timed, speech.pcm, speech.sample_rate, self.renderer.fps, cancel=reply.cancel)
         return timed.seconds
 
-    def _error(self, session: Session, reply_id: str | None, code: str, message: str) -> None:
-        self.metrics.errors.labels(code=code).inc()
-        session.publish(ErrorEvent(session=session.id, reply=reply_id, code=code, message=message))
+    def _error(self, session: Session, reply_id: str | None, exc: AvatarChatError, what: str,
+               public: str | None = None) -> None:
+        """Tell the page (our short text only) and the log (the detail, secrets masked)."""
+        self.metrics.errors.labels(code=exc.code).inc()
+        log.warning("session %s: %s: %s", session.id, what, redact(exc.message, self.secrets))
+        message = public or f"{what}: {exc.public}"
+        session.publish(ErrorEvent(session=session.id, reply=reply_id, code=exc.code, message=message))
 
     def _job_error(self, session: Session, job: SpeechJob, exc: AvatarChatError) -> None:
-        self._error(session, job.reply, exc.code, f"Could not voice {job.text[:80]!r}: {exc.message}")
+        self._error(session, job.reply, exc, f"Could not voice sentence {job.seq + 1}",
+                    f"Could not voice {job.text[:80]!r}: {exc.public}")
 
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)

@@ -21,13 +21,14 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
 from avatarchat.encode import encode_clip
-from avatarchat.errors import AvatarChatError, BadRequest
+from avatarchat.errors import AvatarChatError, BadRequest, redact
 from avatarchat.events import ErrorEvent, Pong
 from avatarchat.llm import LLM, create_llm
 from avatarchat.metrics import Metrics
 from avatarchat.pipeline.session import Outbox, SessionManager, check_session_id
 from avatarchat.pipeline.worker import SpeechPipeline
 from avatarchat.render import Avatar, Renderer, create_renderer
+from avatarchat.runtime import single_threaded_blas
 from avatarchat.settings import Settings
 from avatarchat.tts import TTS, VoiceRouter, as_router, create_tts
 
@@ -97,6 +98,7 @@ def create_app(settings: Settings | None = None, *, llm: LLM | None = None, tts:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        single_threaded_blas()  # before any worker thread enters numpy (see runtime.py)
         the_llm = llm or create_llm(settings)
         the_tts = as_router(tts) if tts is not None else create_tts(settings)
         the_renderer = renderer or create_renderer(settings)
@@ -109,7 +111,7 @@ def create_app(settings: Settings | None = None, *, llm: LLM | None = None, tts:
             await asyncio.to_thread(warm_llm)
         metrics = Metrics()
         pipeline = SpeechPipeline(the_llm, the_tts, the_renderer, avatar, settings.data_dir / "clips",
-                                  threads=settings.render_threads, metrics=metrics)
+                                  threads=settings.render_threads, metrics=metrics, secrets=settings.secrets())
         sessions = SessionManager(settings.max_sessions, settings.session_queue_size, settings.history_turns,
                                   pipeline.start, history_token_budget=settings.history_token_budget)
         metrics.watch_queues(sessions.queue_depths)
@@ -135,7 +137,9 @@ def create_app(settings: Settings | None = None, *, llm: LLM | None = None, tts:
 
     @app.exception_handler(AvatarChatError)
     async def _app_error(request: Request, exc: AvatarChatError) -> JSONResponse:
-        return JSONResponse({"error": {"code": exc.code, "message": exc.message}}, status_code=exc.status)
+        if exc.status >= 500:
+            log.warning("%s %s failed: %s", request.method, request.url.path, redact(exc.message, settings.secrets()))
+        return JSONResponse({"error": {"code": exc.code, "message": exc.public}}, status_code=exc.status)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -202,7 +206,8 @@ def create_app(settings: Settings | None = None, *, llm: LLM | None = None, tts:
         try:
             session = s.sessions.get_or_create(session_id)
         except AvatarChatError as exc:
-            await websocket.send_json({"type": "error", "session": session_id, "code": exc.code, "message": exc.message})
+            await websocket.send_json({"type": "error", "session": session_id[:64], "code": exc.code,
+                                       "message": exc.public})
             await websocket.close(code=1008)
             return
         box = Outbox()

@@ -4,6 +4,15 @@ We run the ``espeak-ng`` command rather than binding ``libespeak-ng``: the libra
 non-thread-safe synthesizer per process, while a child process per sentence runs in parallel with the others,
 never blocks the event loop, and can simply be killed when a reply is interrupted.
 
+How the child is started matters. The server's event loop (uvloop, through libuv) starts subprocesses with a
+real ``fork()``, which copies every lock other threads hold and runs the ``atfork`` handlers of native
+libraries (OpenBLAS's waits for its worker threads): with renders running beside it, the child or the parent
+could wedge for good. So the child is started by ``subprocess.Popen`` from a worker thread, which on Linux
+uses ``vfork()`` + ``exec`` (no ``atfork`` handlers, nothing copied), and at most ``max_procs`` run at once.
+
+Only voices that ``espeak-ng --voices`` lists are ever passed to ``-v``: a voice name reaches espeak-ng as a
+file name, so anything else (a relative path, say) is refused before the command runs.
+
 ``Speech.phonemes`` stays empty. The command reports timed phonemes only through ``--pho``, which works with
 MBROLA voices alone (there is none for Korean); timed phoneme events exist only in the C library's callback
 API. The renderer derives the mouth from the audio, so nothing is lost.
@@ -16,7 +25,6 @@ import contextlib
 import shutil
 import subprocess
 import threading
-
 
 from avatarchat.errors import BackendError, BadRequest
 from avatarchat.tts.base import Speech, speech_from_wav
@@ -31,7 +39,7 @@ class EspeakTTS:
     name = "espeak"
 
     def __init__(self, default_voice: str = "ko", rate: int = 175, pitch: int = 50, binary: str = "espeak-ng",
-                 timeout_s: float = 60.0) -> None:
+                 timeout_s: float = 60.0, max_procs: int = 2) -> None:
         self.default_voice = default_voice
         self._rate = rate
         self._pitch = pitch
@@ -39,6 +47,7 @@ class EspeakTTS:
         self._timeout_s = timeout_s
         self._voices: list[str] | None = None
         self._lock = threading.Lock()
+        self._slots = threading.BoundedSemaphore(max_procs)
 
     def _exe(self) -> str:
         path = shutil.which(self._binary)
@@ -77,32 +86,65 @@ class EspeakTTS:
                               "(e.g. ko, en-us, ja, zh) or a variant such as en-us+f3")
         return BackendError(f"espeak-ng failed (exit {code}): {err[:300] or 'no message'}")
 
+    def _check_voice(self, voice: str) -> None:
+        if voice not in self.voices():
+            raise BadRequest(f"espeak-ng has no voice {voice[:40]!r}; pick one of `espeak-ng --voices` "
+                             "(e.g. ko, en-us, ja, cmn)")
+
     async def synthesize(self, text: str, voice: str | None = None) -> Speech:
         voice = voice or self.default_voice
+        self._check_voice(voice)
+        run = _Run(self._args(voice) + ["--stdout"], text.encode("utf-8"), self._timeout_s, self._slots)
+        work = asyncio.ensure_future(asyncio.to_thread(run))
         try:
-            proc = await asyncio.create_subprocess_exec(
-                *self._args(voice), "--stdout",
-                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-            )
-        except OSError as exc:
-            raise BackendError(f"espeak-ng could not start: {exc}; {INSTALL_HINT}") from exc
-        try:
-            out, err = await asyncio.wait_for(proc.communicate(text.encode("utf-8")), self._timeout_s)
-        except TimeoutError:
-            await _kill(proc)
-            raise BackendError(f"espeak-ng took over {self._timeout_s:g} s on {text[:60]!r}") from None
-        except BaseException:  # cancelled (barge-in, shutdown): do not leave the child running
-            await _kill(proc)
+            out, err, code = await asyncio.shield(work)
+        except asyncio.CancelledError:  # barge-in or shutdown: do not leave the child running
+            run.kill()
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(work, 10)  # the thread reaps the killed child
             raise
-        if proc.returncode != 0:
-            raise self._failure(voice, proc.returncode, err)
+        if code is None:
+            raise BackendError(f"espeak-ng took over {self._timeout_s:g} s on {text[:60]!r}")
+        if code != 0:
+            raise self._failure(voice, code, err)
         if not out:
             raise BackendError(f"espeak-ng produced no audio for {text[:60]!r}")
         return speech_from_wav(out, "espeak-ng")
 
 
-async def _kill(proc: asyncio.subprocess.Process) -> None:
-    if proc.returncode is None:
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-    await proc.wait()
+class _Run:
+    """One espeak-ng run in a worker thread: waits for a free slot, spawns (vfork + exec), feeds stdin,
+    collects stdout. ``kill`` from any thread stops it, before or after the child started."""
+
+    def __init__(self, args: list[str], stdin: bytes, timeout_s: float, slots: threading.BoundedSemaphore) -> None:
+        self._args, self._stdin, self._timeout_s, self._slots = args, stdin, timeout_s, slots
+        self._lock = threading.Lock()
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._killed = False
+
+    def kill(self) -> None:
+        with self._lock:
+            self._killed = True
+            if self._proc is not None and self._proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    self._proc.kill()
+
+    def __call__(self) -> tuple[bytes, bytes, int | None]:
+        """(stdout, stderr, exit code); the code is None when the run timed out (the child is then killed)."""
+        with self._slots:
+            with self._lock:
+                if self._killed:
+                    return b"", b"", -9
+                try:
+                    self._proc = subprocess.Popen(self._args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                                  stderr=subprocess.PIPE)
+                except OSError as exc:
+                    raise BackendError(f"espeak-ng could not start: {exc}; {INSTALL_HINT}") from exc
+            proc = self._proc
+            try:
+                out, err = proc.communicate(self._stdin, timeout=self._timeout_s)
+            except subprocess.TimeoutExpired:
+                self.kill()
+                proc.communicate()
+                return b"", b"", None
+            return out, err, proc.returncode

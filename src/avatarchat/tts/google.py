@@ -1,7 +1,8 @@
 """``google``: Google Cloud Text-to-Speech over its REST API (``POST /v1/text:synthesize?key=...``).
 
 Speaks the wire format directly with httpx, so no Google SDK or service-account file is needed: an API key is
-enough. We ask for LINEAR16, which Google returns base64-encoded *with* a WAV header, so the sample rate is
+enough. The key travels in the ``x-goog-api-key`` header, never in the URL, so no access log or proxy error
+that quotes a URL can leak it. We ask for LINEAR16, which Google returns base64-encoded *with* a WAV header, so the sample rate is
 read from the audio itself.
 """
 
@@ -9,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import re
 
 import httpx
 
@@ -20,7 +20,6 @@ from avatarchat.tts.http import LoopClient
 
 SERVICE = "Google TTS"
 KEY_HINT = "check AVATARCHAT_GOOGLE_TTS_API_KEY"
-_KEY_PARAM = re.compile(r"key=[^&\s\"'<>]+")
 
 
 def language_code(voice: str) -> str:
@@ -39,12 +38,11 @@ class GoogleTTS:
         if not api_key:
             raise BadRequest(f"{SERVICE} needs an API key: set AVATARCHAT_GOOGLE_TTS_API_KEY")
         language_code(default_voice)  # a bad configured voice fails at start-up, not on the first reply
-        self._key = api_key
         self._base = base_url.rstrip("/")
         self._url = self._base + "/v1/text:synthesize"
         self.default_voice = default_voice
         self._rate = sample_rate
-        self._client = LoopClient(SERVICE, timeout_s)
+        self._client = LoopClient(SERVICE, timeout_s, {"x-goog-api-key": api_key})
 
     def voices(self) -> list[str]:
         """Only the configured voice: Google's catalogue needs a network call (``GET /v1/voices``)."""
@@ -53,11 +51,6 @@ class GoogleTTS:
     async def aclose(self) -> None:
         await self._client.aclose()
 
-    @staticmethod
-    def _scrub(message: str) -> str:
-        """The key travels in the query string; keep it out of anything we show or log (proxies echo URLs)."""
-        return _KEY_PARAM.sub("key=***", message)
-
     async def synthesize(self, text: str, voice: str | None = None) -> Speech:
         name = voice or self.default_voice
         body = {
@@ -65,12 +58,9 @@ class GoogleTTS:
             "voice": {"languageCode": language_code(name), "name": name},
             "audioConfig": {"audioEncoding": "LINEAR16", "sampleRateHertz": self._rate},
         }
-        try:
-            resp = await self._client.post(self._url, self._base, params={"key": self._key}, json=body)
-        except BackendError as exc:
-            raise BackendError(self._scrub(exc.message)) from exc.__cause__
+        resp = await self._client.post(self._url, self._base, json=body)
         if resp.status_code != 200:
-            raise BackendError(self._scrub(f"{SERVICE}: {_error_text(resp)}"))
+            raise BackendError(f"{SERVICE}: {_error_text(resp)}")
         try:
             audio = base64.b64decode(resp.json()["audioContent"], validate=True)
         except (ValueError, KeyError, TypeError, binascii.Error) as exc:

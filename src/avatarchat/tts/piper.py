@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from avatarchat.errors import BadRequest, BackendError
+from avatarchat.errors import BackendError, BadRequest, ConfigError
 from avatarchat.tts.base import Speech
 
 
@@ -49,12 +49,18 @@ class PiperTTS:
 
     def __init__(self, default_voice: str = "en_US-joe-medium", voices: dict[str, Path] | None = None,
                  threads: int = 1) -> None:
-        self._paths = voices if voices is not None else bundled_voices()
-        if default_voice not in self._paths and not Path(default_voice).is_file():
-            raise BadRequest(
-                f"Piper voice {default_voice!r} not found; bundled voices: {sorted(self._paths)} "
-                "(or give a path to a .onnx voice file)"
-            )
+        """``default_voice`` is a bundled voice's name or, from the operator's settings, a path to a ``.onnx``
+        voice, which is then listed under its file name. Requests name voices from that list only."""
+        self._paths = dict(voices if voices is not None else bundled_voices())
+        if default_voice not in self._paths:
+            path = Path(default_voice)
+            if path.suffix != ".onnx" or not path.is_file() or not Path(f"{path}.json").is_file():
+                raise ConfigError(
+                    f"Piper voice {default_voice!r} not found; bundled voices: {sorted(self._paths)} "
+                    "(or give the path of a .onnx voice file with its .onnx.json beside it)"
+                )
+            self._paths[path.stem] = path
+            default_voice = path.stem
         self.default_voice = default_voice
         self.threads = threads
         self._loaded: dict[str, object] = {}
@@ -66,9 +72,9 @@ class PiperTTS:
     def _voice(self, name: str):
         with self._lock:
             if name not in self._loaded:
-                path = self._paths.get(name) or Path(name)
-                if not path.is_file():
-                    raise BadRequest(f"Piper voice {name!r} not found; bundled voices: {sorted(self._paths)}")
+                path = self._paths.get(name)  # never a path from the request: only the listed voices
+                if path is None:
+                    raise BadRequest(f"Piper has no voice {name[:40]!r}; its voices are {sorted(self._paths)}.")
                 self._loaded[name] = load_voice(path, self.threads)
             return self._loaded[name]
 

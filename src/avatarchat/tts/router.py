@@ -57,24 +57,18 @@ class VoiceRouter:
                 self._voices[vid] = Voice(vid, bname, v, voice_language(bname, v))
         primary_voice = backends[primary].default_voice
         self.default_voice = self.resolve(f"{primary}:{primary_voice}").id
-        self.language_defaults = {lang: self.resolve(v).id for lang, v in language_defaults.items()
-                                  if self._known(v)}
-
-    def _known(self, voice_id: str) -> bool:
-        backend, _, name = voice_id.partition(":")
-        return voice_id in self._voices or (backend in self.backends and bool(name))
+        self.language_defaults = {lang: v for lang, v in language_defaults.items() if v in self._voices}
 
     def resolve(self, voice_id: str | None) -> Voice:
         """A voice id (or None for the default) -> Voice; unknown ids are a clear error."""
         if voice_id is None:
             return self._voices[self.default_voice]
-        if voice_id in self._voices:
-            return self._voices[voice_id]
-        backend, _, name = voice_id.partition(":")
-        if backend in self.backends and name:
-            # Backends accept voices they do not list (a Piper .onnx path, any Google voice name).
-            return Voice(voice_id, backend, name, voice_language(backend, name))
-        raise BadRequest(f"Unknown voice {voice_id!r}; GET /voices lists them (ids look like 'piper:en_US-joe-medium').")
+        voice = self._voices.get(voice_id) if isinstance(voice_id, str) else None
+        if voice is None:
+            # Only listed ids: a voice id reaches a backend as a file name or a command argument.
+            raise BadRequest(f"Unknown voice {str(voice_id)[:40]!r}; choose one of the ids GET /voices lists "
+                             "(such as 'piper:en_US-joe-medium').")
+        return voice
 
     def voices(self) -> list[str]:
         return sorted(self._voices)
