@@ -79,3 +79,21 @@ def frame_rms(clip: Clip) -> np.ndarray:
         seg = clip.audio[int(k * hop) : int((k + 1) * hop)]
         out.append(float(np.sqrt(np.mean(seg**2))) if len(seg) else 0.0)
     return np.array(out)
+
+
+def new_session(base: str) -> str:
+    """A session token issued by the server (POST /session), as the page gets one."""
+    r = httpx.post(base + "/session", timeout=30)
+    assert r.status_code == 200, r.text
+    return r.json()["session_id"]
+
+
+_named: dict[tuple[str, str], str] = {}
+
+
+def session_for(base: str, name: str) -> str:
+    """The server-issued token standing for the test's readable session ``name`` (issued on first use)."""
+    key = (base, name)
+    if key not in _named:
+        _named[key] = new_session(base)
+    return _named[key]

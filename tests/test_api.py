@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.helpers import decode_clip
+from tests.helpers import decode_clip, session_for
 
 
 @pytest.mark.parametrize(
@@ -34,12 +34,12 @@ def test_chat_rejects_non_json(server: str) -> None:
 
 
 def test_chat_returns_reply_text_at_once(server: str) -> None:
-    r = httpx.post(server + "/chat", json={"session_id": "api-1", "message": "Good morning. Nice to meet you!"}, timeout=30)
+    r = httpx.post(server + "/chat", json={"session_id": session_for(server, "api-1"), "message": "Good morning. Nice to meet you!"}, timeout=30)
     assert r.status_code == 200
     body = r.json()
     assert body["text"] == "Good morning. Nice to meet you!"  # the echo backend says the user's words
     assert body["sentences"] == 2
-    assert len(body["reply_id"]) == 16
+    assert len(body["reply_id"]) == 32
 
 
 def test_health_and_page_and_idle(server: str) -> None:
@@ -53,6 +53,7 @@ def test_health_and_page_and_idle(server: str) -> None:
 
 
 def test_unknown_or_malformed_clip_ids(server: str) -> None:
-    assert httpx.get(server + "/clips/0123456789abcdef.mp4").status_code == 404
+    assert httpx.get(server + "/clips/" + "0123456789abcdef" * 2 + ".mp4").status_code == 404
+    assert httpx.get(server + "/clips/0123456789abcdef.mp4").status_code == 422  # 64 bits: too short to be ours
     assert httpx.get(server + "/clips/..%2f..%2fsecret.mp4").status_code in (404, 422)
     assert httpx.get(server + "/clips/NOTHEX.mp4").status_code == 422

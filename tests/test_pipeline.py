@@ -8,22 +8,23 @@ import time
 
 import httpx
 import pytest
-from websockets.sync.client import connect
 
 from avatarchat.errors import TooManySessions
 
-from tests.test_ws import collect, ws_url
+from tests.helpers import session_for
+from tests.test_ws import collect, open_ws
 
 SIX = ("One two three. Four five six! Is this seven? Eight and nine. "
        "Ten is next. Finally eleven and twelve.")
 
 
 def post(server: str, session: str, message: str, **extra) -> httpx.Response:
-    return httpx.post(server + "/chat", json={"session_id": session, "message": message, **extra}, timeout=60)
+    return httpx.post(server + "/chat", json={"session_id": session_for(server, session), "message": message, **extra},
+                      timeout=60)
 
 
 def test_six_sentences_arrive_as_six_clips_in_order(server: str) -> None:
-    with connect(ws_url(server, "pipe-6")) as ws:
+    with open_ws(server, "pipe-6") as ws:
         r = post(server, "pipe-6", SIX)
         assert r.json()["sentences"] == 6
         events = collect(ws, "speech_done", timeout_s=90)
@@ -39,7 +40,7 @@ def test_six_sentences_arrive_as_six_clips_in_order(server: str) -> None:
 
 
 def test_barge_in_cancels_the_old_reply(server: str) -> None:
-    with connect(ws_url(server, "pipe-barge")) as ws:
+    with open_ws(server, "pipe-barge") as ws:
         first = post(server, "pipe-barge", SIX).json()["reply_id"]
         events = collect(ws, "clip_ready", timeout_s=60)
         second = post(server, "pipe-barge", "Stop. New topic.").json()["reply_id"]
@@ -63,7 +64,7 @@ def test_barge_in_cancels_the_old_reply(server: str) -> None:
 
 
 def test_queue_flag_keeps_the_old_reply(server: str) -> None:
-    with connect(ws_url(server, "pipe-q")) as ws:
+    with open_ws(server, "pipe-q") as ws:
         first = post(server, "pipe-q", "First reply here. It has two sentences.").json()["reply_id"]
         second = post(server, "pipe-q", "Second reply.", queue=True).json()["reply_id"]
         seen: list[dict] = []
@@ -75,7 +76,7 @@ def test_queue_flag_keeps_the_old_reply(server: str) -> None:
 
 
 def test_sessions_do_not_see_each_other(server: str) -> None:
-    with connect(ws_url(server, "pipe-a")) as a, connect(ws_url(server, "pipe-b")) as b:
+    with open_ws(server, "pipe-a") as a, open_ws(server, "pipe-b") as b:
         post(server, "pipe-a", "Only for A.")
         events = collect(a, "speech_done")
         assert any(e["type"] == "clip_ready" for e in events)
@@ -84,7 +85,7 @@ def test_sessions_do_not_see_each_other(server: str) -> None:
 
 
 def test_metrics_expose_stage_histograms(server: str) -> None:
-    with connect(ws_url(server, "pipe-m")) as ws:
+    with open_ws(server, "pipe-m") as ws:
         post(server, "pipe-m", "Measure me.")
         collect(ws, "speech_done")
     text = httpx.get(server + "/metrics").text
@@ -119,7 +120,7 @@ def test_full_queue_reports_what_was_not_spoken(settings, tts, renderer, tmp_pat
 
     small = settings.model_copy(update={"session_queue_size": 1, "data_dir": tmp_path})
     with running(create_app(small, tts=tts, renderer=renderer)) as base:
-        with connect(ws_url(base, "full")) as ws:
+        with open_ws(base, "full") as ws:
             text = " ".join(f"Sentence {i}." for i in range(8))
             r = post(base, "full", text)
             assert r.status_code == 200 and r.json()["text"] == text  # the text reply is never lost
@@ -131,27 +132,49 @@ def test_full_queue_reports_what_was_not_spoken(settings, tts, renderer, tmp_pat
     assert len(clips) + len(errors) == 8
 
 
+class _IdleLane:
+    """Stands in for a speech lane: nothing speaking; records whether it was closed."""
+
+    def __init__(self) -> None:
+        self.closed = False
+
+    def speaking(self) -> list:
+        return []
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
 async def test_idle_sessions_are_reaped_and_busy_ones_kept() -> None:
+    from avatarchat.pipeline.session import Outbox, SessionManager
+
+    mgr = SessionManager(max_sessions=2, queue_size=4, history_turns=4, make_lane=lambda s: _IdleLane())
+    idle, connected = mgr.create(), mgr.create()
+    connected.outboxes.add(Outbox())
+    idle.last_seen -= 1000
+    connected.last_seen -= 1000
+    assert await mgr.reap(idle_s=100) == [idle.id]
+    assert idle.lane.closed and not connected.lane.closed
+    assert mgr.create().id not in (idle.id, connected.id)  # the slot came back
+    await mgr.close()
+
+
+async def test_a_full_table_evicts_the_longest_idle_session_but_never_a_connected_one() -> None:
     import asyncio
 
     from avatarchat.pipeline.session import Outbox, SessionManager
 
-    started: list[str] = []
-
-    def start_worker(session):
-        started.append(session.id)
-        return [asyncio.create_task(asyncio.sleep(3600))]
-
-    mgr = SessionManager(max_sessions=2, queue_size=4, history_turns=4, start_worker=start_worker)
-    idle, connected = mgr.get_or_create("idle"), mgr.get_or_create("connected")
-    connected.outboxes.add(Outbox())
+    mgr = SessionManager(max_sessions=2, queue_size=4, history_turns=4, make_lane=lambda s: _IdleLane())
+    older, newer = mgr.create(), mgr.create()
+    older.last_seen -= 10
+    third = mgr.create()  # the table was full: the idle session unused the longest made room
+    assert set(mgr.sessions) == {newer.id, third.id}
+    await asyncio.sleep(0)
+    assert older.lane.closed
+    newer.outboxes.add(Outbox())
+    third.outboxes.add(Outbox())
     with pytest.raises(TooManySessions):
-        mgr.get_or_create("third")
-    idle.last_seen -= 1000
-    connected.last_seen -= 1000
-    assert await mgr.reap(idle_s=100) == ["idle"]
-    assert all(t.cancelled() or t.done() for t in idle.tasks)
-    assert mgr.get_or_create("third").id == "third"  # the slot came back
+        mgr.create()
     await mgr.close()
 
 

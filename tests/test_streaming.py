@@ -8,23 +8,22 @@ import threading
 import time
 
 import httpx
-from websockets.sync.client import connect
 
 from avatarchat.llm.openai import OpenAILLM
 from avatarchat.server import create_app
-from tests.helpers import running
+from tests.helpers import running, session_for
 from tests.test_llm_openai import API_KEY, SLOW_MODEL, SLOW_PAUSE_S, FakeServer, fake_server  # noqa: F401
-from tests.test_ws import ws_url
+from tests.test_ws import open_ws
 
 
 def test_partial_text_and_first_clip_come_before_the_stream_ends(fake_server: FakeServer, settings, voices,  # noqa: F811
                                                                  renderer, tmp_path) -> None:
     llm = OpenAILLM(base_url=fake_server.base_url, api_key=API_KEY, model=SLOW_MODEL, system_prompt="Be brief.")
     app = create_app(settings.model_copy(update={"data_dir": tmp_path}), llm=llm, tts=voices, renderer=renderer)
-    with running(app) as base, connect(ws_url(base, "stream")) as ws:
+    with running(app) as base, open_ws(base, "stream") as ws:
         answer: dict = {}
         post = threading.Thread(target=lambda: answer.update(
-            httpx.post(base + "/chat", json={"session_id": "stream", "message": "hello there"}, timeout=60).json()))
+            httpx.post(base + "/chat", json={"session_id": session_for(base, "stream"), "message": "hello there"}, timeout=60).json()))
         t0 = time.monotonic()
         post.start()
         events: list[tuple[float, dict]] = []

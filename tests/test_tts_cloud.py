@@ -27,7 +27,6 @@ import pytest
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from scipy.signal import resample_poly
-from websockets.sync.client import connect
 
 from avatarchat.errors import BackendError, BadRequest
 from avatarchat.render.meshwarp import MeshWarpRenderer
@@ -35,8 +34,8 @@ from avatarchat.server import create_app
 from avatarchat.settings import Settings
 from avatarchat.tts import GoogleTTS, OpenAITTS, create_tts
 from avatarchat.tts.base import Speech
-from tests.helpers import free_port, running
-from tests.test_ws import collect, ws_url
+from tests.helpers import free_port, running, session_for
+from tests.test_ws import collect, open_ws
 
 GOOGLE_KEY = "AIzaSyTest-good-key-0123456789abcdefghi"
 GOOGLE_QUOTA_KEY = "AIzaSyTest-quota-key-0123456789abcdefgh"
@@ -294,8 +293,8 @@ def test_bad_google_key_reaches_the_socket_and_the_reply_still_arrives(google: F
                         google_tts_api_key="bad", google_tts_base_url=google.base_url)
     with running(create_app(settings, renderer=renderer)) as base:
         assert httpx.get(base + "/healthz").json()["tts"] == "google"
-        with connect(ws_url(base, "google-1")) as ws:
-            r = httpx.post(base + "/chat", json={"session_id": "google-1", "message": KOREAN}, timeout=30)
+        with open_ws(base, "google-1") as ws:
+            r = httpx.post(base + "/chat", json={"session_id": session_for(base, "google-1"), "message": KOREAN}, timeout=30)
             assert r.status_code == 200, r.text
             assert r.json()["text"] == KOREAN
             events = collect(ws, "speech_done", timeout_s=30)

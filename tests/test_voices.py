@@ -5,12 +5,11 @@ from __future__ import annotations
 import httpx
 import numpy as np
 import pytest
-from websockets.sync.client import connect
 
 from avatarchat.errors import BadRequest
 from avatarchat.tts.router import VoiceRouter, script_language
-from tests.helpers import decode_clip, frame_rms
-from tests.test_ws import collect, ws_url
+from tests.helpers import decode_clip, frame_rms, session_for
+from tests.test_ws import collect, open_ws
 
 
 @pytest.mark.parametrize(("text", "lang"), [
@@ -39,13 +38,13 @@ def test_voices_endpoint(server: str) -> None:
 
 
 def test_chat_rejects_unknown_voice(server: str) -> None:
-    r = httpx.post(server + "/chat", json={"session_id": "v-bad", "message": "hi", "voice": "x:y"})
+    r = httpx.post(server + "/chat", json={"session_id": session_for(server, "v-bad"), "message": "hi", "voice": "x:y"})
     assert r.status_code == 422 and "Unknown voice" in r.json()["error"]["message"]
 
 
 def test_korean_message_to_english_default_is_spoken_in_korean(server: str) -> None:
-    with connect(ws_url(server, "v-ko")) as ws:
-        r = httpx.post(server + "/chat", json={"session_id": "v-ko", "message": "안녕하세요. 만나서 반갑습니다."},
+    with open_ws(server, "v-ko") as ws:
+        r = httpx.post(server + "/chat", json={"session_id": session_for(server, "v-ko"), "message": "안녕하세요. 만나서 반갑습니다."},
                        timeout=60)
         assert r.status_code == 200
         events = collect(ws, "speech_done")
@@ -59,9 +58,9 @@ def test_korean_message_to_english_default_is_spoken_in_korean(server: str) -> N
 
 
 def test_session_voice_is_kept(server: str) -> None:
-    with connect(ws_url(server, "v-keep")) as ws:
-        httpx.post(server + "/chat", json={"session_id": "v-keep", "message": "First.", "voice": "espeak:en-us"})
+    with open_ws(server, "v-keep") as ws:
+        httpx.post(server + "/chat", json={"session_id": session_for(server, "v-keep"), "message": "First.", "voice": "espeak:en-us"})
         first = [e for e in collect(ws, "speech_done") if e["type"] == "clip_ready"]
-        httpx.post(server + "/chat", json={"session_id": "v-keep", "message": "Second."})
+        httpx.post(server + "/chat", json={"session_id": session_for(server, "v-keep"), "message": "Second."})
         second = [e for e in collect(ws, "speech_done") if e["type"] == "clip_ready"]
     assert first[0]["voice"] == second[0]["voice"] == "espeak:en-us"

@@ -4,17 +4,29 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import httpx
 import numpy as np
 from websockets.sync.client import connect
 
 from avatarchat.render.landmarks import FaceMesh
-from tests.helpers import decode_clip, frame_rms
+from tests.helpers import decode_clip, frame_rms, session_for
 
 
 def ws_url(base: str, session: str) -> str:
-    return base.replace("http://", "ws://") + f"/ws?session_id={session}"
+    """The socket URL of the session the test calls ``session`` (a token the server issued for it)."""
+    return base.replace("http://", "ws://") + f"/ws?session_id={session_for(base, session)}"
+
+
+@contextmanager
+def open_ws(base: str, session: str) -> Iterator:
+    """Open the socket of the session the test calls ``session`` and read its opening ``session_state``."""
+    with connect(ws_url(base, session)) as ws:
+        first = json.loads(ws.recv(timeout=10))
+        assert first["type"] == "session_state", first
+        yield ws
 
 
 def collect(ws, until: str, timeout_s: float = 60.0) -> list[dict]:
@@ -29,8 +41,8 @@ def collect(ws, until: str, timeout_s: float = 60.0) -> list[dict]:
 
 
 def test_message_becomes_lip_synced_clip(server: str, output_dir) -> None:
-    with connect(ws_url(server, "ws-1")) as ws:
-        r = httpx.post(server + "/chat", json={"session_id": "ws-1", "message": "Hello! I am so happy to see you."},
+    with open_ws(server, "ws-1") as ws:
+        r = httpx.post(server + "/chat", json={"session_id": session_for(server, "ws-1"), "message": "Hello! I am so happy to see you."},
                        timeout=30)
         assert r.status_code == 200
         events = collect(ws, "speech_done")
@@ -70,7 +82,7 @@ def test_message_becomes_lip_synced_clip(server: str, output_dir) -> None:
 
 
 def test_ping_pong_and_malformed_frames(server: str) -> None:
-    with connect(ws_url(server, "ws-2")) as ws:
+    with open_ws(server, "ws-2") as ws:
         ws.send(json.dumps({"type": "ping"}))
         assert json.loads(ws.recv(timeout=5))["type"] == "pong"
         ws.send("this is not json")
@@ -83,6 +95,6 @@ def test_ping_pong_and_malformed_frames(server: str) -> None:
 
 
 def test_bad_session_id_on_socket(server: str) -> None:
-    with connect(ws_url(server, "bad%20id")) as ws:
+    with connect(server.replace("http://", "ws://") + "/ws?session_id=bad%20id") as ws:
         err = json.loads(ws.recv(timeout=5))
         assert err["type"] == "error" and "session_id" in err["message"]

@@ -41,6 +41,14 @@ class BadRequest(AvatarChatError):
     message_is_public = True
 
 
+class UnknownSession(AvatarChatError):
+    """No session has this token: it expired, the server restarted, or it was never issued."""
+
+    code = "unknown_session"
+    status = 404
+    message_is_public = True
+
+
 class TooManySessions(AvatarChatError):
     code = "too_many_sessions"
     status = 503

@@ -43,9 +43,12 @@ class ClipReady(Event):
 
 
 class SpeechDone(Event):
+    """Every sentence of the reply is announced or failed: ``sentences`` seqs (0..n-1), ``clips`` of them ready."""
+
     type: Literal["speech_done"] = "speech_done"
     reply: str
     clips: int
+    sentences: int
     timings_ms: dict[str, float] = {}
 
 
@@ -59,7 +62,15 @@ class ErrorEvent(Event):
     code: str
     message: str
     reply: str | None = None
+    seq: int | None = None  # the sentence that failed: the page skips it instead of waiting for its clip
 
 
 class Pong(Event):
     type: Literal["pong"] = "pong"
+
+
+class SessionState(Event):
+    """Sent when a socket opens: the replies still to be heard, so a reloaded or reconnected page resumes."""
+
+    type: Literal["session_state"] = "session_state"
+    replies: list[dict[str, Any]]

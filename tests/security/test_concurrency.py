@@ -25,8 +25,9 @@ ENGLISH = ["Hello there. How are you today?", "This is a short test.", "One more
 
 
 async def _speak(base: str, index: int, stop_at: float, finished: list[float]) -> None:
-    sid = f"stress-{index}"
     lines = KOREAN + ENGLISH if index % 2 else ENGLISH + KOREAN  # every session mixes both languages
+    async with httpx.AsyncClient(timeout=REPLY_DEADLINE_S) as http:
+        sid = (await http.post(base + "/session")).json()["session_id"]
     async with websockets.connect(base.replace("http", "ws") + f"/ws?session_id={sid}") as ws, \
             httpx.AsyncClient(timeout=REPLY_DEADLINE_S) as http:
         k = 0

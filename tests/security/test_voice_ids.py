@@ -12,13 +12,13 @@ import json
 
 import httpx
 import pytest
-from websockets.sync.client import connect
 
 from avatarchat.errors import BadRequest
 from avatarchat.tts.espeak import EspeakTTS
 from avatarchat.tts.piper import PiperTTS
 from avatarchat.tts.router import VoiceRouter
-from tests.test_ws import collect, ws_url
+from tests.helpers import session_for
+from tests.test_ws import collect, open_ws
 
 SECRET_LINE = "root:"  # the first field of /etc/passwd: must never appear in anything the server sends
 
@@ -40,8 +40,8 @@ def test_router_refuses_unlisted_voice_ids(voices: VoiceRouter, voice: str) -> N
 
 @pytest.mark.parametrize("voice", HOSTILE)
 def test_chat_with_hostile_voice_is_422_and_leaks_nothing(server: str, voice: str) -> None:
-    sid = "atk-voice"
-    with connect(ws_url(server, sid)) as ws:
+    sid = session_for(server, "atk-voice")
+    with open_ws(server, "atk-voice") as ws:
         r = httpx.post(server + "/chat", json={"session_id": sid, "message": "Hello there.", "voice": voice},
                        timeout=30)
         assert r.status_code == 422, r.text

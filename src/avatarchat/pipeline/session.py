@@ -1,5 +1,7 @@
-"""Per-session state: history, connected sockets, the reply being spoken and its two-stage job queue.
+"""Per-session state: identity, history, connected sockets, voice, and the session's speech lane.
 
+Sessions are capabilities: the server issues each one an unguessable token (192 bits from the OS CSPRNG) and
+only that token opens its socket, posts into it and names it; opening a socket never creates a session.
 Nothing here is global: the ``SessionManager`` lives on the app and owns every session it made.
 """
 
@@ -8,23 +10,27 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import secrets
 import time
+from collections.abc import Callable
 from typing import Any
 
-from avatarchat.errors import BadRequest, QueueFull, TooManySessions
-from avatarchat.events import Event, SpeechCancelled
+from avatarchat.errors import BadRequest, QueueFull, TooManySessions, UnknownSession
+from avatarchat.events import Event
 from avatarchat.llm.base import Message
-from avatarchat.pipeline.jobs import Reply, ReplyEnd, SpeechJob
+from avatarchat.pipeline.lane import SpeechLane
+from avatarchat.pipeline.reply import Reply
 from avatarchat.scripts import CJK
 
 log = logging.getLogger(__name__)
 
 SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+INTERRUPTED = "…"  # the answer stored in history when the person interrupted before hearing any of it
 
 
 def check_session_id(session_id: str) -> str:
-    if not SESSION_ID.match(session_id or ""):
-        raise BadRequest("session_id must be 1-64 characters of letters, digits, '-' or '_'.")
+    if not isinstance(session_id, str) or not SESSION_ID.match(session_id):
+        raise BadRequest("session_id must be the token POST /session returned (letters, digits, '-' or '_').")
     return session_id
 
 
@@ -43,21 +49,18 @@ class Outbox:
 
 
 class Session:
+    MESSAGE_OVERHEAD_TOKENS = 4  # role and framing of one chat message, as OpenAI counts them
+
     def __init__(self, session_id: str, queue_size: int, history_turns: int,
                  history_token_budget: int = 3000) -> None:
         self.id = session_id
+        self.label = session_id[:6]  # for logs: the token itself is a credential
         self.history: list[Message] = []
         self.history_turns = history_turns
         self.history_token_budget = history_token_budget
+        self.queue_size = queue_size
         self.outboxes: set[Outbox] = set()
-        # Unbounded underneath so a reply's end marker always fits; speech jobs are bounded by ``job_limit``.
-        self.jobs: asyncio.Queue[SpeechJob | ReplyEnd] = asyncio.Queue()
-        self.job_limit = queue_size
-        self.waiting = 0
-        self.rendered: asyncio.Queue[Any] = asyncio.Queue(maxsize=2)
-        self.current: Reply | None = None
-        self.replies: dict[str, Reply] = {}
-        self.tasks: list[asyncio.Task[None]] = []
+        self.lane: SpeechLane | None = None
         self.last_seen = time.monotonic()
         self.voice: str | None = None
 
@@ -68,30 +71,54 @@ class Session:
             box.put(wire)
 
     # -- history ------------------------------------------------------------------------------------------
-    def remember(self, role: str, content: str) -> None:
-        """Append a message, then trim the oldest: to ``history_turns`` turns, then to ``history_token_budget``.
+    def remember(self, role: str, content: str) -> Message:
+        """Append a message, then trim the oldest; returns the stored message."""
+        message = Message(role=role, content=content)  # type: ignore[arg-type]
+        self.history.append(message)
+        self._trim()
+        return message
+
+    def answer(self, reply: Reply, text: str) -> None:
+        """Store (or replace) ``reply``'s answer right after the user message it answers, so history stays in
+        the order things were said even when a newer message arrived while it was being written."""
+        user = reply.user_message
+        index = next((i for i, m in enumerate(self.history) if m is user), None)
+        if index is None:
+            return  # trimmed away meanwhile
+        message = Message(role="assistant", content=text)
+        after = index + 1
+        if after < len(self.history) and self.history[after].role == "assistant":
+            self.history[after] = message
+        else:
+            self.history.insert(after, message)
+        self._trim()
+
+    def forget(self, message: Message | None) -> None:
+        """Drop a user message whose reply failed, so two user messages never follow each other."""
+        self.history = [m for m in self.history if m is not message]
+
+    def _trim(self) -> None:
+        """To ``history_turns`` turns, then to ``history_token_budget`` estimated tokens.
 
         The token trim never drops the newest user message (nor what follows it), and leaves the history
         starting at a user message, which some chat templates require.
         """
-        self.history.append(Message(role=role, content=content))  # type: ignore[arg-type]
         keep = self.history_turns * 2
         if keep and len(self.history) > keep:
             del self.history[: len(self.history) - keep]
-        if self.history_token_budget:
-            users = [i for i, m in enumerate(self.history) if m.role == "user"]
-            newest_user = users[-1] if users else len(self.history) - 1
-            sizes = [self.estimate_tokens(m.content) + self.MESSAGE_OVERHEAD_TOKENS for m in self.history]
-            total, drop = sum(sizes), 0
-            while total > self.history_token_budget and drop < newest_user:
-                total -= sizes[drop]
+        if not self.history_token_budget:
+            return
+        users = [i for i, m in enumerate(self.history) if m.role == "user"]
+        newest_user = users[-1] if users else len(self.history) - 1
+        sizes = [self.estimate_tokens(m.content) + self.MESSAGE_OVERHEAD_TOKENS for m in self.history]
+        total, drop = sum(sizes), 0
+        while total > self.history_token_budget and drop < newest_user:
+            total -= sizes[drop]
+            drop += 1
+        if drop:
+            while drop < newest_user and self.history[drop].role != "user":
                 drop += 1
-            if drop:
-                while drop < newest_user and self.history[drop].role != "user":
-                    drop += 1
-                del self.history[:drop]
-
-    MESSAGE_OVERHEAD_TOKENS = 4  # role and framing of one chat message, as OpenAI counts them
+            del self.history[:drop]
 
     @classmethod
     def estimate_tokens(cls, text: str) -> int:
@@ -104,101 +131,78 @@ class Session:
         return wide + -(-(len(text) - wide) // 4)
 
     # -- replies ------------------------------------------------------------------------------------------
-    def begin_reply(self, barge_in: bool) -> Reply:
-        """Start a new reply; with ``barge_in`` the one still speaking is cancelled and the page told so."""
-        old = self.current
-        if old is not None and not old.finished:
-            if barge_in:
-                self.cancel_reply(old)
-            elif self.waiting >= self.job_limit:
-                raise QueueFull("The avatar still has too much to say; wait for it to finish or interrupt it.")
-        reply = Reply(session=self.id)
-        self.current = reply
-        self.replies[reply.id] = reply
-        return reply
+    def begin_reply(self, message: str, barge_in: bool) -> tuple[Reply, list[Reply]]:
+        """Start a reply to ``message``. With ``barge_in`` every reply still queued, rendering or playing is
+        cancelled first, and what the person heard of each is stored as its answer. Returns the new reply and
+        the ones it cancelled."""
+        lane = self._lane()
+        cancelled: list[Reply] = []
+        if barge_in:
+            cancelled = lane.cancel_all()
+            for old in cancelled:
+                self.answer(old, old.heard_text() or INTERRUPTED)
+        elif not lane.has_room():
+            raise QueueFull("The avatar still has too much to say; wait for it to finish or interrupt it.")
+        reply = Reply(user_message=self.remember("user", message))
+        lane.begin(reply)
+        return reply, cancelled
 
-    def cancel_reply(self, reply: Reply) -> None:
-        if reply.cancel.is_set():
-            return
-        reply.cancelled_at = time.perf_counter()
-        reply.cancel.set()
-        reply.finished = True
-        self.forget_reply(reply.id)  # its queued items are dropped below; a running render holds its own reference
-        for q in (self.jobs, self.rendered):
-            kept = []
-            while not q.empty():
-                item = q.get_nowait()
-                if _reply_of(item) != reply.id:
-                    kept.append(item)
-                elif q is self.jobs and isinstance(item, SpeechJob):
-                    self.waiting -= 1
-            for item in kept:
-                q.put_nowait(item)
-        self.publish(SpeechCancelled(session=self.id, reply=reply.id))
-
-    def enqueue(self, item: SpeechJob | ReplyEnd) -> None:
-        if isinstance(item, SpeechJob):
-            if self.waiting >= self.job_limit:
-                raise QueueFull(
-                    f"Session {self.id}: {self.job_limit} sentences are already waiting to be spoken; "
-                    "this one was not queued."
-                )
-            self.waiting += 1
-        self.jobs.put_nowait(item)
-
-    async def next_job(self) -> SpeechJob | ReplyEnd:
-        item = await self.jobs.get()
-        if isinstance(item, SpeechJob):
-            self.waiting -= 1
-        return item
-
-    def forget_reply(self, reply_id: str) -> None:
-        self.replies.pop(reply_id, None)
+    def _lane(self) -> SpeechLane:
+        if self.lane is None:
+            raise RuntimeError("session has no speech lane")
+        return self.lane
 
     def busy(self) -> bool:
-        """Connected, or still speaking: such a session is never reaped."""
-        return bool(self.outboxes) or (self.current is not None and not self.current.finished)
+        """Connected, or still speaking: such a session is never reaped nor evicted."""
+        return bool(self.outboxes) or (self.lane is not None and bool(self.lane.speaking()))
 
     async def close(self) -> None:
-        if self.current is not None:
-            self.current.cancel.set()
-        for t in self.tasks:
-            t.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
-
-
-def _reply_of(item: Any) -> str | None:
-    if isinstance(item, (SpeechJob, ReplyEnd)):
-        return item.reply
-    if isinstance(item, tuple) and item and isinstance(item[0], (SpeechJob, ReplyEnd)):
-        return item[0].reply
-    return None
+        if self.lane is not None:
+            await self.lane.aclose()
 
 
 class SessionManager:
-    """Owns all sessions; starts each session's worker tasks through ``start_worker``."""
+    """Issues sessions and owns them; ``make_lane`` gives each new session its speech lane."""
 
-    def __init__(self, max_sessions: int, queue_size: int, history_turns: int, start_worker,
-                 history_token_budget: int = 3000) -> None:
+    def __init__(self, max_sessions: int, queue_size: int, history_turns: int,
+                 make_lane: Callable[[Session], SpeechLane], history_token_budget: int = 3000) -> None:
         self.max_sessions = max_sessions
         self.queue_size = queue_size
         self.history_turns = history_turns
         self.history_token_budget = history_token_budget
-        self._start_worker = start_worker
+        self._make_lane = make_lane
         self.sessions: dict[str, Session] = {}
 
-    def get_or_create(self, session_id: str) -> Session:
-        check_session_id(session_id)
-        s = self.sessions.get(session_id)
+    def create(self) -> Session:
+        """A new session with a fresh token. When the table is full, the session idle the longest (no socket,
+        nothing to say) makes room; only when every session is in use is the answer 503."""
+        if len(self.sessions) >= self.max_sessions and not self._evict_one():
+            raise TooManySessions(f"The server is at its limit of {self.max_sessions} sessions; try again later.")
+        token = secrets.token_urlsafe(24)
+        s = Session(token, self.queue_size, self.history_turns, self.history_token_budget)
+        s.lane = self._make_lane(s)
+        self.sessions[token] = s
+        log.info("session %s… created (%d live)", s.label, len(self.sessions))
+        return s
+
+    def get(self, token: str) -> Session:
+        check_session_id(token)
+        s = self.sessions.get(token)
         if s is None:
-            if len(self.sessions) >= self.max_sessions:
-                raise TooManySessions(f"The server is at its limit of {self.max_sessions} sessions; try again later.")
-            s = Session(session_id, self.queue_size, self.history_turns, self.history_token_budget)
-            s.tasks = self._start_worker(s)
-            self.sessions[session_id] = s
-            log.info("session %s created", session_id)
+            raise UnknownSession("This session does not exist (it expired, or the server restarted); "
+                                 "start a new one with POST /session.")
         s.last_seen = time.monotonic()
         return s
+
+    def _evict_one(self) -> bool:
+        idle = [s for s in self.sessions.values() if not s.busy()]
+        if not idle:
+            return False
+        oldest = min(idle, key=lambda s: s.last_seen)
+        self.sessions.pop(oldest.id)
+        asyncio.ensure_future(oldest.close())
+        log.info("session %s… evicted to make room", oldest.label)
+        return True
 
     async def reap(self, idle_s: float) -> list[str]:
         """Close sessions nobody has used for ``idle_s`` seconds (no socket, nothing being spoken)."""
@@ -206,11 +210,11 @@ class SessionManager:
         stale = [sid for sid, s in self.sessions.items() if not s.busy() and now - s.last_seen > idle_s]
         for sid in stale:
             await self.sessions.pop(sid).close()
-            log.info("session %s closed after %.0f s idle", sid, idle_s)
+            log.info("session %s… closed after %.0f s idle", sid[:6], idle_s)
         return stale
 
     def queue_depths(self) -> dict[str, int]:
-        return {sid: s.waiting for sid, s in self.sessions.items()}
+        return {sid: s.lane.waiting if s.lane else 0 for sid, s in self.sessions.items()}
 
     async def close(self) -> None:
         await asyncio.gather(*(s.close() for s in self.sessions.values()), return_exceptions=True)

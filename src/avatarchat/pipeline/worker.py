@@ -1,9 +1,8 @@
-"""Runs a session's jobs in two stages, so sentence N+1 is in TTS while sentence N renders.
+"""The speech engine every session's lane shares, and the reply writer that feeds a lane.
 
-  jobs queue -> [TTS stage] -> rendered queue (bounded: 2) -> [render + encode stage] -> clip_ready
-
-Both stages do their CPU work in a shared, bounded thread pool; the event loop only moves messages.
-A cancelled reply's items are dropped at every step and its running render stops at the next frame.
+``SpeechPipeline.reply`` streams the LLM, cuts the stream into sentences and submits each to the session's
+lane as soon as it is complete. ``voice`` and ``render`` do the CPU work for the lanes in a shared, bounded
+thread pool (TTS backends run their own threads or processes); the event loop only moves messages.
 """
 
 from __future__ import annotations
@@ -11,19 +10,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from contextlib import aclosing
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import aclosing
 from pathlib import Path
 
 from avatarchat.encode import encode_clip
-from avatarchat.errors import AvatarChatError, Cancelled, redact
-from avatarchat.events import ClipReady, ErrorEvent, ReplyPartial, ReplyText, SpeechDone
+from avatarchat.errors import AvatarChatError, redact
+from avatarchat.events import ErrorEvent, ReplyPartial, ReplyText
 from avatarchat.llm.base import LLM
 from avatarchat.metrics import Metrics
-from avatarchat.pipeline.jobs import Reply, ReplyEnd, SpeechJob, new_id
+from avatarchat.pipeline.jobs import SpeechJob
+from avatarchat.pipeline.lane import RenderedClip
+from avatarchat.pipeline.reply import Reply
 from avatarchat.pipeline.sentences import SentenceSplitter
 from avatarchat.pipeline.session import Session
-from avatarchat.render.base import Avatar, Renderer, VoiceCalibrated
+from avatarchat.render.base import Avatar, Renderer, VoiceCalibrated, frame_count
 from avatarchat.tts.base import Speech
 from avatarchat.tts.router import VoiceRouter
 
@@ -48,10 +49,11 @@ class SpeechPipeline:
         self._uncalibratable: set[str | None] = set()
         self._calibrating: dict[str | None, asyncio.Lock] = {}
 
-    # -- reply: LLM stream -> sentences -> jobs ----------------------------------------------------------------
-    async def reply(self, session: Session, reply: Reply, message: str) -> str:
-        """Stream the LLM's answer, queueing each sentence as soon as it is complete. Returns the full text."""
-        session.remember("user", message)
+    # -- reply: LLM stream -> sentences -> the session's lane -------------------------------------------------
+    async def reply(self, session: Session, reply: Reply) -> str:
+        """Stream the LLM's answer, submitting each sentence as soon as it is complete. Returns the full text."""
+        lane = session.lane
+        assert lane is not None
         splitter = SentenceSplitter(self.max_sentence_chars)
         parts: list[str] = []
         spoken: list[str] = []
@@ -63,42 +65,48 @@ class SpeechPipeline:
                         first_token_ms = reply.ms_since_start()
                         self.metrics.llm_first_token.observe(first_token_ms / 1000)
                     parts.append(piece)
-                    if reply.cancel.is_set():
+                    if reply.cancelled:
                         break  # barge-in: a newer message took over; stop paying for this answer
                     done = splitter.feed(piece)
                     for sentence in done:
-                        self._queue_sentence(session, reply, sentence)
+                        self._submit(session, reply, sentence)
                     if done:
                         spoken += done
                         session.publish(ReplyPartial(session=session.id, reply=reply.id, text=" ".join(spoken)))
             for sentence in splitter.flush():
-                self._queue_sentence(session, reply, sentence)
+                self._submit(session, reply, sentence)
         except AvatarChatError as exc:
-            self._error(session, reply.id, exc, "The reply could not be written")
-            reply.finished = True
+            self._error(session, reply, exc, "The reply could not be written")
+            session.forget(reply.user_message)  # no answer: keep history alternating user / assistant
             raise
         finally:
-            if not reply.cancel.is_set():
-                session.enqueue(ReplyEnd(reply.id))
+            lane.end(reply)
         text = "".join(parts).strip()
         self.metrics.llm_total.observe(reply.ms_since_start() / 1000)
-        session.remember("assistant", text)
+        if not reply.cancelled:  # an interrupted reply's answer is what was heard (see Session.begin_reply)
+            session.answer(reply, text)
         session.publish(ReplyText(session=session.id, reply=reply.id, text=text,
-                                  timings_ms={"llm_first_token": first_token_ms or 0.0, "llm_total": reply.ms_since_start()}))
+                                  timings_ms={"llm_first_token": first_token_ms or 0.0,
+                                              "llm_total": reply.ms_since_start()}))
         return text
 
-    def _queue_sentence(self, session: Session, reply: Reply, sentence: str) -> None:
-        if reply.cancel.is_set():
+    def _submit(self, session: Session, reply: Reply, sentence: str) -> None:
+        if reply.cancelled or session.lane is None:
             return
         voice = self.tts.choose(sentence, session.voice).id  # Korean text to an English voice gets a Korean one
-        job = SpeechJob(id=new_id(), session=session.id, reply=reply.id, seq=reply.jobs, text=sentence, voice=voice)
         try:
-            session.enqueue(job)
+            session.lane.submit(reply, sentence, voice)
         except AvatarChatError as exc:
-            self._error(session, reply.id, exc, f"Sentence {reply.jobs + 1} was not queued", f"{exc.public} "
-                        f"Not spoken: {sentence[:80]!r}")
-            return
-        reply.jobs += 1
+            self._error(session, reply, exc, f"Sentence {reply.sentences} was not queued",
+                        seq=reply.sentences - 1, public=f"{exc.public} Not spoken: {sentence[:80]!r}")
+
+    def _error(self, session: Session, reply: Reply, exc: AvatarChatError, what: str, seq: int | None = None,
+               public: str | None = None) -> None:
+        """Tell the page (our short text only) and the log (the detail, secrets masked)."""
+        self.metrics.errors.labels(code=exc.code).inc()
+        log.warning("session %s: %s: %s", session.label, what, redact(exc.message, self.secrets))
+        session.publish(ErrorEvent(session=session.id, reply=reply.id, seq=seq, code=exc.code,
+                                   message=public or f"{what}: {exc.public}"))
 
     # -- voice calibration -----------------------------------------------------------------------------------
     async def ensure_calibrated(self, voice: str | None) -> None:
@@ -120,106 +128,26 @@ class SpeechPipeline:
                 log.warning("could not calibrate voice %s (%s); using the default voice's shapes", voice,
                             redact(exc.message, self.secrets))
 
-    # -- worker stages ----------------------------------------------------------------------------------------
-    def start(self, session: Session) -> list[asyncio.Task[None]]:
-        return [
-            asyncio.create_task(self._tts_stage(session), name=f"tts-{session.id}"),
-            asyncio.create_task(self._render_stage(session), name=f"render-{session.id}"),
-        ]
+    # -- the engine the lanes share --------------------------------------------------------------------------
+    async def voice(self, job: SpeechJob) -> Speech:
+        await self.ensure_calibrated(job.voice)
+        return await self.tts.synthesize(job.text, job.voice)
 
-    def _live(self, session: Session, reply_id: str) -> Reply | None:
-        r = session.replies.get(reply_id)
-        return r if r is not None and not r.cancel.is_set() else None
-
-    async def _tts_stage(self, session: Session) -> None:
-        while True:
-            item = await session.next_job()
-            reply = self._live(session, item.reply)
-            if reply is None:
-                continue
-            if isinstance(item, ReplyEnd):
-                await session.rendered.put((item, None, 0.0))
-                continue
-            await self.ensure_calibrated(item.voice)
-            t0 = time.perf_counter()
-            try:
-                speech = await self.tts.synthesize(item.text, item.voice)
-            except AvatarChatError as exc:
-                self._job_error(session, item, exc)
-                continue
-            except Exception as exc:  # noqa: BLE001 - a backend bug must not kill the session's worker
-                log.exception("TTS failed for job %s", item.id)
-                self._job_error(session, item, AvatarChatError(f"Speech synthesis failed: {exc}",
-                                                               public="Speech synthesis failed."))
-                continue
-            tts_s = time.perf_counter() - t0
-            self.metrics.tts.observe(tts_s)
-            await session.rendered.put((item, speech, tts_s * 1000))
-
-    async def _render_stage(self, session: Session) -> None:
+    async def render(self, job: SpeechJob, speech: Speech, reply: Reply) -> RenderedClip:
+        path = self.clips_dir / f"{job.id}.mp4"
+        t0 = time.perf_counter()
         loop = asyncio.get_running_loop()
-        while True:
-            item, speech, tts_ms = await session.rendered.get()
-            reply = self._live(session, item.reply)
-            if reply is None:
-                continue
-            if isinstance(item, ReplyEnd):
-                reply.finished = True
-                session.publish(SpeechDone(session=session.id, reply=reply.id, clips=reply.clips,
-                                           timings_ms={"since_chat": reply.ms_since_start()}))
-                session.forget_reply(reply.id)
-                continue
-            t0 = time.perf_counter()
-            path = self.clips_dir / f"{item.id}.mp4"
-            try:
-                render_s = await loop.run_in_executor(self.pool, self._render_encode, path, speech, reply, item.voice)
-            except Cancelled:
-                if reply.cancelled_at is not None:  # barge-in: how long the running render took to stop
-                    self.metrics.cancel_stop.observe(time.perf_counter() - reply.cancelled_at)
-                continue
-            except AvatarChatError as exc:
-                self._job_error(session, item, exc)
-                continue
-            except Exception as exc:  # noqa: BLE001
-                log.exception("render failed for job %s", item.id)
-                self._job_error(session, item, AvatarChatError(f"Rendering failed: {exc}",
-                                                               public="Rendering the clip failed."))
-                continue
-            if reply.cancel.is_set():
-                path.unlink(missing_ok=True)
-                continue
-            total_s = time.perf_counter() - t0
-            self.metrics.render.observe(render_s)
-            self.metrics.encode.observe(total_s - render_s)
-            if reply.clips == 0:
-                self.metrics.first_clip.observe(reply.ms_since_start() / 1000)
-            reply.clips += 1
-            self.metrics.clips.inc()
-            session.publish(ClipReady(
-                session=session.id, reply=reply.id, job=item.id, seq=item.seq, url=f"/clips/{item.id}.mp4",
-                text=item.text, duration_s=round(speech.duration_s, 3), voice=item.voice,
-                timings_ms={"tts": round(tts_ms, 1), "render": round(render_s * 1000, 1),
-                            "encode": round((total_s - render_s) * 1000, 1),
-                            "render_encode": round(total_s * 1000, 1), "since_chat": reply.ms_since_start()},
-            ))
+        render_s = await loop.run_in_executor(self.pool, self._render_encode, path, speech, reply, job.voice)
+        n = frame_count(speech.duration_s, self.renderer.fps)
+        return RenderedClip(path=path, url=f"/clips/{job.id}.mp4", duration_s=n / self.renderer.fps,
+                            render_s=render_s, total_s=time.perf_counter() - t0)
 
     def _render_encode(self, path: Path, speech: Speech, reply: Reply, voice: str | None) -> float:
         """Render and encode in one worker thread, frame by frame; returns the seconds spent rendering."""
-        timed = _Timed(self.renderer.render(self.avatar, speech, reply.cancel, voice=voice))
-        encode_clip(path, timed, speech.pcm, speech.sample_rate, self.renderer.fps, cancel=reply.cancel)
+        stop = reply.stop_event
+        timed = _Timed(self.renderer.render(self.avatar, speech, stop, voice=voice))
+        encode_clip(path, timed, speech.pcm, speech.sample_rate, self.renderer.fps, cancel=stop)
         return timed.seconds
-
-    def _error(self, session: Session, reply_id: str | None, exc: AvatarChatError, what: str,
-               public: str | None = None) -> None:
-        """Tell the page (our short text only) and the log (the detail, secrets masked)."""
-        self.metrics.errors.labels(code=exc.code).inc()
-        log.warning("session %s: %s: %s", session.id, what, redact(exc.message, self.secrets))
-        message = public or f"{what}: {exc.public}"
-        session.publish(ErrorEvent(session=session.id, reply=reply_id, code=exc.code, message=message))
-
-    def _job_error(self, session: Session, job: SpeechJob, exc: AvatarChatError) -> None:
-        self._error(session, job.reply, exc, f"Could not voice sentence {job.seq + 1}",
-                    f"Could not voice {job.text[:80]!r}: {exc.public}")
 
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)

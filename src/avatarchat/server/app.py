@@ -22,10 +22,11 @@ from pydantic import BaseModel, Field
 
 from avatarchat.encode import encode_clip
 from avatarchat.errors import AvatarChatError, BadRequest, redact
-from avatarchat.events import ErrorEvent, Pong
+from avatarchat.events import ErrorEvent, Pong, SessionState
 from avatarchat.llm import LLM, create_llm
 from avatarchat.metrics import Metrics
-from avatarchat.pipeline.session import Outbox, SessionManager, check_session_id
+from avatarchat.pipeline.lane import SpeechLane
+from avatarchat.pipeline.session import Outbox, Session, SessionManager, check_session_id
 from avatarchat.pipeline.worker import SpeechPipeline
 from avatarchat.render import Avatar, Renderer, create_renderer
 from avatarchat.runtime import single_threaded_blas
@@ -33,12 +34,12 @@ from avatarchat.settings import Settings
 from avatarchat.tts import TTS, VoiceRouter, as_router, create_tts
 
 log = logging.getLogger(__name__)
-CLIP_ID = re.compile(r"^[0-9a-f]{16}$")
+CLIP_ID = re.compile(r"^[0-9a-f]{32}$")
 WEB_DIR = Path(str(files("avatarchat").joinpath("web")))
 
 
 class ChatRequest(BaseModel):
-    session_id: str = Field(..., description="Id of the browser tab's session.")
+    session_id: str = Field(..., description="The session token POST /session returned.")
     message: str = Field(..., description="What the user typed.")
     queue: bool = Field(False, description="Queue behind the current reply instead of interrupting it.")
     voice: str | None = Field(None, description="Voice id from GET /voices; kept for the session's next replies.")
@@ -112,8 +113,14 @@ def create_app(settings: Settings | None = None, *, llm: LLM | None = None, tts:
         metrics = Metrics()
         pipeline = SpeechPipeline(the_llm, the_tts, the_renderer, avatar, settings.data_dir / "clips",
                                   threads=settings.render_threads, metrics=metrics, secrets=settings.secrets())
+
+        def make_lane(session: Session) -> SpeechLane:
+            lane = SpeechLane(session.id, pipeline, session.publish, settings.session_queue_size)
+            lane.start()
+            return lane
+
         sessions = SessionManager(settings.max_sessions, settings.session_queue_size, settings.history_turns,
-                                  pipeline.start, history_token_budget=settings.history_token_budget)
+                                  make_lane, history_token_budget=settings.history_token_budget)
         metrics.watch_queues(sessions.queue_depths)
         await pipeline.ensure_calibrated(the_tts.default_voice)
         app.state.services = Services(settings, the_llm, the_tts, the_renderer, avatar, idle, pipeline, sessions,
@@ -150,8 +157,8 @@ def create_app(settings: Settings | None = None, *, llm: LLM | None = None, tts:
     async def healthz(request: Request) -> dict:
         s = services(request)
         return {"status": "ok", "llm": s.llm.name, "tts": s.tts.primary, "voice": s.tts.default_voice,
-                "renderer": s.renderer.name,
-                "avatar": s.avatar.id, "sessions": len(s.sessions.sessions)}
+                "renderer": s.renderer.name, "avatar": s.avatar.id, "sessions": len(s.sessions.sessions),
+                "tasks": len(asyncio.all_tasks())}
 
     @app.get("/voices")
     async def voices(request: Request) -> dict:
@@ -173,11 +180,17 @@ def create_app(settings: Settings | None = None, *, llm: LLM | None = None, tts:
     @app.get("/clips/{clip_id}.mp4")
     async def clip(request: Request, clip_id: str) -> FileResponse:
         if not CLIP_ID.match(clip_id):
-            raise BadRequest("Clip ids are 16 hex characters.")
+            raise BadRequest("Clip ids are 32 hex characters.")
         path = services(request).pipeline.clips_dir / f"{clip_id}.mp4"
         if not path.is_file():
             return JSONResponse({"error": {"code": "not_found", "message": f"No clip {clip_id}."}}, status_code=404)
         return FileResponse(path, media_type="video/mp4")
+
+    @app.post("/session")
+    async def new_session(request: Request) -> dict:
+        """Issue a session: its token opens the socket, posts chat messages and is the session's only name."""
+        session = services(request).sessions.create()
+        return {"session_id": session.id}
 
     @app.post("/chat")
     async def chat(request: Request, body: ChatRequest) -> dict:
@@ -189,40 +202,35 @@ def create_app(settings: Settings | None = None, *, llm: LLM | None = None, tts:
         if len(message) > s.settings.max_message_chars:
             raise BadRequest(f"message is {len(message)} characters; the limit is {s.settings.max_message_chars}.")
         voice = s.tts.resolve(body.voice).id if body.voice else None
-        session = s.sessions.get_or_create(body.session_id)
+        session = s.sessions.get(body.session_id)
         if voice is not None:
             session.voice = voice
-        interrupting = session.current is not None and not session.current.finished and not body.queue
-        reply = session.begin_reply(barge_in=not body.queue)
-        if interrupting:
-            s.metrics.cancelled.inc()
-        text = await s.pipeline.reply(session, reply, message)
-        return {"session_id": session.id, "reply_id": reply.id, "text": text, "sentences": reply.jobs}
+        reply, cancelled = session.begin_reply(message, barge_in=not body.queue)
+        if cancelled:
+            s.metrics.cancelled.inc(len(cancelled))
+        text = await s.pipeline.reply(session, reply)
+        return {"session_id": session.id, "reply_id": reply.id, "text": text, "sentences": reply.sentences}
 
     @app.websocket("/ws")
     async def ws(websocket: WebSocket, session_id: str = Query("")) -> None:
         s = services(websocket)
         await websocket.accept()
         try:
-            session = s.sessions.get_or_create(session_id)
+            session = s.sessions.get(session_id)
         except AvatarChatError as exc:
-            await websocket.send_json({"type": "error", "session": session_id[:64], "code": exc.code,
-                                       "message": exc.public})
-            await websocket.close(code=1008)
+            await websocket.send_json({"type": "error", "session": "", "code": exc.code, "message": exc.public})
+            await websocket.close(code=4404 if exc.code == "unknown_session" else 1008)
             return
         box = Outbox()
         session.outboxes.add(box)
+        assert session.lane is not None
+        box.put(SessionState(session=session.id, replies=session.lane.state()).wire())
         sender = asyncio.create_task(_send_loop(websocket, box))
         try:
             while True:
                 raw = await websocket.receive_text()
                 session.last_seen = time.monotonic()
-                kind = _message_type(raw)
-                if kind == "ping":
-                    box.put(Pong(session=session.id).wire())
-                else:
-                    box.put(ErrorEvent(session=session.id, code="bad_frame",
-                                       message="Expected a JSON object like {\"type\": \"ping\"}.").wire())
+                _client_frame(session, box, raw)
         except WebSocketDisconnect:
             pass
         finally:
@@ -234,27 +242,40 @@ def create_app(settings: Settings | None = None, *, llm: LLM | None = None, tts:
     return app
 
 
-def _message_type(raw: str) -> str | None:
+def _client_frame(session: Session, box: Outbox, raw: str) -> None:
+    """One frame from the page: a ping, or a playback report (``clip_started`` / ``clip_ended``)."""
     try:
         obj = json.loads(raw)
-    except (json.JSONDecodeError, ValueError):
-        return None
-    return obj.get("type") if isinstance(obj, dict) and isinstance(obj.get("type"), str) else None
+    except (json.JSONDecodeError, ValueError, RecursionError):
+        obj = None
+    kind = obj.get("type") if isinstance(obj, dict) else None
+    if kind == "ping":
+        box.put(Pong(session=session.id).wire())
+    elif kind in ("clip_started", "clip_ended") and isinstance(obj.get("reply"), str) \
+            and isinstance(obj.get("seq"), int) and not isinstance(obj.get("seq"), bool):
+        assert session.lane is not None
+        session.lane.report(obj["reply"], obj["seq"], ended=kind == "clip_ended")
+    else:
+        box.put(ErrorEvent(session=session.id, code="bad_frame",
+                           message='Expected a JSON object such as {"type": "ping"} or '
+                                   '{"type": "clip_started", "reply": "...", "seq": 0}.').wire())
 
 
 async def _send_loop(websocket: WebSocket, box: Outbox) -> None:
     """Drains one socket's outbox; closes the socket if the client fell so far behind that events were lost."""
     overflow = asyncio.create_task(box.overflowed.wait())
+    get: asyncio.Task | None = None
     try:
         while True:
             get = asyncio.create_task(box.queue.get())
             done, _ = await asyncio.wait({get, overflow}, return_when=asyncio.FIRST_COMPLETED)
             if overflow in done:
-                get.cancel()
                 await websocket.close(code=1013, reason="client too slow; reconnect")
                 return
             await websocket.send_json(get.result())
     except (WebSocketDisconnect, RuntimeError):
         return
-    finally:
+    finally:  # a closed socket leaves no task behind
         overflow.cancel()
+        if get is not None:
+            get.cancel()

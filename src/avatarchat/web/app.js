@@ -1,55 +1,78 @@
 // avatarchat page: chat box + avatar stage with three stacked <video> layers (idle loop, two clip layers).
 // Clips arrive as WebSocket `clip_ready` events; they play in `seq` order, the next one pre-loaded in the
-// hidden layer and switched in on `ended`; idle fades back (300 ms) after `speech_done`.
+// hidden layer and switched in on `ended`; idle fades back (300 ms) when a reply is played out. The page
+// reports what it plays (`clip_started`, `clip_ended`), so the server knows a reply is still being heard.
 (() => {
   "use strict";
   const FADE_MS = 300;
-  const RECONNECT_MS = 3000;
   const PING_MS = 30000;
+  const STALL_MS = 8000;        // a missing seq with later clips ready: skip it after this long
+  const MAX_LOG_LINES = 200;    // the chat log and the stats stay bounded on a long visit
+  const MAX_STATS = 500;
 
   const $ = (id) => document.getElementById(id);
   const log = $("log"), form = $("form"), input = $("message"), statusEl = $("status"), voiceSel = $("voice");
-  const idle = $("idle");
+  const idle = $("idle"), unlockBtn = $("unlock");
   const layers = [$("clipA"), $("clipB")];
-
-  const sessionId = sessionStorage.getItem("avatarchat.session") ||
-    (crypto.randomUUID ? crypto.randomUUID() : String(Math.random()).slice(2)).replace(/[^A-Za-z0-9_-]/g, "");
-  sessionStorage.setItem("avatarchat.session", sessionId);
 
   // Observable state for people and tests.
   const stats = { clipsPlayed: [], gapsMs: [], events: [], errors: [] };
-  window.avatarchat = { sessionId, stats };
+  window.avatarchat = { stats };
+  const remember = (list, item) => { list.push(item); if (list.length > MAX_STATS) list.splice(0, list.length - MAX_STATS); };
 
   function addLine(kind, text) {
     const li = document.createElement("li");
     li.className = kind;
     li.textContent = text;
     log.appendChild(li);
+    while (log.children.length > MAX_LOG_LINES) log.removeChild(log.firstChild);
     log.scrollTop = log.scrollHeight;
     return li;
   }
 
+  // ---- session: the server issues it; its token is this tab's credential ----------------------------------
+  let sessionId = sessionStorage.getItem("avatarchat.session");
+  async function newSession() {
+    const res = await fetch("/session", { method: "POST" });
+    if (!res.ok) throw new Error(`the server refused a new session (${res.status})`);
+    sessionId = (await res.json()).session_id;
+    sessionStorage.setItem("avatarchat.session", sessionId);
+    window.avatarchat.sessionId = sessionId;
+    return sessionId;
+  }
+  async function ensureSession() { return sessionId || newSession(); }
+  window.avatarchat.sessionId = sessionId;
+
   // ---- playback -----------------------------------------------------------------------------------------
   // Replies in the order they started; each keeps its clips by seq until they play (clips may arrive out of order).
   const order = [];             // reply ids
-  const replies = new Map();    // id -> { next, pending: Map(seq -> event), done, clips }
+  const replies = new Map();    // id -> { next, pending: Map(seq -> event), failed: Set, done, sentences, cancelled }
   let active = null;            // layer playing now
   let lastEndedAt = null;
+  let blockedSince = null;      // when the head reply started waiting for a seq that may never come
 
   function other(layer) { return layer === layers[0] ? layers[1] : layers[0]; }
 
   function state(id) {
-    if (!replies.has(id)) { replies.set(id, { next: 0, pending: new Map(), done: false, clips: null }); order.push(id); }
+    if (!replies.has(id)) {
+      replies.set(id, { next: 0, pending: new Map(), failed: new Set(), done: false, sentences: null, cancelled: false });
+      order.push(id);
+    }
     return replies.get(id);
   }
 
-  // The next clip to play, skipping past replies that are completely spoken.
-  function peekNext() {
+  function dropHead() { replies.delete(order.shift()); }
+
+  // The clip to play next, or null. Drops replies that are played out or cancelled, and steps over
+  // sentences the server reported as failed.
+  function nextClip() {
     while (order.length) {
       const r = replies.get(order[0]);
+      if (r.cancelled) { dropHead(); continue; }
+      while (r.failed.has(r.next)) r.next += 1;
       const ev = r.pending.get(r.next);
       if (ev) return ev;
-      if (r.done && r.next >= (r.clips ?? r.next)) { replies.delete(order.shift()); continue; }
+      if (r.done && r.sentences !== null && r.next >= r.sentences) { dropHead(); continue; }
       return null;
     }
     return null;
@@ -63,16 +86,22 @@
   }
 
   function preloadNext() {
-    const ev = peekNext();
+    const ev = nextClip();
     if (!ev) return;
     const spare = active ? other(active) : layers[0];
     if (spare.dataset.reply === ev.reply && spare.dataset.seq === String(ev.seq)) return;
     load(spare, ev);
   }
 
+  function show(layer) {
+    void layer.offsetWidth;  // commit the hidden state first, so the fade runs (rAF would wait in a hidden tab)
+    layer.classList.add("shown");
+  }
+
   function startNext() {
-    const ev = peekNext();
+    const ev = nextClip();
     if (!ev) return false;
+    blockedSince = null;
     const r = replies.get(ev.reply);
     r.pending.delete(ev.seq);
     r.next += 1;
@@ -87,16 +116,32 @@
       prev.classList.remove("front");
     } else {
       layer.classList.remove("cut");
-      requestAnimationFrame(() => layer.classList.add("shown"));
+      show(layer);
     }
-    const p = layer.play();
-    if (p) p.catch((e) => { stats.errors.push(String(e)); });
+    play(layer);
     if (prev) {
       setTimeout(() => { if (active !== prev) { prev.classList.remove("shown", "cut"); prev.pause(); } }, 60);
     }
     preloadNext();
     return true;
   }
+
+  // Autoplay rules may refuse play(): show "tap to hear", which unlocks every layer inside the user's gesture.
+  function play(layer) {
+    const p = layer.play();
+    if (p) p.catch((e) => {
+      remember(stats.errors, String(e));
+      if (e && e.name === "NotAllowedError") unlockBtn.hidden = false;
+    });
+  }
+  unlockBtn.addEventListener("click", () => {
+    unlockBtn.hidden = true;
+    for (const v of [idle, ...layers]) {
+      const p = v.play();
+      if (p) p.then(() => { if (v !== idle && v !== active) v.pause(); }).catch(() => {});
+    }
+    if (!active) startNext();
+  });
 
   function backToIdle() {
     const layer = active;
@@ -109,29 +154,51 @@
     setTimeout(() => { if (active !== layer) { layer.pause(); layer.classList.remove("front"); } }, FADE_MS);
   }
 
+  function report(type, layer) {
+    if (ws && ws.readyState === 1 && layer.dataset.reply) {
+      ws.send(JSON.stringify({ type, reply: layer.dataset.reply, seq: Number(layer.dataset.seq) }));
+    }
+  }
+
   layers.forEach((layer) => {
     layer.addEventListener("ended", () => {
       if (layer !== active) return;
       lastEndedAt = performance.now();
-      stats.clipsPlayed.push({ reply: layer.dataset.reply, seq: Number(layer.dataset.seq), at: lastEndedAt,
-                               url: layer.getAttribute("src") });
+      report("clip_ended", layer);
+      remember(stats.clipsPlayed, { reply: layer.dataset.reply, seq: Number(layer.dataset.seq), at: lastEndedAt,
+                                    url: layer.getAttribute("src") });
       if (!startNext()) {
         backToIdle();
         // A finished reply is not a gap: only count waits for a clip of a reply still being spoken.
-        peekNext();
+        nextClip();
         if (!replies.has(layer.dataset.reply)) lastEndedAt = null;
       }
     });
     layer.addEventListener("playing", () => {
       if (layer !== active) return;
-      if (lastEndedAt !== null) stats.gapsMs.push(performance.now() - lastEndedAt);
+      report("clip_started", layer);
+      if (lastEndedAt !== null) remember(stats.gapsMs, performance.now() - lastEndedAt);
       lastEndedAt = null;
     });
   });
 
+  // A sentence that never comes (its error was lost, say) must not hold the rest of the conversation.
+  setInterval(() => {
+    if (active || !order.length) { blockedSince = null; return; }
+    const r = replies.get(order[0]);
+    const later = [...r.pending.keys()].some((s) => s > r.next) || (r.done && r.sentences !== null);
+    if (!later || nextClip()) { blockedSince = null; return; }
+    if (blockedSince === null) blockedSince = performance.now();
+    else if (performance.now() - blockedSince > STALL_MS) {
+      r.failed.add(r.next);
+      blockedSince = null;
+      startNext();
+    }
+  }, 1000);
+
   function onClip(ev) {
     const r = state(ev.reply);
-    if (r.cancelled) return;
+    if (r.cancelled || ev.seq < r.next) return;
     r.pending.set(ev.seq, ev);
     if (!active) startNext(); else preloadNext();
   }
@@ -139,36 +206,62 @@
   function onDone(ev) {
     const r = state(ev.reply);
     r.done = true;
-    r.clips = ev.clips;
-    if (!active) peekNext();
+    r.sentences = ev.sentences ?? ev.clips;
+    if (!active) startNext();
   }
 
-  function onCancelled(ev) {
-    const r = state(ev.reply);
+  function cancelReply(id) {
+    const r = state(id);
     r.cancelled = true;
     r.pending.clear();
-    r.done = true;
-    r.clips = r.next;
-    if (active && active.dataset.reply === ev.reply) {
+    if (active && active.dataset.reply === id) {
       lastEndedAt = null;
       backToIdle();
     }
-    peekNext();
+    nextClip();
+  }
+
+  function onError(ev) {
+    addLine("error", `⚠ ${ev.message}`);
+    if (ev.reply && Number.isInteger(ev.seq)) {
+      state(ev.reply).failed.add(ev.seq);
+      if (!active) startNext();
+    }
+  }
+
+  // On (re)connect the server says which replies are still to be heard: resume them, forget the rest.
+  function onState(ev) {
+    const live = new Set(ev.replies.map((s) => s.reply));
+    for (const id of [...order]) {
+      const playing = active && active.dataset.reply === id;
+      if (!live.has(id) && !playing) { replies.delete(id); order.splice(order.indexOf(id), 1); }
+    }
+    for (const s of ev.replies) {
+      const fresh = !replies.has(s.reply);
+      const r = state(s.reply);
+      if (fresh) r.next = s.played.length ? Math.max(...s.played) + 1 : 0;  // a reloaded page: resume after what was heard
+      for (const seq of s.failed) r.failed.add(seq);
+      for (const c of s.clips) if (c.seq >= r.next && !(active && active.dataset.reply === c.reply && Number(active.dataset.seq) === c.seq)) r.pending.set(c.seq, c);
+      if (s.done) { r.done = true; r.sentences = s.sentences ?? s.clips.length; }
+    }
+    if (!active) startNext(); else preloadNext();
   }
 
   // ---- socket -------------------------------------------------------------------------------------------
-  let ws = null, pingTimer = null;
-  function connect() {
+  let ws = null, pingTimer = null, attempts = 0;
+  async function connect() {
+    try { await ensureSession(); } catch (err) { statusEl.textContent = `offline — ${err.message}`; return reconnectLater(); }
     const proto = location.protocol === "https:" ? "wss" : "ws";
     ws = new WebSocket(`${proto}://${location.host}/ws?session_id=${encodeURIComponent(sessionId)}`);
     ws.onopen = () => {
+      attempts = 0;
       statusEl.textContent = "connected";
       pingTimer = setInterval(() => { if (ws.readyState === 1) ws.send(JSON.stringify({ type: "ping" })); }, PING_MS);
     };
-    ws.onclose = () => {
-      statusEl.textContent = "disconnected — reconnecting…";
+    ws.onclose = (e) => {
       clearInterval(pingTimer);
-      setTimeout(connect, RECONNECT_MS);
+      if (e.code === 4404) { sessionId = null; sessionStorage.removeItem("avatarchat.session"); }  // expired: get a new one
+      reconnectLater();
     };
     ws.onmessage = (msg) => {
       let ev;
@@ -176,15 +269,23 @@
       handle(ev);
     };
   }
+  // Back off 1, 2, 4 … 30 s with jitter, so a restarted server is not hit by every page at the same instant.
+  function reconnectLater() {
+    const delay = Math.min(30000, 1000 * 2 ** attempts) * (0.5 + Math.random());
+    attempts += 1;
+    statusEl.textContent = `disconnected — reconnecting in ${Math.round(delay / 1000)} s…`;
+    setTimeout(connect, delay);
+  }
 
   function handle(ev) {
-    stats.events.push({ type: ev.type, at: performance.now(), seq: ev.seq, reply: ev.reply, voice: ev.voice });
+    remember(stats.events, { type: ev.type, at: performance.now(), seq: ev.seq, reply: ev.reply, voice: ev.voice });
     if (ev.type === "clip_ready") onClip(ev);
     else if (ev.type === "speech_done") onDone(ev);
-    else if (ev.type === "speech_cancelled") onCancelled(ev);
+    else if (ev.type === "speech_cancelled") cancelReply(ev.reply);
+    else if (ev.type === "session_state") onState(ev);
     else if (ev.type === "reply_text") showReply(ev.reply, ev.text);
     else if (ev.type === "reply_partial") showReply(ev.reply, ev.text, true);
-    else if (ev.type === "error") addLine("error", `⚠ ${ev.message}`);
+    else if (ev.type === "error") onError(ev);
   }
   window.avatarchat.handle = handle;  // the same entry point the socket uses; tests replay events through it
 
@@ -196,6 +297,7 @@
     if (!li) {
       li = addLine("avatar", text);
       replyLines.set(id, li);
+      if (replyLines.size > MAX_LOG_LINES) replyLines.delete(replyLines.keys().next().value);
     } else if (!li.dataset.final) {
       li.textContent = text;
     }
@@ -204,19 +306,32 @@
     if (!partial) li.classList.remove("partial");
   }
 
+  async function postChat(message) {
+    await ensureSession();
+    return fetch("/chat", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ session_id: sessionId, message, voice: voiceSel.value || null }),
+    });
+  }
+
   form.addEventListener("submit", async (e) => {
     e.preventDefault();
     const message = input.value.trim();
     if (!message) return;
     input.value = "";
     addLine("user", message);
+    // Barge-in starts here: the avatar stops at once, without waiting for the server's speech_cancelled.
+    for (const id of [...order]) cancelReply(id);
     try {
-      const res = await fetch("/chat", {
-        method: "POST",
-        headers: { "Content-Type": "application/json" },
-        body: JSON.stringify({ session_id: sessionId, message, voice: voiceSel.value || null }),
-      });
-      const body = await res.json().catch(() => ({}));
+      let res = await postChat(message);
+      let body = await res.json().catch(() => ({}));
+      if (res.status === 404 && body.error && body.error.code === "unknown_session") {
+        await newSession();  // the server forgot us (restart, expiry): start over and say it again
+        if (ws) ws.close();
+        res = await postChat(message);
+        body = await res.json().catch(() => ({}));
+      }
       if (!res.ok) {
         addLine("error", `⚠ ${(body.error && body.error.message) || res.statusText}`);
         return;
@@ -235,8 +350,8 @@
       voiceSel.textContent = "";
       const groups = new Map();  // one <optgroup> per backend, the default voice's backend first
       const backendOf = (id) => id.split(":")[0];
-      const order = [...new Set([backendOf(body.default), ...body.voices.map((v) => v.backend)])];
-      for (const b of order) {
+      const backends = [...new Set([backendOf(body.default), ...body.voices.map((v) => v.backend)])];
+      for (const b of backends) {
         const g = document.createElement("optgroup");
         g.label = b;
         groups.set(b, g);

@@ -1,0 +1,270 @@
+"""A session's speech lane: sentences in, clips out, in order, cancellable at any point.
+
+  submit() -> jobs (bounded count) -> [TTS stage] -> voiced (2) -> [render + encode stage] -> clip_ready
+
+The lane owns the job queue, the TTS -> render queue, the table of replies still to be heard and the two
+stage tasks; the shared ``SpeechEngine`` does the CPU work (TTS, rendering, encoding) in worker threads. A
+lane that hands jobs to other processes only has to offer the same methods: the web layer calls ``submit``,
+``end``, ``cancel_all``, ``report``, ``state`` and ``aclose`` and nothing else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, TypeVar
+
+from avatarchat.errors import AvatarChatError, Cancelled, QueueFull, redact
+from avatarchat.events import ClipReady, ErrorEvent, Event, SpeechCancelled, SpeechDone
+from avatarchat.metrics import Metrics
+from avatarchat.pipeline.jobs import ReplyEnd, SpeechJob
+from avatarchat.pipeline.reply import Reply, new_id
+from avatarchat.tts.base import Speech
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class RenderedClip:
+    path: Path
+    url: str
+    duration_s: float  # the clip's own length (video frames / fps), which covers the speech
+    render_s: float
+    total_s: float
+
+
+class SpeechEngine(Protocol):
+    """The CPU side every lane shares: voice a job, render and encode it."""
+
+    metrics: Metrics
+    secrets: tuple[str, ...]
+
+    async def voice(self, job: SpeechJob) -> Speech: ...
+
+    async def render(self, job: SpeechJob, speech: Speech, reply: Reply) -> RenderedClip: ...
+
+
+@dataclass(frozen=True)
+class Voiced:
+    """A sentence with its speech, waiting for the render stage."""
+
+    job: SpeechJob
+    speech: Speech
+    tts_ms: float
+
+
+class _ReplyCancelled(Exception):
+    pass
+
+
+class SpeechLane:
+    def __init__(self, session_id: str, engine: SpeechEngine, publish: Callable[[Event], None],
+                 queue_size: int) -> None:
+        self.session_id = session_id
+        self._engine = engine
+        self._publish = publish
+        self._limit = queue_size
+        self._waiting = 0
+        # Unbounded underneath so a reply's end marker always fits; speech jobs are bounded by ``_limit``.
+        self._jobs: asyncio.Queue[SpeechJob | ReplyEnd] = asyncio.Queue()
+        self._voiced: asyncio.Queue[Voiced | ReplyEnd] = asyncio.Queue(maxsize=2)
+        self._replies: dict[str, Reply] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # -- the web layer's side --------------------------------------------------------------------------------
+    def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._supervise(self._tts_stage), name=f"tts-{self.session_id[:6]}"),
+                       asyncio.create_task(self._supervise(self._render_stage), name=f"render-{self.session_id[:6]}")]
+
+    def begin(self, reply: Reply) -> None:
+        self._replies = {rid: r for rid, r in self._replies.items() if r.speaking()}
+        self._replies[reply.id] = reply
+
+    @property
+    def waiting(self) -> int:
+        return self._waiting
+
+    def has_room(self) -> bool:
+        return self._waiting < self._limit
+
+    def submit(self, reply: Reply, text: str, voice: str) -> int:
+        """Queue one sentence of ``reply``; returns its seq. A full lane raises ``QueueFull`` (the seq is
+        then already taken and marked failed, so the page skips it instead of waiting)."""
+        seq = reply.add_sentence(text)
+        if not self.has_room():
+            reply.fail(seq)
+            raise QueueFull(f"{self._limit} sentences are already waiting to be spoken; this one was not queued.")
+        self._waiting += 1
+        self._jobs.put_nowait(SpeechJob(id=new_id(), reply=reply.id, seq=seq, text=text, voice=voice))
+        return seq
+
+    def end(self, reply: Reply) -> None:
+        """No more sentences for ``reply``: ``speech_done`` follows its last clip."""
+        reply.finish_writing()
+        if not reply.cancelled:
+            self._jobs.put_nowait(ReplyEnd(reply.id))
+
+    def speaking(self) -> list[Reply]:
+        return [r for r in self._replies.values() if r.speaking()]
+
+    def cancel_all(self) -> list[Reply]:
+        """Barge-in: cancel every reply still queued, rendering or playing; the page is told to fade out."""
+        cancelled = [r for r in self.speaking() if r.cancel()]
+        if cancelled:
+            gone = {r.id for r in cancelled}
+            self._drop(self._jobs, gone)
+            self._drop(self._voiced, gone)
+            for r in cancelled:
+                self._publish(SpeechCancelled(session=self.session_id, reply=r.id))
+        return cancelled
+
+    def report(self, reply_id: str, seq: int, ended: bool) -> None:
+        reply = self._replies.get(reply_id)
+        if reply is not None:
+            reply.played(seq, ended)
+
+    def state(self) -> list[dict]:
+        """Replies still to be heard, for a page that (re)connects."""
+        return [r.state() for r in self.speaking()]
+
+    async def aclose(self) -> None:
+        for r in self._replies.values():
+            r.cancel()
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    # -- the stages ----------------------------------------------------------------------------------------
+    def _drop(self, queue: asyncio.Queue, replies: set[str]) -> None:
+        kept = []
+        while not queue.empty():
+            item = queue.get_nowait()
+            if _reply_of(item) not in replies:
+                kept.append(item)
+            elif isinstance(item, SpeechJob):
+                self._waiting -= 1
+        for item in kept:
+            queue.put_nowait(item)
+
+    def _live(self, reply_id: str) -> Reply | None:
+        r = self._replies.get(reply_id)
+        return r if r is not None and not r.cancelled else None
+
+    async def _supervise(self, stage: Callable[[], Awaitable[None]]) -> None:
+        """A stage that dies of a bug fails the replies in flight (the page is told) and starts again, so the
+        session never stays 'busy' with nothing running."""
+        while True:
+            try:
+                await stage()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001
+                log.exception("session %s: speech stage %s failed", self.session_id[:6], stage.__name__)
+                for r in self.cancel_all():
+                    self._error(r, None, AvatarChatError("stage crashed", public="Speech failed; please try again."))
+                await asyncio.sleep(0.1)
+
+    async def _tts_stage(self) -> None:
+        while True:
+            item = await self._jobs.get()
+            if isinstance(item, SpeechJob):
+                self._waiting -= 1
+            reply = self._live(item.reply)
+            if reply is None:
+                continue
+            if isinstance(item, ReplyEnd):
+                await self._voiced.put(item)
+                continue
+            t0 = time.perf_counter()
+            try:
+                speech = await self._unless_cancelled(reply, self._engine.voice(item))
+            except _ReplyCancelled:
+                continue
+            except Exception as exc:  # noqa: BLE001 - a backend bug must not kill the lane
+                self._job_failed(reply, item, exc, "Speech synthesis failed.")
+                continue
+            self._engine.metrics.tts.observe(time.perf_counter() - t0)
+            await self._voiced.put(Voiced(item, speech, (time.perf_counter() - t0) * 1000))
+
+    async def _render_stage(self) -> None:
+        while True:
+            item = await self._voiced.get()
+            reply = self._live(_reply_of(item))
+            if reply is None:
+                continue
+            if isinstance(item, ReplyEnd):
+                reply.finish_rendering()
+                self._publish(SpeechDone(session=self.session_id, reply=reply.id, clips=reply.clips,
+                                         sentences=reply.sentences, timings_ms={"since_chat": reply.ms_since_start()}))
+                continue
+            try:
+                clip = await self._engine.render(item.job, item.speech, reply)
+            except Cancelled:
+                if reply.cancelled_at is not None:  # barge-in: how long the running render took to stop
+                    self._engine.metrics.cancel_stop.observe(time.perf_counter() - reply.cancelled_at)
+                continue
+            except Exception as exc:  # noqa: BLE001
+                self._job_failed(reply, item.job, exc, "Rendering the clip failed.")
+                continue
+            if reply.cancelled:
+                clip.path.unlink(missing_ok=True)
+                continue
+            self._announce(reply, item, clip)
+
+    def _announce(self, reply: Reply, item: Voiced, clip: RenderedClip) -> None:
+        m = self._engine.metrics
+        m.render.observe(clip.render_s)
+        m.encode.observe(clip.total_s - clip.render_s)
+        if reply.clips == 0:
+            m.first_clip.observe(reply.ms_since_start() / 1000)
+        m.clips.inc()
+        job = item.job
+        event = ClipReady(
+            session=self.session_id, reply=reply.id, job=job.id, seq=job.seq, url=clip.url, text=job.text,
+            duration_s=round(clip.duration_s, 3), voice=job.voice,
+            timings_ms={"tts": round(item.tts_ms, 1), "render": round(clip.render_s * 1000, 1),
+                        "encode": round((clip.total_s - clip.render_s) * 1000, 1),
+                        "render_encode": round(clip.total_s * 1000, 1), "since_chat": reply.ms_since_start()})
+        reply.announce(job.seq, event.wire(), clip.duration_s)
+        self._publish(event)
+
+    async def _unless_cancelled(self, reply: Reply, work: Awaitable[T]) -> T:
+        """Await ``work`` unless the reply is cancelled first; then ``work`` is cancelled too (which kills an
+        espeak-ng child in flight)."""
+        task = asyncio.ensure_future(work)
+        stop = asyncio.create_task(reply.wait_cancelled())
+        try:
+            await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+            if not task.done():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        if task.cancelled():
+            raise _ReplyCancelled
+        return task.result()
+
+    def _job_failed(self, reply: Reply, job: SpeechJob, exc: BaseException, fallback: str) -> None:
+        if not isinstance(exc, AvatarChatError):
+            log.error("session %s: job %s failed", self.session_id[:6], job.id, exc_info=exc)
+            exc = AvatarChatError(f"{type(exc).__name__}: {exc}", public=fallback)
+        reply.fail(job.seq)
+        self._error(reply, job, exc)
+
+    def _error(self, reply: Reply, job: SpeechJob | None, exc: AvatarChatError) -> None:
+        self._engine.metrics.errors.labels(code=exc.code).inc()
+        what = f"sentence {job.seq + 1} of reply {reply.id[:8]}" if job else f"reply {reply.id[:8]}"
+        log.warning("session %s: %s failed: %s", self.session_id[:6], what,
+                    redact(exc.message, self._engine.secrets))
+        message = f"Could not voice {job.text[:80]!r}: {exc.public}" if job else exc.public
+        self._publish(ErrorEvent(session=self.session_id, reply=reply.id, seq=job.seq if job else None,
+                                 code=exc.code, message=message))
+
+
+def _reply_of(item: SpeechJob | ReplyEnd | Voiced) -> str:
+    return item.job.reply if isinstance(item, Voiced) else item.reply

@@ -1,0 +1,150 @@
+"""One answer of the avatar, from the LLM's first word until the page has played its last clip.
+
+A reply is *speaking* until it has been heard, not merely rendered: our renderer finishes a 15 s answer in
+about a second, and a barge-in must still stop it while it plays. The page reports each clip it starts and
+finishes; if it stays silent (an old page, a closed tab), the reply counts as played out once its total
+clip duration has passed since its first clip started (or was announced), plus a grace period.
+
+State is private behind methods (after livekit's ``SpeechHandle``): the lane announces clips, the socket
+reports playback, and anyone may ``cancel``; nobody writes the flags directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import uuid
+from typing import Any
+
+PLAYBACK_GRACE_S = 3.0  # a page that reports nothing: how long past the clips' total length a reply may speak
+
+
+def new_id() -> str:
+    """128 random bits, hex: reply, job and clip ids (clip URLs are unguessable)."""
+    return uuid.uuid4().hex
+
+
+class Reply:
+    """The handle of one reply: its sentences, announced clips, playback reports and cancellation."""
+
+    def __init__(self, user_message: Any = None) -> None:
+        self.id = new_id()
+        self.user_message = user_message  # the history entry this reply answers (its answer goes right after)
+        self.started = time.perf_counter()
+        self.cancelled_at: float | None = None
+        self._stop = threading.Event()  # read by render threads: a barge-in stops them within a frame
+        self._stopped: asyncio.Event | None = None  # the same, for coroutines (created on the loop on demand)
+        self._texts: dict[int, str] = {}
+        self._clips: dict[int, dict[str, Any]] = {}
+        self._durations: dict[int, float] = {}
+        self._failed: set[int] = set()
+        self._started_seqs: set[int] = set()
+        self._ended_seqs: set[int] = set()
+        self._first_play: float | None = None
+        self._written = False  # the LLM has finished: no more sentences
+        self._rendered = False  # every sentence is announced or failed (speech_done sent)
+        self._played_out = False
+
+    # -- cancellation ---------------------------------------------------------------------------------------
+    def cancel(self) -> bool:
+        """Stop everything this reply still does; True if this call cancelled it (False: already over)."""
+        if self._stop.is_set() or self._played_out:
+            return False
+        self.cancelled_at = time.perf_counter()
+        self._stop.set()
+        if self._stopped is not None:
+            self._stopped.set()
+        return True
+
+    @property
+    def cancelled(self) -> bool:
+        return self._stop.is_set()
+
+    @property
+    def stop_event(self) -> threading.Event:
+        """For render and encode threads, which check it between frames."""
+        return self._stop
+
+    async def wait_cancelled(self) -> None:
+        if self._stopped is None:
+            self._stopped = asyncio.Event()
+            if self._stop.is_set():
+                self._stopped.set()
+        await self._stopped.wait()
+
+    # -- sentences and clips (the lane) ---------------------------------------------------------------------
+    def add_sentence(self, text: str) -> int:
+        """Register the next sentence; returns its ``seq``."""
+        seq = len(self._texts)
+        self._texts[seq] = text
+        return seq
+
+    @property
+    def sentences(self) -> int:
+        return len(self._texts)
+
+    def finish_writing(self) -> None:
+        self._written = True
+
+    def announce(self, seq: int, event: dict[str, Any], duration_s: float) -> None:
+        self._clips[seq] = event
+        self._durations[seq] = duration_s
+        if self._first_play is None:
+            self._first_play = time.monotonic()  # until the page says when it really started
+
+    def fail(self, seq: int) -> None:
+        self._failed.add(seq)
+
+    def finish_rendering(self) -> None:
+        self._rendered = True
+        self._check_played_out()
+
+    @property
+    def clips(self) -> int:
+        return len(self._clips)
+
+    @property
+    def rendered(self) -> bool:
+        return self._rendered
+
+    # -- playback (the page's reports) ----------------------------------------------------------------------
+    def played(self, seq: int, ended: bool) -> None:
+        """The page started (or finished) clip ``seq``. Reports of unknown seqs are ignored."""
+        if seq not in self._clips:
+            return
+        if not self._started_seqs:
+            self._first_play = time.monotonic()
+        self._started_seqs.add(seq)
+        if ended:
+            self._ended_seqs.add(seq)
+        self._check_played_out()
+
+    def _check_played_out(self) -> None:
+        if self._rendered and not self.cancelled and set(self._texts) <= self._ended_seqs | self._failed:
+            self._played_out = True
+
+    def speaking(self, now: float | None = None) -> bool:
+        """Still to be heard: being written, rendered, or played (or assumed played, if the page is silent)."""
+        if self.cancelled or self._played_out:
+            return False
+        if not self._rendered or self._first_play is None:
+            return not (self._rendered and not self._clips)  # nothing to play at all: over
+        now = time.monotonic() if now is None else now
+        if now - self._first_play > sum(self._durations.values()) + PLAYBACK_GRACE_S:
+            self._played_out = True  # the page never said; its clips are long over
+            return False
+        return True
+
+    def heard_text(self) -> str:
+        """The sentences the page started playing, in order: what the person actually heard."""
+        return " ".join(self._texts[s] for s in sorted(self._started_seqs))
+
+    def state(self) -> dict[str, Any]:
+        """What a (re)connecting page needs to resume this reply."""
+        return {"reply": self.id, "clips": [self._clips[s] for s in sorted(self._clips)],
+                "failed": sorted(self._failed), "played": sorted(self._started_seqs), "done": self._rendered,
+                "sentences": self.sentences if self._written else None}
+
+    def ms_since_start(self) -> float:
+        return round((time.perf_counter() - self.started) * 1000, 1)
