@@ -153,16 +153,3 @@ async def test_idle_sessions_are_reaped_and_busy_ones_kept() -> None:
     assert all(t.cancelled() or t.done() for t in idle.tasks)
     assert mgr.get_or_create("third").id == "third"  # the slot came back
     await mgr.close()
-
-
-def test_old_clips_are_pruned(tmp_path) -> None:
-    import os
-
-    from avatarchat.server.app import prune_clips
-
-    old, new = tmp_path / "0000000000000000.mp4", tmp_path / "1111111111111111.mp4"
-    old.write_bytes(b"x")
-    new.write_bytes(b"x")
-    os.utime(old, (1, 1))
-    assert prune_clips(tmp_path, ttl_s=60) == 1
-    assert not old.exists() and new.exists()
