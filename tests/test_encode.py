@@ -116,6 +116,27 @@ def test_cancel_mid_clip_raises_and_leaves_no_file(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_render_cancelled_mid_clip_leaves_no_part_and_no_mp4(tmp_path: Path) -> None:
+    """The renderer raises Cancelled from the frame iterator (a barge-in) after the encoder has written to
+    ``clip.mp4.part``: the half-written file is removed and no clip appears."""
+    path = tmp_path / "clip.mp4"
+    part = path.with_name(path.name + ".part")
+    seen_part = False
+
+    def render() -> Iterator[np.ndarray]:
+        nonlocal seen_part
+        for k, f in enumerate(frames(200)):
+            if k == 60:
+                seen_part = part.exists()
+                raise Cancelled("render cancelled")
+            yield f
+
+    with pytest.raises(Cancelled):
+        encode_clip(path, render(), tone(8.0), 22050, FPS)
+    assert seen_part, "the encoder had not written its .part file yet: the test would prove nothing"
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_failing_frame_source_leaves_no_file(tmp_path: Path) -> None:
     def broken() -> Iterator[np.ndarray]:
         yield from frames(8)

@@ -31,6 +31,16 @@ INSTREAM_ERROR_MODEL = "instream-error-model"
 SLOW_MODEL = "slow-model"  # pauses before the final chunk
 SLOW_PAUSE_S = 0.3
 PIECE_LEN = 7  # characters per streamed content delta
+# Models whose stream carries, after two pieces, one ``data:`` line of valid JSON in the wrong shape.
+WRONG_SHAPES = {
+    "shape-choices-string": '{"choices": "x"}',
+    "shape-array": "[1, 2]",
+    "shape-string": '"error"',
+    "shape-choice-null": '{"choices": [null]}',
+    "shape-delta-string": '{"choices": [{"index": 0, "delta": "hi"}]}',
+    "shape-content-number": '{"choices": [{"index": 0, "delta": {"content": 5}}]}',
+}
+NULL_DELTA_MODEL = "null-delta-model"  # Azure-style finish chunk mid-stream: "delta": null
 
 
 @dataclass
@@ -107,6 +117,10 @@ def _make_app(server: FakeServer) -> FastAPI:
                 if i == 1:
                     if model == MALFORMED_MODEL:
                         yield 'data: {"choices": [{"delta": {"content": "oops"\n\n'
+                    if model in WRONG_SHAPES:
+                        yield f"data: {WRONG_SHAPES[model]}\n\n"
+                    if model == NULL_DELTA_MODEL:
+                        yield 'data: {"choices": [{"index": 0, "delta": null, "finish_reason": null}]}\n\n'
                     if model == INSTREAM_ERROR_MODEL:
                         err = {"error": {"message": "The server had an error while processing your request."}}
                         yield f"data: {json.dumps(err)}\n\n"
@@ -284,3 +298,29 @@ async def test_error_object_in_stream_raises_backend_error(server: FakeServer) -
     with pytest.raises(BackendError) as info:
         await _collect(llm, HISTORY)
     assert "The server had an error while processing your request." in str(info.value)
+
+
+@pytest.mark.parametrize("model", sorted(WRONG_SHAPES))
+async def test_valid_json_of_the_wrong_shape_raises_backend_error(server: FakeServer, model: str) -> None:
+    """A chunk that parses but is not a chunk (an array, a string, choices not a list, a non-object delta, numeric
+    content) aborts with a BackendError that names the problem, never a TypeError or AttributeError."""
+    llm = OpenAILLM(server.base_url, API_KEY, model)
+    received: list[str] = []
+    with pytest.raises(BackendError) as info:
+        try:
+            async for piece in llm.stream(HISTORY):
+                received.append(piece)
+        finally:
+            await llm.aclose()
+    assert "wrong shape" in info.value.message
+    assert WRONG_SHAPES[model][:20] in info.value.message  # the log shows the offending line
+    assert WRONG_SHAPES[model][:20] not in info.value.public  # clients get our generic text only
+    assert received == [expected_reply("Tell me a joke", model, has_system=False)[i : i + PIECE_LEN]
+                        for i in (0, PIECE_LEN)]
+
+
+async def test_a_null_delta_is_read_as_an_empty_one(server: FakeServer) -> None:
+    """Some servers (Azure) send ``"delta": null``: it carries no text and the stream goes on to the end."""
+    llm = OpenAILLM(server.base_url, API_KEY, NULL_DELTA_MODEL)
+    pieces = await _collect(llm, [Message("user", "Hello")])
+    assert "".join(pieces) == expected_reply("Hello", NULL_DELTA_MODEL, has_system=False)

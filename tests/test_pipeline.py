@@ -176,16 +176,3 @@ async def test_a_full_table_evicts_the_longest_idle_session_but_never_a_connecte
     with pytest.raises(TooManySessions):
         mgr.create()
     await mgr.close()
-
-
-def test_old_clips_are_pruned(tmp_path) -> None:
-    import os
-
-    from avatarchat.server.app import prune_clips
-
-    old, new = tmp_path / "0000000000000000.mp4", tmp_path / "1111111111111111.mp4"
-    old.write_bytes(b"x")
-    new.write_bytes(b"x")
-    os.utime(old, (1, 1))
-    assert prune_clips(tmp_path, ttl_s=60) == 1
-    assert not old.exists() and new.exists()

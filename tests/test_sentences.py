@@ -6,12 +6,12 @@ import re
 
 import pytest
 
-from avatarchat.pipeline.sentences import SentenceSplitter, split_sentences
+from avatarchat.pipeline.sentences import SentenceSplitter, split_sentences, spoken_seconds
 
 
-def stream(pieces: list[str] | str, max_chars: int = 140) -> tuple[list[str], list[list[str]]]:
+def stream(pieces: list[str] | str, max_chars: int | None = None) -> tuple[list[str], list[list[str]]]:
     """Feed ``pieces`` one by one; return (all sentences, what each feed returned); flush output is appended."""
-    splitter = SentenceSplitter(max_chars)
+    splitter = SentenceSplitter() if max_chars is None else SentenceSplitter(max_chars)
     per_feed = [splitter.feed(p) for p in pieces]
     sentences = [s for batch in per_feed for s in batch] + splitter.flush()
     return sentences, per_feed
@@ -181,3 +181,93 @@ def test_flush_resets_state() -> None:
 
 def test_numbered_no_is_still_an_abbreviation() -> None:
     assert split_sentences("Take road No. 5 to the city. Then stop.") == ["Take road No. 5 to the city.", "Then stop."]
+
+
+# Cutting by spoken time: the limits below are the module's 8 s read through the voices' measured rates
+# (espeak-ng Korean at rate 175: 5.0-6.0 syllables a second; a digit of a long number: 0.45-0.55 s; Piper reading
+# a URL: about 8 characters a second), with some slack for the estimate.
+KOREAN_LONG = " ".join(["오늘은 날씨가 아주 맑고 바람이 시원해서"] * 4 + ["산책하기에 정말 좋은 날입니다."])
+
+
+def _syllables(text: str) -> int:
+    return len(re.findall(r"[\uac00-\ud7af]", text))
+
+
+def test_a_korean_sentence_under_140_characters_that_takes_15_seconds_is_cut() -> None:
+    """~75 Hangul syllables (about 13-15 s with espeak-ng) fit in 140 characters, but not in one 8 s clip."""
+    assert len(KOREAN_LONG) < 140 and _syllables(KOREAN_LONG) > 70
+    parts = split_sentences(KOREAN_LONG)
+    assert len(parts) >= 2
+    assert all(_syllables(p) <= 48 for p in parts)  # 8 s at 6 syllables a second
+    assert _words(parts) == KOREAN_LONG.split()  # cut between words, nothing lost
+
+
+def test_an_english_sentence_of_eight_seconds_stays_whole() -> None:
+    """About 100 letters (~7 s with Piper) is one clip: the time limit does not cut ordinary English short."""
+    text = "The weather today is sunny with a light breeze from the west and it is perfect for a long walk outside."
+    assert split_sentences(text) == [text]
+
+
+def test_a_long_url_is_cut_hard_into_pieces_of_a_few_seconds() -> None:
+    """A URL has no clause boundary or space: it is cut anywhere, every character kept, each piece short."""
+    url = "https://example.com/" + "/".join(f"section-{i}/page-{i}" for i in range(12))
+    assert len(url) > 200
+    parts = split_sentences(f"See {url}")
+    assert len(parts) >= 3
+    assert "".join(parts).replace(" ", "") == f"See{url}"
+    assert all(len(p) <= 80 for p in parts)  # ~8 s at Piper's ~8 URL characters a second, plus slack
+
+
+def test_a_long_digit_string_is_cut_into_pieces_of_at_most_eight_seconds() -> None:
+    """Sixty digits read one by one are ~30 s of speech; no piece holds more than ~8 s of them."""
+    digits = "1234567890" * 6
+    parts = split_sentences(digits)
+    assert "".join(parts) == digits
+    assert len(parts) >= 4
+    assert all(len(p) <= 18 for p in parts)
+
+
+def test_japanese_without_spaces_is_cut_after_full_width_commas() -> None:
+    """Japanese puts no space after 、: it is still a clause boundary, so the cut lands right after one."""
+    clause = "今日は天気がとても良いので公園まで歩きます、"
+    text = clause * 4 + "そして家に帰ります。"
+    parts = split_sentences(text)
+    assert len(parts) >= 3
+    assert "".join(parts) == text
+    assert all(p.endswith("、") for p in parts[:-1])
+
+
+def test_a_lower_time_limit_gives_shorter_pieces() -> None:
+    """``max_seconds`` is the limit: halving it roughly doubles the number of pieces."""
+    text = " ".join(["word"] * 200) + "."
+    eight = split_sentences(text)
+    four = split_sentences(text, max_seconds=4.0)
+    assert len(four) >= 2 * len(eight) - 1 > 2
+    assert _words(four) == _words(eight) == text.split()
+
+
+@pytest.mark.parametrize(
+    "text",
+    [KOREAN_LONG, "See https://example.com/" + "a/b-c/" * 40, "1234567890" * 6, "今日は天気がとても良いので、" * 8],
+)
+def test_time_cuts_streamed_char_by_char_match_one_shot(text: str) -> None:
+    """The time limit cuts a stream at the same places as the whole text, and before the stream ends."""
+    sentences, per_feed = stream(list(text))
+    assert sentences == split_sentences(text)
+    assert any(per_feed[: len(text) * 3 // 4])
+
+
+@pytest.mark.parametrize(
+    ("text", "measured_s"),
+    [  # durations the offline voices took for these texts (Piper en_US-joe-medium; espeak-ng rate 175)
+        ("The weather today is sunny with a light breeze from the west, perfect for a walk.", 4.33),  # piper
+        ("오늘 날씨는 맑고 서쪽에서 가벼운 바람이 불어 산책하기에 아주 좋습니다.", 5.62),  # espeak ko
+        ("https://example.com/docs/getting-started/install", 5.87),  # piper
+        ("4155550123", 5.61),  # piper
+        ("こんにちは、私はアバターです。今日はいい天気ですね。", 7.46),  # espeak ja
+        ("我是一个会说话的头像，今天天气很好。", 6.48),  # espeak cmn
+    ],
+)
+def test_the_estimate_is_within_a_quarter_of_what_the_voices_took(text: str, measured_s: float) -> None:
+    """Each script's rate is calibrated: the estimate is within 25 % of a real synthesis of the same text."""
+    assert abs(spoken_seconds(text) - measured_s) <= 0.25 * measured_s

@@ -24,7 +24,8 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         settings.port = args.port
     print(f"avatarchat: starting on http://{settings.host}:{settings.port} "
           f"(llm={settings.llm_backend}, tts={settings.tts_backend}, renderer={settings.renderer})", flush=True)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=args.log_level.lower())
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=args.log_level.lower(),
+                timeout_graceful_shutdown=10)  # SIGTERM never waits without bound for a streaming LLM
     return 0
 
 

@@ -38,12 +38,14 @@ def test_a_made_up_session_id_can_neither_chat_nor_listen(server: str) -> None:
 def test_a_guessed_token_receives_nothing_of_another_session(server: str) -> None:
     owner = new_session(server)
     guess = owner[:-1] + ("A" if owner[-1] != "A" else "B")  # one character off
-    with open_ws(server, "owner-session") as mine, connect(_ws(server, guess)) as theirs:
-        err = json.loads(theirs.recv(timeout=5))
-        assert err["code"] == "unknown_session"
+    with connect(_ws(server, owner)) as mine, connect(_ws(server, guess)) as theirs:
+        assert json.loads(mine.recv(timeout=5))["type"] == "session_state"
+        assert json.loads(theirs.recv(timeout=5))["code"] == "unknown_session"
         r = httpx.post(server + "/chat", json={"session_id": guess, "message": "Give me their clips."}, timeout=10)
         assert r.status_code == 404
-        assert theirs.close_code is None or theirs.close_code == 4404
+        httpx.post(server + "/chat", json={"session_id": owner, "message": "Private words."}, timeout=30)
+        assert any(e["type"] == "clip_ready" for e in collect(mine, "speech_done"))
+    assert theirs.close_code == 4404  # the guesser's socket was closed, having received nothing else
 
 
 def test_a_socket_flood_does_not_fill_the_session_table(server: str) -> None:

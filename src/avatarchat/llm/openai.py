@@ -62,7 +62,13 @@ _DONE = object()
 
 
 def _parse_sse_line(line: str):
-    """One SSE line -> text piece, ``_DONE``, or None (comments, keep-alives, role-only deltas)."""
+    """One SSE line -> text piece, ``_DONE``, or None (comments, keep-alives, role-only deltas).
+
+    A line that is not the chunk shape (JSON that is not an object, ``choices`` that is not a list, a choice or
+    delta that is not an object, content that is not a string) is a ``BackendError`` naming what was wrong, not
+    a TypeError or AttributeError from deep inside the stream. A ``null`` delta is read as an empty one: Azure
+    and some proxies send it on the finish chunk.
+    """
     line = line.strip()
     if not line.startswith("data:"):
         return None
@@ -73,12 +79,43 @@ def _parse_sse_line(line: str):
         obj = json.loads(data)
     except json.JSONDecodeError as exc:
         raise BackendError(f"LLM endpoint sent malformed JSON in its stream: {data[:200]!r}") from exc
-    if "error" in obj:
+    if isinstance(obj, dict) and "error" in obj:
         raise BackendError(f"LLM endpoint reported an error: {_error_text(json.dumps(obj))}")
-    choices = obj.get("choices") or []
-    if not choices:
+    return _chunk_content(obj, data)
+
+
+def _chunk_content(obj: object, data: str) -> str | None:
+    """The text of a parsed ``chat.completion.chunk``; None when it carries none (usage-only, role-only, finish)."""
+    def bad(what: str) -> BackendError:
+        return BackendError(f"LLM endpoint sent a stream chunk of the wrong shape ({what}): {data[:200]!r}")
+
+    if not isinstance(obj, dict):
+        raise bad(f"the chunk is {_kind(obj)}, not an object")
+    choices = obj.get("choices")
+    if choices is None or choices == []:
         return None
-    return (choices[0].get("delta") or {}).get("content") or None
+    if not isinstance(choices, list):
+        raise bad(f"'choices' is {_kind(choices)}, not an array")
+    choice = choices[0]
+    if not isinstance(choice, dict):
+        raise bad(f"a choice is {_kind(choice)}, not an object")
+    delta = choice.get("delta")
+    if delta is None:
+        return None
+    if not isinstance(delta, dict):
+        raise bad(f"'delta' is {_kind(delta)}, not an object")
+    content = delta.get("content")
+    if content is not None and not isinstance(content, str):
+        raise bad(f"'content' is {_kind(content)}, not a string")
+    return content or None
+
+
+def _kind(value: object) -> str:
+    """A JSON value's type in JSON's words, for error messages."""
+    if value is None:
+        return "null"
+    names = {bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "an array", dict: "an object"}
+    return names.get(type(value), type(value).__name__)
 
 
 def _error_text(body: str) -> str:

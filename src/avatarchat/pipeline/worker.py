@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 
 class SpeechPipeline:
     def __init__(self, llm: LLM, tts: VoiceRouter, renderer: Renderer, avatar: Avatar, clips_dir: Path,
-                 threads: int = 2, max_sentence_chars: int = 140, metrics: Metrics | None = None,
+                 threads: int = 2, max_sentence_s: float = 8.0, metrics: Metrics | None = None,
                  secrets: tuple[str, ...] = ()) -> None:
         """``secrets`` (API keys) are masked in every log line this pipeline writes."""
         self.metrics = metrics or Metrics()
@@ -44,7 +44,7 @@ class SpeechPipeline:
         self.clips_dir = Path(clips_dir)
         self.clips_dir.mkdir(parents=True, exist_ok=True)
         self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="avatarchat-work")
-        self.max_sentence_chars = max_sentence_chars
+        self.max_sentence_s = max_sentence_s
         self.secrets = tuple(secrets)
         self._uncalibratable: set[str | None] = set()
         self._calibrating: dict[str | None, asyncio.Lock] = {}
@@ -54,7 +54,7 @@ class SpeechPipeline:
         """Stream the LLM's answer, submitting each sentence as soon as it is complete. Returns the full text."""
         lane = session.lane
         assert lane is not None
-        splitter = SentenceSplitter(self.max_sentence_chars)
+        splitter = SentenceSplitter(max_seconds=self.max_sentence_s)  # clips of at most ~8 s of speech
         parts: list[str] = []
         spoken: list[str] = []
         first_token_ms: float | None = None

@@ -25,6 +25,7 @@ from avatarchat.errors import AvatarChatError, BadRequest, redact
 from avatarchat.events import ErrorEvent, Pong, SessionState
 from avatarchat.llm import LLM, create_llm
 from avatarchat.metrics import Metrics
+from avatarchat.pipeline.clips import ClipStore
 from avatarchat.pipeline.lane import SpeechLane
 from avatarchat.pipeline.session import Outbox, Session, SessionManager, check_session_id
 from avatarchat.pipeline.worker import SpeechPipeline
@@ -36,6 +37,7 @@ from avatarchat.tts import TTS, VoiceRouter, as_router, create_tts
 log = logging.getLogger(__name__)
 CLIP_ID = re.compile(r"^[0-9a-f]{32}$")
 WEB_DIR = Path(str(files("avatarchat").joinpath("web")))
+SHUTDOWN_WAIT_S = 5.0
 
 
 class ChatRequest(BaseModel):
@@ -68,27 +70,14 @@ def build_idle_clip(renderer: Renderer, avatar: Avatar, cache_dir: Path) -> Path
     return path
 
 
-def prune_clips(clips_dir: Path, ttl_s: float) -> int:
-    """Delete clips older than ``ttl_s``; returns how many went. Pages fetch clips within seconds of clip_ready."""
-    cutoff = time.time() - ttl_s
-    gone = 0
-    for path in clips_dir.glob("*.mp4"):
-        try:
-            if path.stat().st_mtime < cutoff:
-                path.unlink()
-                gone += 1
-        except FileNotFoundError:
-            pass
-    return gone
-
-
 async def housekeeping(sessions: SessionManager, clips_dir: Path, settings: Settings, every_s: float = 60.0) -> None:
     """Runs for the app's lifetime: reaps idle sessions (so their slots free up) and old clips (so disk does not fill)."""
+    clips = ClipStore(clips_dir, settings.clip_ttl_s)
     while True:
         await asyncio.sleep(every_s)
         try:
             await sessions.reap(settings.session_idle_s)
-            await asyncio.to_thread(prune_clips, clips_dir, settings.clip_ttl_s)
+            await asyncio.to_thread(clips.prune)
         except Exception:  # noqa: BLE001 - housekeeping must never take the server down
             log.exception("housekeeping failed")
 
@@ -130,10 +119,14 @@ def create_app(settings: Settings | None = None, *, llm: LLM | None = None, tts:
         keeper = asyncio.create_task(housekeeping(sessions, pipeline.clips_dir, settings))
         try:
             yield
-        finally:
+        finally:  # every reply is cancelled; nothing waits without bound; no half-written clip stays behind
             keeper.cancel()
-            await sessions.close()
+            try:
+                await asyncio.wait_for(sessions.close(), SHUTDOWN_WAIT_S)
+            except TimeoutError:
+                log.warning("shutdown: sessions did not close within %.0f s", SHUTDOWN_WAIT_S)
             pipeline.close()
+            await asyncio.to_thread(ClipStore(pipeline.clips_dir, settings.clip_ttl_s).remove_partials)
             await the_llm.aclose()
             await the_tts.aclose()
 

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import io
-import wave
+import struct
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -47,25 +46,72 @@ class TTS(Protocol):
     def voices(self) -> list[str]: ...
 
 
-def speech_from_wav(data: bytes, who: str) -> Speech:
-    """16-bit WAV bytes -> ``Speech`` (mixed down to mono).
+WAVE_FORMAT_PCM = 0x0001
+WAVE_FORMAT_EXTENSIBLE = 0xFFFE
+# KSDATAFORMAT_SUBTYPE_PCM, {00000001-0000-0010-8000-00aa00389b71}, as it is stored in a WAV header.
+PCM_SUBFORMAT = bytes.fromhex("0100000000001000800000aa00389b71")
 
+
+@dataclass(frozen=True)
+class WavFormat:
+    channels: int
+    sample_rate: int
+    bits: int
+
+
+def speech_from_wav(data: bytes, who: str) -> Speech:
+    """16-bit PCM WAV bytes -> ``Speech`` (mixed down to mono).
+
+    We read the RIFF chunks ourselves rather than with Python's ``wave``, which (before 3.12) refuses
+    ``WAVE_FORMAT_EXTENSIBLE`` headers (tag ``0xFFFE``), as some TTS servers send even for plain 16-bit PCM.
     Streamed WAV (``espeak-ng --stdout``, OpenAI's ``/audio/speech``) carries placeholder sizes such as
     ``0x7ffff000`` or ``0xffffffff`` in its header because the length is unknown when the header is written,
     so the samples are taken as whatever data actually follows the header.
     """
-    try:
-        with wave.open(io.BytesIO(data)) as w:
-            channels, width, rate = w.getnchannels(), w.getsampwidth(), w.getframerate()
-            raw = w.readframes(w.getnframes())
-    except (wave.Error, EOFError) as exc:
-        raise BackendError(f"{who}: the answer is not WAV audio ({exc}; starts with {data[:16]!r})") from exc
-    if width != 2:
-        raise BackendError(f"{who}: expected 16-bit WAV audio, got {8 * width}-bit")
-    raw = raw[: len(raw) - len(raw) % (2 * channels)]
+    fmt, raw = _read_wav(data, who)
+    if fmt.bits != 16:
+        raise BackendError(f"{who}: expected 16-bit WAV audio, got {fmt.bits}-bit")
+    raw = raw[: len(raw) - len(raw) % (2 * fmt.channels)]
     pcm = np.frombuffer(raw, dtype="<i2").astype(np.int16)
-    if channels > 1:
-        pcm = np.round(pcm.reshape(-1, channels).mean(axis=1)).astype(np.int16)
+    if fmt.channels > 1:
+        pcm = np.round(pcm.reshape(-1, fmt.channels).mean(axis=1)).astype(np.int16)
     if len(pcm) == 0:
         raise BackendError(f"{who}: the answer held no audio samples")
-    return Speech(pcm=pcm, sample_rate=rate)
+    return Speech(pcm=pcm, sample_rate=fmt.sample_rate)
+
+
+def _read_wav(data: bytes, who: str) -> tuple[WavFormat, bytes]:
+    """The ``fmt `` chunk and the sample bytes of a RIFF/WAVE file (a data size past the end means "the rest")."""
+    if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        raise BackendError(f"{who}: the answer is not WAV audio (no RIFF/WAVE header; starts with {data[:16]!r})")
+    pos, fmt = 12, None
+    while pos + 8 <= len(data):
+        chunk_id, size = data[pos : pos + 4], int.from_bytes(data[pos + 4 : pos + 8], "little")
+        body = data[pos + 8 : pos + 8 + size]
+        if chunk_id == b"fmt ":
+            fmt = _read_fmt(body, who)
+        elif chunk_id == b"data":
+            if fmt is None:
+                raise BackendError(f"{who}: the answer is not WAV audio (data chunk before the fmt chunk)")
+            return fmt, body
+        pos += 8 + size + (size & 1)  # chunks are padded to an even length
+    raise BackendError(f"{who}: the answer is not WAV audio (no {'data' if fmt else 'fmt'} chunk)")
+
+
+def _read_fmt(chunk: bytes, who: str) -> WavFormat:
+    """Plain PCM, or WAVE_FORMAT_EXTENSIBLE whose subformat is PCM; anything else is a BackendError."""
+    if len(chunk) < 16:
+        raise BackendError(f"{who}: the answer is not WAV audio (fmt chunk of {len(chunk)} bytes)")
+    tag, channels, rate, _, _, bits = struct.unpack("<HHIIHH", chunk[:16])
+    if tag == WAVE_FORMAT_EXTENSIBLE:
+        if len(chunk) < 40:
+            raise BackendError(f"{who}: WAVE_FORMAT_EXTENSIBLE fmt chunk is {len(chunk)} bytes, not 40")
+        subformat = chunk[24:40]
+        if subformat != PCM_SUBFORMAT:
+            raise BackendError(f"{who}: expected PCM WAV audio, got WAVE_FORMAT_EXTENSIBLE subformat "
+                               f"{subformat.hex()} (tag 0x{int.from_bytes(subformat[:2], 'little'):04x})")
+    elif tag != WAVE_FORMAT_PCM:
+        raise BackendError(f"{who}: expected PCM WAV audio, got format tag 0x{tag:04x}")
+    if channels < 1 or rate < 1:
+        raise BackendError(f"{who}: the answer is not WAV audio ({channels} channels at {rate} Hz)")
+    return WavFormat(channels=channels, sample_rate=rate, bits=bits)
