@@ -45,7 +45,7 @@ def tts() -> PiperTTS:
 def voices(tts: PiperTTS) -> VoiceRouter:
     """What the server speaks with: Piper for English, espeak-ng for Korean (as the default settings do)."""
     return VoiceRouter({"piper": tts, "espeak": EspeakTTS()}, primary="piper",
-                       language_defaults={"en": "piper:en_US-joe-medium", "ko": "espeak:ko"})
+                       script_defaults={"Latin": "piper:en_US-joe-medium", "Hangul": "espeak:ko"})
 
 
 @pytest.fixture(scope="session")

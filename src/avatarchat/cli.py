@@ -54,7 +54,8 @@ def _say(args: argparse.Namespace, settings: Settings) -> int:
     async def speak():
         if isinstance(renderer, VoiceCalibrated):  # learn this voice's mouth shapes, as the server does
             words = renderer.calibration_words(voice)
-            renderer.calibrate(voice, {shape: await tts.synthesize(w, voice) for shape, w in words.items()})
+            samples = {shape: await tts.synthesize(w, voice, route=False) for shape, w in words.items()}
+            renderer.calibrate(voice, samples)
         return await tts.synthesize(text, voice)
 
     speech = asyncio.run(speak())

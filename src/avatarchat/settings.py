@@ -63,9 +63,9 @@ class Settings(BaseSettings):
                                                               "(listed under its file name).")
     piper_threads: int = Field(1, ge=1, le=16, description="CPU threads Piper may use (the rest are left to rendering).")
     voice_en: str = Field("piper:en_US-joe-medium",
-                          description="Voice id for English text when the session's voice speaks another language.")
+                          description="Voice id for Latin-script text when the session's voice cannot read Latin.")
     voice_ko: str = Field("espeak:ko",
-                          description="Voice id for Korean text when the session's voice speaks another language.")
+                          description="Voice id for Hangul text when the session's voice cannot read Hangul.")
     espeak_voice: str = Field("ko", description="espeak-ng voice (`espeak-ng --voices`: ko, en-us, ja, ...).")
     espeak_rate: int = Field(175, ge=80, le=450, description="espeak-ng speaking rate, words per minute.")
     espeak_pitch: int = Field(50, ge=0, le=99, description="espeak-ng pitch, 0 to 99.")

@@ -120,7 +120,7 @@ class SpeechPipeline:
                 return
             try:
                 words = r.calibration_words(voice)
-                samples = {shape: await self.tts.synthesize(word, voice) for shape, word in words.items()}
+                samples = {shape: await self.tts.synthesize(word, voice, route=False) for shape, word in words.items()}
                 await asyncio.to_thread(r.calibrate, voice, samples)
                 log.info("calibrated mouth shapes for voice %s", voice or "(default)")
             except AvatarChatError as exc:

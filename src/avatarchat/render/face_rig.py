@@ -11,7 +11,7 @@ import numpy as np
 from scipy.sparse import coo_matrix
 
 from avatarchat.render import landmarks as L
-from avatarchat.render.warp import MeshWarp, region_anchors
+from avatarchat.render.warp import MeshWarp, read_only, region_anchors
 
 
 def _smoothstep(x: np.ndarray) -> np.ndarray:
@@ -42,6 +42,7 @@ class FaceFrame:
         half_width = abs(float(np.dot(p[L.FACE_RIGHT] - p[L.FACE_LEFT], right))) / 2
         mc = (p[13] + p[14]) / 2
         mouth_half = abs(float(np.dot(p[291] - p[61], right))) / 2
+        read_only(down, right, mc)
         return cls(down, right, height, half_width, mc, mouth_half)
 
 
@@ -143,6 +144,7 @@ class MouthRig:
         relaxed = relax(bases, keep, self.warp.triangles)[:n_pts]
         self.jaw, self.wide, self.round = relaxed[:, 0:2], relaxed[:, 2:4], relaxed[:, 4:6]
         self._lm_idx = {int(j): k for k, j in enumerate(idx)}
+        read_only(self.idx, self.src, self.jaw, self.wide, self.round)
 
     def dst_points(self, open_: float, wide: float, round_: float) -> np.ndarray:
         disp = self.jaw * open_ + self.wide * wide + self.round * round_
@@ -193,6 +195,7 @@ class EyeRig:
             [c[L.RIGHT_EYE_CORNERS[0]], *range(half, nu), c[L.RIGHT_EYE_CORNERS[1]]],
         ]
         self.lash_px = max(1, int(round(0.007 * f.height)))
+        read_only(self.src, self.basis)
 
     def dst_points(self, closed: float) -> np.ndarray:
         return self.src + self.basis * closed
@@ -238,6 +241,7 @@ class MouthInterior:
         src_poly = p[L.INNER_MOUTH_POLYGON].astype(np.float64)
         self.real_teeth = self.rest_gap > 0.02 * f.height
         self.src_poly = src_poly
+        read_only(self.cavity, self.teeth, self.tongue, self.src_poly)
 
     def gap_alpha(self, gap: float) -> float:
         """How much synthetic interior shows: none at the rest opening, all once the jaw has dropped a bit."""

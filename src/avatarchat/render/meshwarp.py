@@ -28,6 +28,7 @@ from avatarchat.render.landmarks import FaceMesh
 from avatarchat.render.media import load_media
 from avatarchat.render.mouth_track import MouthTrack, mouth_track
 from avatarchat.render.visemes import SHAPES, VisemeTemplates, calibration_words
+from avatarchat.render.warp import read_only
 from avatarchat.tts.base import Speech
 
 log = logging.getLogger(__name__)
@@ -36,14 +37,16 @@ CACHE_VERSION = 3  # bump when idle loops or landmarks would render differently
 
 
 class Rig:
-    """Everything needed to move one source frame's face; built once per avatar frame."""
+    """Everything needed to move one source frame's face; built once per avatar frame and then shared, read-only,
+    by every thread rendering that avatar: ``frame`` writes only to arrays it allocates itself."""
 
     def __init__(self, image: np.ndarray, landmarks: np.ndarray) -> None:
         size = (image.shape[1], image.shape[0])
-        self.image = image
+        self.image = image.view()
+        read_only(self.image)
         self.mouth = MouthRig(landmarks, size)
         self.eyes = EyeRig(landmarks, size)
-        self.interior = MouthInterior(image, landmarks, self.mouth)
+        self.interior = MouthInterior(self.image, landmarks, self.mouth)
 
     def frame(self, open_: float, wide: float = 0.0, round_: float = 0.0, blink: float = 0.0) -> np.ndarray:
         src = self.image
@@ -191,9 +194,9 @@ class MeshWarpRenderer:
         with self._lock:
             rig = self._rigs.get(key)
         if rig is None:
-            rig = Rig(avatar.frames[index], avatar.frame_landmarks[index])
-            with self._lock:
-                self._rigs[key] = rig
+            built = Rig(avatar.frames[index], avatar.frame_landmarks[index])
+            with self._lock:  # two threads may build the same rig: all of them use the first one cached
+                rig = self._rigs.setdefault(key, built)
         return rig
 
     # -- frames -------------------------------------------------------------------------------------------
@@ -223,7 +226,8 @@ class MeshWarpRenderer:
     def track(self, speech: Speech, voice: str | None = None) -> MouthTrack:
         """The mouth track a clip is rendered from (at rest on its first and last frame); shapes use the voice's
         calibration, or the first calibrated voice's if it has none."""
-        templates = self._templates.get(voice or "") or next(iter(self._templates.values()), None)
+        with self._lock:  # a calibration in another thread may be adding a voice to the dict right now
+            templates = self._templates.get(voice or "") or next(iter(self._templates.values()), None)
         return edge_rested(mouth_track(speech, self.fps, frame_count(speech.duration_s, self.fps), templates))
 
     def render(self, avatar: Avatar, speech: Speech, cancel: threading.Event | None = None,

@@ -1,9 +1,10 @@
 """Mouth shapes from the sound itself: MFCC templates of the TTS voice's own vowels and closures.
 
-At start-up (or the first time a voice is used) the voice speaks a few calibration words, one per shape:
-open ("ah"), wide ("ee"), round ("oo") and closed ("mm"). Their mean MFCC vectors become templates; every
-40 ms slot of real speech is then scored against them, so any TTS (or recorded voice) drives shapes without
-phoneme timings. When the TTS does give phoneme timings, ``phoneme_shapes`` maps them directly.
+At start-up (or the first time a voice is used) the voice itself speaks a few calibration words, one per
+shape: open ("ah"), wide ("ee"), round ("oo") and closed ("mm"), spelled as the voice's language writes those
+sounds. Their mean MFCC vectors become templates; every 40 ms slot of real speech is then scored against them,
+so any TTS (or recorded voice) drives shapes without phoneme timings. When the TTS does give phoneme timings,
+``phoneme_shapes`` maps them directly.
 """
 
 from __future__ import annotations
@@ -14,22 +15,53 @@ import numpy as np
 from scipy.fft import dct
 from scipy.signal import resample_poly
 
+from avatarchat.languages import language_of, language_scripts
 from avatarchat.tts.base import PhonemeTiming, Speech
 
 SHAPES = ("open", "wide", "round", "closed")
 ANALYSIS_RATE = 16000
 N_MFCC = 13
 
-# Calibration words per language family, one per shape (same order as SHAPES).
-CALIBRATION = {
+# Calibration words, one per shape (same order as SHAPES), spelled so that each language's own reader says an open
+# "a", a spread "i", a rounded "u" and a closing "m": English writes them "Ah / Ee / Ooh", while most Latin-script
+# languages read "A / I / U" as those vowels (and "Ee" or "Ooh" as something else). Checked with `espeak-ng -x`:
+# espeak spells "Mmm" out letter by letter ("em em em") outside English, so the closing word there is the language's
+# shortest vowel + m ("Hm", "Um", "음"). Piper's English voice hums "Mmm".
+CALIBRATION: dict[str, tuple[str, str, str, str]] = {
     "en": ("Ah.", "Ee.", "Ooh.", "Mmm."),
+    "latin": ("A.", "I.", "U.", "Um."),  # es, it, pt, pl, cs, ro, hu, fi, id, sw, vi... and unlisted languages
+    "de": ("Aah.", "Ih.", "Uh.", "Hm."),
+    "fr": ("Ah.", "Hi.", "Ou.", "Hmm."),
+    "nl": ("Aa.", "Ie.", "Oe.", "Hum."),
+    "sv": ("A.", "I.", "O.", "Um."),  # Swedish and Norwegian "o" is a rounded u
+    "tr": ("A.", "İ.", "U.", "Um."),  # a dotless "I" is not an i in Turkish
     "ko": ("아.", "이.", "우.", "음."),
+    "ja": ("あ。", "い。", "う。", "ん。"),
+    "zh": ("啊。", "衣。", "屋。", "嗯。"),
+    "ru": ("А.", "И.", "У.", "Эм."),
+    "uk": ("А.", "І.", "У.", "Ем."),
+    "bg": ("А.", "И.", "У.", "Ъм."),
+    "el": ("Αα.", "Ιι.", "Ου.", "Εμ."),
+    "hi": ("आ।", "ई।", "ऊ।", "हम्म।"),
+}
+# Languages that share another's spellings.
+CALIBRATION_FAMILY = {
+    "nb": "sv", "no": "sv", "nn": "sv", "cmn": "zh", "yue": "zh", "hak": "zh", "be": "ru", "kk": "ru", "ky": "ru",
+    "tt": "ru", "mk": "bg", "sr": "bg", "mr": "hi", "ne": "hi", "kok": "hi",
 }
 
 
 def calibration_words(voice: str | None) -> tuple[str, ...]:
-    v = (voice or "").lower().rsplit(":", 1)[-1]  # voice ids may carry a backend prefix ("espeak:ko")
-    return CALIBRATION["ko"] if v.startswith("ko") or "-ko" in v or "_ko" in v else CALIBRATION["en"]
+    """The words ``voice`` (an id such as ``espeak:de``) says to calibrate: its language's spellings, the
+    generic "A / I / U" for other Latin-script languages, English for voices of unknown language (OpenAI's,
+    which read English spellings as English) and for scripts without spellings of their own."""
+    lang = language_of(voice)
+    if lang is None:
+        return CALIBRATION["en"]
+    lang = CALIBRATION_FAMILY.get(lang, lang)
+    if lang in CALIBRATION:
+        return CALIBRATION[lang]
+    return CALIBRATION["latin"] if "Latin" in language_scripts(lang) else CALIBRATION["en"]
 
 
 def _mel_filterbank(n_fft: int, rate: int, n_mels: int = 26, fmin: float = 80.0, fmax: float = 7600.0) -> np.ndarray:

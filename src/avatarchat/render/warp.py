@@ -2,6 +2,10 @@
 
 Per frame: rasterise the destination triangles into an index map, look up each pixel's inverse affine
 transform, and sample the source once. Cost is linear in the region's pixels, not in the triangle count.
+
+A ``MeshWarp`` is built once per avatar frame and shared by every thread rendering that avatar, so it holds
+only read-only arrays: the index map is allocated per call (a few microseconds), never kept as a scratch buffer
+that another thread could be filling at the same time.
 """
 
 from __future__ import annotations
@@ -19,6 +23,12 @@ def region_anchors(x0: int, y0: int, x1: int, y1: int, per_side: int = 6) -> np.
     return np.array(pts, dtype=np.float32)
 
 
+def read_only(*arrays: np.ndarray) -> None:
+    """Mark arrays of an object shared across threads as immutable: a stray in-place write then raises."""
+    for a in arrays:
+        a.setflags(write=False)
+
+
 class MeshWarp:
     """Warps one rectangular region ``(x0, y0, x1, y1)`` given source and destination positions of its points."""
 
@@ -30,7 +40,7 @@ class MeshWarp:
         gy, gx = np.mgrid[y0:y1, x0:x1]
         self._gx = gx.astype(np.float32)
         self._gy = gy.astype(np.float32)
-        self._index = np.zeros((y1 - y0, x1 - x0), dtype=np.uint16)
+        read_only(self.src, self.triangles, self._gx, self._gy)
 
     def _inverse_affines(self, dst: np.ndarray) -> np.ndarray:
         """(T, 2, 3) affine maps taking destination triangle coords back to source coords."""
@@ -46,9 +56,8 @@ class MeshWarp:
     def maps(self, dst_points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Source sampling maps (for cv2.remap) of the region for the given destination point positions."""
         dst = np.asarray(dst_points, dtype=np.float64)
-        x0, y0, _, _ = self.region
-        index = self._index
-        index.fill(0)
+        x0, y0, x1, y1 = self.region
+        index = np.zeros((y1 - y0, x1 - x0), dtype=np.uint16)  # per call: this warp is shared across threads
         shift = 4
         scale = 1 << shift
         tri_px = np.round((dst[self.triangles] - (x0, y0)) * scale).astype(np.int32)

@@ -36,12 +36,12 @@ def create_tts(settings: Settings) -> VoiceRouter:
             continue
         backends[name] = REGISTRY[name](settings)
     return VoiceRouter(backends, primary=settings.tts_backend,
-                       language_defaults={"en": settings.voice_en, "ko": settings.voice_ko})
+                       script_defaults={"Latin": settings.voice_en, "Hangul": settings.voice_ko})
 
 
 def as_router(tts: TTS) -> VoiceRouter:
     """Any single backend as a router (what the app and pipeline work with)."""
-    return tts if isinstance(tts, VoiceRouter) else VoiceRouter({tts.name: tts}, primary=tts.name, language_defaults={})
+    return tts if isinstance(tts, VoiceRouter) else VoiceRouter({tts.name: tts}, primary=tts.name, script_defaults={})
 
 
 __all__ = ["TTS", "Speech", "PhonemeTiming", "PiperTTS", "EspeakTTS", "GoogleTTS", "OpenAITTS", "create_tts", "as_router", "VoiceRouter",

@@ -1,34 +1,24 @@
 """Several TTS backends behind one, addressed by voice ids ``backend:voice`` (``piper:en_US-joe-medium``,
-``espeak:ko``, ``google:ko-KR-Neural2-A``).
+``espeak:de``, ``google:ko-KR-Neural2-A``).
 
-Sessions pick any listed voice; when the text's script does not suit the chosen voice's language (Korean
-typed to an English voice, or the reverse), the router switches to that language's default voice, so the
-avatar never reads Hangul with English letter rules.
+Sessions pick any listed voice, and every voice declares the language it speaks (see ``languages.py``). A
+sentence keeps the chosen voice whenever that language can read the sentence's dominant script: German text
+to ``espeak:de``, French to ``espeak:fr``. Only a sentence in a script the language cannot read (Hangul typed
+to a German voice, English to a Korean one) goes to that script's default voice, so the avatar never reads
+Hangul with German letter rules. Voices of unknown language (OpenAI's, which speak anything) never switch,
+and sentences without letters keep the chosen voice.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from avatarchat.errors import BadRequest
-from avatarchat.scripts import HANGUL, LATIN
+from avatarchat.languages import SCRIPT_LANGUAGE, voice_language, voice_scripts
+from avatarchat.scripts import dominant_script
 from avatarchat.tts.base import TTS, Speech
 
-
-def script_language(text: str) -> str | None:
-    """'ko' if the text is mostly Hangul, 'en' if mostly Latin letters, None if it has neither."""
-    hangul, latin = len(HANGUL.findall(text)), len(LATIN.findall(text))
-    if hangul == 0 and latin == 0:
-        return None
-    return "ko" if hangul * 3 >= latin else "en"
-
-
-def voice_language(backend: str, voice: str) -> str | None:
-    """The language a voice speaks, from its name; None for voices that speak any language (OpenAI's)."""
-    if backend == "openai":
-        return None
-    return re.split(r"[-_+]", voice.lower(), maxsplit=1)[0] or None
+__all__ = ["Voice", "VoiceRouter", "voice_language"]
 
 
 @dataclass(frozen=True)
@@ -37,6 +27,10 @@ class Voice:
     backend: str
     name: str
     language: str | None
+    scripts: frozenset[str] | None = None  # what its language reads; None: anything
+
+    def reads(self, script: str | None) -> bool:
+        return script is None or self.scripts is None or script in self.scripts
 
     def wire(self) -> dict[str, str | None]:
         return {"id": self.id, "backend": self.backend, "name": self.name, "language": self.language}
@@ -45,19 +39,32 @@ class Voice:
 class VoiceRouter:
     name = "router"
 
-    def __init__(self, backends: dict[str, TTS], primary: str, language_defaults: dict[str, str]) -> None:
-        """``backends`` by name; the ``primary`` backend's default voice is the router's; ``language_defaults``
-        maps a language to a voice id. Language defaults whose backend is not present are ignored."""
+    def __init__(self, backends: dict[str, TTS], primary: str, script_defaults: dict[str, str]) -> None:
+        """``backends`` by name; the ``primary`` backend's default voice is the router's; ``script_defaults`` maps
+        a script (``Latin``, ``Hangul``: see ``scripts.SCRIPTS``) to the voice id that speaks it when the chosen
+        voice cannot. Defaults whose voice is not listed are ignored; a script without one goes to a voice of
+        its main language (Cyrillic to ``ru``, Greek to ``el``: ``languages.SCRIPT_LANGUAGE``) if there is one."""
         self.backends = backends
         self.primary = primary
         self._voices: dict[str, Voice] = {}
         for bname, tts in backends.items():
             for v in tts.voices():
                 vid = f"{bname}:{v}"
-                self._voices[vid] = Voice(vid, bname, v, voice_language(bname, v))
+                self._voices[vid] = Voice(vid, bname, v, voice_language(bname, v), voice_scripts(bname, v))
         primary_voice = backends[primary].default_voice
         self.default_voice = self.resolve(f"{primary}:{primary_voice}").id
-        self.language_defaults = {lang: v for lang, v in language_defaults.items() if v in self._voices}
+        self.script_defaults = self._catalogue_defaults()
+        self.script_defaults.update({s: v for s, v in script_defaults.items() if v in self._voices})
+
+    def _catalogue_defaults(self) -> dict[str, str]:
+        """For each script, a listed voice of its main language that reads it: the primary backend's first, then
+        the voice named exactly by the language (``espeak:ru``), then the plainest name (``en-gb``, not ``en-029``)."""
+        out: dict[str, str] = {}
+        for script, lang in SCRIPT_LANGUAGE.items():
+            fits = [v for v in self._voices.values() if v.language == lang and v.scripts and script in v.scripts]
+            if fits:
+                out[script] = min(fits, key=lambda v: (v.backend != self.primary, v.name != lang, len(v.name), v.id)).id
+        return out
 
     def resolve(self, voice_id: str | None) -> Voice:
         """A voice id (or None for the default) -> Voice; unknown ids are a clear error."""
@@ -77,12 +84,13 @@ class VoiceRouter:
         return [self._voices[v] for v in self.voices()]
 
     def choose(self, text: str, voice_id: str | None) -> Voice:
-        """The voice that will speak ``text``: the chosen one, unless the text's script needs another language."""
+        """The voice that will speak ``text``: the chosen one, unless its language cannot read the text's
+        dominant script and that script has a default voice."""
         voice = self.resolve(voice_id)
-        lang = script_language(text)
-        if lang and voice.language and lang != voice.language and lang in self.language_defaults:
-            return self.resolve(self.language_defaults[lang])
-        return voice
+        script = dominant_script(text)
+        if voice.reads(script) or script not in self.script_defaults:
+            return voice
+        return self.resolve(self.script_defaults[script])
 
     def warm_up(self) -> None:
         for tts in self.backends.values():
@@ -90,8 +98,10 @@ class VoiceRouter:
             if warm is not None:
                 warm()
 
-    async def synthesize(self, text: str, voice: str | None = None) -> Speech:
-        v = self.choose(text, voice)
+    async def synthesize(self, text: str, voice: str | None = None, *, route: bool = True) -> Speech:
+        """Speak ``text`` with the voice ``choose`` picks, or with exactly ``voice`` when ``route`` is False
+        (calibration: a voice must be heard saying its own calibration words, whatever their script)."""
+        v = self.choose(text, voice) if route else self.resolve(voice)
         return await self.backends[v.backend].synthesize(text, v.name)
 
     async def aclose(self) -> None:
