@@ -200,3 +200,52 @@ def test_interrupting_three_seconds_in_fades_the_old_clip_within_300_ms(server: 
     page.wait_for_timeout(1500)
     assert page.evaluate(f"window.avatarchat.stats.clipsPlayed.filter(c => c.reply === '{old}').length") == ended_before
     page.close()
+
+
+def test_closed_sockets_leave_no_task_behind(server: str) -> None:
+    def tasks() -> int:
+        return httpx.get(server + "/healthz").json()["tasks"]
+
+    with open_ws(server, "conv-tasks"):
+        pass
+    before = tasks()
+    for _ in range(20):
+        with open_ws(server, "conv-tasks") as ws:
+            ws.send(json.dumps({"type": "ping"}))
+            assert json.loads(ws.recv(timeout=5))["type"] == "pong"
+    deadline = time.monotonic() + 5
+    while tasks() > before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert tasks() <= before
+
+
+@pytest.mark.browser
+def test_refused_autoplay_shows_tap_to_hear_and_playback_continues_after_a_tap(server: str,
+                                                                               browser) -> None:  # noqa: F811
+    page = browser.new_page()
+    # The autoplay policy of a real visit (sound only after a user gesture), which the test browser's flags
+    # lift (and Playwright's evaluate counts as activation): play() of an unmuted video is refused with
+    # NotAllowedError until a real click on the page.
+    page.add_init_script("""(() => {
+        let clicked = false;
+        document.addEventListener('click', () => { clicked = true; }, true);
+        const play = HTMLMediaElement.prototype.play;
+        HTMLMediaElement.prototype.play = function () {
+            if (!this.muted && !clicked) {
+                return Promise.reject(new DOMException('play() needs a user gesture', 'NotAllowedError'));
+            }
+            return play.call(this);
+        };
+    })()""")
+    page.goto(server + "/")
+    page.wait_for_function("document.getElementById('status').textContent === 'connected'", timeout=15000)
+    page.evaluate("""async (msg) => {  // posting without a click on the page: no user activation
+        await fetch('/chat', {method: 'POST', headers: {'Content-Type': 'application/json'},
+            body: JSON.stringify({session_id: window.avatarchat.sessionId, message: msg})});
+    }""", "This clip may not play by itself.")
+    page.wait_for_selector("#unlock:not([hidden])", timeout=30000)
+    assert "NotAllowedError" in " ".join(page.evaluate("window.avatarchat.stats.errors"))
+    page.click("#unlock")
+    page.wait_for_function("window.avatarchat.stats.clipsPlayed.length >= 1", timeout=30000)
+    assert page.is_hidden("#unlock")
+    page.close()

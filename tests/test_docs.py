@@ -19,3 +19,16 @@ def test_ci_runs_the_readme_test_command() -> None:
     readme = (ROOT / "README.md").read_text()
     assert "./scripts/test.sh" in readme and "./scripts/serve.sh" in readme
     assert "scripts/test.sh" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_protocol_doc_lists_exactly_the_events_the_server_sends() -> None:
+    import re
+
+    from avatarchat import events
+
+    sent = {cls.model_fields["type"].default for cls in vars(events).values()
+            if isinstance(cls, type) and issubclass(cls, events.Event) and cls is not events.Event}
+    doc = (ROOT / "docs" / "protocol.md").read_text()
+    table = doc.split("## Events", 1)[1].split("## Frames", 1)[0]
+    documented = set(re.findall(r"^\| `([a-z_]+)` \|", table, flags=re.M))
+    assert documented == sent, (sorted(documented - sent), sorted(sent - documented))

@@ -69,6 +69,14 @@ class Pong(Event):
     type: Literal["pong"] = "pong"
 
 
+class SpeechSkipped(Event):
+    """Admission control: the speech backlog is too long, so this reply comes as text only."""
+
+    type: Literal["speech_skipped"] = "speech_skipped"
+    reply: str
+    message: str
+
+
 class SessionState(Event):
     """Sent when a socket opens: the replies still to be heard, so a reloaded or reconnected page resumes."""
 

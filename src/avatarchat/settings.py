@@ -89,6 +89,11 @@ class Settings(BaseSettings):
     render_threads: int = Field(2, ge=1, description="Worker threads for TTS, rendering and encoding.")
     session_idle_s: float = Field(900.0, gt=0, description="A session with no socket and nothing to say is closed "
                                                             "after this many idle seconds.")
+    max_speech_wait_s: float = Field(15.0, gt=0, description="Admission control: when a new reply's first clip "
+                                      "would wait longer than this behind others' speech, the reply comes as "
+                                      "text only (a speech_skipped event).")
+    render_stall_s: float = Field(30.0, gt=0, description="/healthz answers 503 when renders are running but "
+                                  "none has produced a frame for this many seconds.")
     clip_ttl_s: float = Field(3600.0, gt=0, description="Finished clips are deleted this many seconds after writing.")
 
     def secrets(self) -> tuple[str, ...]:

@@ -45,6 +45,7 @@ class Reply:
         self._written = False  # the LLM has finished: no more sentences
         self._rendered = False  # every sentence is announced or failed (speech_done sent)
         self._played_out = False
+        self._skipped = False
 
     # -- cancellation ---------------------------------------------------------------------------------------
     def cancel(self) -> bool:
@@ -56,6 +57,14 @@ class Reply:
         if self._stopped is not None:
             self._stopped.set()
         return True
+
+    def cancel_speech(self) -> None:
+        """Admission control: this reply's text is sent, its speech is not (the server is too busy)."""
+        self._skipped = True
+
+    @property
+    def speech_skipped(self) -> bool:
+        return self._skipped
 
     @property
     def cancelled(self) -> bool:

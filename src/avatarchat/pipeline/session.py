@@ -213,6 +213,9 @@ class SessionManager:
             log.info("session %s… closed after %.0f s idle", sid[:6], idle_s)
         return stale
 
+    def jobs_waiting(self) -> int:
+        return sum(s.lane.waiting for s in self.sessions.values() if s.lane is not None)
+
     def queue_depths(self) -> dict[str, int]:
         return {sid: s.lane.waiting if s.lane else 0 for sid, s in self.sessions.items()}
 

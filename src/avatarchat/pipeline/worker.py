@@ -16,7 +16,7 @@ from pathlib import Path
 
 from avatarchat.encode import encode_clip
 from avatarchat.errors import AvatarChatError, redact
-from avatarchat.events import ErrorEvent, ReplyPartial, ReplyText
+from avatarchat.events import ErrorEvent, ReplyPartial, ReplyText, SpeechSkipped
 from avatarchat.llm.base import LLM
 from avatarchat.metrics import Metrics
 from avatarchat.pipeline.jobs import SpeechJob
@@ -48,12 +48,22 @@ class SpeechPipeline:
         self.secrets = tuple(secrets)
         self._uncalibratable: set[str | None] = set()
         self._calibrating: dict[str | None, asyncio.Lock] = {}
+        self.threads = threads
+        self._job_s = 1.0  # running mean of one sentence's TTS + render + encode time (admission control)
+        self._in_flight: dict[int, float] = {}  # renders running: id -> monotonic start
+        self._last_frame = time.monotonic()  # heartbeat: the last frame any render produced
 
     # -- reply: LLM stream -> sentences -> the session's lane -------------------------------------------------
-    async def reply(self, session: Session, reply: Reply) -> str:
-        """Stream the LLM's answer, submitting each sentence as soon as it is complete. Returns the full text."""
+    async def reply(self, session: Session, reply: Reply, speak: bool = True) -> str:
+        """Stream the LLM's answer, submitting each sentence as soon as it is complete. Returns the full text.
+        With ``speak`` False (the server is too busy) the text still arrives and the page is told why there
+        is no voice."""
         lane = session.lane
         assert lane is not None
+        if not speak:
+            reply.cancel_speech()
+            session.publish(SpeechSkipped(session=session.id, reply=reply.id,
+                                          message="The avatar is too busy to speak right now; here is the text."))
         splitter = SentenceSplitter(max_seconds=self.max_sentence_s)  # clips of at most ~8 s of speech
         parts: list[str] = []
         spoken: list[str] = []
@@ -91,7 +101,7 @@ class SpeechPipeline:
         return text
 
     def _submit(self, session: Session, reply: Reply, sentence: str) -> None:
-        if reply.cancelled or session.lane is None:
+        if reply.cancelled or reply.speech_skipped or session.lane is None:
             return
         voice = self.tts.choose(sentence, session.voice).id  # Korean text to an English voice gets a Korean one
         try:
@@ -131,21 +141,50 @@ class SpeechPipeline:
     # -- the engine the lanes share --------------------------------------------------------------------------
     async def voice(self, job: SpeechJob) -> Speech:
         await self.ensure_calibrated(job.voice)
-        return await self.tts.synthesize(job.text, job.voice)
+        t0 = time.perf_counter()
+        speech = await self.tts.synthesize(job.text, job.voice)
+        self._cost(time.perf_counter() - t0)
+        return speech
 
     async def render(self, job: SpeechJob, speech: Speech, reply: Reply) -> RenderedClip:
         path = self.clips_dir / f"{job.id}.mp4"
         t0 = time.perf_counter()
         loop = asyncio.get_running_loop()
-        render_s = await loop.run_in_executor(self.pool, self._render_encode, path, speech, reply, job.voice)
+        key = id(path)
+        self._in_flight[key] = time.monotonic()
+        try:
+            render_s = await loop.run_in_executor(self.pool, self._render_encode, path, speech, reply, job.voice)
+        finally:
+            self._in_flight.pop(key, None)
+        self._cost(time.perf_counter() - t0)
         n = frame_count(speech.duration_s, self.renderer.fps)
         return RenderedClip(path=path, url=f"/clips/{job.id}.mp4", duration_s=n / self.renderer.fps,
                             render_s=render_s, total_s=time.perf_counter() - t0)
 
+    def _cost(self, seconds: float) -> None:
+        self._job_s = 0.8 * self._job_s + 0.2 * seconds
+
+    def expected_wait_s(self, jobs_waiting: int) -> float:
+        """How long a sentence queued now would wait for its clip: the work ahead of it spread over the
+        worker threads (TTS and rendering of one sentence take ``_job_s`` together, measured)."""
+        return (jobs_waiting + len(self._in_flight)) * self._job_s / self.threads
+
+    def health(self, stall_s: float) -> dict:
+        """Renders in flight and the time since any of them produced a frame; ``stalled`` when renders are
+        running but none has made progress for ``stall_s`` seconds."""
+        idle_s = time.monotonic() - self._last_frame
+        return {"renders_in_flight": len(self._in_flight), "seconds_since_last_frame": round(idle_s, 1),
+                "seconds_per_sentence": round(self._job_s, 3),
+                "stalled": bool(self._in_flight) and idle_s > stall_s}
+
+    def _beat(self) -> None:
+        self._last_frame = time.monotonic()
+
     def _render_encode(self, path: Path, speech: Speech, reply: Reply, voice: str | None) -> float:
         """Render and encode in one worker thread, frame by frame; returns the seconds spent rendering."""
         stop = reply.stop_event
-        timed = _Timed(self.renderer.render(self.avatar, speech, stop, voice=voice))
+        self._beat()
+        timed = _Timed(self.renderer.render(self.avatar, speech, stop, voice=voice), self._beat)
         encode_clip(path, timed, speech.pcm, speech.sample_rate, self.renderer.fps, cancel=stop)
         return timed.seconds
 
@@ -156,8 +195,9 @@ class SpeechPipeline:
 class _Timed:
     """Wraps a frame iterator and adds up the time spent producing frames (rendering, not encoding)."""
 
-    def __init__(self, frames) -> None:
+    def __init__(self, frames, beat=lambda: None) -> None:
         self._frames = iter(frames)
+        self._beat = beat
         self.seconds = 0.0
 
     def __iter__(self):
@@ -169,3 +209,4 @@ class _Timed:
             return next(self._frames)
         finally:
             self.seconds += time.perf_counter() - t0
+            self._beat()

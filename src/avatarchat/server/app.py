@@ -147,11 +147,16 @@ def create_app(settings: Settings | None = None, *, llm: LLM | None = None, tts:
         return JSONResponse({"error": {"code": "bad_request", "message": "; ".join(parts)}}, status_code=422)
 
     @app.get("/healthz")
-    async def healthz(request: Request) -> dict:
+    async def healthz(request: Request) -> JSONResponse:
+        """The truth about the pipeline: 503 when renders are running but none makes progress."""
         s = services(request)
-        return {"status": "ok", "llm": s.llm.name, "tts": s.tts.primary, "voice": s.tts.default_voice,
-                "renderer": s.renderer.name, "avatar": s.avatar.id, "sessions": len(s.sessions.sessions),
-                "tasks": len(asyncio.all_tasks())}
+        pipeline = s.pipeline.health(s.settings.render_stall_s)
+        waiting = s.sessions.jobs_waiting()
+        pipeline.update(jobs_waiting=waiting, expected_wait_s=round(s.pipeline.expected_wait_s(waiting), 2))
+        body = {"status": "stalled" if pipeline["stalled"] else "ok", "llm": s.llm.name, "tts": s.tts.primary,
+                "voice": s.tts.default_voice, "renderer": s.renderer.name, "avatar": s.avatar.id,
+                "sessions": len(s.sessions.sessions), "tasks": len(asyncio.all_tasks()), "pipeline": pipeline}
+        return JSONResponse(body, status_code=503 if pipeline["stalled"] else 200)
 
     @app.get("/voices")
     async def voices(request: Request) -> dict:
@@ -201,7 +206,9 @@ def create_app(settings: Settings | None = None, *, llm: LLM | None = None, tts:
         reply, cancelled = session.begin_reply(message, barge_in=not body.queue)
         if cancelled:
             s.metrics.cancelled.inc(len(cancelled))
-        text = await s.pipeline.reply(session, reply)
+        # Admission control: rather than a minute of silence, a busy server answers in text only.
+        speak = s.pipeline.expected_wait_s(s.sessions.jobs_waiting()) <= s.settings.max_speech_wait_s
+        text = await s.pipeline.reply(session, reply, speak=speak)
         return {"session_id": session.id, "reply_id": reply.id, "text": text, "sentences": reply.sentences}
 
     @app.websocket("/ws")

@@ -286,6 +286,7 @@
     else if (ev.type === "reply_text") showReply(ev.reply, ev.text);
     else if (ev.type === "reply_partial") showReply(ev.reply, ev.text, true);
     else if (ev.type === "error") onError(ev);
+    else if (ev.type === "speech_skipped") addLine("info", `🔇 ${ev.message}`);
   }
   window.avatarchat.handle = handle;  // the same entry point the socket uses; tests replay events through it
 
