@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import math
 import re
 import time
@@ -34,6 +35,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from avatarchat.settings import Settings
 
+log = logging.getLogger(__name__)
 Scope = dict[str, Any]
 Message = dict[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -432,6 +434,9 @@ async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
 
 def secure(app: FastAPI, settings: Settings) -> None:
     """Wire this module into ``app``: the middleware, the favicon and access routes, the error envelope."""
+    if settings.host in ("0.0.0.0", "::") and not settings.allowed_hosts:
+        log.warning("serving on %s but only %s may be named in Host: set AVATARCHAT_ALLOWED_HOSTS to the names "
+                    "clients use (or *)", settings.host, ", ".join(sorted(allowed_hosts(settings))))
     app.add_middleware(SecurityMiddleware, settings=settings)
     app.include_router(security_router(settings))
     app.add_exception_handler(StarletteHTTPException, http_error)
