@@ -30,7 +30,7 @@ def browser() -> Iterator:
 
 
 def test_page_plays_the_reply_clip(server: str, browser, output_dir: Path) -> None:
-    page = browser.new_page(viewport={"width": 1100, "height": 640})
+    page = browser.new_page(bypass_csp=True, viewport={"width": 1100, "height": 640})
     console: list[str] = []
     page.on("console", lambda m: console.append(m.text))
     page.goto(server + "/")
@@ -67,7 +67,7 @@ def test_page_plays_the_reply_clip(server: str, browser, output_dir: Path) -> No
 
 
 def test_page_shows_errors_readably(server: str, browser) -> None:
-    page = browser.new_page()
+    page = browser.new_page(bypass_csp=True)
     page.goto(server + "/")
     page.wait_for_function("document.getElementById('status').textContent === 'connected'", timeout=15000)
     page.evaluate("document.getElementById('message').removeAttribute('maxlength')")
@@ -81,7 +81,7 @@ def test_page_shows_errors_readably(server: str, browser) -> None:
 def test_consecutive_clips_play_in_order_without_gaps(server: str, browser) -> None:
     """Two clips of one reply play back to back; the next starts within a frame of the previous one ending.
     Then the same clips are replayed as events arriving out of order (seq 1 before seq 0): order still holds."""
-    page = browser.new_page()
+    page = browser.new_page(bypass_csp=True)
     page.goto(server + "/")
     page.wait_for_function("document.getElementById('status').textContent === 'connected'", timeout=15000)
     page.fill("#message", "This is the first sentence of the reply. And this is the second one.")
@@ -110,7 +110,7 @@ def test_consecutive_clips_play_in_order_without_gaps(server: str, browser) -> N
 
 
 def test_voice_picker_changes_the_next_clips_voice(server: str, browser) -> None:
-    page = browser.new_page()
+    page = browser.new_page(bypass_csp=True)
     page.goto(server + "/")
     page.wait_for_function("document.getElementById('status').textContent === 'connected'", timeout=15000)
     page.wait_for_function("document.querySelectorAll('#voice option').length > 2", timeout=10000)
@@ -127,7 +127,7 @@ def test_voice_picker_changes_the_next_clips_voice(server: str, browser) -> None
 def test_barge_in_fades_out_the_old_reply(server: str, browser) -> None:
     """A new message while the avatar speaks: the old clip fades out, none of its later clips play, the new
     reply plays."""
-    page = browser.new_page()
+    page = browser.new_page(bypass_csp=True)
     page.goto(server + "/")
     page.wait_for_function("document.getElementById('status').textContent === 'connected'", timeout=15000)
     page.fill("#message", "This is a long first reply. It has many sentences. They keep going. "

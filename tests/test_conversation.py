@@ -134,7 +134,7 @@ def test_malformed_playback_reports_are_refused_and_the_socket_lives(server: str
 
 # -- in the browser ---------------------------------------------------------------------------------------------------
 def _page(server: str, browser):  # noqa: F811
-    page = browser.new_page(viewport={"width": 1000, "height": 640})
+    page = browser.new_page(bypass_csp=True, viewport={"width": 1000, "height": 640})
     page.goto(server + "/")
     page.wait_for_function("document.getElementById('status').textContent === 'connected'", timeout=15000)
     return page

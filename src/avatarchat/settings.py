@@ -6,18 +6,22 @@ parts each layer needs down to it.
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Literal
-
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
-
 from importlib.resources import files
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 def bundled_avatar() -> Path:
     """The public-domain portrait shipped inside the package (see assets/ASSETS.md)."""
     return Path(str(files("avatarchat").joinpath("assets/astronaut.png")))
+
+
+#: About this many characters fit one sentence (one queued speech job): sentences are cut at ~8 s of speech,
+#: ~110 Latin characters (see pipeline/sentences.py). ``max_message_chars`` must fit ``session_queue_size`` of them.
+CHARS_PER_SENTENCE = 110
 
 
 class Settings(BaseSettings):
@@ -82,8 +86,10 @@ class Settings(BaseSettings):
     avatar_path: Path | None = Field(None, description="Avatar image (png/jpg); default: the bundled portrait.")
     render_max_side: int = Field(512, ge=64, le=2048, description="Longest side of rendered video, in pixels.")
 
-    max_message_chars: int = Field(2000, ge=1, description="Longest accepted chat message.")
-    session_queue_size: int = Field(16, ge=1, description="Speech jobs one session may have waiting.")
+    max_message_chars: int = Field(2000, ge=1, description="Longest accepted chat message; at most "
+                                                            "110 x session_queue_size, so all of it can be spoken.")
+    session_queue_size: int = Field(20, ge=1, description="Speech jobs (sentences of up to ~8 s) one session "
+                                                           "may have waiting.")
     max_sessions: int = Field(200, ge=1, description="Concurrent sessions before /chat answers 503.")
     history_turns: int = Field(20, ge=0, description="User/assistant turns of history kept per session.")
     render_threads: int = Field(2, ge=1, description="Worker threads for TTS, rendering and encoding.")
@@ -96,9 +102,47 @@ class Settings(BaseSettings):
                                   "none has produced a frame for this many seconds.")
     clip_ttl_s: float = Field(3600.0, gt=0, description="Finished clips are deleted this many seconds after writing.")
 
+    access_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list, description="Comma-separated access keys; when set, every route but /healthz, the "
+                                          "page and its static files needs one (empty: open).")
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Comma-separated host names the Host header and a browser's Origin may "
+                                          "name; `*` allows any; empty: localhost, 127.0.0.1, ::1 and `host`.")
+    docs_enabled: bool = Field(False, description="Serve the OpenAPI docs at /docs and /openapi.json.")
+    metrics_enabled: bool = Field(True, description="Serve Prometheus metrics at /metrics.")
+    metrics_public: bool = Field(False, description="Serve /metrics without the access key even when keys are set.")
+    max_body_bytes: int = Field(65536, ge=1024, description="Largest accepted HTTP request body (413 beyond).")
+    max_json_depth: int = Field(32, ge=2, description="Deepest accepted nesting of a JSON request body (422 beyond).")
+    rate_per_client: int = Field(1200, ge=0, description="HTTP requests per minute one client address may make, "
+                                                          "in bursts up to the same number (429; 0: no limit).")
+    rate_per_session: int = Field(60, ge=0, description="POST /chat messages per minute one session may send "
+                                                         "(429; 0: no limit).")
+    ws_max_frame_bytes: int = Field(65536, ge=256, description="Largest accepted WebSocket frame from a client.")
+    ws_frames_per_s: float = Field(20.0, gt=0, description="WebSocket frames per second one socket may send "
+                                                            "(bursts of 4x; the rest get an error event).")
+    max_connections_per_client: int = Field(16, ge=1, description="Open WebSockets one client address may hold.")
+    timeout_keep_alive_s: int = Field(5, ge=1, description="Seconds uvicorn keeps an idle HTTP connection open.")
+
+    @field_validator("access_keys", "allowed_hosts", mode="before")
+    @classmethod
+    def _comma_list(cls, value: object) -> object:
+        """``a,b`` in the environment, a list in code."""
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _message_fits_queue(self) -> Settings:
+        most = self.session_queue_size * CHARS_PER_SENTENCE
+        if self.max_message_chars > most:
+            raise ValueError(f"max_message_chars={self.max_message_chars} cannot be spoken: session_queue_size="
+                             f"{self.session_queue_size} sentences hold about {most} characters; lower "
+                             f"max_message_chars or raise session_queue_size")
+        return self
+
     def secrets(self) -> tuple[str, ...]:
         """The configured API keys, masked wherever a log line might quote them."""
-        keys = (self.openai_api_key, self.google_tts_api_key)
+        keys = (self.openai_api_key, self.google_tts_api_key, *self.access_keys)
         return tuple(k.get_secret_value() for k in keys if k.get_secret_value())
 
     def resolved_avatar(self) -> Path:

@@ -31,6 +31,7 @@ from avatarchat.pipeline.session import Outbox, Session, SessionManager, check_s
 from avatarchat.pipeline.worker import SpeechPipeline
 from avatarchat.render import Avatar, Renderer, create_renderer
 from avatarchat.runtime import single_threaded_blas
+from avatarchat.server.security import FrameGuard, FrameRefused, docs_urls, receive_frame, secure
 from avatarchat.settings import Settings
 from avatarchat.tts import TTS, VoiceRouter, as_router, create_tts
 
@@ -130,7 +131,8 @@ def create_app(settings: Settings | None = None, *, llm: LLM | None = None, tts:
             await the_llm.aclose()
             await the_tts.aclose()
 
-    app = FastAPI(title="avatarchat", lifespan=lifespan)
+    app = FastAPI(title="avatarchat", lifespan=lifespan, **docs_urls(settings))
+    secure(app, settings)  # Host/Origin/access key, rates, body limits, security headers, favicon
 
     def services(request: Request | WebSocket) -> Services:
         return request.app.state.services
@@ -226,10 +228,14 @@ def create_app(settings: Settings | None = None, *, llm: LLM | None = None, tts:
         assert session.lane is not None
         box.put(SessionState(session=session.id, replies=session.lane.state()).wire())
         sender = asyncio.create_task(_send_loop(websocket, box))
+        guard = FrameGuard(s.settings)
         try:
             while True:
-                raw = await websocket.receive_text()
+                raw = await receive_frame(websocket, guard)
                 session.last_seen = time.monotonic()
+                if isinstance(raw, FrameRefused):
+                    box.put(ErrorEvent(session=session.id, code=raw.code, message=raw.message).wire())
+                    continue
                 _client_frame(session, box, raw)
         except WebSocketDisconnect:
             pass

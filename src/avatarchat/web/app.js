@@ -30,10 +30,49 @@
     return li;
   }
 
+  // ---- access key: asked once when the server has one; POST /access trades it for an HttpOnly cookie that ------
+  // every later request, video and the socket carry (a <video> or a WebSocket cannot send a header).
+  const keyForm = $("keyform"), keyInput = $("key"), keyError = $("keyerror");
+  let keyAsked = null;
+  function askKey() {
+    if (keyAsked) return keyAsked;
+    keyAsked = new Promise((resolve) => {
+      keyForm.hidden = false;
+      keyInput.focus();
+      keyForm.addEventListener("submit", async function submit(e) {
+        e.preventDefault();
+        const res = await fetch("/access", {
+          method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ key: keyInput.value }),
+        }).catch(() => null);
+        if (!res || !res.ok) {
+          keyError.textContent = res && res.status === 401 ? "That key is not valid." : "Could not reach the server.";
+          return;
+        }
+        keyForm.removeEventListener("submit", submit);
+        keyForm.hidden = true;
+        keyInput.value = keyError.textContent = "";
+        keyAsked = null;
+        idle.load();  // its first load was refused without the key
+        resolve();
+      });
+    });
+    return keyAsked;
+  }
+  // fetch(), asking for the access key (and trying again) when the server says one is needed.
+  async function api(url, options = {}) {
+    for (;;) {
+      const res = await fetch(url, options);
+      if (res.status !== 401) return res;
+      const body = await res.clone().json().catch(() => ({}));
+      if (!(body.error && body.error.code === "access_key_required")) return res;
+      await askKey();
+    }
+  }
+
   // ---- session: the server issues it; its token is this tab's credential ----------------------------------
   let sessionId = sessionStorage.getItem("avatarchat.session");
   async function newSession() {
-    const res = await fetch("/session", { method: "POST" });
+    const res = await api("/session", { method: "POST" });
     if (!res.ok) throw new Error(`the server refused a new session (${res.status})`);
     sessionId = (await res.json()).session_id;
     sessionStorage.setItem("avatarchat.session", sessionId);
@@ -309,7 +348,7 @@
 
   async function postChat(message) {
     await ensureSession();
-    return fetch("/chat", {
+    return api("/chat", {
       method: "POST",
       headers: { "Content-Type": "application/json" },
       body: JSON.stringify({ session_id: sessionId, message, voice: voiceSel.value || null }),
@@ -346,7 +385,7 @@
   // ---- voices -------------------------------------------------------------------------------------------
   async function loadVoices() {
     try {
-      const res = await fetch("/voices");
+      const res = await api("/voices");
       const body = await res.json();
       voiceSel.textContent = "";
       const groups = new Map();  // one <optgroup> per backend, the default voice's backend first

@@ -1,0 +1,442 @@
+"""The server's front door: who may talk to it, how much, and what the page may do once loaded.
+
+Everything here wraps the app rather than living in its routes, so a new route is covered without remembering
+to be: one pure-ASGI middleware checks the Host header (DNS rebinding), the Origin of sockets and of
+state-changing requests (cross-site WebSocket hijacking, CSRF), the optional access key, per-client request
+rates, open sockets per client, body size and the shape of JSON bodies (encoding, nesting) before FastAPI parses
+anything, and adds the security headers to every response. Each refusal is the documented error envelope
+``{"error": {"code", "message"}}``. A WebSocket refused before its handshake gets HTTP 403, which is all a
+browser can be told at that point.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import math
+import re
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from http.cookies import CookieError, SimpleCookie
+from importlib.resources import files
+from itertools import accumulate
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from fastapi import APIRouter, FastAPI, Request, WebSocket, WebSocketDisconnect
+from fastapi.responses import FileResponse, JSONResponse, Response
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from avatarchat.settings import Settings
+
+log = logging.getLogger(__name__)
+Scope = dict[str, Any]
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+FAVICON = Path(str(files("avatarchat").joinpath("web/favicon.svg")))
+COOKIE = "avatarchat_access"
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; media-src 'self' blob:; "
+       "connect-src 'self' ws: wss:; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; "
+       "form-action 'self'")
+SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
+    (b"content-security-policy", CSP.encode()),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-frame-options", b"DENY"),
+)
+#: Reachable without the access key: the page must load to ask for it, and monitors must see /healthz.
+OPEN_PATHS = frozenset({"/", "/healthz", "/favicon.ico", "/access"})
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+ANY_HOST = "*"
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_NOT_BRACKET = re.compile(r"[^\[\]{}]")
+
+
+# ---- settings made concrete ------------------------------------------------------------------------------------
+
+def allowed_hosts(settings: Settings) -> frozenset[str]:
+    """The host names Host and Origin may carry; ``{"*"}`` means any."""
+    if settings.allowed_hosts:
+        return frozenset(h.lower().strip("[]") for h in settings.allowed_hosts)
+    own = {"localhost", "127.0.0.1", "::1"}
+    if settings.host not in ("0.0.0.0", "::", ""):
+        own.add(settings.host.lower().strip("[]"))
+    return frozenset(own)
+
+
+def docs_urls(settings: Settings) -> dict[str, str | None]:
+    """``FastAPI(**docs_urls(settings))``: the OpenAPI pages exist only when ``docs_enabled``."""
+    if settings.docs_enabled:
+        return {"docs_url": "/docs", "redoc_url": None, "openapi_url": "/openapi.json"}
+    return {"docs_url": None, "redoc_url": None, "openapi_url": None}
+
+
+def cookie_token(key: str) -> str:
+    """What the access cookie holds for ``key``: derived from it, so the key itself is not stored by the browser."""
+    return hmac.new(key.encode(), b"avatarchat-access-cookie", hashlib.sha256).hexdigest()
+
+
+def host_part(value: str) -> str:
+    """``example.com:7135`` -> ``example.com``; ``[::1]:80`` -> ``::1``; lower case."""
+    value = value.strip().lower()
+    if value.startswith("["):
+        return value[1:].split("]", 1)[0]
+    return value.rsplit(":", 1)[0] if value.count(":") == 1 else value
+
+
+def json_depth(text: str) -> int:
+    """How deeply ``text`` (JSON) nests arrays and objects, counted without recursing."""
+    brackets = _NOT_BRACKET.sub("", _STRING.sub("", text))
+    return max(accumulate(1 if c in "[{" else -1 for c in brackets), default=0)
+
+
+# ---- rates ------------------------------------------------------------------------------------------------------
+
+@dataclass
+class TokenBucket:
+    """``capacity`` tokens, refilled at ``per_s``; a request takes one."""
+
+    capacity: float
+    per_s: float
+    tokens: float = -1.0
+    stamp: float = field(default_factory=time.monotonic)
+
+    def take(self, now: float | None = None) -> float:
+        """0 when a token was taken, else the seconds until one will be there."""
+        now = time.monotonic() if now is None else now
+        if self.tokens < 0:
+            self.tokens = self.capacity
+        self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.per_s)
+        self.stamp = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return 0.0
+        return (1 - self.tokens) / self.per_s
+
+
+class RateLimiter:
+    """One token bucket per key (a client address, a session), the least recently used forgotten beyond
+    ``max_keys`` so a flood of keys cannot grow memory."""
+
+    def __init__(self, per_minute: int, max_keys: int = 10000) -> None:
+        self.per_minute = per_minute
+        self.max_keys = max_keys
+        self.buckets: OrderedDict[str, TokenBucket] = OrderedDict()
+
+    def wait_s(self, key: str) -> float:
+        """0 if ``key`` may go ahead now, else how long it should wait."""
+        if self.per_minute <= 0:
+            return 0.0
+        bucket = self.buckets.pop(key, None) or TokenBucket(self.per_minute, self.per_minute / 60)
+        self.buckets[key] = bucket
+        while len(self.buckets) > self.max_keys:
+            self.buckets.popitem(last=False)
+        return bucket.take()
+
+
+# ---- the middleware ---------------------------------------------------------------------------------------------
+
+class Refused(Exception):
+    """A request turned away before the app saw it."""
+
+    def __init__(self, status: int, code: str, message: str, headers: Iterable[tuple[str, str]] = ()) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.headers = status, code, message, tuple(headers)
+
+
+def _headers(scope: Scope) -> dict[str, str]:
+    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+
+
+def _client(scope: Scope) -> str:
+    client = scope.get("client")
+    return str(client[0]) if client else "unknown"
+
+
+async def _send_refusal(send: Send, refusal: Refused) -> None:
+    body = json.dumps({"error": {"code": refusal.code, "message": refusal.message}}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+               *SECURITY_HEADERS, *((k.encode(), v.encode()) for k, v in refusal.headers)]
+    await send({"type": "http.response.start", "status": refusal.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class SecurityMiddleware:
+    """Pure ASGI, so it sees sockets as well as requests, and bodies before anything parses them."""
+
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self.app = app
+        self.settings = settings
+        self.hosts = allowed_hosts(settings)
+        self.keys = tuple(k.get_secret_value() for k in settings.access_keys if k.get_secret_value())
+        self.cookies = tuple(cookie_token(k) for k in self.keys)
+        self.per_client = RateLimiter(settings.rate_per_client)
+        self.per_session = RateLimiter(settings.rate_per_session)
+        self.sockets: dict[str, int] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await self._http(scope, receive, send)
+        elif scope["type"] == "websocket":
+            await self._websocket(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+    # -- checks shared by requests and sockets
+    def _host_allowed(self, host: str) -> bool:
+        return ANY_HOST in self.hosts or host_part(host) in self.hosts
+
+    def _check_host(self, headers: dict[str, str]) -> None:
+        if not self._host_allowed(headers.get("host", "")):
+            raise Refused(400, "bad_host", "This server does not answer to that host name "
+                                           "(see AVATARCHAT_ALLOWED_HOSTS).")
+
+    def _check_origin(self, headers: dict[str, str]) -> None:
+        origin = headers.get("origin")
+        if origin is None:  # not a browser, or a same-origin GET: nothing a foreign page could abuse
+            return
+        netloc = urlsplit(origin).netloc if origin != "null" else ""
+        if not netloc or not self._host_allowed(netloc):
+            raise Refused(403, "bad_origin", "Requests from pages of another site are refused.")
+
+    def _key_given(self, headers: dict[str, str], query_key: str | None) -> bool:
+        given: list[str] = []
+        auth = headers.get("authorization", "")
+        if auth[:7].lower() == "bearer ":
+            given.append(auth[7:].strip())
+        given += [v for v in (headers.get("x-access-key"), query_key) if v]
+        cookie = SimpleCookie()
+        try:
+            cookie.load(headers.get("cookie", ""))
+        except CookieError:  # a malformed cookie header is just no cookie
+            pass
+        token = cookie[COOKIE].value if COOKIE in cookie else ""
+        ok = any(hmac.compare_digest(g.encode(), k.encode()) for g in given for k in self.keys)
+        return ok or any(hmac.compare_digest(token.encode(), c.encode()) for c in self.cookies if token)
+
+    def _needs_key(self, path: str) -> bool:
+        if not self.keys or path in OPEN_PATHS or path.startswith("/static/"):
+            return False
+        return not (path == "/metrics" and self.settings.metrics_public)
+
+    def _check_key(self, path: str, headers: dict[str, str], query_key: str | None = None) -> None:
+        if self._needs_key(path) and not self._key_given(headers, query_key):
+            raise Refused(401, "access_key_required", "This server needs an access key.",
+                          [("www-authenticate", 'Bearer realm="avatarchat"')])
+
+    # -- requests
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = _headers(scope)
+        path, method = scope.get("path", ""), scope.get("method", "GET")
+        try:
+            self._check_host(headers)
+            if method in UNSAFE_METHODS:
+                self._check_origin(headers)
+            if path == "/metrics" and not self.settings.metrics_enabled:
+                raise Refused(404, "not_found", "Metrics are turned off on this server.")
+            self._check_key(path, headers)
+            self._check_rate(path, scope)
+            body = await self._read_body(headers, method, receive)
+            if body:
+                self._check_json(headers, body)
+                self._check_session_rate(path, body)
+        except Refused as refusal:
+            await _send_refusal(send, refusal)
+            return
+        await self.app(scope, _replay(body, receive) if body is not None else receive, _with_headers(send))
+
+    def _check_rate(self, path: str, scope: Scope) -> None:
+        if path == "/healthz":
+            return
+        wait = self.per_client.wait_s(_client(scope))
+        if wait:
+            raise Refused(429, "rate_limited", f"Too many requests; try again in {math.ceil(wait)} s.",
+                          [("retry-after", str(math.ceil(wait)))])
+
+    def _check_session_rate(self, path: str, body: bytes) -> None:
+        if path != "/chat" or self.settings.rate_per_session <= 0:
+            return
+        try:
+            session = json.loads(body).get("session_id")
+        except (ValueError, AttributeError, RecursionError):
+            return  # the route reports what is wrong with the body
+        if isinstance(session, str):
+            wait = self.per_session.wait_s(session)
+            if wait:
+                raise Refused(429, "rate_limited", f"This session sends too many messages; try again in "
+                                                   f"{math.ceil(wait)} s.", [("retry-after", str(math.ceil(wait)))])
+
+    async def _read_body(self, headers: dict[str, str], method: str, receive: Receive) -> bytes | None:
+        """The whole body (at most ``max_body_bytes``) for methods that carry one; ``None`` for the others."""
+        limit = self.settings.max_body_bytes
+        too_big = Refused(413, "body_too_large", f"The request body is over the limit of {limit} bytes.")
+        length = headers.get("content-length", "")
+        if length.isdigit() and int(length) > limit:
+            raise too_big
+        if method not in UNSAFE_METHODS:
+            return None
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise too_big
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        return b"".join(chunks)
+
+    def _check_json(self, headers: dict[str, str], body: bytes) -> None:
+        kind = headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        if kind and kind != "application/json" and not kind.endswith("+json"):
+            raise Refused(422, "bad_content_type", "Send the body as application/json.")
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise Refused(422, "bad_encoding", "The request body is not valid UTF-8.") from None
+        depth = self.settings.max_json_depth
+        if json_depth(text) > depth:
+            raise Refused(422, "too_deep", f"The JSON body nests deeper than {depth} levels.")
+
+    # -- sockets
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = _headers(scope)
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        client = _client(scope)
+        try:
+            self._check_host(headers)
+            self._check_origin(headers)
+            self._check_key(scope.get("path", ""), headers, (query.get("key") or [None])[0])
+            if self.sockets.get(client, 0) >= self.settings.max_connections_per_client:
+                raise Refused(403, "too_many_connections", "Too many open sockets from this address.")
+        except Refused:
+            await send({"type": "websocket.close", "code": 1008})  # before accept: the handshake gets HTTP 403
+            return
+        self.sockets[client] = self.sockets.get(client, 0) + 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.sockets[client] -= 1
+            if not self.sockets[client]:
+                del self.sockets[client]
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` that hands the app the body already read, then passes on what comes next (a disconnect)."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
+def _with_headers(send: Send) -> Send:
+    async def send_secure(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            names = {k.lower() for k, _ in message.get("headers", [])}
+            extra = [(k, v) for k, v in SECURITY_HEADERS if k not in names]
+            message = {**message, "headers": [*message.get("headers", []), *extra]}
+        await send(message)
+
+    return send_secure
+
+
+# ---- socket frames ----------------------------------------------------------------------------------------------
+
+@dataclass
+class FrameRefused:
+    """A client frame the socket will not act on; the session gets an ``error`` event and the socket lives on."""
+
+    code: str
+    message: str
+
+
+class FrameGuard:
+    """Per socket: frame size and rate limits."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.max_bytes = settings.ws_max_frame_bytes
+        self.bucket = TokenBucket(4 * settings.ws_frames_per_s, settings.ws_frames_per_s)
+
+    def check(self, message: Message) -> str | FrameRefused:
+        text, data = message.get("text"), message.get("bytes")
+        if text is None:
+            if data is not None and len(data) > self.max_bytes:
+                return FrameRefused("frame_too_large", f"Frames are limited to {self.max_bytes} bytes.")
+            return FrameRefused("bad_frame", "Binary frames are not understood; send JSON text.")
+        if len(text) > self.max_bytes or len(text.encode()) > self.max_bytes:
+            return FrameRefused("frame_too_large", f"Frames are limited to {self.max_bytes} bytes.")
+        if self.bucket.take():
+            return FrameRefused("rate_limited", "Too many frames; this one was dropped.")
+        return text
+
+
+async def receive_frame(websocket: WebSocket, guard: FrameGuard) -> str | FrameRefused:
+    """The next text frame, or why the frame that came is refused; raises ``WebSocketDisconnect`` on close."""
+    message = await websocket.receive()
+    if message["type"] == "websocket.disconnect":
+        raise WebSocketDisconnect(message.get("code", 1000), message.get("reason"))
+    return guard.check(message)
+
+
+# ---- routes and handlers ----------------------------------------------------------------------------------------
+
+class AccessRequest(BaseModel):
+    key: str
+
+
+def security_router(settings: Settings) -> APIRouter:
+    """``/favicon.ico``, and ``POST /access``, which trades a key for a cookie the page's media and socket carry."""
+    router = APIRouter()
+    tokens = {cookie_token(k.get_secret_value()): k.get_secret_value() for k in settings.access_keys}
+
+    @router.get("/favicon.ico", include_in_schema=False)
+    async def favicon() -> FileResponse:
+        return FileResponse(FAVICON, media_type="image/svg+xml", headers={"cache-control": "max-age=86400"})
+
+    @router.post("/access", status_code=204)
+    async def access(request: Request, body: AccessRequest) -> Response:
+        match = next((t for t, k in tokens.items() if hmac.compare_digest(k.encode(), body.key.encode())), None)
+        if match is None:
+            return JSONResponse({"error": {"code": "bad_access_key", "message": "That access key is not valid."}},
+                                status_code=401)
+        response = Response(status_code=204)
+        response.set_cookie(COOKIE, match, httponly=True, samesite="strict", secure=request.url.scheme == "https")
+        return response
+
+    return router
+
+
+async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+    """Starlette's own errors (404 for an unknown route, 405, a body FastAPI cannot parse) in the envelope."""
+    codes = {404: "not_found", 405: "method_not_allowed"}
+    message = exc.detail if isinstance(exc.detail, str) else "Bad request."
+    return JSONResponse({"error": {"code": codes.get(exc.status_code, "bad_request"), "message": message}},
+                        status_code=exc.status_code, headers=exc.headers)
+
+
+def secure(app: FastAPI, settings: Settings) -> None:
+    """Wire this module into ``app``: the middleware, the favicon and access routes, the error envelope."""
+    if settings.host in ("0.0.0.0", "::") and not settings.allowed_hosts:
+        log.warning("serving on %s but only %s may be named in Host: set AVATARCHAT_ALLOWED_HOSTS to the names "
+                    "clients use (or *)", settings.host, ", ".join(sorted(allowed_hosts(settings))))
+    app.add_middleware(SecurityMiddleware, settings=settings)
+    app.include_router(security_router(settings))
+    app.add_exception_handler(StarletteHTTPException, http_error)
