@@ -222,7 +222,7 @@ def test_closed_sockets_leave_no_task_behind(server: str) -> None:
 @pytest.mark.browser
 def test_refused_autoplay_shows_tap_to_hear_and_playback_continues_after_a_tap(server: str,
                                                                                browser) -> None:  # noqa: F811
-    page = browser.new_page()
+    page = browser.new_page(bypass_csp=True)
     # The autoplay policy of a real visit (sound only after a user gesture), which the test browser's flags
     # lift (and Playwright's evaluate counts as activation): play() of an unmuted video is refused with
     # NotAllowedError until a real click on the page.
