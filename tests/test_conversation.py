@@ -14,7 +14,7 @@ import httpx
 import pytest
 from websockets.sync.client import connect
 
-from avatarchat.llm.base import Message
+from avatarchat.data import Message
 from avatarchat.server import create_app
 from tests.helpers import running, session_for
 from tests.test_browser import browser  # noqa: F401 - the module-scoped Chromium fixture

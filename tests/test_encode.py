@@ -14,7 +14,7 @@ import pytest
 from avatarchat.encode import AUDIO_RATE, encode_clip
 from avatarchat.errors import Cancelled
 from avatarchat.render.base import FPS, frame_count
-from avatarchat.tts.base import Speech
+from avatarchat.data import Speech
 from tests.helpers import decode_clip
 
 W, H = 128, 96

@@ -13,7 +13,7 @@ import pytest
 
 from avatarchat.errors import BadRequest
 from avatarchat.llm import FaqLLM, create_llm
-from avatarchat.llm.base import Message
+from avatarchat.data import Message
 from avatarchat.llm.faq import (
     DEFAULT_FALLBACK,
     DEFAULT_FALLBACK_KO,

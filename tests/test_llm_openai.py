@@ -21,7 +21,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from avatarchat.errors import BackendError
-from avatarchat.llm.base import Message
+from avatarchat.data import Message
 from avatarchat.llm.openai import OpenAILLM
 
 API_KEY = "sk-test-good-key"

@@ -7,7 +7,7 @@ import pytest
 
 from avatarchat.render.mouth_track import mouth_track
 from avatarchat.render.visemes import SHAPES, VisemeTemplates, calibration_words
-from avatarchat.tts.base import PhonemeTiming, Speech
+from avatarchat.data import PhonemeTiming, Speech
 
 
 @pytest.fixture(scope="module")

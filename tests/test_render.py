@@ -16,7 +16,7 @@ from avatarchat.render.base import FPS, frame_count
 from avatarchat.render.landmarks import FaceMesh
 from avatarchat.render.meshwarp import MeshWarpRenderer
 from avatarchat.settings import bundled_avatar
-from avatarchat.tts.base import Speech
+from avatarchat.data import Speech
 
 FOREHEAD, CHIN, NOSE_TIP = 10, 152, 1
 EYE_LEFT = [33, 246, 161, 160, 159, 158, 157, 173, 133, 155, 154, 153, 145, 144, 163, 7]

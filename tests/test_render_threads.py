@@ -13,7 +13,7 @@ import pytest
 
 from avatarchat.render.base import Avatar
 from avatarchat.render.meshwarp import MeshWarpRenderer
-from avatarchat.tts.base import Speech
+from avatarchat.data import Speech
 from avatarchat.tts.piper import PiperTTS
 
 TEXTS = (

@@ -33,7 +33,7 @@ from avatarchat.render.meshwarp import MeshWarpRenderer
 from avatarchat.server import create_app
 from avatarchat.settings import Settings
 from avatarchat.tts import GoogleTTS, OpenAITTS, create_tts
-from avatarchat.tts.base import Speech
+from avatarchat.data import Speech
 from tests.helpers import free_port, running, session_for
 from tests.test_ws import collect, open_ws
 

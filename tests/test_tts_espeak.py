@@ -15,7 +15,7 @@ from avatarchat.errors import BackendError, BadRequest
 from avatarchat.render.meshwarp import MeshWarpRenderer
 from avatarchat.settings import Settings
 from avatarchat.tts import EspeakTTS, create_tts
-from avatarchat.tts.base import Speech
+from avatarchat.data import Speech
 
 KOREAN = "안녕하세요. 만나서 반갑습니다."
 

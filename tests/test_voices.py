@@ -17,7 +17,7 @@ from avatarchat.render.meshwarp import MeshWarpRenderer
 from avatarchat.render.mouth_track import MouthTrack
 from avatarchat.render.visemes import calibration_words
 from avatarchat.scripts import dominant_script
-from avatarchat.tts.base import Speech
+from avatarchat.data import Speech
 from avatarchat.tts.router import VoiceRouter
 from tests.helpers import decode_clip, frame_rms, session_for
 from tests.test_ws import collect, open_ws

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from avatarchat.llm.base import LLM, Message
+from avatarchat.data import Message
+from avatarchat.llm.base import LLM
 from avatarchat.llm.echo import EchoLLM
 from avatarchat.llm.faq import FaqLLM
 from avatarchat.llm.openai import OpenAILLM

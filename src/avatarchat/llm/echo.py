@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from avatarchat.llm.base import Message
+from avatarchat.data import Message
 
 
 class EchoLLM:

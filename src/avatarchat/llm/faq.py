@@ -50,7 +50,7 @@ from pathlib import Path
 import numpy as np
 
 from avatarchat.errors import BackendError, BadRequest
-from avatarchat.llm.base import Message
+from avatarchat.data import Message
 from avatarchat.scripts import CJK, HANGUL
 
 log = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 import httpx
 
 from avatarchat.errors import BackendError
-from avatarchat.llm.base import Message
+from avatarchat.data import Message
 
 
 class OpenAILLM:

@@ -23,7 +23,7 @@ from avatarchat.events import ClipReady, ErrorEvent, Event, SpeechCancelled, Spe
 from avatarchat.metrics import Metrics
 from avatarchat.pipeline.jobs import ReplyEnd, SpeechJob
 from avatarchat.pipeline.reply import Reply, new_id
-from avatarchat.tts.base import Speech
+from avatarchat.data import Speech
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

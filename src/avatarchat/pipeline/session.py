@@ -17,7 +17,7 @@ from typing import Any
 
 from avatarchat.errors import BadRequest, QueueFull, TooManySessions, UnknownSession
 from avatarchat.events import Event
-from avatarchat.llm.base import Message
+from avatarchat.data import Message
 from avatarchat.pipeline.lane import SpeechLane
 from avatarchat.pipeline.reply import Reply
 from avatarchat.scripts import CJK

@@ -25,7 +25,7 @@ from avatarchat.pipeline.reply import Reply
 from avatarchat.pipeline.sentences import SentenceSplitter
 from avatarchat.pipeline.session import Session
 from avatarchat.render.base import Avatar, Renderer, VoiceCalibrated, frame_count
-from avatarchat.tts.base import Speech
+from avatarchat.data import Speech
 from avatarchat.tts.router import VoiceRouter
 
 log = logging.getLogger(__name__)

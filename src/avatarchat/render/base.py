@@ -10,7 +10,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from avatarchat.tts.base import Speech
+from avatarchat.data import Speech
 
 FPS = 25
 

@@ -29,7 +29,7 @@ from avatarchat.render.media import load_media
 from avatarchat.render.mouth_track import MouthTrack, mouth_track
 from avatarchat.render.visemes import SHAPES, VisemeTemplates, calibration_words
 from avatarchat.render.warp import read_only
-from avatarchat.tts.base import Speech
+from avatarchat.data import Speech
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from scipy.ndimage import gaussian_filter1d
 
 from avatarchat.render.base import FPS, frame_count
 from avatarchat.render.visemes import SHAPES, VisemeTemplates, mfcc_slots, phoneme_shapes
-from avatarchat.tts.base import Speech
+from avatarchat.data import Speech
 
 OPEN, WIDE, ROUND, CLOSED = (SHAPES.index(s) for s in ("open", "wide", "round", "closed"))
 

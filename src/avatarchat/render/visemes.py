@@ -16,7 +16,7 @@ from scipy.fft import dct
 from scipy.signal import resample_poly
 
 from avatarchat.languages import language_of, language_scripts
-from avatarchat.tts.base import PhonemeTiming, Speech
+from avatarchat.data import PhonemeTiming, Speech
 
 SHAPES = ("open", "wide", "round", "closed")
 ANALYSIS_RATE = 16000

@@ -6,7 +6,8 @@ import shutil
 from collections.abc import Callable
 
 from avatarchat.settings import Settings
-from avatarchat.tts.base import TTS, PhonemeTiming, Speech
+from avatarchat.data import PhonemeTiming, Speech
+from avatarchat.tts.base import TTS
 from avatarchat.tts.espeak import EspeakTTS
 from avatarchat.tts.google import GoogleTTS
 from avatarchat.tts.openai_tts import OpenAITTS

@@ -27,7 +27,8 @@ import subprocess
 import threading
 
 from avatarchat.errors import BackendError, BadRequest
-from avatarchat.tts.base import Speech, speech_from_wav
+from avatarchat.data import Speech
+from avatarchat.tts.base import speech_from_wav
 
 INSTALL_HINT = "install espeak-ng: apt-get install espeak-ng"
 _NO_VOICE = "voice does not exist"  # espeak-ng's stderr for an unknown -v

@@ -14,7 +14,7 @@ import binascii
 import httpx
 
 from avatarchat.errors import BackendError, BadRequest
-from avatarchat.tts.base import Speech
+from avatarchat.data import Speech
 from avatarchat.tts.base import speech_from_wav
 from avatarchat.tts.http import LoopClient
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import httpx
 
 from avatarchat.errors import BackendError
-from avatarchat.tts.base import Speech
+from avatarchat.data import Speech
 from avatarchat.tts.base import speech_from_wav
 from avatarchat.tts.http import LoopClient
 

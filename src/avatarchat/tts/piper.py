@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from avatarchat.errors import BackendError, BadRequest, ConfigError
-from avatarchat.tts.base import Speech
+from avatarchat.data import Speech
 
 
 def bundled_voices() -> dict[str, Path]:

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from avatarchat.errors import BadRequest
 from avatarchat.languages import SCRIPT_LANGUAGE, voice_language, voice_scripts
 from avatarchat.scripts import dominant_script
-from avatarchat.tts.base import TTS, Speech
+from avatarchat.data import Speech
+from avatarchat.tts.base import TTS
 
 __all__ = ["Voice", "VoiceRouter", "voice_language"]
 
