@@ -36,10 +36,7 @@ def _say(args: argparse.Namespace, settings: Settings) -> int:
     from tqdm import tqdm
 
     from avatarchat.encode import encode_clip
-    from avatarchat.render import create_renderer, frame_count
-    from avatarchat.render.base import VoiceCalibrated
-    from avatarchat.runtime import single_threaded_blas
-    from avatarchat.tts import create_tts
+    from avatarchat.render import frame_count
 
     if args.avatar:
         settings.avatar_path = Path(args.avatar)
@@ -48,29 +45,33 @@ def _say(args: argparse.Namespace, settings: Settings) -> int:
         print("avatarchat say: give some text to speak", file=sys.stderr)
         return 2
     t0 = time.perf_counter()
-    single_threaded_blas()
-    tts = create_tts(settings)
-    renderer = create_renderer(settings)
-    avatar = renderer.register(settings.resolved_avatar())
-    voice = tts.choose(text, args.voice).id
-
-    async def speak():
-        if isinstance(renderer, VoiceCalibrated):  # learn this voice's mouth shapes, as the server does
-            words = renderer.calibration_words(voice)
-            samples = {shape: await tts.synthesize(w, voice, route=False) for shape, w in words.items()}
-            renderer.calibrate(voice, samples)
-        return await tts.synthesize(text, voice)
-
-    speech = asyncio.run(speak())
+    services, speech, voice = asyncio.run(_voice(settings, text, args.voice))
     t_tts = time.perf_counter()
+    renderer = services.renderer
     n = frame_count(speech.duration_s, renderer.fps)
-    frames = tqdm(renderer.render(avatar, speech, voice=voice), total=n, unit="frame", desc="rendering",
+    frames = tqdm(renderer.render(services.avatar, speech, voice=voice), total=n, unit="frame", desc="rendering",
                   file=sys.stderr)
     out = encode_clip(Path(args.output), frames, speech.pcm, speech.sample_rate, renderer.fps)
     t_end = time.perf_counter()
     print(f"wrote {out} ({speech.duration_s:.2f} s of speech by {voice}, {n} frames; set-up + tts {t_tts - t0:.2f} s, "
           f"render+encode {t_end - t_tts:.2f} s)")
     return 0
+
+
+async def _voice(settings: Settings, text: str, voice_id: str | None):
+    """The server's own services (backends, avatar, voice calibration), voicing ``text`` once."""
+    from avatarchat.llm import EchoLLM
+    from avatarchat.pipeline.jobs import SpeechJob
+    from avatarchat.pipeline.reply import new_id
+    from avatarchat.services import start_services
+
+    services = await start_services(settings, llm=EchoLLM(), housekeeping=False)
+    try:
+        voice = services.tts.choose(text, voice_id).id
+        speech = await services.pipeline.voice(SpeechJob(id=new_id(), reply="cli", seq=0, text=text, voice=voice))
+    finally:
+        await services.aclose()
+    return services, speech, voice
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -90,6 +90,11 @@ class Cancelled(AvatarChatError):
     message_is_public = True
 
 
+def error_body(code: str, message: str) -> dict[str, dict[str, str]]:
+    """The one error envelope of every HTTP answer: ``{"error": {"code", "message"}}``."""
+    return {"error": {"code": code, "message": message}}
+
+
 _URL_SECRET = re.compile(r"(?i)\b(key|token|api_key|access_token|sig|signature)=[^&\s\"'<>]+")
 _BEARER = re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=-]{6,}")
 

@@ -8,7 +8,7 @@ import re
 
 import httpx
 
-from avatarchat.server.app import WEB_DIR
+from avatarchat.server.routes import WEB_DIR
 from avatarchat.server.security import json_depth
 from avatarchat.settings import Settings
 

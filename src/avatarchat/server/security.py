@@ -33,6 +33,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from avatarchat.errors import error_body
 from avatarchat.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -163,7 +164,7 @@ def _client(scope: Scope) -> str:
 
 
 async def _send_refusal(send: Send, refusal: Refused) -> None:
-    body = json.dumps({"error": {"code": refusal.code, "message": refusal.message}}).encode()
+    body = json.dumps(error_body(refusal.code, refusal.message)).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
                *SECURITY_HEADERS, *((k.encode(), v.encode()) for k, v in refusal.headers)]
     await send({"type": "http.response.start", "status": refusal.status, "headers": headers})
@@ -415,7 +416,7 @@ def security_router(settings: Settings) -> APIRouter:
     async def access(request: Request, body: AccessRequest) -> Response:
         match = next((t for t, k in tokens.items() if hmac.compare_digest(k.encode(), body.key.encode())), None)
         if match is None:
-            return JSONResponse({"error": {"code": "bad_access_key", "message": "That access key is not valid."}},
+            return JSONResponse(error_body("bad_access_key", "That access key is not valid."),
                                 status_code=401)
         response = Response(status_code=204)
         response.set_cookie(COOKIE, match, httponly=True, samesite="strict", secure=request.url.scheme == "https")
@@ -428,7 +429,7 @@ async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
     """Starlette's own errors (404 for an unknown route, 405, a body FastAPI cannot parse) in the envelope."""
     codes = {404: "not_found", 405: "method_not_allowed"}
     message = exc.detail if isinstance(exc.detail, str) else "Bad request."
-    return JSONResponse({"error": {"code": codes.get(exc.status_code, "bad_request"), "message": message}},
+    return JSONResponse(error_body(codes.get(exc.status_code, "bad_request"), message),
                         status_code=exc.status_code, headers=exc.headers)
 
 

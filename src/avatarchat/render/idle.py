@@ -1,0 +1,20 @@
+"""The avatar's idle loop as an MP4, built once per avatar and cached beside its landmarks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from avatarchat.encode import encode_clip
+from avatarchat.render.base import Avatar, Renderer
+
+
+def build_idle_clip(renderer: Renderer, avatar: Avatar, cache_dir: Path) -> Path:
+    """The idle loop (silent audio track); it starts and ends on the rest frame, as every clip does."""
+    path = cache_dir / avatar.id / "idle.mp4"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        frames = list(renderer.idle_frames(avatar))
+        encode_clip(path, frames, np.zeros(1, np.int16), 16000, renderer.fps)
+    return path

@@ -1,0 +1,107 @@
+"""The HTTP routes: the page, sessions, chat, voices, clips, health and metrics.
+
+Handlers only translate between HTTP and the services; they know nothing of pixels or audio.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from importlib.resources import files
+from pathlib import Path
+
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse, JSONResponse, Response
+from pydantic import BaseModel, Field
+
+from avatarchat.errors import BadRequest, error_body
+from avatarchat.pipeline.session import check_session_id
+from avatarchat.services import Services
+
+CLIP_ID = re.compile(r"^[0-9a-f]{32}$")
+WEB_DIR = Path(str(files("avatarchat").joinpath("web")))
+
+router = APIRouter()
+
+
+class ChatRequest(BaseModel):
+    session_id: str = Field(..., description="The session token POST /session returned.")
+    message: str = Field(..., description="What the user typed.")
+    queue: bool = Field(False, description="Queue behind the current reply instead of interrupting it.")
+    voice: str | None = Field(None, description="Voice id from GET /voices; kept for the session's next replies.")
+
+
+def services(request: Request) -> Services:
+    return request.app.state.services
+
+
+@router.get("/")
+async def index() -> FileResponse:
+    return FileResponse(WEB_DIR / "index.html", media_type="text/html")
+
+
+@router.get("/healthz")
+async def healthz(request: Request) -> JSONResponse:
+    """The truth about the pipeline: 503 when renders are running but none makes progress."""
+    s = services(request)
+    pipeline = s.pipeline.health(s.settings.render_stall_s)
+    waiting = s.sessions.jobs_waiting()
+    pipeline.update(jobs_waiting=waiting, expected_wait_s=round(s.pipeline.expected_wait_s(waiting), 2))
+    body = {"status": "stalled" if pipeline["stalled"] else "ok", "llm": s.llm.name, "tts": s.tts.primary,
+            "voice": s.tts.default_voice, "renderer": s.renderer.name, "avatar": s.avatar.id,
+            "sessions": len(s.sessions.sessions), "tasks": len(asyncio.all_tasks()), "pipeline": pipeline}
+    return JSONResponse(body, status_code=503 if pipeline["stalled"] else 200)
+
+
+@router.get("/voices")
+async def voices(request: Request) -> dict:
+    tts = services(request).tts
+    return {"default": tts.default_voice, "voices": [v.wire() for v in tts.catalogue()]}
+
+
+@router.get("/metrics")
+async def metrics(request: Request) -> Response:
+    return Response(services(request).metrics.exposition(), media_type="text/plain; version=0.0.4")
+
+
+@router.get("/avatar/idle.mp4")
+async def idle_clip(request: Request) -> FileResponse:
+    return FileResponse(services(request).idle_clip, media_type="video/mp4")
+
+
+@router.get("/clips/{clip_id}.mp4")
+async def clip(request: Request, clip_id: str) -> Response:
+    if not CLIP_ID.match(clip_id):
+        raise BadRequest("Clip ids are 32 hex characters.")
+    path = services(request).clips.path(clip_id)
+    if not path.is_file():
+        return JSONResponse(error_body("not_found", f"No clip {clip_id}."), status_code=404)
+    return FileResponse(path, media_type="video/mp4")
+
+
+@router.post("/session")
+async def new_session(request: Request) -> dict:
+    """Issue a session: its token opens the socket, posts chat messages and is the session's only name."""
+    return {"session_id": services(request).sessions.create().id}
+
+
+@router.post("/chat")
+async def chat(request: Request, body: ChatRequest) -> dict:
+    s = services(request)
+    check_session_id(body.session_id)
+    message = body.message.strip()
+    if not message:
+        raise BadRequest("message is empty: type something for the avatar to answer.")
+    if len(message) > s.settings.max_message_chars:
+        raise BadRequest(f"message is {len(message)} characters; the limit is {s.settings.max_message_chars}.")
+    voice = s.tts.resolve(body.voice).id if body.voice else None
+    session = s.sessions.get(body.session_id)
+    if voice is not None:
+        session.voice = voice
+    reply, cancelled = session.begin_reply(message, barge_in=not body.queue)
+    if cancelled:
+        s.metrics.cancelled.inc(len(cancelled))
+    # Admission control: rather than a minute of silence, a busy server answers in text only.
+    speak = s.pipeline.expected_wait_s(s.sessions.jobs_waiting()) <= s.settings.max_speech_wait_s
+    text = await s.pipeline.reply(session, reply, speak=speak)
+    return {"session_id": session.id, "reply_id": reply.id, "text": text, "sentences": reply.sentences}

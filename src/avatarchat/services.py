@@ -1,0 +1,105 @@
+"""The composition root: every long-lived object of a running avatarchat, built once from settings.
+
+``start_services`` makes the backends (or takes the ones given, as tests do), registers the avatar, warms
+everything up and wires the shared speech engine to a session manager; ``Services.aclose`` takes it all down
+in the reverse order, with bounded waits. The web app and the CLI both start from here, so they run the same
+code paths.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from avatarchat.llm import LLM, create_llm
+from avatarchat.metrics import Metrics
+from avatarchat.pipeline.clips import ClipStore
+from avatarchat.pipeline.lane import SpeechLane
+from avatarchat.pipeline.session import Session, SessionManager
+from avatarchat.pipeline.worker import SpeechPipeline
+from avatarchat.render import Avatar, Renderer, create_renderer
+from avatarchat.render.idle import build_idle_clip
+from avatarchat.runtime import single_threaded_blas
+from avatarchat.settings import Settings
+from avatarchat.tts import TTS, VoiceRouter, as_router, create_tts
+
+log = logging.getLogger(__name__)
+SHUTDOWN_WAIT_S = 5.0
+HOUSEKEEPING_EVERY_S = 60.0
+
+
+@dataclass
+class Services:
+    settings: Settings
+    llm: LLM
+    tts: VoiceRouter
+    renderer: Renderer
+    avatar: Avatar
+    idle_clip: Path
+    pipeline: SpeechPipeline
+    sessions: SessionManager
+    metrics: Metrics
+    clips: ClipStore
+    _tasks: list[asyncio.Task] = field(default_factory=list)
+
+    async def aclose(self) -> None:
+        """Cancel every reply, wait at most ``SHUTDOWN_WAIT_S`` for the lanes, leave no half-written clip."""
+        for t in self._tasks:
+            t.cancel()
+        try:
+            await asyncio.wait_for(self.sessions.close(), SHUTDOWN_WAIT_S)
+        except TimeoutError:
+            log.warning("shutdown: sessions did not close within %.0f s", SHUTDOWN_WAIT_S)
+        self.pipeline.close()
+        await asyncio.to_thread(self.clips.remove_partials)
+        await self.llm.aclose()
+        await self.tts.aclose()
+
+
+async def start_services(settings: Settings, *, llm: LLM | None = None, tts: TTS | None = None,
+                         renderer: Renderer | None = None, housekeeping: bool = True) -> Services:
+    single_threaded_blas()  # before any worker thread enters numpy (see runtime.py)
+    the_llm = llm or create_llm(settings)
+    the_tts = as_router(tts) if tts is not None else create_tts(settings)
+    the_renderer = renderer or create_renderer(settings)
+    log.info("registering avatar %s", settings.resolved_avatar())
+    avatar = await asyncio.to_thread(the_renderer.register, settings.resolved_avatar())
+    idle = await asyncio.to_thread(build_idle_clip, the_renderer, avatar, settings.data_dir / "avatars")
+    await asyncio.to_thread(the_tts.warm_up)
+    warm_llm = getattr(the_llm, "warm_up", None)  # e.g. the faq backend embeds its questions once
+    if warm_llm is not None:
+        await asyncio.to_thread(warm_llm)
+    metrics = Metrics()
+    clips = ClipStore(settings.data_dir / "clips", settings.clip_ttl_s)
+    pipeline = SpeechPipeline(the_llm, the_tts, the_renderer, avatar, clips.directory,
+                              threads=settings.render_threads, metrics=metrics, secrets=settings.secrets())
+
+    def make_lane(session: Session) -> SpeechLane:
+        lane = SpeechLane(session.id, pipeline, session.publish, settings.session_queue_size)
+        lane.start()
+        return lane
+
+    sessions = SessionManager(settings.max_sessions, settings.session_queue_size, settings.history_turns,
+                              make_lane, history_token_budget=settings.history_token_budget)
+    metrics.watch_queues(sessions.queue_depths)
+    await pipeline.ensure_calibrated(the_tts.default_voice)
+    services = Services(settings, the_llm, the_tts, the_renderer, avatar, idle, pipeline, sessions, metrics, clips)
+    if housekeeping:
+        services._tasks.append(asyncio.create_task(_housekeeping(services)))
+    log.info("avatarchat ready: llm=%s voice=%s renderer=%s avatar=%s", the_llm.name, the_tts.default_voice,
+             the_renderer.name, avatar.id)
+    return services
+
+
+async def _housekeeping(s: Services) -> None:
+    """Runs for the services' lifetime: reaps idle sessions (so their slots free up) and old clips (so the disk
+    does not fill)."""
+    while True:
+        await asyncio.sleep(HOUSEKEEPING_EVERY_S)
+        try:
+            await s.sessions.reap(s.settings.session_idle_s)
+            await asyncio.to_thread(s.clips.prune)
+        except Exception:  # noqa: BLE001 - housekeeping must never take the server down
+            log.exception("housekeeping failed")
