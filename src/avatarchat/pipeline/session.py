@@ -18,7 +18,7 @@ from typing import Any
 from avatarchat.errors import BadRequest, QueueFull, TooManySessions, UnknownSession
 from avatarchat.events import Event
 from avatarchat.data import Message
-from avatarchat.pipeline.lane import SpeechLane
+from avatarchat.pipeline.lane import Lane
 from avatarchat.pipeline.reply import Reply
 from avatarchat.scripts import CJK
 
@@ -60,7 +60,7 @@ class Session:
         self.history_token_budget = history_token_budget
         self.queue_size = queue_size
         self.outboxes: set[Outbox] = set()
-        self.lane: SpeechLane | None = None
+        self.lane: Lane | None = None
         self.last_seen = time.monotonic()
         self.voice: str | None = None
 
@@ -147,7 +147,7 @@ class Session:
         lane.begin(reply)
         return reply, cancelled
 
-    def _lane(self) -> SpeechLane:
+    def _lane(self) -> Lane:
         if self.lane is None:
             raise RuntimeError("session has no speech lane")
         return self.lane
@@ -165,7 +165,7 @@ class SessionManager:
     """Issues sessions and owns them; ``make_lane`` gives each new session its speech lane."""
 
     def __init__(self, max_sessions: int, queue_size: int, history_turns: int,
-                 make_lane: Callable[[Session], SpeechLane], history_token_budget: int = 3000) -> None:
+                 make_lane: Callable[[Session], Lane], history_token_budget: int = 3000) -> None:
         self.max_sessions = max_sessions
         self.queue_size = queue_size
         self.history_turns = history_turns
