@@ -83,7 +83,9 @@ class Settings(BaseSettings):
     tts_timeout_s: float = Field(30.0, gt=0, description="Per-request timeout for the cloud TTS backends.")
 
     renderer: Literal["meshwarp"] = Field("meshwarp", description="Lip-sync renderer.")
-    avatar_path: Path | None = Field(None, description="Avatar image (png/jpg); default: the bundled portrait.")
+    avatar_path: Path | None = Field(None, description="Avatar image (png, jpg, webp, bmp) or short video (mp4, "
+                                     "webm, mov, mkv, m4v; up to 10 s, looped ping-pong); default: the bundled "
+                                     "portrait.")
     render_max_side: int = Field(512, ge=64, le=2048, description="Longest side of rendered video, in pixels.")
 
     max_message_chars: int = Field(2000, ge=1, description="Longest accepted chat message; at most "
@@ -92,7 +94,8 @@ class Settings(BaseSettings):
                                                            "may have waiting.")
     max_sessions: int = Field(200, ge=1, description="Concurrent sessions before /chat answers 503.")
     history_turns: int = Field(20, ge=0, description="User/assistant turns of history kept per session.")
-    render_threads: int = Field(2, ge=1, description="Worker threads for TTS, rendering and encoding.")
+    render_threads: int = Field(2, ge=1, description="Worker threads for rendering and encoding (TTS runs in its "
+                                                      "own threads and processes).")
     session_idle_s: float = Field(900.0, gt=0, description="A session with no socket and nothing to say is closed "
                                                             "after this many idle seconds.")
     max_speech_wait_s: float = Field(15.0, gt=0, description="Admission control: when a new reply's first clip "
