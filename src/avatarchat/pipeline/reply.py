@@ -17,6 +17,8 @@ import time
 import uuid
 from typing import Any
 
+from avatarchat.data import Message
+
 PLAYBACK_GRACE_S = 3.0  # a page that reports nothing: how long past the clips' total length a reply may speak
 
 
@@ -28,7 +30,7 @@ def new_id() -> str:
 class Reply:
     """The handle of one reply: its sentences, announced clips, playback reports and cancellation."""
 
-    def __init__(self, user_message: Any = None) -> None:
+    def __init__(self, user_message: Message | None = None) -> None:
         self.id = new_id()
         self.user_message = user_message  # the history entry this reply answers (its answer goes right after)
         self.started = time.perf_counter()

@@ -172,6 +172,7 @@ class SessionManager:
         self.history_token_budget = history_token_budget
         self._make_lane = make_lane
         self.sessions: dict[str, Session] = {}
+        self._closing: set[asyncio.Task] = set()  # evicted sessions still closing (kept so they finish)
 
     def create(self) -> Session:
         """A new session with a fresh token. When the table is full, the session idle the longest (no socket,
@@ -200,7 +201,9 @@ class SessionManager:
             return False
         oldest = min(idle, key=lambda s: s.last_seen)
         self.sessions.pop(oldest.id)
-        asyncio.ensure_future(oldest.close())
+        task = asyncio.ensure_future(oldest.close())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
         log.info("session %s… evicted to make room", oldest.label)
         return True
 
