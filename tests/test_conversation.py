@@ -15,6 +15,7 @@ import pytest
 from websockets.sync.client import connect
 
 from avatarchat.data import Message
+from avatarchat.llm.base import LLM
 from avatarchat.server import create_app
 from tests.helpers import running, session_for
 from tests.test_browser import browser  # noqa: F401 - the module-scoped Chromium fixture
@@ -24,7 +25,7 @@ SIX = ("The first sentence is here. The second one follows. Then comes a third. 
        "The fifth is almost last. And the sixth ends it.")
 
 
-class RecordingEcho:
+class RecordingEcho(LLM):
     """Echoes the user's last message, and keeps the history it was given (to check what was remembered)."""
 
     name = "recording-echo"
@@ -35,9 +36,6 @@ class RecordingEcho:
     async def stream(self, history: list[Message]) -> AsyncIterator[str]:
         self.seen.append(list(history))
         yield history[-1].content
-
-    async def aclose(self) -> None:
-        pass
 
 
 @pytest.fixture(scope="module")

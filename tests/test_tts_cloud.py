@@ -28,7 +28,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from scipy.signal import resample_poly
 
-from avatarchat.errors import BackendError, BadRequest
+from avatarchat.errors import BackendError, BadRequest, ConfigError
 from avatarchat.render.meshwarp import MeshWarpRenderer
 from avatarchat.server import create_app
 from avatarchat.settings import Settings
@@ -235,10 +235,12 @@ async def test_google_errors_name_service_status_and_message(google: Fake, key: 
 
 
 async def test_google_misconfiguration_and_unreachable_server() -> None:
-    with pytest.raises(BadRequest, match="AVATARCHAT_GOOGLE_TTS_API_KEY"):
+    with pytest.raises(ConfigError, match="AVATARCHAT_GOOGLE_TTS_API_KEY"):
         GoogleTTS("")
-    with pytest.raises(BadRequest, match="not a Google voice name"):
+    with pytest.raises(ConfigError, match="not a Google voice name.*AVATARCHAT_GOOGLE_TTS_VOICE"):
         GoogleTTS(GOOGLE_KEY, default_voice="alloy")
+    with pytest.raises(BadRequest, match="not a Google voice name"):  # a request's voice stays a request error
+        await GoogleTTS(GOOGLE_KEY).synthesize("hi", voice="alloy")
     dead = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(BackendError, match=f"Google TTS: cannot reach {dead}"):
         await GoogleTTS(GOOGLE_KEY, dead).synthesize("hi")

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from avatarchat.errors import BackendError, BadRequest
+from avatarchat.errors import BackendError, BadRequest, ConfigError
 from avatarchat.render.meshwarp import MeshWarpRenderer
 from avatarchat.settings import Settings
 from avatarchat.tts import EspeakTTS, create_tts
@@ -94,16 +94,16 @@ async def test_english_voice_and_settings_reach_the_command() -> None:
 async def test_unknown_voice_is_a_clear_error() -> None:
     with pytest.raises(BadRequest, match=r"espeak-ng has no voice 'xx-nope'.*espeak-ng --voices"):
         await EspeakTTS().synthesize("hello", voice="xx-nope")
-    with pytest.raises(BadRequest, match="no voice 'zz'"):
-        EspeakTTS(default_voice="zz").warm_up()  # a misconfigured server fails at start-up
+    with pytest.raises(ConfigError, match="no voice 'zz'.*AVATARCHAT_ESPEAK_VOICE"):
+        EspeakTTS(default_voice="zz").warm_up()  # a misconfigured server fails at start-up, not as a 422
 
 
 async def test_missing_binary_says_how_to_install() -> None:
     tts = EspeakTTS(binary="espeak-ng-not-installed")
     with pytest.raises(BackendError, match=r"apt-get install espeak-ng"):
         await tts.synthesize("hello")
-    with pytest.raises(BackendError, match=r"apt-get install espeak-ng"):
-        tts.warm_up()
+    with pytest.raises(ConfigError, match=r"apt-get install espeak-ng"):
+        tts.warm_up()  # at start-up it is the configuration that is wrong
 
 
 def test_voices_lists_languages() -> None:

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 from avatarchat.data import Message
+from avatarchat.llm.base import LLM
 
 
-class EchoLLM:
+class EchoLLM(LLM):
     name = "echo"
 
     async def stream(self, history: list[Message]) -> AsyncIterator[str]:
@@ -16,6 +17,3 @@ class EchoLLM:
         words = last.split(" ")
         for i, word in enumerate(words):
             yield word if i == 0 else " " + word
-
-    async def aclose(self) -> None:
-        return None

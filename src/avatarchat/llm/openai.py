@@ -11,11 +11,16 @@ from collections.abc import AsyncIterator
 
 import httpx
 
-from avatarchat.errors import BackendError
 from avatarchat.data import Message
+from avatarchat.errors import BackendError
+from avatarchat.http import HttpClient
+from avatarchat.llm.base import LLM
+from avatarchat.openai_errors import openai_error_text
+
+SERVICE = "LLM endpoint"
 
 
-class OpenAILLM:
+class OpenAILLM(LLM):
     name = "openai"
 
     def __init__(
@@ -25,13 +30,15 @@ class OpenAILLM:
         model: str,
         system_prompt: str = "",
         timeout_s: float = 60.0,
-        client: httpx.AsyncClient | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
+        """``timeout_s`` bounds connecting and each wait for the next bytes of the stream, not the whole reply.
+        ``transport`` replaces the network (tests pass ``httpx.MockTransport``)."""
         self._url = base_url.rstrip("/") + "/chat/completions"
         self._model = model
         self._system = system_prompt
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._client = client or httpx.AsyncClient(timeout=timeout_s, headers=headers)
+        self._client = HttpClient(SERVICE, timeout_s, headers, transport)
 
     def _payload(self, history: list[Message]) -> dict:
         msgs = [{"role": "system", "content": self._system}] if self._system else []
@@ -39,20 +46,18 @@ class OpenAILLM:
         return {"model": self._model, "messages": msgs, "stream": True}
 
     async def stream(self, history: list[Message]) -> AsyncIterator[str]:
-        try:
-            async with self._client.stream("POST", self._url, json=self._payload(history)) as resp:
-                if resp.status_code != 200:
-                    body = (await resp.aread()).decode("utf-8", "replace")
-                    raise BackendError(f"LLM endpoint {self._url} answered {resp.status_code}: {_error_text(body)}")
-                async for line in resp.aiter_lines():
-                    piece = _parse_sse_line(line)
-                    if piece is None:
-                        continue
-                    if piece is _DONE:
-                        return
-                    yield piece
-        except httpx.HTTPError as exc:
-            raise BackendError(f"LLM endpoint {self._url} unreachable: {exc!r}") from exc
+        async with self._client.stream("POST", self._url, json=self._payload(history)) as resp:
+            if resp.status_code != 200:
+                body = await resp.aread()
+                raise BackendError(f"{SERVICE} {self._url} answered "
+                                   f"{openai_error_text(body, resp.status_code, resp.reason_phrase)}")
+            async for line in resp.aiter_lines():
+                piece = _parse_sse_line(line)
+                if piece is None:
+                    continue
+                if piece is _DONE:
+                    return
+                yield piece
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -80,7 +85,7 @@ def _parse_sse_line(line: str):
     except json.JSONDecodeError as exc:
         raise BackendError(f"LLM endpoint sent malformed JSON in its stream: {data[:200]!r}") from exc
     if isinstance(obj, dict) and "error" in obj:
-        raise BackendError(f"LLM endpoint reported an error: {_error_text(json.dumps(obj))}")
+        raise BackendError(f"LLM endpoint reported an error: {openai_error_text(obj)}")
     return _chunk_content(obj, data)
 
 
@@ -117,12 +122,3 @@ def _kind(value: object) -> str:
     names = {bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "an array", dict: "an object"}
     return names.get(type(value), type(value).__name__)
 
-
-def _error_text(body: str) -> str:
-    try:
-        err = json.loads(body).get("error", {})
-        if isinstance(err, dict) and err.get("message"):
-            return str(err["message"])
-    except (json.JSONDecodeError, AttributeError):
-        pass
-    return body[:300]

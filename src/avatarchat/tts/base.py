@@ -1,10 +1,16 @@
-"""The TTS interface: text in, 16-bit mono PCM (plus phoneme timings where the engine has them) out."""
+"""The TTS contract: text in, 16-bit mono PCM (plus phoneme timings where the engine has them) out; and the WAV
+reader the backends that receive WAV share.
+
+``TTS`` is a base class rather than a Protocol so that the optional parts of the life cycle (``warm_up`` at
+start, ``aclose`` at shutdown) have no-op defaults every backend inherits: the server and ``VoiceRouter`` call
+them on any TTS without probing for them.
+"""
 
 from __future__ import annotations
 
 import struct
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Protocol
 
 import numpy as np
 
@@ -12,13 +18,28 @@ from avatarchat.data import Speech
 from avatarchat.errors import BackendError
 
 
-class TTS(Protocol):
+class TTS(ABC):
+    """A speech backend; subclasses set ``name`` (the settings name, such as ``piper``) and ``default_voice``."""
+
     name: str
     default_voice: str
 
-    async def synthesize(self, text: str, voice: str | None = None) -> Speech: ...
+    @abstractmethod
+    async def synthesize(self, text: str, voice: str | None = None) -> Speech:
+        """Speak ``text`` with ``voice`` (one of ``voices()``; None: ``default_voice``). An unknown voice is
+        ``BadRequest``; a failing engine or service is ``BackendError``."""
 
-    def voices(self) -> list[str]: ...
+    @abstractmethod
+    def voices(self) -> list[str]:
+        """The voice names requests may use (blocking; cheap after the first call)."""
+
+    def warm_up(self) -> None:
+        """Blocking start-up work (load the default voice, check the binary or the configured voice); the server
+        runs it in a worker thread before it accepts requests. Configuration problems raise ``ConfigError``.
+        Default: nothing."""
+
+    async def aclose(self) -> None:
+        """Release connections, processes and other resources at shutdown. Default: nothing."""
 
 
 WAVE_FORMAT_PCM = 0x0001

@@ -26,15 +26,15 @@ import shutil
 import subprocess
 import threading
 
-from avatarchat.errors import BackendError, BadRequest
 from avatarchat.data import Speech
-from avatarchat.tts.base import speech_from_wav
+from avatarchat.errors import BackendError, BadRequest, ConfigError
+from avatarchat.tts.base import TTS, speech_from_wav
 
 INSTALL_HINT = "install espeak-ng: apt-get install espeak-ng"
 _NO_VOICE = "voice does not exist"  # espeak-ng's stderr for an unknown -v
 
 
-class EspeakTTS:
+class EspeakTTS(TTS):
     """Speaks through ``espeak-ng --stdout``; ``voice`` is any ``-v`` value (``ko``, ``en-us``, ``en-us+f3``)."""
 
     name = "espeak"
@@ -60,13 +60,20 @@ class EspeakTTS:
         return [self._exe(), "--stdin", "-b", "1", "-v", voice, "-s", str(self._rate), "-p", str(self._pitch)]
 
     def warm_up(self) -> None:
-        """Fail at start-up rather than on the first reply when the binary or the configured voice is missing."""
+        """Fail at start-up rather than on the first reply when the binary or the configured voice is missing:
+        both are ``ConfigError`` (the server cannot start as configured), with the same texts as at request time."""
         try:
-            done = subprocess.run([*self._args(self.default_voice), "-q"], input=b"a", capture_output=True, timeout=30)
+            args = self._args(self.default_voice)
+        except BackendError as exc:  # the binary is not on PATH
+            raise ConfigError(exc.message) from exc
+        try:
+            done = subprocess.run([*args, "-q"], input=b"a", capture_output=True, timeout=30, check=False)
         except (OSError, subprocess.TimeoutExpired) as exc:
-            raise BackendError(f"espeak-ng could not run: {exc}; {INSTALL_HINT}") from exc
+            raise ConfigError(f"espeak-ng could not run: {exc}; {INSTALL_HINT}") from exc
         if done.returncode != 0:
-            raise self._failure(self.default_voice, done.returncode, done.stderr)
+            failure = self._failure(self.default_voice, done.returncode, done.stderr)
+            raise ConfigError(f"{failure.message} (check AVATARCHAT_ESPEAK_VOICE)"
+                              if isinstance(failure, BadRequest) else failure.message) from failure
 
     def voices(self) -> list[str]:
         """Language codes from ``espeak-ng --voices`` (what ``-v`` accepts); read once, then cached."""
@@ -80,7 +87,7 @@ class EspeakTTS:
                 self._voices = sorted({row.split()[1] for row in rows if len(row.split()) >= 2})
             return list(self._voices)
 
-    def _failure(self, voice: str, code: int | None, stderr: bytes) -> Exception:
+    def _failure(self, voice: str, code: int | None, stderr: bytes) -> BadRequest | BackendError:
         err = stderr.decode("utf-8", "replace").strip()
         if _NO_VOICE in err:
             return BadRequest(f"espeak-ng has no voice {voice!r}; pick one of `espeak-ng --voices` "

@@ -13,10 +13,10 @@ import binascii
 
 import httpx
 
-from avatarchat.errors import BackendError, BadRequest
 from avatarchat.data import Speech
-from avatarchat.tts.base import speech_from_wav
-from avatarchat.tts.http import LoopClient
+from avatarchat.errors import BackendError, BadRequest, ConfigError
+from avatarchat.http import HttpClient
+from avatarchat.tts.base import TTS, speech_from_wav
 
 SERVICE = "Google TTS"
 KEY_HINT = "check AVATARCHAT_GOOGLE_TTS_API_KEY"
@@ -30,19 +30,25 @@ def language_code(voice: str) -> str:
     return "-".join(parts[:2])
 
 
-class GoogleTTS:
+class GoogleTTS(TTS):
     name = "google"
 
     def __init__(self, api_key: str, base_url: str = "https://texttospeech.googleapis.com",
-                 default_voice: str = "ko-KR-Neural2-A", timeout_s: float = 30.0, sample_rate: int = 24000) -> None:
+                 default_voice: str = "ko-KR-Neural2-A", timeout_s: float = 30.0, sample_rate: int = 24000,
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+        """Configuration problems (no key, a configured voice that is not a Google voice name) are
+        ``ConfigError`` here, at start-up. ``transport`` replaces the network (tests: ``httpx.MockTransport``)."""
         if not api_key:
-            raise BadRequest(f"{SERVICE} needs an API key: set AVATARCHAT_GOOGLE_TTS_API_KEY")
-        language_code(default_voice)  # a bad configured voice fails at start-up, not on the first reply
+            raise ConfigError(f"{SERVICE} needs an API key: set AVATARCHAT_GOOGLE_TTS_API_KEY")
+        try:
+            language_code(default_voice)  # a bad configured voice fails at start-up, not on the first reply
+        except BadRequest as exc:
+            raise ConfigError(f"{exc.message} (check AVATARCHAT_GOOGLE_TTS_VOICE)") from exc
         self._base = base_url.rstrip("/")
         self._url = self._base + "/v1/text:synthesize"
         self.default_voice = default_voice
         self._rate = sample_rate
-        self._client = LoopClient(SERVICE, timeout_s, {"x-goog-api-key": api_key})
+        self._client = HttpClient(SERVICE, timeout_s, {"x-goog-api-key": api_key}, transport)
 
     def voices(self) -> list[str]:
         """Only the configured voice: Google's catalogue needs a network call (``GET /v1/voices``)."""

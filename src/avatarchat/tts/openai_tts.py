@@ -7,28 +7,32 @@ sizes (``0xffffffff``) in its header; ``speech_from_wav`` reads past them.
 
 from __future__ import annotations
 
-
 import httpx
 
-from avatarchat.errors import BackendError
 from avatarchat.data import Speech
-from avatarchat.tts.base import speech_from_wav
-from avatarchat.tts.http import LoopClient
+from avatarchat.errors import BackendError
+from avatarchat.http import HttpClient
+from avatarchat.openai_errors import openai_error_text
+from avatarchat.tts.base import TTS, speech_from_wav
 
 SERVICE = "OpenAI TTS"
 BUILTIN_VOICES = ("alloy", "ash", "ballad", "coral", "echo", "fable", "nova", "onyx", "sage", "shimmer", "verse")
 
 
-class OpenAITTS:
+class OpenAITTS(TTS):
     name = "openai"
 
     def __init__(self, base_url: str = "https://api.openai.com/v1", api_key: str = "", model: str = "gpt-4o-mini-tts",
-                 default_voice: str = "alloy", timeout_s: float = 30.0) -> None:
+                 default_voice: str = "alloy", timeout_s: float = 30.0,
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+        """``api_key`` may be empty for compatible servers that need none. ``transport`` replaces the network
+        (tests: ``httpx.MockTransport``)."""
         self._base = base_url.rstrip("/")
         self._url = self._base + "/audio/speech"
         self._model = model
         self.default_voice = default_voice
-        self._client = LoopClient(SERVICE, timeout_s, {"Authorization": f"Bearer {api_key}"} if api_key else None)
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else None
+        self._client = HttpClient(SERVICE, timeout_s, headers, transport)
 
     def voices(self) -> list[str]:
         """OpenAI's built-in voices plus the configured one (compatible servers have their own names)."""
@@ -41,19 +45,6 @@ class OpenAITTS:
         body = {"model": self._model, "input": text, "voice": voice or self.default_voice, "response_format": "wav"}
         resp = await self._client.post(self._url, self._url, json=body)
         if resp.status_code != 200:
-            raise BackendError(f"{SERVICE}: {_error_text(resp)}")
+            raise BackendError(f"{SERVICE}: {openai_error_text(resp.content, resp.status_code, resp.reason_phrase)}")
         return speech_from_wav(resp.content, SERVICE)
 
-
-def _error_text(resp: httpx.Response) -> str:
-    """OpenAI's ``{"error": {"message", "type", "code"}}`` -> ``429 insufficient_quota: You exceeded ...``."""
-    try:
-        err = resp.json()["error"]
-        message = str(err["message"])
-        kind = err.get("code") or err.get("type") or ""
-    except (ValueError, KeyError, TypeError):
-        return f"{resp.status_code} {resp.reason_phrase}: {resp.text[:300]}"
-    text = f"{resp.status_code} {kind}".strip() + f": {message}"
-    if resp.status_code == 401:
-        text += " (check AVATARCHAT_OPENAI_API_KEY)"
-    return text

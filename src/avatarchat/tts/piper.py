@@ -9,8 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from avatarchat.errors import BackendError, BadRequest, ConfigError
 from avatarchat.data import Speech
+from avatarchat.errors import BackendError, BadRequest, ConfigError
+from avatarchat.tts.base import TTS
 
 
 def bundled_voices() -> dict[str, Path]:
@@ -44,7 +45,7 @@ def load_voice(model: Path, threads: int):
     return PiperVoice(session=session, config=config)
 
 
-class PiperTTS:
+class PiperTTS(TTS):
     name = "piper"
 
     def __init__(self, default_voice: str = "en_US-joe-medium", voices: dict[str, Path] | None = None,

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from avatarchat.data import Speech
 from avatarchat.errors import BadRequest
 from avatarchat.languages import SCRIPT_LANGUAGE, voice_language, voice_scripts
 from avatarchat.scripts import dominant_script
-from avatarchat.data import Speech
 from avatarchat.tts.base import TTS
 
 __all__ = ["Voice", "VoiceRouter", "voice_language"]
@@ -37,7 +37,9 @@ class Voice:
         return {"id": self.id, "backend": self.backend, "name": self.name, "language": self.language}
 
 
-class VoiceRouter:
+class VoiceRouter(TTS):
+    """A TTS made of TTSs: it lists their voices as ``backend:voice`` ids and passes each sentence to one."""
+
     name = "router"
 
     def __init__(self, backends: dict[str, TTS], primary: str, script_defaults: dict[str, str]) -> None:
@@ -94,10 +96,9 @@ class VoiceRouter:
         return self.resolve(self.script_defaults[script])
 
     def warm_up(self) -> None:
+        """Warm every backend (blocking), in order; the first failure stops the start-up."""
         for tts in self.backends.values():
-            warm = getattr(tts, "warm_up", None)
-            if warm is not None:
-                warm()
+            tts.warm_up()
 
     async def synthesize(self, text: str, voice: str | None = None, *, route: bool = True) -> Speech:
         """Speak ``text`` with the voice ``choose`` picks, or with exactly ``voice`` when ``route`` is False
@@ -106,7 +107,12 @@ class VoiceRouter:
         return await self.backends[v.backend].synthesize(text, v.name)
 
     async def aclose(self) -> None:
+        """Close every backend, even when one fails to close; then raise the first failure."""
+        failures: list[Exception] = []
         for tts in self.backends.values():
-            close = getattr(tts, "aclose", None)
-            if close is not None:
-                await close()
+            try:
+                await tts.aclose()
+            except Exception as exc:  # noqa: BLE001 - the others must still be closed
+                failures.append(exc)
+        if failures:
+            raise failures[0]
