@@ -23,12 +23,14 @@ def test_partial_text_and_first_clip_come_before_the_stream_ends(fake_server: Fa
     with running(app) as base, open_ws(base, "stream") as ws:
         answer: dict = {}
         post = threading.Thread(target=lambda: answer.update(
-            httpx.post(base + "/chat", json={"session_id": session_for(base, "stream"), "message": "hello there"}, timeout=60).json()))
+            httpx.post(base + "/chat", json={"session_id": session_for(base, "stream"), "message": "hello there"},
+                       timeout=60).json()))
         t0 = time.monotonic()
         post.start()
         events: list[tuple[float, dict]] = []
         while not any(e["type"] == "speech_done" for _, e in events):
-            events.append((time.monotonic() - t0, json.loads(ws.recv(timeout=60))))
+            event = json.loads(ws.recv(timeout=60))  # receive first, then read the clock: its arrival time
+            events.append((time.monotonic() - t0, event))
         post.join()
     kinds = [e["type"] for _, e in events]
     assert answer["text"] == "You said: hello there. Model slow-model. System prompt: yes."

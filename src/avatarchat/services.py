@@ -54,8 +54,10 @@ class Services:
             log.warning("shutdown: sessions did not close within %.0f s", SHUTDOWN_WAIT_S)
         self.pipeline.close()
         await asyncio.to_thread(self.clips.remove_partials)
-        await self.llm.aclose()
-        await self.tts.aclose()
+        try:
+            await self.llm.aclose()
+        finally:
+            await self.tts.aclose()
 
 
 async def start_services(settings: Settings, *, llm: LLM | None = None, tts: TTS | None = None,
@@ -68,9 +70,7 @@ async def start_services(settings: Settings, *, llm: LLM | None = None, tts: TTS
     avatar = await asyncio.to_thread(the_renderer.register, settings.resolved_avatar())
     idle = await asyncio.to_thread(build_idle_clip, the_renderer, avatar, settings.data_dir / "avatars")
     await asyncio.to_thread(the_tts.warm_up)
-    warm_llm = getattr(the_llm, "warm_up", None)  # e.g. the faq backend embeds its questions once
-    if warm_llm is not None:
-        await asyncio.to_thread(warm_llm)
+    await asyncio.to_thread(the_llm.warm_up)  # e.g. the faq backend embeds its questions once
     metrics = Metrics()
     clips = ClipStore(settings.data_dir / "clips", settings.clip_ttl_s)
     pipeline = SpeechPipeline(the_llm, the_tts, the_renderer, avatar, clips.directory,

@@ -29,7 +29,11 @@ def create_app(settings: Settings | None = None, *, llm: LLM | None = None, tts:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        app.state.services = await start_services(settings, llm=llm, tts=tts, renderer=renderer)
+        try:
+            app.state.services = await start_services(settings, llm=llm, tts=tts, renderer=renderer)
+        except AvatarChatError as exc:  # a configuration problem: say it plainly before uvicorn's traceback
+            log.error("avatarchat cannot start: %s", redact(exc.message, settings.secrets()))
+            raise
         try:
             yield
         finally:  # every reply is cancelled; nothing waits without bound; no half-written clip stays behind
