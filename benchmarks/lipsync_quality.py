@@ -48,7 +48,8 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 from avatarchat.render.base import FPS, frame_count  # noqa: E402
-from avatarchat.render.landmarks import FaceMesh  # noqa: E402
+from avatarchat.render import landmarks as L  # noqa: E402
+from avatarchat.render.landmarks import CHIN, FOREHEAD, LEFT_EYE, NOSE_BOTTOM, RIGHT_EYE, FaceMesh  # noqa: E402
 from avatarchat.render.meshwarp import MeshWarpRenderer  # noqa: E402
 from avatarchat.settings import bundled_avatar  # noqa: E402
 from avatarchat.data import Speech  # noqa: E402
@@ -95,15 +96,9 @@ MASK_DILATE = 0.08  # of face height
 MASK_DILATE_WIDE = 0.15  # the same at a looser mask, to show how much of the loss sits just outside the mask
 PSNR_CAP = 99.0
 
-NOSE_BOTTOM, FOREHEAD, CHIN = 2, 10, 152
-LEFT_EYE = [246, 161, 160, 159, 158, 157, 173, 7, 163, 144, 145, 153, 154, 155, 33, 133]
-RIGHT_EYE = [466, 388, 387, 386, 385, 384, 398, 249, 390, 373, 374, 380, 381, 382, 263, 362]
 # Points the renderer has no reason to move: eye corners (not the lids: clips blink), nose, forehead, temples.
 STABLE_LANDMARKS = sorted(
-    {33, 133, 263, 362}  # eye corners
-    | {168, 6, 197, 195, 5, 4, 1}  # nose bridge and tip
-    | {10, 151, 9, 8}  # forehead, glabella
-    | {127, 356, 162, 389}  # temples
+    set(L.LEFT_EYE_CORNERS + L.RIGHT_EYE_CORNERS) | set(L.NOSE_RIDGE) | set(L.FOREHEAD_MIDLINE) | set(L.TEMPLES)
 )
 
 
@@ -170,7 +165,7 @@ def face_height(lm: np.ndarray) -> float:
 
 
 def aperture(lm: np.ndarray) -> float:
-    return float(np.linalg.norm(lm[13, :2] - lm[14, :2])) / face_height(lm)
+    return float(np.linalg.norm(lm[L.INNER_LIP_TOP, :2] - lm[L.INNER_LIP_BOTTOM, :2])) / face_height(lm)
 
 
 def pearson(a: np.ndarray, b: np.ndarray) -> float:
@@ -345,7 +340,7 @@ def contact_sheet(name: str, avatar, rest_lm: np.ndarray, frames: list[np.ndarra
 
     face_box = box(p[:, 0].min() - 0.25 * fh, p[:, 1].min() - 0.15 * fh, p[:, 0].max() + 0.25 * fh,
                    p[:, 1].max() + 0.3 * fh)
-    lips = p[[61, 291, 0, 17]]
+    lips = p[[L.MOUTH_LEFT, L.MOUTH_RIGHT, L.OUTER_LIP_TOP, L.OUTER_LIP_BOTTOM]]
     mouth_box = box(lips[:, 0].min() - 0.12 * fh, p[NOSE_BOTTOM, 1] - 0.03 * fh, lips[:, 0].max() + 0.12 * fh,
                     p[CHIN, 1] + 0.1 * fh)
     ap = np.array([np.nan if a is None else a for a in series["aperture"]], dtype=float)

@@ -13,23 +13,18 @@ import pytest
 
 from avatarchat.errors import BadRequest, Cancelled, NoFaceError
 from avatarchat.render.base import FPS, frame_count
-from avatarchat.render.landmarks import FaceMesh
+from avatarchat.render.landmarks import CHIN, FOREHEAD, INNER_LIP_BOTTOM, INNER_LIP_TOP, LEFT_EYE, NOSE_TIP, RIGHT_EYE, FaceMesh
 from avatarchat.render.meshwarp import MeshWarpRenderer
 from avatarchat.settings import bundled_avatar
 from avatarchat.data import Speech
-
-FOREHEAD, CHIN, NOSE_TIP = 10, 152, 1
-EYE_LEFT = [33, 246, 161, 160, 159, 158, 157, 173, 133, 155, 154, 153, 145, 144, 163, 7]
-EYE_RIGHT = [263, 466, 388, 387, 386, 385, 384, 398, 362, 382, 381, 380, 374, 373, 390, 249]
-
 
 def face_height(lm: np.ndarray) -> float:
     return float(np.linalg.norm(lm[FOREHEAD, :2] - lm[CHIN, :2]))
 
 
 def aperture(lm: np.ndarray) -> float:
-    """Inner-lip opening (landmarks 13-14) as a share of the forehead-to-chin height."""
-    return float(np.linalg.norm(lm[13, :2] - lm[14, :2])) / face_height(lm)
+    """Inner-lip opening as a share of the forehead-to-chin height."""
+    return float(np.linalg.norm(lm[INNER_LIP_TOP, :2] - lm[INNER_LIP_BOTTOM, :2])) / face_height(lm)
 
 
 def write_rgb(path: Path, rgb: np.ndarray) -> Path:
@@ -179,7 +174,7 @@ def test_mouth_opens_on_vowels_and_rests_in_silence(fresh_renderer: MeshWarpRend
     cut = int(rest_lm[NOSE_TIP, 1] - 0.05 * fh)
     keep = np.ones(avatar.image.shape[:2], bool)
     keep[cut:] = False
-    for eye in (EYE_LEFT, EYE_RIGHT):
+    for eye in (LEFT_EYE, RIGHT_EYE):
         (x0, y0), (x1, y1) = rest_lm[eye, :2].min(axis=0) - 0.1 * fh, rest_lm[eye, :2].max(axis=0) + 0.1 * fh
         keep[max(0, int(y0)) : int(y1) + 1, max(0, int(x0)) : int(x1) + 1] = False
     assert keep.sum() > 0.15 * keep.size

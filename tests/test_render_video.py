@@ -10,8 +10,10 @@ import pytest
 
 from avatarchat.encode import encode_clip
 from avatarchat.errors import BadRequest, NoFaceError
-from avatarchat.render.meshwarp import MeshWarpRenderer, clip_path
+from avatarchat.render.landmarks import NOSE_TIP
 from avatarchat.render.media import load_image
+from avatarchat.render.meshwarp import MeshWarpRenderer
+from avatarchat.render.motion import clip_path
 from avatarchat.settings import bundled_avatar
 
 
@@ -43,7 +45,7 @@ def test_video_avatar_registers_tracks_and_caches(video_avatar: Path, tmp_path: 
     assert av.is_video and av.frames.shape[0] == 50 and av.frame_landmarks.shape == (50, 478, 3)
     # The drift is tracked: the nose tip follows the known horizontal offset (3 px * sin(k/8)).
     expected = 3 * np.sin(np.arange(50) / 8)
-    nose = av.frame_landmarks[:, 1, 0] - av.frame_landmarks[0, 1, 0]
+    nose = av.frame_landmarks[:, NOSE_TIP, 0] - av.frame_landmarks[0, NOSE_TIP, 0]
     assert np.corrcoef(nose, expected)[0, 1] > 0.9
     # Smoothed: no frame-to-frame landmark jumps bigger than the motion itself.
     assert np.abs(np.diff(av.frame_landmarks[:, :, :2], axis=0)).mean() < 1.0

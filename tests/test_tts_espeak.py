@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from avatarchat.errors import BackendError, BadRequest, ConfigError
+from avatarchat.render import landmarks as L
 from avatarchat.render.meshwarp import MeshWarpRenderer
 from avatarchat.settings import Settings
 from avatarchat.tts import EspeakTTS, create_tts
@@ -141,11 +142,12 @@ def test_korean_speech_moves_the_mouth(korean: Speech, renderer: MeshWarpRendere
         if len(frames) == len(wanted):
             break
     lm = avatar.landmarks
-    x0, x1 = int(lm[[61, 291], 0].min()), int(lm[[61, 291], 0].max())
-    y0, y1 = int(lm[0, 1]), int(lm[17, 1])
+    corners = [L.MOUTH_LEFT, L.MOUTH_RIGHT]
+    x0, x1 = int(lm[corners, 0].min()), int(lm[corners, 0].max())
+    y0, y1 = int(lm[L.OUTER_LIP_TOP, 1]), int(lm[L.OUTER_LIP_BOTTOM, 1])
     pad = (y1 - y0) // 2  # the opened jaw reaches below the rest lower lip
     box = np.s_[y0 - pad : y1 + pad, x0:x1]
     mouth_diff = np.abs(frames[k_open][box] - frames[k_shut][box]).mean()
     assert mouth_diff > 6.0, mouth_diff
-    forehead = np.s_[: max(1, int(lm[10, 1])), :]  # above the face: must stay still
+    forehead = np.s_[: max(1, int(lm[L.FOREHEAD, 1])), :]  # above the face: must stay still
     assert np.abs(frames[k_open][forehead] - frames[k_shut][forehead]).mean() < 0.5

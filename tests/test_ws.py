@@ -11,6 +11,7 @@ import httpx
 import numpy as np
 from websockets.sync.client import connect
 
+from avatarchat.render import landmarks as L
 from avatarchat.render.landmarks import FaceMesh
 from tests.helpers import decode_clip, frame_rms, session_for
 
@@ -67,12 +68,13 @@ def test_message_becomes_lip_synced_clip(server: str, output_dir) -> None:
     assert rms[loud] > 10 * rms[quiet]
     with FaceMesh(static=True, max_faces=1) as mesh:
         lm = mesh.detect_one(clip.frames[quiet])
-    mouth_idx = [61, 291, 0, 17, 152, 148, 377]
+    mouth_idx = [L.MOUTH_LEFT, L.MOUTH_RIGHT, L.OUTER_LIP_TOP, L.OUTER_LIP_BOTTOM, L.CHIN, *L.CHIN_SIDES]
     x0, x1 = int(lm[mouth_idx, 0].min()), int(lm[mouth_idx, 0].max())
-    y0, y1 = int(lm[[0, 37, 267], 1].min()), int(lm[152, 1])
-    up_y1 = int(lm[6, 1])  # nose bridge, between the eyes
-    up_x0, up_x1 = int(lm[[33, 133, 263, 362], 0].min()) - 5, int(lm[[33, 133, 263, 362], 0].max()) + 5
-    up_y0 = int(lm[10, 1])
+    y0, y1 = int(lm[[L.OUTER_LIP_TOP, *L.UPPER_LIP_PEAKS], 1].min()), int(lm[L.CHIN, 1])
+    up_y1 = int(lm[L.NOSE_BRIDGE, 1])  # between the eyes
+    eye_corners = L.LEFT_EYE_CORNERS + L.RIGHT_EYE_CORNERS
+    up_x0, up_x1 = int(lm[eye_corners, 0].min()) - 5, int(lm[eye_corners, 0].max()) + 5
+    up_y0 = int(lm[L.FOREHEAD, 1])
     f_loud = clip.frames[loud].astype(np.float32)
     f_quiet = clip.frames[quiet].astype(np.float32)
     mouth_diff = np.abs(f_loud[y0:y1, x0:x1] - f_quiet[y0:y1, x0:x1]).mean()

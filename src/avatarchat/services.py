@@ -57,7 +57,10 @@ class Services:
         try:
             await self.llm.aclose()
         finally:
-            await self.tts.aclose()
+            try:
+                await self.tts.aclose()
+            finally:
+                await self.renderer.aclose()
 
 
 async def start_services(settings: Settings, *, llm: LLM | None = None, tts: TTS | None = None,
@@ -69,8 +72,8 @@ async def start_services(settings: Settings, *, llm: LLM | None = None, tts: TTS
     log.info("registering avatar %s", settings.resolved_avatar())
     avatar = await asyncio.to_thread(the_renderer.register, settings.resolved_avatar())
     idle = await asyncio.to_thread(build_idle_clip, the_renderer, avatar, settings.data_dir / "avatars")
-    await asyncio.to_thread(the_tts.warm_up)
-    await asyncio.to_thread(the_llm.warm_up)  # e.g. the faq backend embeds its questions once
+    for backend in (the_renderer, the_tts, the_llm):
+        await asyncio.to_thread(backend.warm_up)  # e.g. the faq backend embeds its questions once  # e.g. the faq backend embeds its questions once
     metrics = Metrics()
     clips = ClipStore(settings.data_dir / "clips", settings.clip_ttl_s)
     pipeline = SpeechPipeline(the_llm, the_tts, the_renderer, avatar, clips.directory,

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import httpx
 import numpy as np
 
+from avatarchat.render.base import Renderer
 from avatarchat.server import create_app
 from tests.helpers import running, session_for
 from tests.test_ws import collect, open_ws
@@ -35,7 +36,7 @@ def test_a_reply_that_would_wait_too_long_comes_as_text_with_speech_skipped(sett
     assert events[-1]["sentences"] == 0
 
 
-class GatedRenderer:
+class GatedRenderer(Renderer):
     """The real renderer, except that every clip stops after its first frame until ``gate`` opens: a renderer
     that blocks, as a wedged native library would."""
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from avatarchat.render.base import FPS, Avatar, Renderer, frame_count
+from avatarchat.render.avatar import register_avatar
+from avatarchat.render.base import FPS, Avatar, Renderer, VoiceCalibrated, frame_count
+from avatarchat.render.idle import build_idle_clip
 from avatarchat.render.meshwarp import MeshWarpRenderer
 from avatarchat.settings import Settings
 
@@ -17,4 +19,5 @@ def create_renderer(settings: Settings) -> Renderer:
     return REGISTRY[settings.renderer](settings)
 
 
-__all__ = ["Avatar", "Renderer", "FPS", "frame_count", "MeshWarpRenderer", "create_renderer", "REGISTRY"]
+__all__ = ["Avatar", "Renderer", "VoiceCalibrated", "FPS", "frame_count", "MeshWarpRenderer", "create_renderer",
+           "REGISTRY", "register_avatar", "build_idle_clip"]

@@ -1,8 +1,15 @@
-"""The renderer interface: register an avatar once, then turn speech into frames of that avatar speaking."""
+"""The renderer contract: register an avatar once, then turn speech into frames of that avatar speaking.
+
+``Renderer`` is the base every backend subclasses, so the contract is checked when a backend is defined rather
+than when the server first calls a missing method. Three methods are required; ``warm_up`` and ``aclose`` are
+lifecycle hooks with no-op defaults for backends that have nothing to load ahead of time or to release. Optional
+capabilities are protocols (``VoiceCalibrated``), checked with ``isinstance`` by whoever can use them.
+"""
 
 from __future__ import annotations
 
 import threading
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +30,6 @@ class Avatar:
     id: str
     frames: np.ndarray  # (n, h, w, 3) RGB uint8
     frame_landmarks: np.ndarray  # (n, 478, 3)
-    source: Path
 
     @property
     def image(self) -> np.ndarray:
@@ -44,21 +50,31 @@ class Avatar:
         return w, h
 
 
-class Renderer(Protocol):
+class Renderer(ABC):
+    """A lip-sync backend. Subclasses set ``name`` and ``fps`` and implement the three abstract methods."""
+
     name: str
-    fps: int
+    fps: int = FPS
 
-    def register(self, media: Path) -> Avatar: ...
+    @abstractmethod
+    def register(self, media: Path) -> Avatar:
+        """The avatar in an image or short video (see render/avatar.py for the shared implementation)."""
 
+    @abstractmethod
     def idle_frames(self, avatar: Avatar) -> Iterator[np.ndarray]:
         """A loop that starts and ends on the rest frame (so clips and idle hand over without a jump)."""
-        ...
 
+    @abstractmethod
     def render(self, avatar: Avatar, speech: Speech, cancel: threading.Event | None = None,
                voice: str | None = None) -> Iterator[np.ndarray]:
         """Exactly ``frame_count(speech)`` RGB frames at ``fps``; raises ``Cancelled`` once ``cancel`` is set.
         ``voice`` names the TTS voice, for renderers that calibrate mouth shapes per voice."""
-        ...
+
+    def warm_up(self) -> None:
+        """Load models or build caches before the first request (blocking; run it off the event loop)."""
+
+    async def aclose(self) -> None:
+        """Release what the renderer holds (processes, GPU memory) when the server stops."""
 
 
 @runtime_checkable

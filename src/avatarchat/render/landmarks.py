@@ -8,24 +8,40 @@ import numpy as np
 
 from avatarchat.errors import NoFaceError
 
-# Landmark indices of the mediapipe face mesh that the renderer uses.
-UPPER_LIP_INNER = [78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308]
-LOWER_LIP_INNER = [95, 88, 178, 87, 14, 317, 402, 318, 324]
-UPPER_LIP_OUTER = [185, 40, 39, 37, 0, 267, 269, 270, 409]
-LOWER_LIP_OUTER = [146, 91, 181, 84, 17, 314, 405, 321, 375]
-MOUTH_CORNERS = [61, 291, 78, 308]
+# Every mediapipe face-mesh index the project uses is named here (renderer, tests and benchmarks alike), so a
+# number in the code always says which point of the face it means. "Left" and "right" are the image's sides.
+FOREHEAD, CHIN, NOSE_TIP, NOSE_BOTTOM = 10, 152, 1, 2
+NOSE_BRIDGE = 6  # between the eyes
+FACE_LEFT, FACE_RIGHT = 234, 454  # the face's outline at cheek height
+CHIN_SIDES = [148, 377]
+
+INNER_LIP_TOP, INNER_LIP_BOTTOM = 13, 14  # the middle of the lips' inner edges: their distance is the opening
+OUTER_LIP_TOP, OUTER_LIP_BOTTOM = 0, 17  # the middle of the lips' outer edges
+MOUTH_LEFT, MOUTH_RIGHT = 61, 291  # the outer corners of the mouth
+UPPER_LIP_PEAKS = [37, 267]  # the two peaks of the upper lip's outer edge (its cupid's bow)
+UPPER_LIP_INNER = [78, 191, 80, 81, 82, INNER_LIP_TOP, 312, 311, 310, 415, 308]
+LOWER_LIP_INNER = [95, 88, 178, 87, INNER_LIP_BOTTOM, 317, 402, 318, 324]
+UPPER_LIP_OUTER = [185, 40, 39, UPPER_LIP_PEAKS[0], OUTER_LIP_TOP, UPPER_LIP_PEAKS[1], 269, 270, 409]
+LOWER_LIP_OUTER = [146, 91, 181, 84, OUTER_LIP_BOTTOM, 314, 405, 321, 375]
+MOUTH_CORNERS = [MOUTH_LEFT, MOUTH_RIGHT, 78, 308]  # outer, then inner corners
 LOWER_LIP_MID = [77, 90, 180, 85, 16, 315, 404, 320, 307, 96, 89, 179, 86, 15, 316, 403, 319, 325]
 UPPER_LIP_MID = [184, 74, 73, 72, 11, 302, 303, 304, 408, 183, 42, 41, 38, 12, 268, 271, 272, 407]
-FOREHEAD, CHIN, NOSE_TIP, NOSE_BOTTOM = 10, 152, 1, 2
-FACE_LEFT, FACE_RIGHT = 234, 454
 INNER_MOUTH_POLYGON = UPPER_LIP_INNER + LOWER_LIP_INNER[::-1]
+
 LEFT_EYE_UPPER = [246, 161, 160, 159, 158, 157, 173]
 LEFT_EYE_LOWER = [7, 163, 144, 145, 153, 154, 155]
 RIGHT_EYE_UPPER = [466, 388, 387, 386, 385, 384, 398]
 RIGHT_EYE_LOWER = [249, 390, 373, 374, 380, 381, 382]
 LEFT_EYE_CORNERS = [33, 133]
 RIGHT_EYE_CORNERS = [263, 362]
+LEFT_EYE = LEFT_EYE_UPPER + LEFT_EYE_LOWER + LEFT_EYE_CORNERS  # the whole eye outline
+RIGHT_EYE = RIGHT_EYE_UPPER + RIGHT_EYE_LOWER + RIGHT_EYE_CORNERS
 
+CHEEK_SKIN = [50, 280, 205, 425, 118, 347]  # cheek points beside the nose, where skin colour is sampled
+# Points a lip-sync renderer has no reason to move (the lids do move: clips blink).
+NOSE_RIDGE = [168, NOSE_BRIDGE, 197, 195, 5, 4, NOSE_TIP]
+FOREHEAD_MIDLINE = [FOREHEAD, 151, 9, 8]
+TEMPLES = [127, 356, 162, 389]
 
 class FaceMesh:
     """A thread-safe wrapper: mediapipe graphs must not be entered from two threads at once."""

@@ -23,10 +23,6 @@ def _fit(rgb: np.ndarray, max_side: int) -> np.ndarray:
     return np.ascontiguousarray(rgb[: h - h % 2, : w - w % 2])
 
 
-def is_video(path: Path) -> bool:
-    return path.suffix.lower() in VIDEO_SUFFIXES
-
-
 def load_image(path: Path, max_side: int) -> np.ndarray:
     """RGB uint8 of at most ``max_side`` pixels on the long side."""
     if not path.is_file():

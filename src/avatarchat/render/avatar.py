@@ -1,0 +1,101 @@
+"""Avatar registration, shared by every renderer: load the media, find the face in each frame, smooth the
+landmarks over time, and keep them on disk by the media's content hash.
+
+Registration is not a renderer's job: it depends only on the media, so any backend gets the same ``Avatar``
+(and the same cache entry) for the same picture, and a renderer's ``register`` just calls ``register_avatar``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+from scipy.ndimage import gaussian_filter1d
+
+from avatarchat.errors import NoFaceError
+from avatarchat.render.base import Avatar
+from avatarchat.render.landmarks import FaceMesh
+from avatarchat.render.media import load_media
+
+log = logging.getLogger(__name__)
+
+# Part of every avatar id, so also of the cache dir that holds its landmarks and idle clip (render/idle.py):
+# bump it when landmarks or idle loops would come out differently.
+CACHE_VERSION = 3
+
+
+def register_avatar(media: Path, cache_dir: Path, max_side: int) -> Avatar:
+    """Frames and landmarks of an image or short video, at most ``max_side`` px on the long side; the landmarks
+    are cached under ``cache_dir/<avatar id>/`` and found again for the same content under any file name."""
+    media = Path(media)
+    frames = load_media(media, max_side)
+    avatar_id = content_id(frames)
+    cache = Path(cache_dir) / avatar_id / "landmarks.npz"
+    if cache.is_file():
+        lm = np.load(cache)["landmarks"]
+        log.info("avatar %s: landmarks from cache %s", media.name, cache)
+    else:
+        lm = detect_landmarks(frames, str(media))
+        save_landmarks(cache, lm, media, frames)
+        log.info("avatar %s: registered %d frame(s), landmarks cached in %s", media.name, len(frames), cache)
+    return Avatar(id=avatar_id, frames=frames, frame_landmarks=lm.astype(np.float32))
+
+
+def content_id(frames: np.ndarray) -> str:
+    """A stable id of the decoded frames (not the file), with the cache version."""
+    h = hashlib.sha256(str(frames.shape).encode())
+    h.update(frames.tobytes())
+    return f"{h.hexdigest()[:16]}-v{CACHE_VERSION}"
+
+
+def save_landmarks(cache: Path, lm: np.ndarray, media: Path, frames: np.ndarray) -> None:
+    """Write the landmarks atomically (a reader never sees half a file), with a small note of where they came from."""
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_name("landmarks.tmp.npz")
+    np.savez(tmp, landmarks=lm)
+    tmp.replace(cache)
+    (cache.parent / "meta.json").write_text(json.dumps(
+        {"source": str(media), "frames": len(frames), "size": [frames.shape[2], frames.shape[1]],
+         "version": CACHE_VERSION}))
+
+
+def detect_landmarks(frames: np.ndarray, what: str) -> np.ndarray:
+    """(n, 478, 3) landmarks: exactly one face in an image; a tracked, smoothed face over a video's frames."""
+    if len(frames) == 1:
+        with FaceMesh(static=True, max_faces=2) as mesh:
+            return mesh.detect_one(frames[0], what=what)[None]
+    return detect_video(frames, what)
+
+
+def detect_video(frames: np.ndarray, what: str) -> np.ndarray:
+    """Landmarks for every frame: the first frame must show exactly one face; frames where tracking drops
+    the face borrow the nearest frame that has one."""
+    with FaceMesh(static=True, max_faces=2) as still:
+        first = still.detect_one(frames[0], what=f"the first frame of {what}")
+    out = np.empty((len(frames), *first.shape), np.float32)
+    out[0] = first
+    found = np.zeros(len(frames), bool)
+    found[0] = True
+    with FaceMesh(static=False, max_faces=1) as track:
+        track.detect_all(frames[0])
+        for i in range(1, len(frames)):
+            faces = track.detect_all(frames[i])
+            if faces:
+                out[i] = faces[0]
+                found[i] = True
+    if found.mean() < 0.8:
+        raise NoFaceError(f"The face is lost in {100 * (1 - found.mean()):.0f}% of {what}; use a steadier video.")
+    idx = np.nonzero(found)[0]
+    nearest = idx[np.clip(np.searchsorted(idx, np.arange(len(frames))), 0, len(idx) - 1)]
+    out[~found] = out[nearest[~found]]
+    return smooth_landmarks(out)
+
+
+def smooth_landmarks(lm: np.ndarray, sigma: float = 1.2) -> np.ndarray:
+    """Temporal smoothing of per-frame landmarks (n, 478, 3): removes detector jitter, keeps real motion."""
+    if len(lm) < 3:
+        return lm
+    return gaussian_filter1d(lm, sigma=sigma, axis=0, mode="nearest").astype(np.float32)
