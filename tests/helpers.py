@@ -24,10 +24,12 @@ def free_port() -> int:
 
 
 @contextmanager
-def running(app: FastAPI, timeout_s: float = 120.0) -> Iterator[str]:
-    """Serve ``app`` with uvicorn in a thread; yields its base URL and stops it afterwards."""
+def running(app: FastAPI, timeout_s: float = 120.0, **options) -> Iterator[str]:
+    """Serve ``app`` with uvicorn in a thread; yields its base URL and stops it afterwards. ``options`` go to
+    uvicorn.Config (e.g. ``server.protocol.uvicorn_options(settings)``, as ``avatarchat serve`` uses)."""
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", ws="websockets-sansio"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                                           ws="websockets-sansio", **options))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     base = f"http://127.0.0.1:{port}"

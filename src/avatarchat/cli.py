@@ -17,6 +17,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     from avatarchat.server import create_app
+    from avatarchat.server.protocol import uvicorn_options
 
     if args.host:
         settings.host = args.host
@@ -25,10 +26,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     print(f"avatarchat: starting on http://{settings.host}:{settings.port} "
           f"(llm={settings.llm_backend}, tts={settings.tts_backend}, renderer={settings.renderer})", flush=True)
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=args.log_level.lower(),
-                timeout_graceful_shutdown=10,  # SIGTERM never waits without bound for a streaming LLM
-                ws_max_size=settings.ws_max_frame_bytes,  # a bigger frame closes the socket (1009) unread
-                timeout_keep_alive=settings.timeout_keep_alive_s,
-                h11_max_incomplete_event_size=16 * 1024)  # headers over 16 KiB are refused
+                **uvicorn_options(settings))
     return 0
 
 

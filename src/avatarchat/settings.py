@@ -124,6 +124,8 @@ class Settings(BaseSettings):
     ws_frames_per_s: float = Field(20.0, gt=0, description="WebSocket frames per second one socket may send "
                                                             "(bursts of 4x; the rest get an error event).")
     max_connections_per_client: int = Field(16, ge=1, description="Open WebSockets one client address may hold.")
+    head_timeout_s: float = Field(10.0, gt=0, description="Seconds a client has to send a request's line and "
+                                  "headers (slow clients are disconnected); heads over 16 KiB are refused.")
     timeout_keep_alive_s: int = Field(5, ge=1, description="Seconds uvicorn keeps an idle HTTP connection open.")
 
     @field_validator("access_keys", "allowed_hosts", mode="before")

@@ -1,0 +1,86 @@
+"""How uvicorn serves the app: its options from settings, and an HTTP protocol with a deadline for the
+request head.
+
+uvicorn closes idle keep-alive connections, but a client that opens a connection and sends its request line
+and headers a byte at a time (slowloris) is never timed out: one such socket stayed open past 30 s, and a few
+hundred of them hold the server's connections. ``HeadDeadline`` (httptools' protocol, passed to uvicorn
+through its ``http`` option) gives every request head ``head_timeout_s`` to arrive and ``max_head_bytes`` to
+fit, then closes the connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from avatarchat.settings import Settings
+
+MAX_HEAD_BYTES = 16 * 1024
+
+
+class HeadDeadline(HttpToolsProtocol):
+    """httptools' HTTP/1.1 protocol, plus a time and size limit on each request head."""
+
+    head_timeout_s: float = 10.0
+    max_head_bytes: int = MAX_HEAD_BYTES
+
+    _head_timer: asyncio.TimerHandle | None = None
+    _head_bytes: int = 0
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._head_timer is not None:  # still reading a head
+            self._head_bytes += len(data)
+            if self._head_bytes > self.max_head_bytes:
+                self._disarm()
+                self.send_400_response("Request head too large.")
+                return
+        super().data_received(data)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        if self._head_timer is None:  # the next request on a kept-alive connection
+            self._arm()
+
+    def on_headers_complete(self) -> None:
+        self._disarm()
+        super().on_headers_complete()
+
+    def _arm(self) -> None:
+        self._disarm()
+        self._head_bytes = 0
+        self._head_timer = self.loop.call_later(self.head_timeout_s, self._too_slow)
+
+    def _disarm(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _too_slow(self) -> None:
+        self._head_timer = None
+        if not self.transport.is_closing():
+            self.transport.close()
+
+
+def head_deadline(settings: Settings) -> type[HeadDeadline]:
+    """``HeadDeadline`` with this server's limits (a subclass per server: nothing global is changed)."""
+    return type("HeadDeadline", (HeadDeadline,), {"head_timeout_s": settings.head_timeout_s})
+
+
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """What ``avatarchat serve`` passes to uvicorn (tests start their servers with the same options)."""
+    return {
+        "http": head_deadline(settings),
+        "timeout_graceful_shutdown": 10,  # SIGTERM never waits without bound for a streaming LLM
+        "ws_max_size": settings.ws_max_frame_bytes,  # a bigger frame closes the socket (1009) unread
+        "timeout_keep_alive": settings.timeout_keep_alive_s,
+    }
