@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from avatarchat.errors import BadRequest
+from avatarchat.errors import ConfigError
 from avatarchat.llm import FaqLLM, create_llm
 from avatarchat.data import Message
 from avatarchat.llm.faq import (
@@ -161,17 +161,17 @@ def test_threshold_setting_is_used(tmp_path: Path, embedder: MiniLMEmbedder) -> 
 def test_malformed_knowledge_file_is_a_clear_error(tmp_path: Path, text: str, message: str) -> None:
     path = tmp_path / "bad.md"
     path.write_text(text, encoding="utf-8")
-    with pytest.raises(BadRequest, match="has no|needs|no answer") as info:
+    with pytest.raises(ConfigError, match="has no|needs|no answer") as info:
         FaqLLM(path)
     assert str(path) in info.value.message and message in info.value.message
 
 
 def test_missing_or_binary_knowledge_file_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(BadRequest, match="not found; set AVATARCHAT_FAQ_PATH"):
+    with pytest.raises(ConfigError, match="not found; set AVATARCHAT_FAQ_PATH"):
         create_llm(Settings(_env_file=None, llm_backend="faq", faq_path=tmp_path / "nope.md"))
     binary = tmp_path / "bin.md"
     binary.write_bytes(b"\xff\xfe\x00## Q\n")
-    with pytest.raises(BadRequest, match="UTF-8"):
+    with pytest.raises(ConfigError, match="UTF-8"):
         FaqLLM(binary)
 
 

@@ -22,6 +22,7 @@ import numpy as np
 
 from avatarchat.data import Message
 from avatarchat.errors import BackendError
+from avatarchat.llm.base import LLM
 from avatarchat.llm.faq.embedder import MiniLMEmbedder
 from avatarchat.llm.faq.knowledge import FaqEntry, bundled_knowledge, load_knowledge
 from avatarchat.llm.faq.lexical import bigram_cosine, bigrams, has_cjk
@@ -45,7 +46,7 @@ class Match:
     phrasing: str  # the phrasing that scored best
 
 
-class FaqLLM:
+class FaqLLM(LLM):
     """Answers the last user message from a knowledge file. Call ``warm_up`` in a thread to load the model early."""
 
     name = "faq"
@@ -116,5 +117,3 @@ class FaqLLM:
         for i, word in enumerate(reply.split(" ")):
             yield word if i == 0 else " " + word
 
-    async def aclose(self) -> None:
-        return None

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 
-from avatarchat.errors import BadRequest
+from avatarchat.errors import ConfigError
 
 
 def bundled_knowledge() -> Path:
@@ -45,7 +45,7 @@ _MARKUP = re.compile(r"`|\*\*|__")
 
 
 def parse_knowledge(text: str, source: str = "<knowledge>", name: str = "") -> list[FaqEntry]:
-    """Markdown Q&A (format in the module docstring) -> entries. Raises ``BadRequest`` naming the bad line."""
+    """Markdown Q&A (format in the module docstring) -> entries. Raises ``ConfigError`` naming the bad line."""
     entries: list[FaqEntry] = []
     question: str | None = None
     q_line = 0
@@ -57,7 +57,7 @@ def parse_knowledge(text: str, source: str = "<knowledge>", name: str = "") -> l
             return
         answer = " ".join(" ".join(p) for p in paragraphs if p).strip()
         if not answer:
-            raise BadRequest(f"{source}:{q_line}: question {question!r} has no answer under it.")
+            raise ConfigError(f"{source}:{q_line}: question {question!r} has no answer under it.")
         entries.append(FaqEntry(question, tuple([question, *alts]), answer))
 
     for no, raw in enumerate(text.splitlines(), start=1):
@@ -66,7 +66,7 @@ def parse_knowledge(text: str, source: str = "<knowledge>", name: str = "") -> l
             finish()
             question, q_line, alts, paragraphs = line[2:].strip(), no, [], [[]]
             if not question:
-                raise BadRequest(f"{source}:{no}: a '## ' heading needs the question after it.")
+                raise ConfigError(f"{source}:{no}: a '## ' heading needs the question after it.")
             continue
         if question is None or line.startswith("# ") or line == "#":
             continue  # preamble before the first question, or a title
@@ -77,13 +77,13 @@ def parse_knowledge(text: str, source: str = "<knowledge>", name: str = "") -> l
         alt = _ALT.match(line)
         if alt:
             if not alt.group(1).strip():
-                raise BadRequest(f"{source}:{no}: '- q:' needs the alternative question after it.")
+                raise ConfigError(f"{source}:{no}: '- q:' needs the alternative question after it.")
             alts.append(alt.group(1).strip())
             continue
         paragraphs[-1].append(_MARKUP.sub("", line))
     finish()
     if not entries:
-        raise BadRequest(
+        raise ConfigError(
             f"{source} has no questions: write each as a '## ' heading with its answer on the lines below it."
         )
     return entries
@@ -92,12 +92,12 @@ def parse_knowledge(text: str, source: str = "<knowledge>", name: str = "") -> l
 def load_knowledge(path: Path, name: str = "") -> list[FaqEntry]:
     path = Path(path)
     if not path.is_file():
-        raise BadRequest(
+        raise ConfigError(
             f"FAQ knowledge file {path} not found; set AVATARCHAT_FAQ_PATH to a Markdown file of "
             "'## question' headings with answers below them, or leave it unset for the bundled one."
         )
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise BadRequest(f"FAQ knowledge file {path} could not be read as UTF-8 text: {exc}") from exc
+        raise ConfigError(f"FAQ knowledge file {path} could not be read as UTF-8 text: {exc}") from exc
     return parse_knowledge(text, source=str(path), name=name)
