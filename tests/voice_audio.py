@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import wave
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +26,8 @@ def trim(pcm: np.ndarray, level: int = 300) -> np.ndarray:
 
 def speak(tts, text: str, voice: str | None = None) -> np.ndarray:
     """``text`` said by ``tts`` (a TTS backend), trimmed to its speech, at 16 kHz."""
-    speech = asyncio.run(tts.synthesize(text, voice))
+    with ThreadPoolExecutor(1) as pool:  # its own loop, even where one runs already (Playwright's sync API)
+        speech = pool.submit(asyncio.run, tts.synthesize(text, voice)).result()
     return trim(to_16k(speech.pcm, speech.sample_rate))
 
 
