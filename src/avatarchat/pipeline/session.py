@@ -138,14 +138,21 @@ class Session:
         lane = self._lane()
         cancelled: list[Reply] = []
         if barge_in:
-            cancelled = lane.cancel_all()
-            for old in cancelled:
-                self.answer(old, old.heard_text() or INTERRUPTED)
+            cancelled = self.interrupt()
         elif not lane.has_room():
             raise QueueFull("The avatar still has too much to say; wait for it to finish or interrupt it.")
         reply = Reply(user_message=self.remember("user", message))
         lane.begin(reply)
         return reply, cancelled
+
+    def interrupt(self) -> list[Reply]:
+        """Barge-in: cancel every reply still queued, rendering or playing (each gets ``speech_cancelled``) and
+        store what the person heard of each as its answer. A typed message and the onset of speech both come
+        here. Returns the replies it cancelled."""
+        cancelled = self._lane().cancel_all()
+        for old in cancelled:
+            self.answer(old, old.heard_text() or INTERRUPTED)
+        return cancelled
 
     def _lane(self) -> Lane:
         if self.lane is None:

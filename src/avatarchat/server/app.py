@@ -1,4 +1,4 @@
-"""App factory. Every dependency (settings, LLM, TTS, renderer) comes in through ``create_app``, so tests
+"""App factory. Every dependency (settings, LLM, TTS, renderer, ASR) comes in through ``create_app``, so tests
 build the real app around any backend; ``services.start_services`` builds what runs behind it."""
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
+from avatarchat.asr import ASR
 from avatarchat.errors import AvatarChatError, error_body, redact
 from avatarchat.llm import LLM
 from avatarchat.render import Renderer
@@ -24,13 +25,13 @@ log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings | None = None, *, llm: LLM | None = None, tts: TTS | None = None,
-               renderer: Renderer | None = None) -> FastAPI:
+               renderer: Renderer | None = None, asr: ASR | None = None) -> FastAPI:
     settings = settings or Settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         try:
-            app.state.services = await start_services(settings, llm=llm, tts=tts, renderer=renderer)
+            app.state.services = await start_services(settings, llm=llm, tts=tts, renderer=renderer, asr=asr)
         except AvatarChatError as exc:  # a configuration problem: say it plainly before uvicorn's traceback
             log.error("avatarchat cannot start: %s", redact(exc.message, settings.secrets()))
             raise

@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 
 from avatarchat.errors import BadRequest, error_body
 from avatarchat.pipeline.session import check_session_id
+from avatarchat.server.chat import check_message, converse
 from avatarchat.services import Services
 
 CLIP_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -48,7 +49,7 @@ async def healthz(request: Request) -> JSONResponse:
     waiting = s.sessions.jobs_waiting()
     pipeline.update(jobs_waiting=waiting, expected_wait_s=round(s.pipeline.expected_wait_s(waiting), 2))
     body = {"status": "stalled" if pipeline["stalled"] else "ok", "llm": s.llm.name, "tts": s.tts.primary,
-            "voice": s.tts.default_voice, "renderer": s.renderer.name, "avatar": s.avatar.id,
+            "voice": s.tts.default_voice, "renderer": s.renderer.name, "avatar": s.avatar.id, "voice_input": s.voice is not None,
             "sessions": len(s.sessions.sessions), "tasks": len(asyncio.all_tasks()), "pipeline": pipeline}
     return JSONResponse(body, status_code=503 if pipeline["stalled"] else 200)
 
@@ -89,19 +90,8 @@ async def new_session(request: Request) -> dict:
 async def chat(request: Request, body: ChatRequest) -> dict:
     s = services(request)
     check_session_id(body.session_id)
-    message = body.message.strip()
-    if not message:
-        raise BadRequest("message is empty: type something for the avatar to answer.")
-    if len(message) > s.settings.max_message_chars:
-        raise BadRequest(f"message is {len(message)} characters; the limit is {s.settings.max_message_chars}.")
-    voice = s.tts.resolve(body.voice).id if body.voice else None
+    check_message(s, body.message)
+    voice = s.tts.resolve(body.voice).id if body.voice else None  # an unknown voice is refused before the session
     session = s.sessions.get(body.session_id)
-    if voice is not None:
-        session.voice = voice
-    reply, cancelled = session.begin_reply(message, barge_in=not body.queue)
-    if cancelled:
-        s.metrics.cancelled.inc(len(cancelled))
-    # Admission control: rather than a minute of silence, a busy server answers in text only.
-    speak = s.pipeline.expected_wait_s(s.sessions.jobs_waiting()) <= s.settings.max_speech_wait_s
-    text = await s.pipeline.reply(session, reply, speak=speak)
+    reply, text = await converse(s, session, body.message, queue=body.queue, voice=voice)
     return {"session_id": session.id, "reply_id": reply.id, "text": text, "sentences": reply.sentences}

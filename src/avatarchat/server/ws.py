@@ -1,28 +1,37 @@
-"""The session's WebSocket: events out (through a bounded outbox), pings and playback reports in.
+"""The session's WebSocket: events out (through a bounded outbox); pings, playback reports and microphone audio in.
 
-A socket never creates a session: an unknown token gets an ``error`` event and close code 4404.
+A socket never creates a session: an unknown token gets an ``error`` event and close code 4404. Binary frames
+are the person's voice (16 kHz mono int16 PCM, see docs/protocol.md): the socket's own ``Listener`` finds the
+turns, a speech onset interrupts the avatar as a typed message would, and each final transcript is answered
+through the same ``converse`` as ``POST /chat``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 
+import numpy as np
 from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
 
+from avatarchat.asr.listener import Listener
 from avatarchat.errors import AvatarChatError
 from avatarchat.events import ErrorEvent, Pong, SessionState
 from avatarchat.pipeline.session import Outbox, Session
+from avatarchat.server.chat import converse
 from avatarchat.server.security import FrameGuard, FrameRefused, receive_frame
+from avatarchat.services import Services
 
+log = logging.getLogger(__name__)
 router = APIRouter()
 BAD_FRAME = 'Expected a JSON object such as {"type": "ping"} or {"type": "clip_started", "reply": "...", "seq": 0}.'
 
 
 @router.websocket("/ws")
 async def ws(websocket: WebSocket, session_id: str = Query("")) -> None:
-    s = websocket.app.state.services
+    s: Services = websocket.app.state.services
     await websocket.accept()
     try:
         session = s.sessions.get(session_id)
@@ -35,24 +44,55 @@ async def ws(websocket: WebSocket, session_id: str = Query("")) -> None:
     box.put(SessionState(session=session.id, replies=session.lane.state()).wire())
     sender = asyncio.create_task(_send_loop(websocket, box))
     guard = FrameGuard(s.settings)
+    listener: Listener | None = None
     try:
         while True:
             raw = await receive_frame(websocket, guard)
             session.last_seen = time.monotonic()
             if isinstance(raw, FrameRefused):
                 box.put(ErrorEvent(session=session.id, code=raw.code, message=raw.message).wire())
+            elif isinstance(raw, bytes):
+                listener = listener or _listen(s, session)
+                if not listener.push(np.frombuffer(raw, dtype="<i2").astype(np.int16)):
+                    box.put(ErrorEvent(session=session.id, code="rate_limited",
+                                       message="Audio is arriving faster than it can be processed; "
+                                               "a frame was dropped.").wire())
             else:
-                client_frame(session, box, raw)
+                client_frame(session, box, raw, listener)
     except WebSocketDisconnect:
         pass
     finally:
         session.outboxes.discard(box)
         sender.cancel()
         await asyncio.gather(sender, return_exceptions=True)
+        if listener is not None:
+            await listener.aclose()
 
 
-def client_frame(session: Session, box: Outbox, raw: str) -> None:
-    """One frame from the page: a ping, or a playback report (``clip_started`` / ``clip_ended``)."""
+def _listen(s: Services, session: Session) -> Listener:
+    """This socket's listener: onsets interrupt the avatar, final transcripts are chat messages."""
+    assert s.voice is not None  # the guard refuses audio when voice input is off
+
+    def on_speech() -> None:
+        cancelled = session.interrupt()
+        if cancelled:
+            s.metrics.cancelled.inc(len(cancelled))
+
+    async def on_final(text: str) -> None:
+        try:
+            await converse(s, session, text)
+        except AvatarChatError as exc:  # the pipeline already told the page about backend failures
+            if exc.code == "bad_request":
+                session.publish(ErrorEvent(session=session.id, code=exc.code, message=exc.public))
+            else:
+                log.info("voice message of session %s… not answered: %s", session.label, exc.code)
+
+    return s.voice.listener(session.id, session.publish, on_speech, on_final)
+
+
+def client_frame(session: Session, box: Outbox, raw: str, listener: Listener | None = None) -> None:
+    """One text frame from the page: a ping, a playback report (``clip_started`` / ``clip_ended``), or
+    ``voice_end`` (hold-to-talk released)."""
     try:
         obj = json.loads(raw)
     except (json.JSONDecodeError, ValueError, RecursionError):
@@ -64,6 +104,9 @@ def client_frame(session: Session, box: Outbox, raw: str) -> None:
     elif kind in ("clip_started", "clip_ended") and isinstance(obj.get("reply"), str) \
             and isinstance(seq, int) and not isinstance(seq, bool):
         session.lane.report(obj["reply"], seq, ended=kind == "clip_ended")
+    elif kind == "voice_end":
+        if listener is not None:
+            listener.end_turn()
     else:
         box.put(ErrorEvent(session=session.id, code="bad_frame", message=BAD_FRAME).wire())
 

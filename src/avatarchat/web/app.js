@@ -326,7 +326,12 @@
     else if (ev.type === "reply_partial") showReply(ev.reply, ev.text, true);
     else if (ev.type === "error") onError(ev);
     else if (ev.type === "speech_skipped") addLine("info", `🔇 ${ev.message}`);
+    else if ((ev.type === "vad" || ev.type === "transcript") && window.avatarchat.voiceEvent) window.avatarchat.voiceEvent(ev);
   }
+  // For voice.js: the socket (audio frames, voice_end), the chat log, and stopping the avatar at once.
+  window.avatarchat.send = (data) => { if (!ws || ws.readyState !== 1) return false; ws.send(data); return true; };
+  window.avatarchat.addLine = addLine;
+  window.avatarchat.stopSpeaking = () => { for (const id of [...order]) cancelReply(id); };
   window.avatarchat.handle = handle;  // the same entry point the socket uses; tests replay events through it
 
   // ---- chat ---------------------------------------------------------------------------------------------

@@ -1,0 +1,231 @@
+"""Voice input: recognition accuracy and speed, VAD timing, and spoken-turn latency through the real server.
+
+Speech is made by the offline voices (Piper ``en_US-joe-medium`` and espeak-ng ``en-us``), trimmed to where it
+is really loud, so the true start and end of each sentence are known. Reports:
+  word error rate per language and voice (Whisper tiny.en, int8, one CPU thread) and its real-time factor;
+  VAD onset and offset error against the true edges (after silence and after room noise);
+  through ``avatarchat serve`` (echo LLM) and its WebSocket, audio streamed in real time in 60 ms frames as the
+  page sends them: end of speech -> final transcript, -> reply_text, -> first clip_ready; speech onset ->
+  speech_cancelled while the avatar speaks (voice barge-in); and false barge-ins while a clip plays, from room
+  noise (what a microphone with echo cancellation hears) and from the clip's own audio fed back raw.
+
+    .venv/bin/python benchmarks/voice.py [--runs 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import av
+import httpx
+import numpy as np
+from websockets.sync.client import connect
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.latency import new_session, start_server  # noqa: E402
+from benchmarks.report import table, write_section  # noqa: E402
+from tests.voice_audio import RATE, noise, silence, speak, to_16k  # noqa: E402
+
+SENTENCES = [
+    "Hello avatar, what can you tell me about the weather today?",
+    "Please tell me a short story about a brave little robot.",
+    "How does the lip sync renderer work on a small computer?",
+    "I would like to know which voices you can speak with.",
+    "Thank you very much, that was really helpful.",
+    "Can you explain how to set up the server on my laptop?",
+]
+FRAME = 960
+
+
+def words(text: str) -> list[str]:
+    return "".join(c if c.isalnum() or c.isspace() else " " for c in text.lower()).split()
+
+
+def edit_distance(a: list[str], b: list[str]) -> int:
+    row = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        prev, row[0] = row[0], i
+        for j, y in enumerate(b, 1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (x != y))
+    return row[-1]
+
+
+def asr_quality(clips: dict[str, list[np.ndarray]]) -> tuple[list[list[object]], float]:
+    from avatarchat.asr.whisper import WhisperASR
+
+    asr = WhisperASR("tiny.en", threads=1)
+    asr.warm_up()
+    rows, audio_s, compute_s = [], 0.0, 0.0
+    for voice, pcms in clips.items():
+        errors = total = 0
+        for text, pcm in zip(SENTENCES, pcms):
+            result = asr.transcribe(np.concatenate([silence(0.2), pcm, silence(0.2)]), "en")
+            errors += edit_distance(words(text), words(result.text))
+            total += len(words(text))
+            audio_s += result.audio_s
+            compute_s += result.compute_s
+        rows.append(["en", voice, len(pcms), f"{100 * errors / total:.1f} %"])
+    rows.append(["ko", "espeak:ko", "-", "not recognised (no licensed Korean model; see docs/architecture.md)"])
+    return rows, compute_s / audio_s
+
+
+def vad_timing(pcms: list[np.ndarray]) -> list[list[object]]:
+    from avatarchat.asr.vad import SileroModel, speech_segments
+
+    model, rows = SileroModel(), []
+    for name, pad in (("silence", silence), ("room noise", lambda s: noise(s, rms=150))):
+        onsets, offsets, missed = [], [], 0
+        for pcm in pcms:
+            audio = np.concatenate([pad(1.0), pcm, pad(1.5)])
+            segments = speech_segments(model, audio)
+            if len(segments) != 1:
+                missed += 1
+                continue
+            onsets.append((segments[0][0] - RATE) / RATE * 1000)
+            offsets.append((segments[0][1] - RATE - len(pcm)) / RATE * 1000)
+        rows.append([name, len(pcms), missed, f"{statistics.mean(onsets):+.0f}", f"{max(map(abs, onsets)):.0f}",
+                     f"{statistics.mean(offsets):+.0f}", f"{max(map(abs, offsets)):.0f}"])
+    return rows
+
+
+class Sent:
+    """When each frame of a stream left: ``at(sample)`` is when the server could first have that sample."""
+
+    def __init__(self, t0: float, times: list[float]) -> None:
+        self.t0, self.times = t0, times
+
+    def at(self, sample: int) -> float:
+        return self.times[min(len(self.times) - 1, sample // FRAME)]
+
+
+class Socket:
+    """A session's socket, read in the gaps between sent frames (one thread, so every event is stamped when it
+    arrives, within a few ms)."""
+
+    def __init__(self, base: str) -> None:
+        self.ws = connect(base.replace("http://", "ws://") + f"/ws?session_id={new_session(base)}")
+        self.events: list[tuple[float, dict]] = []
+
+    def pump(self, until: float) -> None:
+        """Read events until ``until`` (perf_counter)."""
+        while (left := until - time.perf_counter()) > 0:
+            try:
+                raw = self.ws.recv(timeout=left)
+            except TimeoutError:
+                return
+            self.events.append((time.perf_counter(), json.loads(raw)))
+
+    def stream(self, audio: np.ndarray) -> Sent:
+        """Send as a microphone would: each 60 ms frame once it has been 'captured'."""
+        t0, sent = time.perf_counter(), []
+        for k in range(len(audio) // FRAME):
+            self.pump(t0 + (k + 1) * FRAME / RATE)
+            self.ws.send(audio[k * FRAME: (k + 1) * FRAME].astype("<i2").tobytes())
+            sent.append(time.perf_counter())
+        return Sent(t0, sent)
+
+    def first(self, kind: str, after: float, timeout: float = 30.0, **match) -> tuple[float, dict] | None:
+        deadline = time.perf_counter() + timeout
+        while True:
+            for t, ev in self.events:
+                if t >= after and ev["type"] == kind and all(ev.get(k) == v for k, v in match.items()):
+                    return t, ev
+            if time.perf_counter() >= deadline:
+                return None
+            self.pump(min(deadline, time.perf_counter() + 0.05))
+
+
+def clip_audio(base: str, url: str) -> np.ndarray:
+    with av.open(io.BytesIO(httpx.get(base + url, timeout=30).content)) as c:
+        rate = c.streams.audio[0].rate
+        samples = np.concatenate([f.to_ndarray().mean(axis=0) for f in c.decode(audio=0)])
+    return to_16k((samples * 32767).astype(np.int16), rate)
+
+
+def conversation(base: str, first: np.ndarray, second: np.ndarray) -> dict[str, float]:
+    """One session: a spoken turn answered, room noise and then the clip's own audio while the avatar speaks,
+    and a second spoken turn over the avatar."""
+    sock = Socket(base)
+    time.sleep(0.3)
+    lead = silence(0.5)
+    sent = sock.stream(np.concatenate([lead, first, silence(1.0)]))
+    t0, t_end = sent.t0, sent.at(len(lead) + len(first) - 1)
+    final, reply, clip = (sock.first(k, t0, **m) for k, m in
+                          (("transcript", {"final": True}), ("reply_text", {}), ("clip_ready", {})))
+    out = {"final": (final[0] - t_end) * 1000, "reply_text": (reply[0] - t_end) * 1000,
+           "clip_ready": (clip[0] - t_end) * 1000}
+    t_noise = sock.stream(noise(1.5, rms=150)).t0  # the room while the avatar talks, after echo cancellation
+    out["false_noise"] = float(sock.first("speech_cancelled", t_noise, timeout=0.5) is not None)
+    lead2 = silence(0.3)
+    sent = sock.stream(np.concatenate([lead2, second, silence(1.0)]))
+    cancelled = sock.first("speech_cancelled", sent.t0, reply=clip[1]["reply"])
+    out["barge_in"] = (cancelled[0] - sent.at(len(lead2))) * 1000 if cancelled else float("nan")
+    clip2 = sock.first("clip_ready", cancelled[0] if cancelled else sent.t0, timeout=60)
+    if clip2 is not None:  # the avatar's own voice fed straight back, as a microphone without echo cancellation
+        t2 = sock.stream(clip_audio(base, clip[1]["url"])).t0
+        out["false_raw_echo"] = float(sock.first("speech_cancelled", t2, timeout=0.5,
+                                                 reply=clip2[1]["reply"]) is not None)
+    sock.ws.close()
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=4)
+    args = parser.parse_args()
+    from avatarchat.tts.espeak import EspeakTTS
+    from avatarchat.tts.piper import PiperTTS
+
+    piper = PiperTTS()
+    piper.warm_up()
+    clips = {"piper:en_US-joe-medium": [speak(piper, s) for s in SENTENCES],
+             "espeak:en-us": [speak(EspeakTTS(), s, "en-us") for s in SENTENCES]}
+    wer_rows, rtf = asr_quality(clips)
+    vad_rows = vad_timing(clips["piper:en_US-joe-medium"] + clips["espeak:en-us"])
+    runs = []
+    with tempfile.TemporaryDirectory() as tmp:
+        proc, base = start_server(Path(tmp))
+        try:
+            time.sleep(3)  # the ASR model loads in the background after start-up
+            piper_clips = clips["piper:en_US-joe-medium"]
+            for i in range(args.runs):
+                runs.append(conversation(base, piper_clips[i % len(piper_clips)], piper_clips[(i + 1) % len(piper_clips)]))
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+    med = {k: statistics.median([r[k] for r in runs if k in r]) for k in runs[0]}
+    worst = {k: max(r[k] for r in runs if k in r) for k in runs[0]}
+    latency_rows = [[name, f"{med[k]:.0f}", f"{worst[k]:.0f}", target] for name, k, target in (
+        ("end of speech -> final transcript", "final", ""),
+        ("end of speech -> reply_text", "reply_text", "< 600"),
+        ("end of speech -> first clip_ready", "clip_ready", "< 1100"),
+        ("speech onset -> speech_cancelled (voice barge-in)", "barge_in", "< 200"))]
+    false_rows = [["room noise (rms 150, ~-47 dBFS) while a clip plays", f"{sum(r['false_noise'] for r in runs):.0f} / {len(runs)}"],
+                  ["the clip's own audio fed back raw (no echo cancellation)",
+                   f"{sum(r.get('false_raw_echo', 0) for r in runs):.0f} / {sum('false_raw_echo' in r for r in runs)}"]]
+    body = (f"Word error rate (Whisper `tiny.en`, int8, greedy, one CPU thread; {len(SENTENCES)} sentences per voice):\n\n"
+            + table(["language", "voice", "sentences", "WER"], wer_rows)
+            + f"\n\nASR real-time factor on one thread: **{rtf:.3f}** (compute seconds per second of audio).\n\n"
+            "VAD (Silero v6, threshold 0.5, hangover 350 ms) against the true edges of each sentence, ms "
+            "(positive: late):\n\n"
+            + table(["padding", "sentences", "missed", "onset mean", "onset max abs", "offset mean",
+                     "offset max abs"], vad_rows)
+            + f"\n\nThrough `avatarchat serve` (echo LLM) and its WebSocket, audio streamed in real time in 60 ms "
+            f"frames, {args.runs} conversations, ms:\n\n"
+            + table(["", "median", "worst", "target"], latency_rows)
+            + "\n\nFalse barge-ins (a `speech_cancelled` while the avatar speaks and nobody does):\n\n"
+            + table(["microphone hears", "false barge-ins"], false_rows)
+            + "\n\nThe page relies on the browser's echo cancellation (`getUserMedia` with `echoCancellation`); "
+            "without it the avatar's own voice would interrupt it, as the last row shows.")
+    write_section("voice", "Voice input", body, "python benchmarks/voice.py")
+
+
+if __name__ == "__main__":
+    main()

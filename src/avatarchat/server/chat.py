@@ -1,0 +1,38 @@
+"""One chat turn, however it came in: typed (``POST /chat``) or spoken (a final transcript on the socket).
+
+Both paths validate the message the same way, interrupt or queue behind the avatar's current speech, apply
+admission control and stream the reply through the session's speech lane, so a spoken message is in every
+way a typed one.
+"""
+
+from __future__ import annotations
+
+from avatarchat.errors import BadRequest
+from avatarchat.pipeline.reply import Reply
+from avatarchat.pipeline.session import Session
+from avatarchat.services import Services
+
+
+def check_message(s: Services, message: str) -> str:
+    message = message.strip()
+    if not message:
+        raise BadRequest("message is empty: type something for the avatar to answer.")
+    if len(message) > s.settings.max_message_chars:
+        raise BadRequest(f"message is {len(message)} characters; the limit is {s.settings.max_message_chars}.")
+    return message
+
+
+async def converse(s: Services, session: Session, message: str, *, queue: bool = False,
+                   voice: str | None = None) -> tuple[Reply, str]:
+    """Answer ``message`` in ``session``: returns the reply handle and its whole text (clips follow as events)."""
+    message = check_message(s, message)
+    voice_id = s.tts.resolve(voice).id if voice else None
+    if voice_id is not None:
+        session.voice = voice_id
+    reply, cancelled = session.begin_reply(message, barge_in=not queue)
+    if cancelled:
+        s.metrics.cancelled.inc(len(cancelled))
+    # Admission control: rather than a minute of silence, a busy server answers in text only.
+    speak = s.pipeline.expected_wait_s(s.sessions.jobs_waiting()) <= s.settings.max_speech_wait_s
+    text = await s.pipeline.reply(session, reply, speak=speak)
+    return reply, text

@@ -1,0 +1,97 @@
+"""The page's microphone in a real headless Chromium whose fake microphone plays a generated WAV file, and the
+page at a phone's size."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy.signal import resample_poly
+
+from tests.test_browser import ARGS, CHROMIUM, browser  # noqa: F401 - the module's browser fixture
+from tests.voice_audio import noise, silence, speak, write_wav
+
+pytestmark = pytest.mark.browser
+SENTENCE = "Hello avatar, what can you tell me about the weather today?"
+CONNECTED = "document.getElementById('status').textContent === 'connected'"
+
+
+def at_48k(pcm: np.ndarray) -> np.ndarray:
+    return np.clip(resample_poly(pcm.astype(np.float32), 3, 1), -32768, 32767).astype(np.int16)
+
+
+@pytest.fixture
+def fake_mic(browser, tmp_path: Path):  # noqa: F811
+    """Launch a Chromium whose microphone plays ``audio`` (looped, as Chromium does) and open the page."""
+    launched = []
+
+    def open_page(server: str, audio: np.ndarray, viewport=None):
+        wav = write_wav(tmp_path / f"mic{len(launched)}.wav", at_48k(audio), rate=48000)
+        b = browser.browser_type.launch(executable_path=CHROMIUM, headless=True, args=ARGS + [
+            "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+            f"--use-file-for-fake-audio-capture={wav}"])
+        launched.append(b)
+        page = b.new_page(bypass_csp=True, viewport=viewport or {"width": 1000, "height": 700})
+        page.goto(server + "/")
+        page.wait_for_function(CONNECTED, timeout=15000)
+        return page
+
+    yield open_page
+    for b in launched:
+        b.close()
+
+
+def test_spoken_sentence_is_answered_and_a_second_one_interrupts_the_clip(server: str, fake_mic, tts) -> None:
+    said = speak(tts, SENTENCE)
+    # Looped by Chromium: the sentence comes again about 6.5 s later, while the avatar is saying its answer.
+    page = fake_mic(server, np.concatenate([silence(1.0), said, silence(6.5 - 1.0 - len(said) / 16000)]))
+    page.click("#mic")
+    page.wait_for_function("window.avatarchat.stats.voice.transcripts.length >= 1", timeout=20000)
+    heard = page.evaluate("window.avatarchat.stats.voice.transcripts[0]")
+    assert "weather today" in heard.lower(), heard
+    assert "weather today" in page.inner_text(".log li.user").lower()
+    page.wait_for_selector(".log li.avatar[data-final]", timeout=15000)
+    page.wait_for_function("[...document.querySelectorAll('video.clip')].some(v => v.classList.contains('shown') "
+                           "&& !v.paused && v.currentTime > 0.2)", timeout=30000)
+    first = page.evaluate("window.avatarchat.stats.events.find(e => e.type === 'clip_ready').reply")
+    page.wait_for_function(f"window.avatarchat.stats.events.some(e => e.type === 'speech_cancelled' "
+                           f"&& e.reply === '{first}')", timeout=20000)
+    page.wait_for_function("![...document.querySelectorAll('video.clip')].some(v => v.classList.contains('shown') "
+                           f"&& v.dataset.reply === '{first}')", timeout=3000)  # faded out
+    played = page.evaluate("window.avatarchat.stats.clipsPlayed.map(c => c.reply)")
+    assert first not in played, played  # the interrupted clip never reached its end
+    assert page.evaluate("window.avatarchat.stats.voice.framesSent") > 50
+
+
+def test_a_quiet_room_does_not_interrupt_a_playing_clip(server: str, fake_mic) -> None:
+    """What the microphone hears while the avatar talks, after the browser's echo cancellation: room noise."""
+    page = fake_mic(server, np.concatenate([silence(0.5), noise(3.0, rms=150)]))
+    page.click("#mic")
+    page.wait_for_function("window.avatarchat.stats.voice.framesSent > 10", timeout=10000)
+    page.fill("#message", "This clip plays while the microphone is open.")
+    page.click("#send")
+    page.wait_for_function("window.avatarchat.stats.clipsPlayed.length >= 1", timeout=60000)
+    kinds = page.evaluate("window.avatarchat.stats.events.map(e => e.type)")
+    assert "speech_cancelled" not in kinds and "vad" not in kinds, kinds
+
+
+def test_the_page_fits_a_phone(server: str, browser) -> None:  # noqa: F811
+    page = browser.new_page(bypass_csp=True, viewport={"width": 390, "height": 844}, is_mobile=True,
+                            has_touch=True)
+    page.goto(server + "/")
+    page.wait_for_function(CONNECTED, timeout=15000)
+    page.fill("#message", "A long word: https://example.org/a/very/long/path/that/does/not/break/on/its/own/at/all "
+                          "and then some more words to fill the line.")
+    page.click("#send")
+    page.wait_for_selector(".log li.avatar[data-final]", timeout=15000)
+    width = page.evaluate("window.innerWidth")
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+    for sel in ("#status", "#log", ".log li.user", ".log li.avatar", "#message", "#mic", "#send", "#layers"):
+        box = page.locator(sel).first.bounding_box()
+        assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= width + 0.5, (sel, box)
+    height = page.evaluate("window.innerHeight")
+    for sel in ("#message", "#mic", "#send"):  # reachable without scrolling, in the lower part of the screen
+        box = page.locator(sel).bounding_box()
+        assert box["y"] + box["height"] <= height and box["y"] > height / 3, (sel, box)
+    page.close()

@@ -1,0 +1,50 @@
+"""Speech for the voice-input tests and the benchmark, made by the offline voices: 16 kHz mono int16."""
+
+from __future__ import annotations
+
+import asyncio
+import wave
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from scipy.signal import resample_poly
+
+RATE = 16000
+
+
+def to_16k(pcm: np.ndarray, rate: int) -> np.ndarray:
+    x = resample_poly(pcm.astype(np.float32), RATE, rate) if rate != RATE else pcm.astype(np.float32)
+    return np.clip(np.round(x), -32768, 32767).astype(np.int16)
+
+
+def trim(pcm: np.ndarray, level: int = 300) -> np.ndarray:
+    """The samples from the first to the last one louder than ``level``: where speech really is."""
+    loud = np.nonzero(np.abs(pcm.astype(np.int32)) > level)[0]
+    return pcm[loud[0]: loud[-1] + 1] if len(loud) else pcm[:0]
+
+
+def speak(tts, text: str, voice: str | None = None) -> np.ndarray:
+    """``text`` said by ``tts`` (a TTS backend), trimmed to its speech, at 16 kHz."""
+    with ThreadPoolExecutor(1) as pool:  # its own loop, even where one runs already (Playwright's sync API)
+        speech = pool.submit(asyncio.run, tts.synthesize(text, voice)).result()
+    return trim(to_16k(speech.pcm, speech.sample_rate))
+
+
+def silence(seconds: float) -> np.ndarray:
+    return np.zeros(int(seconds * RATE), np.int16)
+
+
+def noise(seconds: float, rms: float = 200.0, seed: int = 0) -> np.ndarray:
+    """Gaussian noise (room hiss) at ``rms`` (int16 units; 200 is about -44 dBFS)."""
+    rng = np.random.default_rng(seed)
+    return np.clip(rng.normal(0, rms, int(seconds * RATE)), -32768, 32767).astype(np.int16)
+
+
+def write_wav(path: Path, pcm: np.ndarray, rate: int = RATE) -> Path:
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(pcm.astype("<i2").tobytes())
+    return path
