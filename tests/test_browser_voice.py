@@ -95,3 +95,60 @@ def test_the_page_fits_a_phone(server: str, browser) -> None:  # noqa: F811
         box = page.locator(sel).bounding_box()
         assert box["y"] + box["height"] <= height and box["y"] > height / 3, (sel, box)
     page.close()
+
+
+def _mic_error(page) -> str:
+    page.click("#mic")
+    page.wait_for_selector(".log li.error", timeout=10000)
+    return page.inner_text(".log li.error")
+
+
+def test_a_denied_microphone_says_so_and_typing_still_works(server: str, browser) -> None:  # noqa: F811
+    # A microphone exists, but the permission prompt is answered "no" (no fake UI to accept it).
+    b = browser.browser_type.launch(executable_path=CHROMIUM, headless=True,
+                                    args=ARGS + ["--use-fake-device-for-media-stream", "--deny-permission-prompts"])
+    try:
+        page = b.new_page(bypass_csp=True)
+        page.goto(server + "/")
+        page.wait_for_function(CONNECTED, timeout=15000)
+        assert "denied" in _mic_error(page)
+        page.fill("#message", "Typing still works.")
+        page.click("#send")
+        page.wait_for_selector(".log li.avatar[data-final]", timeout=15000)
+    finally:
+        b.close()
+
+
+def test_a_missing_microphone_says_so(server: str, browser) -> None:  # noqa: F811
+    # Permission is granted, but this headless machine has no audio input device at all.
+    b = browser.browser_type.launch(executable_path=CHROMIUM, headless=True,
+                                    args=ARGS + ["--use-fake-ui-for-media-stream"])
+    try:
+        page = b.new_page(bypass_csp=True)
+        page.goto(server + "/")
+        page.wait_for_function(CONNECTED, timeout=15000)
+        message = _mic_error(page)
+        assert "No microphone" in message or "could not start" in message, message
+    finally:
+        b.close()
+
+
+def test_a_page_that_is_not_secure_explains_where_the_microphone_works(settings, voices, renderer, browser,
+                                                                         tmp_path) -> None:  # noqa: F811
+    from avatarchat.server import create_app
+    from tests.helpers import running
+
+    named = settings.model_copy(update={"data_dir": tmp_path, "allowed_hosts": ["avatar.test", "127.0.0.1"]})
+    with running(create_app(named, tts=voices, renderer=renderer)) as base:
+        port = base.rsplit(":", 1)[1]
+        b = browser.browser_type.launch(executable_path=CHROMIUM, headless=True, args=ARGS + [
+            "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+            "--host-resolver-rules=MAP avatar.test 127.0.0.1"])
+        try:
+            page = b.new_page(bypass_csp=True)
+            page.goto(f"http://avatar.test:{port}/")  # plain http on a name other than localhost: not secure
+            page.wait_for_function(CONNECTED, timeout=15000)
+            assert page.evaluate("window.isSecureContext") is False
+            assert "https://" in _mic_error(page)
+        finally:
+            b.close()

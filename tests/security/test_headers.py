@@ -9,7 +9,7 @@ import re
 import httpx
 
 from avatarchat.server.routes import WEB_DIR
-from avatarchat.server.security import json_depth
+from avatarchat.server.limits import json_depth
 from avatarchat.settings import Settings
 
 

@@ -16,7 +16,8 @@ from avatarchat.errors import AvatarChatError, error_body, redact
 from avatarchat.llm import LLM
 from avatarchat.render import Renderer
 from avatarchat.server import routes, ws
-from avatarchat.server.security import docs_urls, secure
+from avatarchat.server.access import docs_urls
+from avatarchat.server.security import secure
 from avatarchat.services import start_services
 from avatarchat.settings import Settings
 from avatarchat.tts import TTS

@@ -11,29 +11,21 @@ browser can be told at that point.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 import logging
 import math
-import re
-import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
 from http.cookies import CookieError, SimpleCookie
-from importlib.resources import files
-from itertools import accumulate
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from fastapi import APIRouter, FastAPI, Request, WebSocket, WebSocketDisconnect
-from fastapi.responses import FileResponse, JSONResponse, Response
-from pydantic import BaseModel
+from fastapi import FastAPI
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from avatarchat.errors import error_body
+from avatarchat.server.access import COOKIE, cookie_token, http_error, security_router
+from avatarchat.server.limits import RateLimiter, json_depth
 from avatarchat.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -43,8 +35,6 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-FAVICON = Path(str(files("avatarchat").joinpath("web/favicon.svg")))
-COOKIE = "avatarchat_access"
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; media-src 'self' blob:; "
        "connect-src 'self' ws: wss:; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; "
        "form-action 'self'")
@@ -58,8 +48,6 @@ SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
 OPEN_PATHS = frozenset({"/", "/healthz", "/favicon.ico", "/access"})
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 ANY_HOST = "*"
-_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
-_NOT_BRACKET = re.compile(r"[^\[\]{}]")
 
 
 # ---- settings made concrete ------------------------------------------------------------------------------------
@@ -74,74 +62,12 @@ def allowed_hosts(settings: Settings) -> frozenset[str]:
     return frozenset(own)
 
 
-def docs_urls(settings: Settings) -> dict[str, str | None]:
-    """``FastAPI(**docs_urls(settings))``: the OpenAPI pages exist only when ``docs_enabled``."""
-    if settings.docs_enabled:
-        return {"docs_url": "/docs", "redoc_url": None, "openapi_url": "/openapi.json"}
-    return {"docs_url": None, "redoc_url": None, "openapi_url": None}
-
-
-def cookie_token(key: str) -> str:
-    """What the access cookie holds for ``key``: derived from it, so the key itself is not stored by the browser."""
-    return hmac.new(key.encode(), b"avatarchat-access-cookie", hashlib.sha256).hexdigest()
-
-
 def host_part(value: str) -> str:
     """``example.com:7135`` -> ``example.com``; ``[::1]:80`` -> ``::1``; lower case."""
     value = value.strip().lower()
     if value.startswith("["):
         return value[1:].split("]", 1)[0]
     return value.rsplit(":", 1)[0] if value.count(":") == 1 else value
-
-
-def json_depth(text: str) -> int:
-    """How deeply ``text`` (JSON) nests arrays and objects, counted without recursing."""
-    brackets = _NOT_BRACKET.sub("", _STRING.sub("", text))
-    return max(accumulate(1 if c in "[{" else -1 for c in brackets), default=0)
-
-
-# ---- rates ------------------------------------------------------------------------------------------------------
-
-@dataclass
-class TokenBucket:
-    """``capacity`` tokens, refilled at ``per_s``; a request takes one."""
-
-    capacity: float
-    per_s: float
-    tokens: float = -1.0
-    stamp: float = field(default_factory=time.monotonic)
-
-    def take(self, now: float | None = None) -> float:
-        """0 when a token was taken, else the seconds until one will be there."""
-        now = time.monotonic() if now is None else now
-        if self.tokens < 0:
-            self.tokens = self.capacity
-        self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.per_s)
-        self.stamp = now
-        if self.tokens >= 1:
-            self.tokens -= 1
-            return 0.0
-        return (1 - self.tokens) / self.per_s
-
-
-class RateLimiter:
-    """One token bucket per key (a client address, a session), the least recently used forgotten beyond
-    ``max_keys`` so a flood of keys cannot grow memory."""
-
-    def __init__(self, per_minute: int, max_keys: int = 10000) -> None:
-        self.per_minute = per_minute
-        self.max_keys = max_keys
-        self.buckets: OrderedDict[str, TokenBucket] = OrderedDict()
-
-    def wait_s(self, key: str) -> float:
-        """0 if ``key`` may go ahead now, else how long it should wait."""
-        if self.per_minute <= 0:
-            return 0.0
-        bucket = self.buckets.pop(key, None) or TokenBucket(self.per_minute, self.per_minute / 60)
-        self.buckets[key] = bucket
-        while len(self.buckets) > self.max_keys:
-            self.buckets.popitem(last=False)
-        return bucket.take()
 
 
 # ---- the middleware ---------------------------------------------------------------------------------------------
@@ -357,101 +283,6 @@ def _with_headers(send: Send) -> Send:
         await send(message)
 
     return send_secure
-
-
-# ---- socket frames ----------------------------------------------------------------------------------------------
-
-@dataclass
-class FrameRefused:
-    """A client frame the socket will not act on; the session gets an ``error`` event and the socket lives on."""
-
-    code: str
-    message: str
-
-
-AUDIO_UNIT_BYTES = 960  # 30 ms of 16 kHz mono int16: audio frames are whole multiples of it
-AUDIO_BURST_S = 4.0  # seconds of audio a socket may send ahead of real time
-AUDIO_RATE = 1.25  # and on average, times real time (network jitter)
-
-
-class FrameGuard:
-    """Per socket: frame size and rate limits; binary frames are microphone audio, when voice input is on."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.max_bytes = settings.ws_max_frame_bytes
-        self.voice = settings.voice_enabled
-        self.bucket = TokenBucket(4 * settings.ws_frames_per_s, settings.ws_frames_per_s)
-        # Audio is metered in 30 ms units, not frames: the page may send small frames often.
-        units_per_s = 1000 / 30
-        self.audio_bucket = TokenBucket(AUDIO_BURST_S * units_per_s, AUDIO_RATE * units_per_s)
-
-    def check(self, message: Message) -> str | bytes | FrameRefused:
-        text, data = message.get("text"), message.get("bytes")
-        if text is None:
-            return self._audio(data or b"")
-        if len(text) > self.max_bytes or len(text.encode()) > self.max_bytes:
-            return FrameRefused("frame_too_large", f"Frames are limited to {self.max_bytes} bytes.")
-        if self.bucket.take():
-            return FrameRefused("rate_limited", "Too many frames; this one was dropped.")
-        return text
-
-    def _audio(self, data: bytes) -> bytes | FrameRefused:
-        if len(data) > self.max_bytes:
-            return FrameRefused("frame_too_large", f"Frames are limited to {self.max_bytes} bytes.")
-        if not self.voice:
-            return FrameRefused("voice_off", "Voice input is turned off on this server; type your message.")
-        if not data or len(data) % AUDIO_UNIT_BYTES:
-            return FrameRefused("bad_audio", "Audio frames are 16 kHz mono 16-bit little-endian PCM in whole "
-                                             f"30 ms units ({AUDIO_UNIT_BYTES} bytes); got {len(data)} bytes.")
-        for _ in range(len(data) // AUDIO_UNIT_BYTES):
-            if self.audio_bucket.take():
-                return FrameRefused("rate_limited", "Audio is arriving faster than real time; a frame was dropped.")
-        return data
-
-
-async def receive_frame(websocket: WebSocket, guard: FrameGuard) -> str | bytes | FrameRefused:
-    """The next text frame or audio frame, or why the frame that came is refused; raises
-    ``WebSocketDisconnect`` on close."""
-    message = await websocket.receive()
-    if message["type"] == "websocket.disconnect":
-        raise WebSocketDisconnect(message.get("code", 1000), message.get("reason"))
-    return guard.check(message)
-
-
-# ---- routes and handlers ----------------------------------------------------------------------------------------
-
-class AccessRequest(BaseModel):
-    key: str
-
-
-def security_router(settings: Settings) -> APIRouter:
-    """``/favicon.ico``, and ``POST /access``, which trades a key for a cookie the page's media and socket carry."""
-    router = APIRouter()
-    tokens = {cookie_token(k.get_secret_value()): k.get_secret_value() for k in settings.access_keys}
-
-    @router.get("/favicon.ico", include_in_schema=False)
-    async def favicon() -> FileResponse:
-        return FileResponse(FAVICON, media_type="image/svg+xml", headers={"cache-control": "max-age=86400"})
-
-    @router.post("/access", status_code=204)
-    async def access(request: Request, body: AccessRequest) -> Response:
-        match = next((t for t, k in tokens.items() if hmac.compare_digest(k.encode(), body.key.encode())), None)
-        if match is None:
-            return JSONResponse(error_body("bad_access_key", "That access key is not valid."),
-                                status_code=401)
-        response = Response(status_code=204)
-        response.set_cookie(COOKIE, match, httponly=True, samesite="strict", secure=request.url.scheme == "https")
-        return response
-
-    return router
-
-
-async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
-    """Starlette's own errors (404 for an unknown route, 405, a body FastAPI cannot parse) in the envelope."""
-    codes = {404: "not_found", 405: "method_not_allowed"}
-    message = exc.detail if isinstance(exc.detail, str) else "Bad request."
-    return JSONResponse(error_body(codes.get(exc.status_code, "bad_request"), message),
-                        status_code=exc.status_code, headers=exc.headers)
 
 
 def secure(app: FastAPI, settings: Settings) -> None:

@@ -21,7 +21,7 @@ from avatarchat.errors import AvatarChatError
 from avatarchat.events import ErrorEvent, Pong, SessionState
 from avatarchat.pipeline.session import Outbox, Session
 from avatarchat.server.chat import converse
-from avatarchat.server.security import FrameGuard, FrameRefused, receive_frame
+from avatarchat.server.frames import FrameGuard, FrameRefused, receive_frame
 from avatarchat.services import Services
 
 log = logging.getLogger(__name__)
