@@ -133,8 +133,8 @@ def test_a_missing_microphone_says_so(server: str, browser) -> None:  # noqa: F8
         b.close()
 
 
-def test_a_page_that_is_not_secure_explains_where_the_microphone_works(settings, voices, renderer, browser,
-                                                                         tmp_path) -> None:  # noqa: F811
+def test_a_page_that_is_not_secure_explains_where_the_microphone_works(
+        settings, voices, renderer, browser, tmp_path) -> None:  # noqa: F811
     from avatarchat.server import create_app
     from tests.helpers import running
 
