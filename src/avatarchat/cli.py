@@ -40,6 +40,8 @@ def _say(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.avatar:
         settings.avatar_path = Path(args.avatar)
+    if args.motion is not None:
+        settings.motion_scale = args.motion
     text = " ".join(args.text).strip()
     if not text:
         print("avatarchat say: give some text to speak", file=sys.stderr)
@@ -74,6 +76,14 @@ async def _voice(settings: Settings, text: str, voice_id: str | None):
     return services, speech, voice
 
 
+def _motion_scale(text: str) -> float:
+    """``--motion``: a number from 0 to 3 (the range of the motion_scale setting)."""
+    value = float(text)
+    if not 0.0 <= value <= 3.0:
+        raise argparse.ArgumentTypeError("must be between 0 and 3")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="avatarchat", description=__doc__)
     parser.add_argument("--log-level", default="INFO")
@@ -86,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     p_say.add_argument("-o", "--output", default="out.mp4")
     p_say.add_argument("--voice", default=None, help="voice id such as piper:en_US-joe-medium or espeak:ko")
     p_say.add_argument("--avatar", default=None, help="avatar image (default: the bundled portrait)")
+    p_say.add_argument("--motion", type=_motion_scale, default=None, metavar="SCALE",
+                       help="head, brow and gaze motion: 0 = still head, 1 = default (setting motion_scale)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = Settings()
