@@ -109,15 +109,15 @@ def speech_motion(p: Prosody, fps: int, seed: int, scale: float = 1.0) -> HeadMo
     rng = np.random.default_rng(seed)
     loud = gaussian_filter1d(p.loudness, 1.5)
     active = np.clip(gaussian_filter1d(p.loudness, 0.4 * fps) / max(float(p.loudness.max()), 1e-6) * 1.6, 0, 1)
-    gate = np.clip(0.15 + 0.85 * active, 0.0, 1.0)
     nods = kernel_sum(n, p.stresses, 0.4 + 0.6 * p.stress_weight, tau=0.1 * fps, lead=2)
-    ends = kernel_sum(n, p.phrase_ends, np.ones(len(p.phrase_ends)), tau=0.18 * fps, lead=3)
-    end_side = kernel_sum(n, p.phrase_ends, rng.choice([-1.0, 1.0], len(p.phrase_ends)), tau=0.25 * fps, lead=3)
-    beat = [smooth_noise(rng, n, 1.5, lowcut=6.0) * loud for _ in range(3)]
-    drift = [smooth_noise(rng, n, 0.7 * fps) * gate for _ in range(4)]
-    pitch = 2.2 * nods + 2.4 * ends + 0.8 * drift[0] + 0.7 * beat[0]
-    yaw = 1.8 * drift[1] + 1.0 * beat[1]
-    roll = 1.1 * drift[2] + 0.6 * beat[2] + 0.9 * end_side
+    # Phrase-final nods start on the last syllable, not in the pause after it.
+    ends = kernel_sum(n, p.phrase_ends, np.ones(len(p.phrase_ends)), tau=0.15 * fps, lead=5)
+    end_side = kernel_sum(n, p.phrase_ends, rng.choice([-1.0, 1.0], len(p.phrase_ends)), tau=0.2 * fps, lead=5)
+    beat = [smooth_noise(rng, n, 1.5, lowcut=6.0) * loud**1.5 for _ in range(3)]
+    drift = [smooth_noise(rng, n, 0.7 * fps) * active for _ in range(4)]
+    pitch = 2.0 * nods + 1.2 * ends + 0.5 * drift[0] + 1.0 * beat[0]
+    yaw = 1.2 * drift[1] + 1.5 * beat[1]
+    roll = 0.7 * drift[2] + 0.9 * beat[2] + 0.5 * end_side
     tx = 0.006 * drift[3]
     ty = -0.003 * gaussian_filter1d(active, 0.3 * fps)  # a slight lift of the head while talking
     accents = p.stress_weight * (np.array([p.pitch[max(0, s - 2) : s + 3].max(initial=0.0) for s in p.stresses]) > 1.0)
