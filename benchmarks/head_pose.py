@@ -58,8 +58,8 @@ class PoseSeries:
         """Std of the translation's length-preserving components, pooled: sqrt(var x + var y)."""
         return float(np.sqrt(np.nansum(np.nanvar(self.shift, axis=0))))
 
-    def angular_speed(self, sigma: float = 3.0) -> np.ndarray:
-        """Degrees per frame after a Gaussian smoothing (sigma in frames, 120 ms by default) that removes the
+    def angular_speed(self, sigma: float = 2.0) -> np.ndarray:
+        """Degrees per frame after a Gaussian smoothing (sigma in frames, 80 ms by default) that removes the
         detector's frame-to-frame noise: head motion is slower than that noise."""
         a = self.angles.copy()
         for j in range(3):

@@ -89,7 +89,7 @@ def test_clips_and_idle_start_and_end_on_the_rest_frame_and_never_lose_the_face(
     idle = list(renderer.idle_frames(avatar))
     assert np.array_equal(idle[0], avatar.image)
     assert psnr(idle[-1], avatar.image) >= 40.0
-    assert max(psnr(f, avatar.image) for f in frames[3:-3]) < 40.0, "the clip never left the rest pose"
+    assert min(psnr(f, avatar.image) for f in frames) < 30.0, "the clip never left the rest pose"
     pose = measure(avatar, frames[::2] + idle[::4])
     assert pose.found.all(), f"face lost in {np.sum(~pose.found)} frames"
 

@@ -108,16 +108,16 @@ def speech_motion(p: Prosody, fps: int, seed: int, scale: float = 1.0) -> HeadMo
         return HeadMotion.still(n)
     rng = np.random.default_rng(seed)
     loud = gaussian_filter1d(p.loudness, 1.5)
-    active = np.clip(gaussian_filter1d(p.loudness, 0.4 * fps) / max(float(p.loudness.max()), 1e-6) * 1.6, 0, 1)
+    active = np.clip(gaussian_filter1d(p.loudness, 0.25 * fps) / max(float(p.loudness.max()), 1e-6) * 1.6, 0, 1)
     nods = kernel_sum(n, p.stresses, 0.4 + 0.6 * p.stress_weight, tau=0.1 * fps, lead=2)
     # Phrase-final nods start on the last syllable, not in the pause after it.
     ends = kernel_sum(n, p.phrase_ends, np.ones(len(p.phrase_ends)), tau=0.15 * fps, lead=5)
     end_side = kernel_sum(n, p.phrase_ends, rng.choice([-1.0, 1.0], len(p.phrase_ends)), tau=0.2 * fps, lead=5)
-    beat = [smooth_noise(rng, n, 1.5, lowcut=6.0) * loud**1.5 for _ in range(3)]
+    beat = [smooth_noise(rng, n, 3.0, lowcut=10.0) * loud**2 for _ in range(3)]  # beats of ~1-3 Hz
     drift = [smooth_noise(rng, n, 0.7 * fps) * active for _ in range(4)]
-    pitch = 2.0 * nods + 1.2 * ends + 0.5 * drift[0] + 1.0 * beat[0]
-    yaw = 1.2 * drift[1] + 1.5 * beat[1]
-    roll = 0.7 * drift[2] + 0.9 * beat[2] + 0.5 * end_side
+    pitch = 2.0 * nods + 0.6 * ends + 0.3 * drift[0] + 1.6 * beat[0]
+    yaw = 0.8 * drift[1] + 2.2 * beat[1]
+    roll = 0.5 * drift[2] + 1.2 * beat[2] + 0.3 * end_side
     tx = 0.006 * drift[3]
     ty = -0.003 * gaussian_filter1d(active, 0.3 * fps)  # a slight lift of the head while talking
     accents = p.stress_weight * (np.array([p.pitch[max(0, s - 2) : s + 3].max(initial=0.0) for s in p.stresses]) > 1.0)

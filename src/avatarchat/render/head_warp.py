@@ -23,8 +23,8 @@ from avatarchat.render.warp import read_only
 RING_POINTS = 40
 HEAD_AXES = (1.6, 0.88)  # the head ellipse: across (x the face's half width), along (x the face height)
 HEAD_RAISE = 0.15  # its centre sits this far (x face height) above the face's middle: hair is above the face
-FADE = 1.4  # the still ring is the head ellipse scaled by this much
-BROW_LIFT = 0.045  # brow raise at lift 1, x face height
+FADE = 1.3  # the still ring is the head ellipse scaled by this much
+BROW_LIFT = 0.035  # brow raise at lift 1, x face height
 KNIT_IN, KNIT_DOWN = 0.014, 0.008  # inner brows at knit 1: towards the nose and down, x face height
 
 
