@@ -37,3 +37,14 @@ def test_say_reports_bad_avatar_and_voice(tmp_path: Path) -> None:
     assert r.returncode == 1 and "No face found" in r.stderr
     r = run_cli("say", "Hi.", "--voice", "nope:none", cwd=tmp_path)
     assert r.returncode == 1 and "Unknown voice" in r.stderr
+
+
+def test_say_motion_option_is_documented_and_checked(tmp_path: Path) -> None:
+    r = run_cli("say", "--help", cwd=tmp_path)
+    assert r.returncode == 0 and "--motion" in r.stdout and "0 = still head" in r.stdout
+    r = run_cli("say", "Hi.", "--motion", "-1", cwd=tmp_path)
+    assert r.returncode == 2 and "between 0 and 3" in r.stderr
+    out = tmp_path / "still.mp4"
+    r = run_cli("say", "Hello there.", "--motion", "0", "-o", str(out), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert decode_clip(out.read_bytes()).fps == 25
