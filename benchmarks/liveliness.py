@@ -193,12 +193,22 @@ def main(argv: list[str] | None = None) -> int:
                     contact_sheet(before, frames, rest_lm, SHEET)
             idles.append(idle_row(face, renderer, avatar, mesh, rest_lm))
     elapsed = time.perf_counter() - t0
+    body = report(rows, idles, len(english), len(korean), elapsed, args.quick)
+    if args.no_write:
+        print(body)
+    else:
+        write_section("liveliness", "Liveliness (head, brows, blinks; independent face-mesh pass over the output)",
+                      body, "python -m benchmarks.liveliness" + (" --quick" if args.quick else ""))
+    return 0
+
+
+def report(rows: list[dict], idles: list[dict], n_en: int, n_ko: int, elapsed: float, quick: bool) -> str:
     agg, targets = summary(rows, idles, list(lq.FACES))
     per = [[r["face"], r["lang"], r["text"][:32], fmt_rot(r["rot"]), f"{r['shift']:.2f}", f"{r['brow']:.2f}",
             f"{r['r_speed']:.2f}", f"{100 * r['found']:.0f}%", f"{r['bg']:.1f}", f"{r['lip'].r:.2f}",
             f"{r['lip'].lag_ms:+.0f}", f"{r['lip'].silent_closed}/{r['lip'].silent}"] for r in rows]
-    body = "\n".join([
-        f"{len(english)} English sentences (Piper `en_US-joe-medium`) and {len(korean)} Korean ones (`espeak-ng -v "
+    return "\n".join([
+        f"{n_en} English sentences (Piper `en_US-joe-medium`) and {n_ko} Korean ones (`espeak-ng -v "
         "ko`), the sentences and faces of the lip-sync benchmark (`astronaut`: the bundled 512x384 portrait; "
         "`hopper`: tests/data/grace_hopper.jpg at 436x512), rendered at `motion_scale` 1 with per-voice "
         "calibration. Pose: a fresh `FaceMesh(static=True)` over every output frame; rigid landmarks (forehead "
@@ -227,14 +237,8 @@ def main(argv: list[str] | None = None) -> int:
                "bg PSNR", "lip r", "lag ms", "closed"], per),
         "",
         f"Contact sheet: `{SHEET.relative_to(ROOT)}` (still head above, moving head below). Took {elapsed:.0f} s"
-        + (" (--quick: two sentences per language)." if args.quick else "."),
+        + (" (--quick: two sentences per language)." if quick else "."),
     ])
-    if args.no_write:
-        print(body)
-    else:
-        write_section("liveliness", "Liveliness (head, brows, blinks; independent face-mesh pass over the output)",
-                      body, "python -m benchmarks.liveliness" + (" --quick" if args.quick else ""))
-    return 0
 
 
 if __name__ == "__main__":
