@@ -31,7 +31,9 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def settings(data_dir: Path) -> Settings:
-    return Settings(_env_file=None, data_dir=data_dir, port=0, llm_backend="echo")
+    # A still head: the server tests compare the mouth against an unchanged upper face; head motion has its own
+    # tests (tests/test_render_motion.py).
+    return Settings(_env_file=None, data_dir=data_dir, port=0, llm_backend="echo", motion_scale=0.0)
 
 
 @pytest.fixture(scope="session")
@@ -50,7 +52,7 @@ def voices(tts: PiperTTS) -> VoiceRouter:
 
 @pytest.fixture(scope="session")
 def renderer(data_dir: Path) -> MeshWarpRenderer:
-    return MeshWarpRenderer(cache_dir=data_dir / "avatars")
+    return MeshWarpRenderer(cache_dir=data_dir / "avatars", motion_scale=0.0)  # still head: see ``settings``
 
 
 @pytest.fixture(scope="session")

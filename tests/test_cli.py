@@ -58,3 +58,14 @@ def test_listen_prints_the_transcript_and_its_segments(tmp_path: Path, tts) -> N
     assert abs(start - 0.8) < 0.15 and "morning" in lines[0].lower()
     r = run_cli("listen", str(tmp_path / "missing.wav"), cwd=tmp_path)
     assert r.returncode == 2 and "no such file" in r.stderr
+
+
+def test_say_motion_option_is_documented_and_checked(tmp_path: Path) -> None:
+    r = run_cli("say", "--help", cwd=tmp_path)
+    assert r.returncode == 0 and "--motion" in r.stdout and "0 = still head" in r.stdout
+    r = run_cli("say", "Hi.", "--motion", "-1", cwd=tmp_path)
+    assert r.returncode == 2 and "between 0 and 3" in r.stderr
+    out = tmp_path / "still.mp4"
+    r = run_cli("say", "Hello there.", "--motion", "0", "-o", str(out), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert decode_clip(out.read_bytes()).fps == 25

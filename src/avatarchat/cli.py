@@ -39,6 +39,8 @@ def _say(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.avatar:
         settings.avatar_path = Path(args.avatar)
+    if args.motion is not None:
+        settings.motion_scale = args.motion
     text = " ".join(args.text).strip()
     if not text:
         print("avatarchat say: give some text to speak", file=sys.stderr)
@@ -99,6 +101,14 @@ def _listen(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _motion_scale(text: str) -> float:
+    """``--motion``: a number from 0 to 3 (the range of the motion_scale setting)."""
+    value = float(text)
+    if not 0.0 <= value <= 3.0:
+        raise argparse.ArgumentTypeError("must be between 0 and 3")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="avatarchat", description=__doc__)
     parser.add_argument("--log-level", default="INFO")
@@ -114,6 +124,10 @@ def main(argv: list[str] | None = None) -> int:
     p_listen = sub.add_parser("listen", help="print the transcript of an audio or video file (WAV, MP3, MP4...)")
     p_listen.add_argument("file")
     p_listen.add_argument("--segments", action="store_true", help="one line per speech segment: start end text")
+
+
+    p_say.add_argument("--motion", type=_motion_scale, default=None, metavar="SCALE",
+                       help="head, brow and gaze motion: 0 = still head, 1 = default (setting motion_scale)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = Settings()

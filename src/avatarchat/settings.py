@@ -87,6 +87,8 @@ class Settings(BaseSettings):
                                      "webm, mov, mkv, m4v; up to 10 s, looped ping-pong); default: the bundled "
                                      "portrait.")
     render_max_side: int = Field(512, ge=64, le=2048, description="Longest side of rendered video, in pixels.")
+    motion_scale: float = Field(1.0, ge=0, le=3, description="Head, brow and gaze motion driven by the voice, and "
+                                "the idle loop's breathing: 0 = a still head (mouth and lids only), 1 = default.")
 
     max_message_chars: int = Field(2000, ge=1, description="Longest accepted chat message; at most "
                                                             "110 x session_queue_size, so all of it can be spoken.")

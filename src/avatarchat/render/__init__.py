@@ -11,7 +11,8 @@ from avatarchat.render.meshwarp import MeshWarpRenderer
 from avatarchat.settings import Settings
 
 REGISTRY: dict[str, Callable[[Settings], Renderer]] = {
-    "meshwarp": lambda s: MeshWarpRenderer(cache_dir=s.data_dir / "avatars", max_side=s.render_max_side),
+    "meshwarp": lambda s: MeshWarpRenderer(cache_dir=s.data_dir / "avatars", max_side=s.render_max_side,
+                                          motion_scale=s.motion_scale),
 }
 
 

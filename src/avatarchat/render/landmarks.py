@@ -43,6 +43,20 @@ NOSE_RIDGE = [168, NOSE_BRIDGE, 197, 195, 5, 4, NOSE_TIP]
 FOREHEAD_MIDLINE = [FOREHEAD, 151, 9, 8]
 TEMPLES = [127, 356, 162, 389]
 
+# Brows, image-left then image-right, each from the temple side to the middle (upper edge, then lower edge).
+LEFT_BROW = [70, 63, 105, 66, 107, 46, 53, 52, 65, 55]
+RIGHT_BROW = [300, 293, 334, 296, 336, 276, 283, 282, 295, 285]
+BROW_INNER = [107, 55, 66, 65, 336, 285, 296, 295]  # the ends by the nose: they knit
+BROW_TOP = [105, 334]  # the middle of each brow's upper edge (brow-to-eye distance)
+EYE_TOP = [159, 386]  # the middle of each upper lid (the other end of that distance)
+# Forehead skin just above the brows: it rides part of a brow lift.
+FOREHEAD_LOW = [104, 69, 108, 151, 337, 299, 333, 67, 109, 338, 297]
+IRIS = list(range(468, 478))  # both irises (centre and four rim points each): gaze
+FACE_OVAL = [10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400, 377, 152,
+             148, 176, 149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109]
+# Rigid points for measuring head pose: forehead, nose bridge and eye corners move with the skull only.
+RIGID = FOREHEAD_MIDLINE + [168, NOSE_BRIDGE] + LEFT_EYE_CORNERS + RIGHT_EYE_CORNERS
+
 class FaceMesh:
     """A thread-safe wrapper: mediapipe graphs must not be entered from two threads at once."""
 

@@ -21,9 +21,13 @@ from avatarchat.errors import Cancelled
 from avatarchat.render.avatar import register_avatar
 from avatarchat.render.base import FPS, Avatar, Renderer, frame_count
 from avatarchat.render.face_rig import EyeRig, MouthRig
-from avatarchat.render.motion import blink_curve, blink_times, clip_path, edge_rested, ping_pong, sway
+from avatarchat.render.head_motion import HeadMotion, idle_motion, speech_motion
+from avatarchat.render.head_warp import HeadWarp
+from avatarchat.render.motion import (blink_curve, blink_times, clip_path, edge_rested, phrase_blinks, ping_pong,
+                                      sway)
 from avatarchat.render.mouth_interior import MouthInterior
 from avatarchat.render.mouth_track import MouthTrack, mouth_track
+from avatarchat.render.prosody import analyse
 from avatarchat.render.visemes import SHAPES, VisemeTemplates, calibration_words
 from avatarchat.render.warp import read_only
 
@@ -42,8 +46,24 @@ class Rig:
         self.mouth = MouthRig(landmarks, size)
         self.eyes = EyeRig(landmarks, size)
         self.interior = MouthInterior(self.image, landmarks, self.mouth)
+        self._landmarks = np.array(landmarks)
+        read_only(self._landmarks)
+        self._size = size
+        self._head: HeadWarp | None = None
+        self._head_lock = threading.Lock()
 
-    def frame(self, open_: float, wide: float = 0.0, round_: float = 0.0, blink: float = 0.0) -> np.ndarray:
+    @property
+    def head(self) -> HeadWarp:
+        """The head warp, built on first use (a still head never needs it)."""
+        with self._head_lock:
+            if self._head is None:
+                self._head = HeadWarp(self._landmarks, self._size)
+            return self._head
+
+    def frame(self, open_: float, wide: float = 0.0, round_: float = 0.0, blink: float = 0.0,
+              pose: tuple[float, ...] | None = None) -> np.ndarray:
+        """The picture with the mouth and lids drawn at rest coordinates, then the whole head moved by ``pose``
+        (HeadMotion field order), so the lips stay in sync on the moving head."""
         src = self.image
         out = src.copy()
         if blink > 1e-3:
@@ -54,6 +74,8 @@ class Rig:
             dst = self.mouth.dst_points(open_, wide, round_)
             self.mouth.warp.apply(src, dst, out)
             self.interior.paint(out, dst)
+        if pose is not None and any(abs(v) > 1e-4 for v in pose):
+            out = self.head.apply(out, pose)
         return out
 
 
@@ -61,9 +83,10 @@ class MeshWarpRenderer(Renderer):
     name = "meshwarp"
     fps = FPS
 
-    def __init__(self, cache_dir: Path, max_side: int = 512) -> None:
+    def __init__(self, cache_dir: Path, max_side: int = 512, motion_scale: float = 1.0) -> None:
         self.cache_dir = Path(cache_dir)
         self.max_side = max_side
+        self.motion_scale = float(motion_scale)  # 0: the still head of old (byte-identical frames)
         self._rigs: dict[tuple[str, int], Rig] = {}
         self._templates: dict[str, VisemeTemplates] = {}
         self._lock = threading.Lock()
@@ -99,7 +122,8 @@ class MeshWarpRenderer(Renderer):
     # -- frames -------------------------------------------------------------------------------------------
     def idle_frames(self, avatar: Avatar) -> Iterator[np.ndarray]:
         """A seamless loop starting on the rest frame. A video avatar plays ping-pong over its own frames
-        (its own blinks and motion); an image gets blinks at human intervals and a slight breathing sway."""
+        (its own blinks and motion); an image gets blinks at human intervals, breathing, a slow sway of the
+        head and a look aside (with ``motion_scale`` 0: the old whole-frame sway only)."""
         if avatar.is_video:
             for i in ping_pong(len(avatar.frames)):
                 yield avatar.frames[i]
@@ -107,9 +131,28 @@ class MeshWarpRenderer(Renderer):
         rig = self.rig(avatar)
         n = int(round(IDLE_S * self.fps))
         blink = blink_curve(n, self.fps, starts_s=IDLE_BLINKS_S)
+        if self.motion_scale <= 0.0:
+            for k in range(n):
+                frame = rig.frame(0.0, blink=float(blink[k]))
+                yield sway(frame, k, n) if k else frame
+            return
+        motion = idle_motion(n, self.fps, self.motion_scale)
         for k in range(n):
-            frame = rig.frame(0.0, blink=float(blink[k]))
-            yield sway(frame, k, n) if k else frame
+            yield rig.frame(0.0, blink=float(blink[k]), pose=motion.pose(k))
+
+    def animated(self, avatar: Avatar) -> bool:
+        """Whether clips of this avatar get head motion: a video avatar keeps its own recorded motion."""
+        return not avatar.is_video and self.motion_scale > 0.0
+
+    def motion(self, avatar: Avatar, speech: Speech, n: int) -> HeadMotion:
+        """Head, brow and gaze curves of a clip (all zero for a video avatar or ``motion_scale`` 0)."""
+        if not self.animated(avatar):
+            return HeadMotion.still(n)
+        return speech_motion(analyse(speech, self.fps, n), self.fps, self._seed(speech), self.motion_scale)
+
+    @staticmethod
+    def _seed(speech: Speech) -> int:
+        return zlib.crc32(speech.pcm[:4096].tobytes())
 
     def track(self, speech: Speech, voice: str | None = None) -> MouthTrack:
         """The mouth track a clip is rendered from (at rest on its first and last frame); shapes use the voice's
@@ -123,13 +166,19 @@ class MeshWarpRenderer(Renderer):
         track = self.track(speech, voice)
         n = len(track)
         path = clip_path(n, len(avatar.frames))
-        if avatar.is_video:
+        animated = self.animated(avatar)
+        if animated:
+            prosody = analyse(speech, self.fps, n)
+            motion = speech_motion(prosody, self.fps, self._seed(speech), self.motion_scale)
+            blink = blink_curve(n, self.fps, phrase_blinks(speech.duration_s, self._seed(speech),
+                                                           prosody.phrase_ends / self.fps))
+        elif avatar.is_video:
             blink = np.zeros(n)  # a video avatar blinks by itself
         else:
-            seed = zlib.crc32(speech.pcm[:4096].tobytes())
-            blink = blink_curve(n, self.fps, blink_times(speech.duration_s, seed))
+            blink = blink_curve(n, self.fps, blink_times(speech.duration_s, self._seed(speech)))
         for k in range(n):
             if cancel is not None and cancel.is_set():
                 raise Cancelled("render cancelled")
             rig = self.rig(avatar, int(path[k]))
-            yield rig.frame(float(track.open[k]), float(track.wide[k]), float(track.round[k]), float(blink[k]))
+            yield rig.frame(float(track.open[k]), float(track.wide[k]), float(track.round[k]), float(blink[k]),
+                            motion.pose(k) if animated else None)

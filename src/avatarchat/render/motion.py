@@ -34,6 +34,18 @@ def blink_times(duration_s: float, seed: int, margin_s: float = 0.5) -> list[flo
     return out
 
 
+def phrase_blinks(duration_s: float, seed: int, phrase_ends_s: np.ndarray, margin_s: float = 0.5) -> list[float]:
+    """Blinks of a speaking face: one just after most phrase ends (people blink as a phrase closes), the
+    random ones of ``blink_times`` kept only where they are not within 1.5 s of one of those."""
+    ends = [float(t) + 0.08 for t in phrase_ends_s if margin_s < t < duration_s - margin_s - 0.3]
+    chosen: list[float] = []
+    for t in ends:
+        if not chosen or t - chosen[-1] >= 1.5:
+            chosen.append(t)
+    rest = [t for t in blink_times(duration_s, seed, margin_s) if all(abs(t - e) >= 1.5 for e in chosen)]
+    return sorted(chosen + rest)
+
+
 def sway(frame: np.ndarray, k: int, n: int) -> np.ndarray:
     """Frame ``k`` of an ``n``-frame idle loop of a still picture, breathing: a slight tilt about the chin and a
     bob of a fraction of a pixel, one cycle of each over the loop so it closes without a jump."""
