@@ -17,6 +17,7 @@ from avatarchat.llm import LLM, create_llm
 from avatarchat.metrics import Metrics
 from avatarchat.pipeline.clips import ClipStore
 from avatarchat.pipeline.lane import SpeechLane
+from avatarchat.pipeline.schedule import DeadlineScheduler
 from avatarchat.pipeline.session import Session, SessionManager
 from avatarchat.pipeline.worker import SpeechPipeline
 from avatarchat.render import Avatar, Renderer, create_renderer
@@ -76,8 +77,11 @@ async def start_services(settings: Settings, *, llm: LLM | None = None, tts: TTS
     pipeline = SpeechPipeline(the_llm, the_tts, the_renderer, avatar, clips.directory,
                               threads=settings.render_threads, metrics=metrics, secrets=settings.secrets())
 
+    # One slot per worker thread: TTS and render work of every session, earliest deadline first.
+    scheduler = DeadlineScheduler(settings.render_threads)
+
     def make_lane(session: Session) -> SpeechLane:
-        lane = SpeechLane(session.id, pipeline, session.publish, settings.session_queue_size)
+        lane = SpeechLane(session.id, pipeline, session.publish, settings.session_queue_size, scheduler)
         lane.start()
         return lane
 
