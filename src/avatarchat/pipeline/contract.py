@@ -43,6 +43,9 @@ class Lane(Protocol):
 
     def start(self) -> None: ...
 
+    async def ready(self) -> None:
+        """Return once the lane can deliver this session's events (at once for an in-process lane)."""
+
     def begin(self, reply: Reply) -> None: ...
 
     def has_room(self) -> bool: ...

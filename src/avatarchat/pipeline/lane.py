@@ -66,6 +66,9 @@ class SpeechLane:
         self._tasks = [asyncio.create_task(self._supervise(self._tts_stage), name=f"tts-{self.session_id[:6]}"),
                        asyncio.create_task(self._supervise(self._render_stage), name=f"render-{self.session_id[:6]}")]
 
+    async def ready(self) -> None:
+        return None
+
     def begin(self, reply: Reply) -> None:
         self._replies = {rid: r for rid, r in self._replies.items() if r.speaking()}
         self._replies[reply.id] = reply

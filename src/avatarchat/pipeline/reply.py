@@ -29,8 +29,9 @@ def new_id() -> str:
 class Reply:
     """The handle of one reply: its sentences, announced clips, playback reports and cancellation."""
 
-    def __init__(self, user_message: Any = None) -> None:
-        self.id = new_id()
+    def __init__(self, user_message: Any = None, reply_id: str | None = None) -> None:
+        """``reply_id`` names a reply that already exists elsewhere (another node's, or a worker's copy)."""
+        self.id = reply_id or new_id()
         self.user_message = user_message  # the history entry this reply answers (its answer goes right after)
         self.started = time.perf_counter()
         self.started_at = time.monotonic()  # the same instant on the clock deadlines use

@@ -24,12 +24,15 @@ log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings | None = None, *, llm: LLM | None = None, tts: TTS | None = None,
-               renderer: Renderer | None = None) -> FastAPI:
+               renderer: Renderer | None = None, with_worker: bool = False) -> FastAPI:
+    """``with_worker`` (Redis mode): this process also claims and renders speech jobs."""
     settings = settings or Settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         app.state.services = await start_services(settings, llm=llm, tts=tts, renderer=renderer)
+        if with_worker:
+            app.state.services.start_worker()
         try:
             yield
         finally:  # every reply is cancelled; nothing waits without bound; no half-written clip stays behind

@@ -50,7 +50,11 @@ async def healthz(request: Request) -> JSONResponse:
     body = {"status": "stalled" if pipeline["stalled"] else "ok", "llm": s.llm.name, "tts": s.tts.primary,
             "voice": s.tts.default_voice, "renderer": s.renderer.name, "avatar": s.avatar.id,
             "sessions": len(s.sessions.sessions), "tasks": len(asyncio.all_tasks()), "pipeline": pipeline}
-    return JSONResponse(body, status_code=503 if pipeline["stalled"] else 200)
+    if s.backplane is not None:  # Redis mode: can this node reach Redis, and who renders?
+        body.update(await s.backplane.health())
+        if body["redis"] != "ok":
+            body["status"] = "redis_unreachable"
+    return JSONResponse(body, status_code=200 if body["status"] == "ok" else 503)
 
 
 @router.get("/voices")
@@ -61,7 +65,11 @@ async def voices(request: Request) -> dict:
 
 @router.get("/metrics")
 async def metrics(request: Request) -> Response:
-    return Response(services(request).metrics.exposition(), media_type="text/plain; version=0.0.4")
+    s = services(request)
+    text = s.metrics.exposition()
+    if s.backplane is not None:
+        text += (await s.backplane.exposition()).encode()
+    return Response(text, media_type="text/plain; version=0.0.4")
 
 
 @router.get("/avatar/idle.mp4")
@@ -73,7 +81,13 @@ async def idle_clip(request: Request) -> FileResponse:
 async def clip(request: Request, clip_id: str) -> Response:
     if not CLIP_ID.match(clip_id):
         raise BadRequest("Clip ids are 32 hex characters.")
-    path = services(request).clips.path(clip_id)
+    s = services(request)
+    if s.backplane is not None and s.settings.redis_clips == "redis":
+        data = await s.backplane.clip(clip_id)
+        if data is None:
+            return JSONResponse(error_body("not_found", f"No clip {clip_id}."), status_code=404)
+        return Response(data, media_type="video/mp4")
+    path = s.clips.path(clip_id)
     if not path.is_file():
         return JSONResponse(error_body("not_found", f"No clip {clip_id}."), status_code=404)
     return FileResponse(path, media_type="video/mp4")
@@ -82,7 +96,10 @@ async def clip(request: Request, clip_id: str) -> Response:
 @router.post("/session")
 async def new_session(request: Request) -> dict:
     """Issue a session: its token opens the socket, posts chat messages and is the session's only name."""
-    return {"session_id": services(request).sessions.create().id}
+    s = services(request)
+    session = s.sessions.create()
+    await s.sessions.save(session)  # Redis mode: every node can now take it
+    return {"session_id": session.id}
 
 
 @router.post("/chat")
@@ -95,7 +112,7 @@ async def chat(request: Request, body: ChatRequest) -> dict:
     if len(message) > s.settings.max_message_chars:
         raise BadRequest(f"message is {len(message)} characters; the limit is {s.settings.max_message_chars}.")
     voice = s.tts.resolve(body.voice).id if body.voice else None
-    session = s.sessions.get(body.session_id)
+    session = await s.sessions.find(body.session_id, refresh=True)
     if voice is not None:
         session.voice = voice
     reply, cancelled = session.begin_reply(message, barge_in=not body.queue)
@@ -103,5 +120,8 @@ async def chat(request: Request, body: ChatRequest) -> dict:
         s.metrics.cancelled.inc(len(cancelled))
     # Admission control: rather than a minute of silence, a busy server answers in text only.
     speak = s.pipeline.expected_wait_s(s.sessions.jobs_waiting()) <= s.settings.max_speech_wait_s
-    text = await s.pipeline.reply(session, reply, speak=speak)
+    try:
+        text = await s.pipeline.reply(session, reply, speak=speak)
+    finally:
+        await s.sessions.save(session)
     return {"session_id": session.id, "reply_id": reply.id, "text": text, "sentences": reply.sentences}
