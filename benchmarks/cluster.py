@@ -34,17 +34,28 @@ class Cluster:
             self.procs.append(subprocess.Popen(["redis-server", "--port", str(port), "--save", "", "--appendonly",
                                                 "no"], stdout=subprocess.DEVNULL))
             self.redis_url = env["AVATARCHAT_REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
+            # One job at a time per worker, so N workers use N cores (the embedded server uses render_threads).
+            worker_env = dict(env, AVATARCHAT_RENDER_THREADS="1")
             for i in range(self.workers):
-                self.procs.append(self._start(["worker", "--metrics-port", "0"], env))
+                self.procs.append(self._start(["worker", "--metrics-port", "0"], worker_env))
         web_port = free_port()
         self.procs.append(self._start(["serve", "--port", str(web_port)], env))
         self.base = f"http://127.0.0.1:{web_port}"
-        self._wait_healthy()
+        try:
+            self._wait_healthy()
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
         return self
 
     def _start(self, args: list[str], env: dict[str, str]) -> subprocess.Popen:
-        return subprocess.Popen([sys.executable, "-m", "avatarchat", "--log-level", "WARNING", *args], env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        log = Path(self._tmp.name) / f"{args[0]}-{len(self.procs)}.log"
+        with log.open("wb") as out:
+            return subprocess.Popen([sys.executable, "-m", "avatarchat", "--log-level", "WARNING", *args], env=env,
+                                    stdout=out, stderr=subprocess.STDOUT)
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-1500:]}" for p in Path(self._tmp.name).glob("*.log"))
 
     def _wait_healthy(self) -> None:
         deadline = time.monotonic() + 180
@@ -56,7 +67,7 @@ class Cluster:
             except httpx.HTTPError:
                 pass
             time.sleep(0.3)
-        raise RuntimeError("the deployment did not become healthy")
+        raise RuntimeError("the deployment did not become healthy:\n" + self.logs())
 
     def hop_ms(self) -> float | None:
         """Mean Redis hop per clip (ms), from the web node's metrics."""

@@ -99,6 +99,7 @@ def main() -> None:
     ap.add_argument("--sessions", default="1,2,4,8")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--label", default="", help="a note for the mode column (e.g. 'FCFS, before')")
+    ap.add_argument("--note", default="", help="a paragraph added to the section (e.g. the figures before a change)")
     ap.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
     args = ap.parse_args()
     counts = [int(x) for x in args.sessions.split(",")]
@@ -110,11 +111,12 @@ def main() -> None:
                 rows.append([mode + (f" ({args.label})" if args.label else ""), *row])
             overhead = cluster.hop_ms() if workers else None
         if overhead is not None:
-            rows[-1].append(f"hop {overhead:.1f} ms/clip")
+            rows[-1].append(f"{overhead:.1f} ms per clip (mean over the mode's clips)")
     body = table(["mode", "sessions", "rounds", "first clip median (ms)", "first clip worst (ms)", "late clips",
                   "clips", "speech s per wall s"], [r[:8] for r in rows])
     notes = [f"{r[0]}: Redis hop {r[8]}" for r in rows if len(r) > 8]
     body += "\n\n" + "\n".join(f"- {n}" for n in notes) if notes else ""
+    body += f"\n\n{args.note}" if args.note else ""
     body += ("\n\nEvery session posts a 3-sentence message at once (echo LLM, Piper `en_US-joe-medium`, meshwarp "
              "288 px). `late`: a clip that arrives after a page playing the reply from its first clip, back to "
              "back, needs it (40 ms tolerance). Target (issue 12): with 8 sessions, first clip median < 1200 ms "

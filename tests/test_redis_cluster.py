@@ -70,6 +70,12 @@ def chat(base: str, session: str, message: str) -> dict:
     return r.json()
 
 
+def claimed(client) -> list[dict]:
+    """Jobs claimed by a worker and not yet acknowledged, over both job streams."""
+    return [p for stream in ("avatarchat:jobs:first", "avatarchat:jobs")
+            for p in client.xpending_range(stream, "workers", "-", "+", 10)]
+
+
 def clips_of(events: list[dict], reply: str) -> list[dict]:
     return [e for e in events if e["type"] == "clip_ready" and e["reply"] == reply]
 
@@ -99,7 +105,7 @@ def test_barge_in_on_node_b_stops_the_render_a_worker_runs_for_node_as_reply(dep
     client = d.redis.client()
     with socket(d.b, session) as ws:
         old = chat(d.a, session, LONG)["reply_id"]
-        wait_until(lambda: client.xpending("avatarchat:jobs", "workers")["pending"] > 0, 30, "a render running")
+        wait_until(lambda: claimed(client), 30, "a render running")
         time.sleep(0.3)  # well inside the render (each frame takes 20 ms more than usual)
         t0 = time.monotonic()
         new = chat(d.b, session, "Stop, please.")["reply_id"]
@@ -120,8 +126,8 @@ def test_a_worker_killed_mid_render_loses_nothing_and_nothing_is_announced_twice
     session = httpx.post(d.a + "/session", timeout=30).json()["session_id"]
     with socket(d.b, session) as ws:
         reply = chat(d.a, session, MESSAGE)["reply_id"]
-        wait_until(lambda: client.xpending_range("avatarchat:jobs", "workers", "-", "+", 10), 30, "a claimed job")
-        holder = client.xpending_range("avatarchat:jobs", "workers", "-", "+", 10)[0]["consumer"].decode()
+        wait_until(lambda: claimed(client), 30, "a claimed job")
+        holder = claimed(client)[0]["consumer"].decode()
         pid = int(holder.rsplit("-", 1)[1])
         victim = next(p for p in d.workers if p.pid == pid)
         time.sleep(0.2)  # mid-render
@@ -154,7 +160,22 @@ def test_nodes_and_workers_recover_when_redis_restarts_and_no_job_is_acked_witho
     assert all(p.poll() is None or p.returncode == killed for p in d.procs.procs)  # nobody crashed
     assert "Redis unreachable" in d.procs.log("worker-2") or "Redis unreachable" in d.procs.log("worker-1")
     client = d.redis.client()
-    for entry in client.xrange("avatarchat:jobs"):  # every job acknowledged since the restart has its clip
+    for entry in client.xrange("avatarchat:jobs") + client.xrange("avatarchat:jobs:first"):
+        # every job acknowledged since the restart has its clip
         job = json.loads(entry[1][b"job"])
         if client.exists(f"avatarchat:done:{job['id']}"):
             assert client.exists(f"avatarchat:clip:{job['id']}")
+
+
+def test_with_no_worker_left_a_sentence_gets_an_error_after_the_timeout(deployment: Deployment) -> None:
+    d = deployment
+    for w in d.workers:
+        w.send_signal(signal.SIGKILL)
+        w.wait()
+    session = httpx.post(d.a + "/session", timeout=30).json()["session_id"]
+    with socket(d.b, session) as ws:
+        reply = chat(d.a, session, "Is anybody there?")["reply_id"]
+        events = events_until(ws, "speech_done", reply, timeout_s=60)
+    [error] = [e for e in events if e["type"] == "error"]
+    assert error["code"] == "no_worker" and error["seq"] == 0
+    assert events[-1]["clips"] == 0 and events[-1]["sentences"] == 1

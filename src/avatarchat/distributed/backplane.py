@@ -8,14 +8,21 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from avatarchat.distributed.keys import GROUP, Keys, dumps, loads
+from avatarchat.errors import StoreUnavailable
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class Backplane:
@@ -26,22 +33,25 @@ class Backplane:
 
     @classmethod
     def connect(cls, url: str, session_ttl_s: float, prefix: str = "avatarchat") -> Backplane:
-        """A client that reconnects by itself: a broken connection is replaced on the next command."""
-        redis = Redis.from_url(url, socket_connect_timeout=2, health_check_interval=10)
+        """A client that reconnects by itself: a command on a connection Redis closed (it restarted) is
+        retried on a new one, three times within about a second."""
+        redis = Redis.from_url(url, socket_connect_timeout=2, health_check_interval=10,
+                               retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 3),
+                               retry_on_error=[RedisConnectionError, RedisTimeoutError])
         return cls(redis, Keys(prefix), session_ttl_s)
 
     # -- sessions (SessionStore) ---------------------------------------------------------------------------
     async def load(self, session_id: str) -> dict[str, Any] | None:
-        raw = await self.redis.get(self.keys.session(session_id))
+        raw = await _reachable(self.redis.get(self.keys.session(session_id)))
         return loads(raw) if raw is not None else None
 
     async def save(self, session_id: str, state: dict[str, Any]) -> None:
-        await self.redis.set(self.keys.session(session_id), dumps(state), ex=self._session_ttl_s)
+        await _reachable(self.redis.set(self.keys.session(session_id), dumps(state), ex=self._session_ttl_s))
 
     # -- clips ---------------------------------------------------------------------------------------------
     async def clip(self, clip_id: str) -> bytes | None:
         """A clip's bytes; stored in one SET, so what is here is always a whole clip."""
-        return await self.redis.get(self.keys.clip(clip_id))
+        return await _reachable(self.redis.get(self.keys.clip(clip_id)))
 
     # -- health and metrics ----------------------------------------------------------------------------------
     async def workers(self) -> list[dict[str, Any]]:
@@ -62,8 +72,8 @@ class Backplane:
     async def exposition(self) -> str:
         """Prometheus text for the stream and the workers (read from Redis at scrape time)."""
         try:
-            length = await self.redis.xlen(self.keys.jobs)
-            pending = await self._pending()
+            length = sum([await self.redis.xlen(s) for s in self.keys.job_streams])
+            pending = sum([await self._pending(s) for s in self.keys.job_streams])
             reclaimed = int(await self.redis.get(self.keys.reclaimed) or 0)
             workers = await self.workers()
         except (RedisError, OSError):
@@ -81,12 +91,21 @@ class Backplane:
             lines.append(f'avatarchat_worker_clips_per_second{{worker="{w["name"]}"}} {w["clips"] / up:.4f}')
         return "\n".join(lines) + "\n"
 
-    async def _pending(self) -> int:
+    async def _pending(self, stream: str) -> int:
         try:
-            info = await self.redis.xpending(self.keys.jobs, GROUP)
+            info = await self.redis.xpending(stream, GROUP)
         except RedisError:
             return 0  # no group yet: no worker has started
         return int(info["pending"]) if isinstance(info, dict) else int(info[0])
 
     async def aclose(self) -> None:
         await self.redis.aclose()
+
+
+async def _reachable(command: Awaitable[T]) -> T:
+    """A Redis outage becomes a 503 (or an ``error`` event on a socket) that says so, not a traceback."""
+    try:
+        return await command
+    except (RedisError, OSError) as exc:
+        log.warning("Redis unreachable: %s", exc)
+        raise StoreUnavailable(f"Redis unreachable: {exc}") from exc

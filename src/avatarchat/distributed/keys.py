@@ -1,6 +1,8 @@
 """Every Redis name avatarchat uses, in one place, and how a message is written on the wire.
 
-Jobs:     ``<p>:jobs`` (a stream; consumer group ``workers``). Each entry is one sentence to voice and render.
+Jobs:     ``<p>:jobs:first`` and ``<p>:jobs`` (streams; consumer group ``workers`` on each). Each entry is one
+          sentence to voice and render; a reply's first sentence (due now: nothing plays to hide its wait)
+          goes to ``jobs:first``, which workers read before ``jobs``.
 Done:     ``<p>:done:<job>`` (SET NX): the job was announced (or failed); a retried job sees it and stays quiet.
 Clips:    ``<p>:clip:<job>`` (bytes, TTL): the MP4, written whole in one SET, so a half clip is never served.
 Cancel:   ``<p>:cancel:<reply>`` (key, TTL) for jobs still queued; channel ``<p>:cancel`` for renders running.
@@ -26,6 +28,15 @@ class Keys:
     @property
     def jobs(self) -> str:
         return f"{self.prefix}:jobs"
+
+    @property
+    def jobs_first(self) -> str:
+        return f"{self.prefix}:jobs:first"
+
+    @property
+    def job_streams(self) -> tuple[str, str]:
+        """In the order workers read them."""
+        return (self.jobs_first, self.jobs)
 
     @property
     def cancel_channel(self) -> str:

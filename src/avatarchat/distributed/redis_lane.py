@@ -86,7 +86,8 @@ class RedisLane:
         self._owned.setdefault(reply.id, {})[seq] = time.monotonic()
         job = {"id": new_id(), "session": self.session_id, "reply": reply.id, "seq": seq, "text": text,
                "voice": voice, "due": reply.due(seq) - time.monotonic() + time.time(), "queued_at": time.time()}
-        self._op(lambda r: r.xadd(self._keys.jobs, {"job": dumps(job)}))
+        stream = self._keys.jobs_first if seq == 0 else self._keys.jobs  # a first sentence is due now
+        self._op(lambda r: r.xadd(stream, {"job": dumps(job)}))
         return seq
 
     def end(self, reply: Reply) -> None:

@@ -47,6 +47,18 @@ class WorkerStats:
     running: int = 0
 
 
+@dataclass(frozen=True)
+class Claimed:
+    stream: str
+    entry_id: bytes
+    job: dict[str, Any]
+    wait_ms: float  # how long the job waited for this worker while it was idle: the stream's transport time
+
+
+def _name(stream: bytes | str) -> str:
+    return stream.decode() if isinstance(stream, bytes) else stream
+
+
 class SpeechWorker:
     def __init__(self, redis: Redis, keys: Keys, engine: SpeechEngine, *, visibility_s: float, clip_ttl_s: float,
                  clips_in_redis: bool, loops: int = 1, name: str | None = None) -> None:
@@ -78,62 +90,68 @@ class SpeechWorker:
 
     # -- claiming ------------------------------------------------------------------------------------------
     async def _claim_loop(self) -> None:
-        await self._ensure_group()
+        await self._ensure_groups()
         while True:
             try:
-                got = await self._next()
+                claimed = await self._next()
             except ResponseError as exc:
                 if "NOGROUP" not in str(exc):
                     raise
-                await self._ensure_group()  # Redis restarted empty
+                await self._ensure_groups()  # Redis restarted empty
                 continue
-            if got is not None:
-                await self._handle(*got)
+            for job in claimed:  # first sentences first
+                await self._handle(job)
 
-    async def _ensure_group(self) -> None:
-        try:
-            await self._redis.xgroup_create(self._keys.jobs, GROUP, id="0", mkstream=True)
-        except ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
+    async def _ensure_groups(self) -> None:
+        for stream in self._keys.job_streams:
+            try:
+                await self._redis.xgroup_create(stream, GROUP, id="0", mkstream=True)
+            except ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
 
-    async def _next(self) -> tuple[bytes, dict, float] | None:
-        """A dead worker's job first, else a new one (waiting up to a second). Returns (entry id, job, ms the
-        job waited for this idle worker: the stream's transport time)."""
-        _, claimed, *_ = await self._redis.xautoclaim(self._keys.jobs, GROUP, self.name,
-                                                      min_idle_time=int(self._visibility_s * 1000), count=1)
-        if claimed:
-            entry_id, fields = claimed[0]
-            if fields:  # a deleted entry comes back empty
+    async def _next(self) -> list[Claimed]:
+        """A dead worker's job first, then a reply's first sentence, then any job (waiting up to a second)."""
+        for stream in self._keys.job_streams:
+            _, got, *_ = await self._redis.xautoclaim(stream, GROUP, self.name, count=1,
+                                                      min_idle_time=int(self._visibility_s * 1000))
+            if got and got[0][1]:
                 self.stats.reclaimed += 1
                 self._reclaimed.inc()
                 await self._redis.incr(self._keys.reclaimed)
-                log.info("worker %s: reclaimed job %s of a worker that stopped", self.name, entry_id)
-                return entry_id, loads(fields[b"job"]), 0.0
-            await self._redis.xack(self._keys.jobs, GROUP, entry_id)
+                log.info("worker %s: reclaimed job %s of a worker that stopped", self.name, got[0][0])
+                return [Claimed(stream, got[0][0], loads(got[0][1][b"job"]), 0.0)]
+            if got:  # an entry deleted meanwhile comes back empty
+                await self._redis.xack(stream, GROUP, got[0][0])
         asked = time.time()
-        got = await self._redis.xreadgroup(GROUP, self.name, {self._keys.jobs: ">"}, count=1, block=1000)
+        got = await self._redis.xreadgroup(GROUP, self.name, {self._keys.jobs_first: ">"}, count=1)
         if not got:
-            return None
-        entry_id, fields = got[0][1][0]
-        job = loads(fields[b"job"])
-        return entry_id, job, max(0.0, (time.time() - max(asked, job["queued_at"])) * 1000)
+            got = await self._redis.xreadgroup(GROUP, self.name, {s: ">" for s in self._keys.job_streams},
+                                               count=1, block=1000)
+        claimed = []
+        for stream, entries in sorted(got or [], key=lambda g: _name(g[0]) != self._keys.jobs_first):
+            for entry_id, fields in entries:
+                job = loads(fields[b"job"])
+                wait_ms = max(0.0, (time.time() - max(asked, job["queued_at"])) * 1000)
+                claimed.append(Claimed(_name(stream), entry_id, job, wait_ms))
+        return claimed
 
-    async def _keep_claimed(self, entry_id: bytes) -> None:
+    async def _keep_claimed(self, stream: str, entry_id: bytes) -> None:
         """Touch the job while working on it, so nobody reclaims it from a live worker."""
         while True:
             await asyncio.sleep(self._visibility_s / 3)
             try:
-                await self._redis.xclaim(self._keys.jobs, GROUP, self.name, 0, [entry_id], justid=True)
+                await self._redis.xclaim(stream, GROUP, self.name, 0, [entry_id], justid=True)
             except RedisError:
                 pass
 
     # -- one job ---------------------------------------------------------------------------------------------
-    async def _handle(self, entry_id: bytes, raw: dict[str, Any], wait_ms: float) -> None:
+    async def _handle(self, claimed: Claimed) -> None:
+        raw, wait_ms = claimed.job, claimed.wait_ms
         job = SpeechJob(id=raw["id"], reply=raw["reply"], seq=raw["seq"], text=raw["text"], voice=raw["voice"])
         stand_in = Reply(reply_id=job.reply)
         self._running[job.id] = stand_in
-        toucher = asyncio.create_task(self._keep_claimed(entry_id))
+        toucher = asyncio.create_task(self._keep_claimed(claimed.stream, claimed.entry_id))
         t0 = time.perf_counter()
         self.stats.running += 1
         try:
@@ -141,7 +159,7 @@ class SpeechWorker:
                 self.stats.cancelled += 1  # barge-in dropped it, or a retry of a job already announced
             else:
                 await self._work(raw["session"], job, stand_in, wait_ms)
-            await self._redis.xack(self._keys.jobs, GROUP, entry_id)
+            await self._redis.xack(claimed.stream, GROUP, claimed.entry_id)
         finally:
             toucher.cancel()
             self._running.pop(job.id, None)
