@@ -103,13 +103,15 @@ class RedisLane:
         renders stop (the cancel channel), the writing node's LLM stream stops (the ``_cancel`` message)."""
         cancelled = [r for r in self.speaking() if r.cancel()]
         for r in cancelled:
-            self._owned.pop(r.id, None)
-            rid = r.id
-            self._op(lambda c, rid=rid: c.set(self._keys.cancel(rid), b"1", ex=600))
-            self._op(lambda c, rid=rid: c.publish(self._keys.cancel_channel, rid.encode()))
-            self._internal("_cancel", rid)
-            self.publish(SpeechCancelled(session=self.session_id, reply=rid))
+            self._cancel_everywhere(r.id)
         return cancelled
+
+    def _cancel_everywhere(self, rid: str) -> None:
+        self._owned.pop(rid, None)
+        self._op(lambda c: c.set(self._keys.cancel(rid), b"1", ex=600))
+        self._op(lambda c: c.publish(self._keys.cancel_channel, rid.encode()))
+        self._internal("_cancel", rid)
+        self.publish(SpeechCancelled(session=self.session_id, reply=rid))
 
     def report(self, reply_id: str, seq: int, ended: bool) -> None:
         self._internal("_played", reply_id, seq=seq, ended=ended)
@@ -117,7 +119,17 @@ class RedisLane:
     def state(self) -> list[dict]:
         return [r.state() for r in self.speaking()]
 
-    async def aclose(self) -> None:
+    async def aclose(self, flush_s: float = 1.0) -> None:
+        """Replies this node is still writing are cancelled everywhere (nobody else would ever finish them),
+        with a bounded wait for Redis to hear it."""
+        for rid in list(self._owned):
+            reply = self._replies.get(rid)
+            if reply is not None and reply.cancel():
+                self._cancel_everywhere(rid)
+        try:
+            await asyncio.wait_for(self._ops.join(), flush_s)
+        except TimeoutError:
+            log.warning("session %s: Redis did not hear the last %d messages", self.session_id[:6], self._ops.qsize())
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -142,6 +154,7 @@ class RedisLane:
             while True:
                 try:
                     await op(self._redis)
+                    self._ops.task_done()
                     break
                 except RedisError as exc:  # Redis restarting: keep the order, try again
                     log.warning("session %s: Redis unreachable (%s); retrying in %.0f s", self.session_id[:6],

@@ -168,15 +168,17 @@ class SpeechWorker:
 
     async def _work(self, session: str, job: SpeechJob, stand_in: Reply, wait_ms: float) -> None:
         t0 = time.perf_counter()
+        rendering = False
         try:
             speech = await self._engine.voice(job)
             tts_ms = (time.perf_counter() - t0) * 1000
             if stand_in.cancelled:
                 raise Cancelled("cancelled before rendering")
+            rendering = True
             clip = await self._engine.render(job, speech, stand_in)
         except Cancelled:
             self.stats.cancelled += 1
-            if stand_in.cancelled_at is not None:
+            if rendering and stand_in.cancelled_at is not None:  # a running render, stopped between frames
                 stop_s = time.perf_counter() - stand_in.cancelled_at
                 self._engine.metrics.cancel_stop.observe(stop_s)
                 self.stats.renders_stopped += 1
