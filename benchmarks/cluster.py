@@ -8,6 +8,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import Self
 from pathlib import Path
 
 import httpx
@@ -24,7 +25,7 @@ class Cluster:
         self.base = ""
         self.redis_url = ""
 
-    def __enter__(self) -> Cluster:
+    def __enter__(self) -> Self:
         self._tmp = tempfile.TemporaryDirectory()
         env = dict(os.environ, AVATARCHAT_DATA_DIR=self._tmp.name, AVATARCHAT_LLM_BACKEND="echo",
                    AVATARCHAT_MAX_SPEECH_WAIT_S="600",  # measure the speech, never skip it
@@ -78,6 +79,15 @@ class Cluster:
             elif line.startswith("avatarchat_redis_hop_seconds_count "):
                 count = float(line.split()[-1])
         return 1000 * total / count if total is not None and count else None
+
+    def clip_kb(self) -> float | None:
+        """Mean size of the clips stored in Redis (kB)."""
+        import redis
+
+        client = redis.Redis.from_url(self.redis_url)
+        sizes = [client.strlen(k) for k in client.scan_iter(match="avatarchat:clip:*", count=500)]
+        client.close()
+        return sum(sizes) / len(sizes) / 1000 if sizes else None
 
     def __exit__(self, *exc: object) -> None:
         for p in reversed(self.procs):

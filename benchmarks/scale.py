@@ -99,6 +99,7 @@ def main() -> None:
     ap.add_argument("--sessions", default="1,2,4,8")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--label", default="", help="a note for the mode column (e.g. 'FCFS, before')")
+    ap.add_argument("--env", action="append", default=[], help="KEY=VALUE for every process (repeatable)")
     ap.add_argument("--note", default="", help="a paragraph added to the section (e.g. the figures before a change)")
     ap.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
     args = ap.parse_args()
@@ -106,12 +107,14 @@ def main() -> None:
     rows = []
     for mode in args.modes.split(","):
         workers = 0 if mode == "embedded" else int(mode.removeprefix("redis"))
-        with Cluster(workers=workers) as cluster:
+        with Cluster(workers=workers, extra_env=dict(e.split("=", 1) for e in args.env)) as cluster:
             for row in measure(cluster.base, counts, args.rounds):
                 rows.append([mode + (f" ({args.label})" if args.label else ""), *row])
             overhead = cluster.hop_ms() if workers else None
+            size = cluster.clip_kb() if workers else None
         if overhead is not None:
-            rows[-1].append(f"{overhead:.1f} ms per clip (mean over the mode's clips)")
+            rows[-1].append(f"{overhead:.1f} ms per clip (mean over the mode's clips); clips in Redis "
+                            f"{size or 0:.0f} kB each on average")
     body = table(["mode", "sessions", "rounds", "first clip median (ms)", "first clip worst (ms)", "late clips",
                   "clips", "speech s per wall s"], [r[:8] for r in rows])
     notes = [f"{r[0]}: Redis hop {r[8]}" for r in rows if len(r) > 8]
