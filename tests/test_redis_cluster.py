@@ -94,6 +94,12 @@ def test_chat_on_node_a_reaches_the_socket_on_node_b_and_node_b_serves_the_clips
         r = httpx.get(d.b + c["url"], timeout=30)
         assert r.status_code == 200 and r.headers["content-type"] == "video/mp4"
         assert abs(decode_clip(r.content).video_duration_s - c["duration_s"]) < 0.05
+    health = httpx.get(d.b + "/healthz", timeout=10).json()
+    assert health["redis"] == "ok" and len(health["workers"]) == 2
+    metrics = httpx.get(d.a + "/metrics", timeout=10).text
+    for name in ("avatarchat_jobs_stream_length", "avatarchat_jobs_pending", "avatarchat_jobs_reclaimed_total",
+                 'avatarchat_worker_clips_per_second{worker="', "avatarchat_redis_hop_seconds_count"):
+        assert name in metrics, name
     # B takes the session's next message: A's history came with it
     second = chat(d.b, session, "And one more thing.")
     assert second["sentences"] == 1

@@ -74,12 +74,14 @@ class Backplane:
         try:
             length = sum([await self.redis.xlen(s) for s in self.keys.job_streams])
             pending = sum([await self._pending(s) for s in self.keys.job_streams])
+            waiting = sum([await self._lag(s) for s in self.keys.job_streams])
             reclaimed = int(await self.redis.get(self.keys.reclaimed) or 0)
             workers = await self.workers()
         except (RedisError, OSError):
             return "# TYPE avatarchat_redis_up gauge\navatarchat_redis_up 0\n"
         lines = ["# TYPE avatarchat_redis_up gauge", "avatarchat_redis_up 1",
                  "# TYPE avatarchat_jobs_stream_length gauge", f"avatarchat_jobs_stream_length {length}",
+                 "# TYPE avatarchat_jobs_waiting gauge", f"avatarchat_jobs_waiting {waiting}",
                  "# TYPE avatarchat_jobs_pending gauge", f"avatarchat_jobs_pending {pending}",
                  "# TYPE avatarchat_jobs_reclaimed_total counter", f"avatarchat_jobs_reclaimed_total {reclaimed}",
                  "# TYPE avatarchat_workers gauge", f"avatarchat_workers {len(workers)}",
@@ -97,6 +99,14 @@ class Backplane:
         except RedisError:
             return 0  # no group yet: no worker has started
         return int(info["pending"]) if isinstance(info, dict) else int(info[0])
+
+    async def _lag(self, stream: str) -> int:
+        """Jobs no worker has claimed yet (the consumer group's lag)."""
+        try:
+            groups = await self.redis.xinfo_groups(stream)
+        except RedisError:
+            return 0
+        return sum(int(g.get("lag") or 0) for g in groups)
 
     async def aclose(self) -> None:
         await self.redis.aclose()

@@ -30,6 +30,7 @@ from avatarchat.pipeline.reply import Reply, new_id
 
 log = logging.getLogger(__name__)
 RETRY_S = 1.0
+STREAM_MAX = 10_000
 Op = Callable[[Redis], Awaitable[Any]]
 
 
@@ -87,7 +88,8 @@ class RedisLane:
         job = {"id": new_id(), "session": self.session_id, "reply": reply.id, "seq": seq, "text": text,
                "voice": voice, "due": reply.due(seq) - time.monotonic() + time.time(), "queued_at": time.time()}
         stream = self._keys.jobs_first if seq == 0 else self._keys.jobs  # a first sentence is due now
-        self._op(lambda r: r.xadd(stream, {"job": dumps(job)}))
+        # Acknowledged entries stay in the stream until it passes STREAM_MAX entries (trimmed roughly).
+        self._op(lambda r: r.xadd(stream, {"job": dumps(job)}, maxlen=STREAM_MAX, approximate=True))
         return seq
 
     def end(self, reply: Reply) -> None:
