@@ -72,10 +72,8 @@ async def events_of(redis: Redis, keys: Keys, n: int, work) -> list[dict]:
 async def pending(redis: Redis, keys: Keys) -> int:
     total = 0
     for stream in keys.job_streams:
-        try:
+        if await redis.exists(stream) and await redis.xinfo_groups(stream):  # no group before a worker ran
             total += (await redis.xpending(stream, GROUP))["pending"]
-        except Exception:  # noqa: BLE001 - no group yet
-            pass
     return total
 
 

@@ -17,13 +17,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from avatarchat.data import Speech
 from avatarchat.errors import AvatarChatError, Cancelled, QueueFull, redact
 from avatarchat.events import ClipReady, ErrorEvent, Event, SpeechCancelled, SpeechDone
+from avatarchat.pipeline.contract import Lane, RenderedClip, SpeechEngine
 from avatarchat.pipeline.jobs import ReplyEnd, SpeechJob
 from avatarchat.pipeline.reply import Reply, new_id
 from avatarchat.pipeline.schedule import DeadlineScheduler
-from avatarchat.data import Speech
-from avatarchat.pipeline.contract import Lane, RenderedClip, SpeechEngine
 
 __all__ = ["Lane", "RenderedClip", "SpeechEngine", "SpeechLane", "Voiced"]
 

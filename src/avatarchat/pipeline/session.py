@@ -15,13 +15,15 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from avatarchat.data import Message
 from avatarchat.errors import BadRequest, QueueFull, TooManySessions, UnknownSession
 from avatarchat.events import Event
-from avatarchat.data import Message
 from avatarchat.pipeline.lane import Lane
+from avatarchat.pipeline.outbox import Outbox
 from avatarchat.pipeline.reply import Reply
 from avatarchat.scripts import CJK
 
+__all__ = ["INTERRUPTED", "Outbox", "Session", "SessionManager", "SessionStore", "check_session_id"]
 log = logging.getLogger(__name__)
 
 SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -32,20 +34,6 @@ def check_session_id(session_id: str) -> str:
     if not isinstance(session_id, str) or not SESSION_ID.match(session_id):
         raise BadRequest("session_id must be the token POST /session returned (letters, digits, '-' or '_').")
     return session_id
-
-
-class Outbox:
-    """One WebSocket's outgoing events. Bounded, so a stalled client cannot hold memory or block others."""
-
-    def __init__(self, size: int = 256) -> None:
-        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=size)
-        self.overflowed = asyncio.Event()
-
-    def put(self, event: dict[str, Any]) -> None:
-        try:
-            self.queue.put_nowait(event)
-        except asyncio.QueueFull:
-            self.overflowed.set()
 
 
 class Session:
@@ -217,44 +205,6 @@ class SessionManager:
         if self.store is not None and session.lane is not None:
             await session.lane.ready()  # its events reach this node before anything is sent
         return session
-
-    async def save(self, session_id: str, state: dict[str, Any]) -> None: ...
-
-
-class SessionManager:
-    """Issues sessions and owns them; ``make_lane`` gives each new session its speech lane. With a ``store``,
-    a session another node issued is adopted on first use, and its state is read before and saved after
-    each chat, so any node can take the session's next message."""
-
-    def __init__(self, max_sessions: int, queue_size: int, history_turns: int,
-                 make_lane: Callable[[Session], Lane], history_token_budget: int = 3000,
-                 store: SessionStore | None = None) -> None:
-        self.store = store
-        self.max_sessions = max_sessions
-        self.queue_size = queue_size
-        self.history_turns = history_turns
-        self.history_token_budget = history_token_budget
-        self._make_lane = make_lane
-        self.sessions: dict[str, Session] = {}
-
-    async def find(self, token: str, refresh: bool = False) -> Session:
-        """``get``, adopting a session another node issued (Redis mode); ``refresh`` re-reads its state."""
-        check_session_id(token)
-        if self.store is None:
-            return self.get(token)
-        local = self.sessions.get(token)
-        if local is not None and not refresh:
-            return self.get(token)
-        state = await self.store.load(token)
-        if state is None:
-            return self.get(token)  # unknown everywhere: the usual 404
-        if local is None:
-            local = self._add(token)
-            log.info("session %s… adopted from the shared store", local.label)
-        local.restore(state)
-        if local.lane is not None:
-            await local.lane.ready()  # its events reach this node before its next reply starts
-        return self.get(token)
 
     async def save(self, session: Session) -> None:
         if self.store is not None:
