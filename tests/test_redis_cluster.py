@@ -105,6 +105,23 @@ def test_chat_on_node_a_reaches_the_socket_on_node_b_and_node_b_serves_the_clips
     assert second["sentences"] == 1
 
 
+def test_a_page_reconnecting_to_a_node_that_never_held_the_session_resumes_the_reply(
+        deployment: Deployment) -> None:
+    d = deployment
+    session = httpx.post(d.a + "/session", timeout=30).json()["session_id"]
+    with socket(d.a, session) as ws:
+        reply = chat(d.a, session, MESSAGE)["reply_id"]
+        events_until(ws, "clip_ready", reply)
+    with connect(d.b.replace("http://", "ws://") + f"/ws?session_id={session}") as ws:  # B: first time
+        state = json.loads(ws.recv(timeout=30))
+        assert state["type"] == "session_state"
+        [resumed] = state["replies"]
+        assert resumed["reply"] == reply and resumed["clips"] and resumed["clips"][0]["seq"] == 0
+        events = [] if resumed["done"] else events_until(ws, "speech_done", reply)
+    announced = {c["seq"] for c in resumed["clips"]} | {c["seq"] for c in clips_of(events, reply)}
+    assert announced == {0, 1, 2}
+
+
 def test_barge_in_on_node_b_stops_the_render_a_worker_runs_for_node_as_reply(deployment: Deployment) -> None:
     d = deployment
     session = httpx.post(d.a + "/session", timeout=30).json()["session_id"]

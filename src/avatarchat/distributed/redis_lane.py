@@ -30,6 +30,7 @@ from avatarchat.pipeline.reply import Reply, new_id
 
 log = logging.getLogger(__name__)
 RETRY_S = 1.0
+SYNC_S = 0.2  # how long a node joining a session waits for the others to tell it the replies in flight
 STREAM_MAX = 10_000
 Op = Callable[[Redis], Awaitable[Any]]
 
@@ -48,6 +49,8 @@ class RedisLane:
         self._tasks: list[asyncio.Task[None]] = []
         self._channel = keys.events(session_id)
         self._subscribed = asyncio.Event()
+        self._synced = asyncio.Event()  # heard the other nodes' replies of this session (or waited SYNC_S)
+        self._node = new_id()  # this lane, for the other nodes' answers to its sync request
 
     # -- the Lane protocol -------------------------------------------------------------------------------
     def start(self) -> None:
@@ -56,9 +59,10 @@ class RedisLane:
                        asyncio.create_task(self._watch(), name=f"redis-watch-{self.session_id[:6]}")]
 
     async def ready(self, timeout_s: float = 2.0) -> None:
-        """Wait (bounded: Redis may be down) until this node hears the session's channel."""
+        """Wait (bounded: Redis may be down) until this node hears the session's channel and knows the replies
+        other nodes are still speaking (so a page reconnecting here resumes them)."""
         try:
-            await asyncio.wait_for(self._subscribed.wait(), timeout_s)
+            await asyncio.wait_for(asyncio.gather(self._subscribed.wait(), self._synced.wait()), timeout_s)
         except TimeoutError:
             log.warning("session %s: not yet subscribed to its Redis events", self.session_id[:6])
 
@@ -170,6 +174,9 @@ class RedisLane:
                 async with self._redis.pubsub() as sub:
                     await sub.subscribe(self._channel)
                     self._subscribed.set()
+                    if not self._synced.is_set():
+                        self._internal("_sync_request", "", node=self._node)
+                        asyncio.get_running_loop().call_later(SYNC_S, self._synced.set)
                     async for message in sub.listen():
                         if message.get("type") == "message":
                             self._on(loads(message["data"]))
@@ -195,6 +202,13 @@ class RedisLane:
             self._owned.pop(rid, None)
         elif kind == "_played" and reply is not None:
             reply.played(msg["seq"], msg["ended"])
+        elif kind == "_sync_request" and msg["node"] != self._node and self.speaking():
+            copies = [{"state": r.state(), "texts": r.texts()} for r in self.speaking()]
+            self._internal("_sync", "", to=msg["node"], replies=copies)
+        elif kind == "_sync" and msg["to"] == self._node:
+            for copy in msg["replies"]:
+                self._replies.setdefault(copy["state"]["reply"], Reply.copy_of(copy["state"], copy["texts"]))
+            self._synced.set()
         elif not kind.startswith("_"):
             self._event(msg, reply)
 

@@ -176,5 +176,28 @@ class Reply:
                 "failed": sorted(self._failed), "played": sorted(self._started_seqs), "done": self._rendered,
                 "sentences": self.sentences if self._written else None}
 
+    def texts(self) -> list[str]:
+        """Every sentence so far, in seq order."""
+        return [self._texts[s] for s in sorted(self._texts)]
+
+    @classmethod
+    def copy_of(cls, state: dict[str, Any], texts: list[str]) -> Reply:
+        """Another process's reply, rebuilt from its ``state()`` and ``texts()`` (Redis mode: a node that
+        joins a session while a reply of it is still being heard)."""
+        reply = cls(reply_id=state["reply"])
+        for text in texts:
+            reply.add_sentence(text)
+        for clip in state["clips"]:
+            reply.announce(clip["seq"], clip, clip["duration_s"])
+        for seq in state["failed"]:
+            reply.fail(seq)
+        for seq in state["played"]:
+            reply.played(seq, ended=False)
+        if state["sentences"] is not None:
+            reply.finish_writing()
+        if state["done"]:
+            reply.finish_rendering()
+        return reply
+
     def ms_since_start(self) -> float:
         return round((time.perf_counter() - self.started) * 1000, 1)
