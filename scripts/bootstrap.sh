@@ -9,7 +9,7 @@ want_test=0
 [ "${1:-}" = "--test" ] && want_test=1
 
 apt_pkgs=(libgl1 libglib2.0-0 espeak-ng)
-[ "$want_test" = 1 ] && apt_pkgs+=(chromium)
+[ "$want_test" = 1 ] && apt_pkgs+=(chromium redis-server)  # redis-server: the Redis-mode tests start their own
 missing=()
 for p in "${apt_pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,5 +1,6 @@
-"""Command line: ``avatarchat serve`` runs the server; ``avatarchat say "text" -o out.mp4`` renders one clip;
-``avatarchat listen FILE`` prints what is said in an audio or video file, with the server's VAD and ASR."""
+"""Command line: ``avatarchat serve`` runs the server (a web node in Redis mode); ``avatarchat worker`` runs a
+speech worker (Redis mode); ``avatarchat say "text" -o out.mp4`` renders one clip; ``avatarchat listen FILE``
+prints what is said in an audio or video file, with the server's VAD and ASR."""
 
 from __future__ import annotations
 
@@ -26,9 +27,48 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         settings.port = args.port
     print(f"avatarchat: starting on http://{settings.host}:{settings.port} "
           f"(llm={settings.llm_backend}, tts={settings.tts_backend}, renderer={settings.renderer})", flush=True)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=args.log_level.lower(),
-                **uvicorn_options(settings))
+    if args.with_worker and not settings.redis_url:
+        print("avatarchat serve: --with-worker needs AVATARCHAT_REDIS_URL (without it speech runs in-process "
+              "anyway)", file=sys.stderr)
+        return 2
+    uvicorn.run(create_app(settings, with_worker=args.with_worker), host=settings.host, port=settings.port,
+                log_level=args.log_level.lower(), **uvicorn_options(settings))
     return 0
+
+
+def _worker(args: argparse.Namespace, settings: Settings) -> int:
+    if not settings.redis_url:
+        print("avatarchat worker: set AVATARCHAT_REDIS_URL (the Redis the web nodes use)", file=sys.stderr)
+        return 2
+    if args.metrics_port is not None:
+        settings.worker_metrics_port = args.metrics_port
+    asyncio.run(run_worker(settings))
+    return 0
+
+
+async def run_worker(settings: Settings, renderer=None) -> None:
+    """Claim and render speech jobs until SIGTERM or SIGINT (``renderer``: any, as tests give)."""
+    import signal
+
+    from prometheus_client import start_http_server
+
+    from avatarchat.llm import EchoLLM
+    from avatarchat.services import start_services
+
+    # Workers never write replies: the echo LLM keeps start-up from loading a real one.
+    services = await start_services(settings, llm=EchoLLM(), renderer=renderer, housekeeping=False)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        if settings.worker_metrics_port:
+            start_http_server(settings.worker_metrics_port, registry=services.metrics.registry)
+        worker = services.start_worker()
+        print(f"avatarchat worker {worker.name}: claiming jobs from {settings.redis_url.split('@')[-1]}", flush=True)
+        await stop.wait()
+    finally:
+        await services.aclose()
 
 
 def _say(args: argparse.Namespace, settings: Settings) -> int:
@@ -116,6 +156,10 @@ def main(argv: list[str] | None = None) -> int:
     p_serve = sub.add_parser("serve", help="run the chat server")
     p_serve.add_argument("--host", default=None)
     p_serve.add_argument("--port", type=int, default=None)
+    p_serve.add_argument("--with-worker", action="store_true",
+                         help="Redis mode: also run a speech worker in this process (small set-ups)")
+    p_worker = sub.add_parser("worker", help="Redis mode: voice, render and store speech jobs")
+    p_worker.add_argument("--metrics-port", type=int, default=None, help="Prometheus port (0: none)")
     p_say = sub.add_parser("say", help="render one lip-synced clip offline")
     p_say.add_argument("text", nargs="+")
     p_say.add_argument("-o", "--output", default="out.mp4")
@@ -132,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = Settings()
     try:
-        command = {"serve": _serve, "say": _say, "listen": _listen}[args.command]
+        command = {"serve": _serve, "worker": _worker, "say": _say, "listen": _listen}[args.command]
         return command(args, settings)
     except AvatarChatError as exc:
         print(f"avatarchat: {exc.message}", file=sys.stderr)

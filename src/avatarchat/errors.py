@@ -55,6 +55,14 @@ class TooManySessions(AvatarChatError):
     message_is_public = True
 
 
+class StoreUnavailable(AvatarChatError):
+    """Redis mode: the shared store (Redis) cannot be reached right now."""
+
+    code = "store_unavailable"
+    status = 503
+    generic = "The server cannot reach its shared store right now; try again in a few seconds."
+
+
 class QueueFull(AvatarChatError):
     code = "queue_full"
     status = 429

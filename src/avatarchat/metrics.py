@@ -44,6 +44,8 @@ class Metrics:
         self.cancel_stop = hist("avatarchat_cancel_stop_seconds",
                                 "Barge-in: from the cancel to the running render/encode having stopped")
         self.first_clip = hist("avatarchat_chat_to_first_clip_seconds", "/chat to the reply's first clip_ready")
+        self.redis_hop = hist("avatarchat_redis_hop_seconds", "Redis mode: per clip, the job's trip to an idle "
+                              "worker, storing the clip and the clip_ready's trip back (transport, not work)")
         self.clips = Counter("avatarchat_clips", "Clips announced", registry=self.registry)
         self.errors = Counter("avatarchat_errors", "Error events sent", ["code"], registry=self.registry)
         self.cancelled = Counter("avatarchat_replies_cancelled", "Replies cut short by barge-in", registry=self.registry)

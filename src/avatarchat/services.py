@@ -10,16 +10,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from avatarchat.asr import ASR, asr_language, create_asr
 from avatarchat.asr.listener import VoiceInput
 from avatarchat.asr.vad import SileroModel
+from avatarchat.distributed.backplane import Backplane
+from avatarchat.distributed.redis_lane import RedisLane
+from avatarchat.distributed.worker import SpeechWorker
 from avatarchat.llm import LLM, create_llm
 from avatarchat.metrics import Metrics
 from avatarchat.pipeline.clips import ClipStore
-from avatarchat.pipeline.lane import SpeechLane
+from avatarchat.pipeline.lane import Lane, SpeechLane
+from avatarchat.pipeline.schedule import DeadlineScheduler
 from avatarchat.pipeline.session import Session, SessionManager
 from avatarchat.pipeline.worker import SpeechPipeline
 from avatarchat.render import Avatar, Renderer, create_renderer
@@ -46,7 +51,20 @@ class Services:
     metrics: Metrics
     clips: ClipStore
     voice: VoiceInput | None = None  # microphone input (ASR + VAD); None when voice_enabled is off
+    backplane: Backplane | None = None  # Redis mode
     _tasks: list[asyncio.Task] = field(default_factory=list)
+
+    def start_worker(self) -> SpeechWorker:
+        """A speech worker in this process, claiming jobs from Redis (``avatarchat worker``, or ``serve
+        --with-worker``); it runs until ``aclose``."""
+        assert self.backplane is not None, "a speech worker needs AVATARCHAT_REDIS_URL"
+        st = self.settings
+        worker = SpeechWorker(self.backplane.redis, self.backplane.keys, self.pipeline,
+                              visibility_s=st.redis_visibility_s, clip_ttl_s=st.clip_ttl_s,
+                              clips_in_redis=st.redis_clips == "redis", loops=st.render_threads)
+        self._tasks.append(asyncio.create_task(worker.run(), name="speech-worker"))
+        log.info("speech worker %s claiming jobs (%d at a time)", worker.name, st.render_threads)
+        return worker
 
     async def aclose(self) -> None:
         """Cancel every reply, wait at most ``SHUTDOWN_WAIT_S`` for the lanes, leave no half-written clip."""
@@ -56,10 +74,13 @@ class Services:
             await asyncio.wait_for(self.sessions.close(), SHUTDOWN_WAIT_S)
         except TimeoutError:
             log.warning("shutdown: sessions did not close within %.0f s", SHUTDOWN_WAIT_S)
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         self.pipeline.close()
         if self.voice is not None:
             self.voice.close()
         await asyncio.to_thread(self.clips.remove_partials)
+        if self.backplane is not None:
+            await self.backplane.aclose()
         try:
             await self.llm.aclose()
         finally:
@@ -80,24 +101,21 @@ async def start_services(settings: Settings, *, llm: LLM | None = None, tts: TTS
     avatar = await asyncio.to_thread(the_renderer.register, settings.resolved_avatar())
     idle = await asyncio.to_thread(build_idle_clip, the_renderer, avatar, settings.data_dir / "avatars")
     for backend in (the_renderer, the_tts, the_llm):
-        await asyncio.to_thread(backend.warm_up)  # e.g. the faq backend embeds its questions once  # e.g. the faq backend embeds its questions once
+        await asyncio.to_thread(backend.warm_up)  # e.g. the faq backend embeds its questions once
     metrics = Metrics()
     clips = ClipStore(settings.data_dir / "clips", settings.clip_ttl_s)
     pipeline = SpeechPipeline(the_llm, the_tts, the_renderer, avatar, clips.directory,
                               threads=settings.render_threads, metrics=metrics, secrets=settings.secrets())
 
-    def make_lane(session: Session) -> SpeechLane:
-        lane = SpeechLane(session.id, pipeline, session.publish, settings.session_queue_size)
-        lane.start()
-        return lane
-
+    backplane = Backplane.connect(settings.redis_url, settings.session_idle_s) if settings.redis_url else None
+    make_lane = _redis_lanes(settings, backplane, metrics) if backplane else _embedded_lanes(settings, pipeline)
     sessions = SessionManager(settings.max_sessions, settings.session_queue_size, settings.history_turns,
-                              make_lane, history_token_budget=settings.history_token_budget)
+                              make_lane, history_token_budget=settings.history_token_budget, store=backplane)
     metrics.watch_queues(sessions.queue_depths)
     await pipeline.ensure_calibrated(the_tts.default_voice)
     voice = _voice_input(settings, asr)
     services = Services(settings, the_llm, the_tts, the_renderer, avatar, idle, pipeline, sessions, metrics, clips,
-                        voice)
+                        voice, backplane)
     if voice is not None:  # the ASR model loads in the background: the server answers typed messages meanwhile
         services._tasks.append(asyncio.create_task(asyncio.to_thread(voice.warm_up)))
     if housekeeping:
@@ -114,6 +132,29 @@ def _voice_input(settings: Settings, asr: ASR | None) -> VoiceInput | None:
     the_asr = asr or create_asr(settings)
     return VoiceInput(the_asr, SileroModel(), asr_language(settings, the_asr), settings.vad_threshold,
                       settings.vad_hangover_ms)
+
+
+def _embedded_lanes(settings: Settings, pipeline: SpeechPipeline) -> Callable[[Session], Lane]:
+    # One slot per worker thread: TTS and render work of every session, earliest deadline first.
+    scheduler = DeadlineScheduler(settings.render_threads)
+
+    def make_lane(session: Session) -> SpeechLane:
+        lane = SpeechLane(session.id, pipeline, session.publish, settings.session_queue_size, scheduler)
+        lane.start()
+        return lane
+
+    return make_lane
+
+
+def _redis_lanes(settings: Settings, backplane: Backplane, metrics: Metrics) -> Callable[[Session], Lane]:
+    def make_lane(session: Session) -> RedisLane:
+        lane = RedisLane(session.id, backplane.redis, backplane.keys, session.deliver, settings.session_queue_size,
+                         settings.redis_job_timeout_s, metrics)
+        session.relay = lane.publish  # events reach the session's sockets on every node through Redis
+        lane.start()
+        return lane
+
+    return make_lane
 
 
 async def _housekeeping(s: Services) -> None:

@@ -118,6 +118,18 @@ class Settings(BaseSettings):
     vad_threshold: float = Field(0.5, gt=0, lt=1, description="Silero VAD speech probability at which speech "
                                                               "starts (it ends below this minus 0.15).")
     vad_hangover_ms: int = Field(350, ge=32, le=3000, description="Silence (ms) that ends a spoken turn.")
+    redis_url: str | None = Field(None, description="Redis mode: `serve` hands speech jobs to `avatarchat "
+                                  "worker` processes through this Redis (e.g. redis://host:6379/0); unset: "
+                                  "everything runs in one process.")
+    redis_visibility_s: float = Field(10.0, gt=0, description="Redis mode: a job claimed by a worker that has "
+                                      "not touched it for this long (it died) is reclaimed by another.")
+    redis_job_timeout_s: float = Field(30.0, gt=0, description="Redis mode: a sentence with no clip this long "
+                                       "after it was queued gets an error event (no worker left).")
+    redis_clips: Literal["redis", "directory"] = Field("redis", description="Redis mode: clips are stored in "
+                                                       "Redis with clip_ttl_s, or in data_dir/clips, which every "
+                                                       "node and worker must then share.")
+    worker_metrics_port: int = Field(9136, ge=0, le=65535, description="`avatarchat worker` serves its "
+                                     "Prometheus metrics on this port (0: none).")
 
     access_keys: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list, description="Comma-separated access keys; when set, every route but /healthz, the "

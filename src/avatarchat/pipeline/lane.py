@@ -15,38 +15,20 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import TypeVar
 
+from avatarchat.data import Speech
 from avatarchat.errors import AvatarChatError, Cancelled, QueueFull, redact
 from avatarchat.events import ClipReady, ErrorEvent, Event, SpeechCancelled, SpeechDone
-from avatarchat.metrics import Metrics
+from avatarchat.pipeline.contract import Lane, RenderedClip, SpeechEngine
 from avatarchat.pipeline.jobs import ReplyEnd, SpeechJob
 from avatarchat.pipeline.reply import Reply, new_id
-from avatarchat.data import Speech
+from avatarchat.pipeline.schedule import DeadlineScheduler
+
+__all__ = ["Lane", "RenderedClip", "SpeechEngine", "SpeechLane", "Voiced"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class RenderedClip:
-    path: Path
-    url: str
-    duration_s: float  # the clip's own length (video frames / fps), which covers the speech
-    render_s: float
-    total_s: float
-
-
-class SpeechEngine(Protocol):
-    """The CPU side every lane shares: voice a job, render and encode it."""
-
-    metrics: Metrics
-    secrets: tuple[str, ...]
-
-    async def voice(self, job: SpeechJob) -> Speech: ...
-
-    async def render(self, job: SpeechJob, speech: Speech, reply: Reply) -> RenderedClip: ...
 
 
 @dataclass(frozen=True)
@@ -62,38 +44,13 @@ class _ReplyCancelled(Exception):
     pass
 
 
-class Lane(Protocol):
-    """What the web layer and the session use of a lane. ``SpeechLane`` runs the stages in this process; a
-    lane that hands jobs to worker processes (over Redis, say) implements the same methods."""
-
-    @property
-    def waiting(self) -> int: ...
-
-    def start(self) -> None: ...
-
-    def begin(self, reply: Reply) -> None: ...
-
-    def has_room(self) -> bool: ...
-
-    def submit(self, reply: Reply, text: str, voice: str) -> int: ...
-
-    def end(self, reply: Reply) -> None: ...
-
-    def speaking(self) -> list[Reply]: ...
-
-    def cancel_all(self) -> list[Reply]: ...
-
-    def report(self, reply_id: str, seq: int, ended: bool) -> None: ...
-
-    def state(self) -> list[dict]: ...
-
-    async def aclose(self) -> None: ...
-
-
 class SpeechLane:
     def __init__(self, session_id: str, engine: SpeechEngine, publish: Callable[[Event], None],
-                 queue_size: int) -> None:
+                 queue_size: int, scheduler: DeadlineScheduler | None = None) -> None:
+        """``scheduler``, shared by every lane, orders their CPU work by deadline; without one each lane's
+        work starts as soon as its stage reaches it."""
         self.session_id = session_id
+        self._scheduler = scheduler
         self._engine = engine
         self._publish = publish
         self._limit = queue_size
@@ -108,6 +65,9 @@ class SpeechLane:
     def start(self) -> None:
         self._tasks = [asyncio.create_task(self._supervise(self._tts_stage), name=f"tts-{self.session_id[:6]}"),
                        asyncio.create_task(self._supervise(self._render_stage), name=f"render-{self.session_id[:6]}")]
+
+    async def ready(self) -> None:
+        return None
 
     def begin(self, reply: Reply) -> None:
         self._replies = {rid: r for rid, r in self._replies.items() if r.speaking()}
@@ -210,13 +170,14 @@ class SpeechLane:
                 continue
             t0 = time.perf_counter()
             try:
-                speech = await self._unless_cancelled(reply, self._engine.voice(item))
+                speech = await self._unless_cancelled(reply, self._scheduled_voice(reply, item))
             except _ReplyCancelled:
                 continue
             except Exception as exc:  # noqa: BLE001 - a backend bug must not kill the lane
                 self._job_failed(reply, item, exc, "Speech synthesis failed.")
                 continue
             self._engine.metrics.tts.observe(time.perf_counter() - t0)
+            reply.voiced(item.seq, speech.duration_s)
             await self._voiced.put(Voiced(item, speech, (time.perf_counter() - t0) * 1000))
 
     async def _render_stage(self) -> None:
@@ -231,6 +192,10 @@ class SpeechLane:
                                          sentences=reply.sentences, timings_ms={"since_chat": reply.ms_since_start()}))
                 continue
             try:
+                await self._slot(reply, item.job.seq)
+            except _ReplyCancelled:
+                continue
+            try:
                 clip = await self._engine.render(item.job, item.speech, reply)
             except Cancelled:
                 if reply.cancelled_at is not None:  # barge-in: how long the running render took to stop
@@ -239,6 +204,9 @@ class SpeechLane:
             except Exception as exc:  # noqa: BLE001
                 self._job_failed(reply, item.job, exc, "Rendering the clip failed.")
                 continue
+            finally:
+                if self._scheduler is not None:
+                    self._scheduler.release()
             if reply.cancelled:
                 clip.path.unlink(missing_ok=True)
                 continue
@@ -260,6 +228,18 @@ class SpeechLane:
                         "render_encode": round(clip.total_s * 1000, 1), "since_chat": reply.ms_since_start()})
         reply.announce(job.seq, event.wire(), clip.duration_s)
         self._publish(event)
+
+    async def _scheduled_voice(self, reply: Reply, job: SpeechJob) -> Speech:
+        if self._scheduler is None:
+            return await self._engine.voice(job)
+        async with self._scheduler.slot(reply.due(job.seq)):
+            return await self._engine.voice(job)
+
+    async def _slot(self, reply: Reply, seq: int) -> None:
+        """Wait for the shared scheduler's slot for sentence ``seq`` (``_ReplyCancelled`` on barge-in); the
+        caller releases it."""
+        if self._scheduler is not None:
+            await self._unless_cancelled(reply, self._scheduler.acquire(reply.due(seq)))
 
     async def _unless_cancelled(self, reply: Reply, work: Awaitable[T]) -> T:
         """Await ``work`` unless the reply is cancelled first; then ``work`` is cancelled too (which kills an

@@ -20,6 +20,7 @@ from typing import Any
 from avatarchat.data import Message
 
 PLAYBACK_GRACE_S = 3.0  # a page that reports nothing: how long past the clips' total length a reply may speak
+CHARS_PER_SECOND = 14.0  # speech rate used to guess a sentence's length before it is voiced (110 chars ~ 8 s)
 
 
 def new_id() -> str:
@@ -30,16 +31,19 @@ def new_id() -> str:
 class Reply:
     """The handle of one reply: its sentences, announced clips, playback reports and cancellation."""
 
-    def __init__(self, user_message: Message | None = None) -> None:
-        self.id = new_id()
+    def __init__(self, user_message: Message | None = None, reply_id: str | None = None) -> None:
+        """``reply_id`` names a reply that already exists elsewhere (another node's, or a worker's copy)."""
+        self.id = reply_id or new_id()
         self.user_message = user_message  # the history entry this reply answers (its answer goes right after)
         self.started = time.perf_counter()
+        self.started_at = time.monotonic()  # the same instant on the clock deadlines use
         self.cancelled_at: float | None = None
         self._stop = threading.Event()  # read by render threads: a barge-in stops them within a frame
         self._stopped: asyncio.Event | None = None  # the same, for coroutines (created on the loop on demand)
         self._texts: dict[int, str] = {}
         self._clips: dict[int, dict[str, Any]] = {}
         self._durations: dict[int, float] = {}
+        self._voiced: dict[int, float] = {}  # seq -> speech length, known once it is voiced
         self._failed: set[int] = set()
         self._started_seqs: set[int] = set()
         self._ended_seqs: set[int] = set()
@@ -94,6 +98,23 @@ class Reply:
     @property
     def sentences(self) -> int:
         return len(self._texts)
+
+    def voiced(self, seq: int, duration_s: float) -> None:
+        """Sentence ``seq`` has been voiced: its real length replaces the guess in later deadlines."""
+        self._voiced[seq] = duration_s
+
+    def due(self, seq: int) -> float:
+        """When clip ``seq`` must start playing (monotonic seconds): the first clip as soon as the person
+        asked (its /chat), each later one when the clips before it will have played. Lengths not yet known are
+        guessed from the text."""
+        start = self._first_play if self._first_play is not None else self.started_at
+        ahead = 0.0
+        for s in range(seq):
+            if s in self._failed:
+                continue
+            known = self._durations.get(s, self._voiced.get(s))
+            ahead += known if known is not None else len(self._texts.get(s, "")) / CHARS_PER_SECOND
+        return start + ahead
 
     def finish_writing(self) -> None:
         self._written = True
@@ -156,6 +177,29 @@ class Reply:
         return {"reply": self.id, "clips": [self._clips[s] for s in sorted(self._clips)],
                 "failed": sorted(self._failed), "played": sorted(self._started_seqs), "done": self._rendered,
                 "sentences": self.sentences if self._written else None}
+
+    def texts(self) -> list[str]:
+        """Every sentence so far, in seq order."""
+        return [self._texts[s] for s in sorted(self._texts)]
+
+    @classmethod
+    def copy_of(cls, state: dict[str, Any], texts: list[str]) -> Reply:
+        """Another process's reply, rebuilt from its ``state()`` and ``texts()`` (Redis mode: a node that
+        joins a session while a reply of it is still being heard)."""
+        reply = cls(reply_id=state["reply"])
+        for text in texts:
+            reply.add_sentence(text)
+        for clip in state["clips"]:
+            reply.announce(clip["seq"], clip, clip["duration_s"])
+        for seq in state["failed"]:
+            reply.fail(seq)
+        for seq in state["played"]:
+            reply.played(seq, ended=False)
+        if state["sentences"] is not None:
+            reply.finish_writing()
+        if state["done"]:
+            reply.finish_rendering()
+        return reply
 
     def ms_since_start(self) -> float:
         return round((time.perf_counter() - self.started) * 1000, 1)

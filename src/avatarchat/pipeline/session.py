@@ -13,15 +13,17 @@ import re
 import secrets
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
+from avatarchat.data import Message
 from avatarchat.errors import BadRequest, QueueFull, TooManySessions, UnknownSession
 from avatarchat.events import Event
-from avatarchat.data import Message
 from avatarchat.pipeline.lane import Lane
+from avatarchat.pipeline.outbox import Outbox
 from avatarchat.pipeline.reply import Reply
 from avatarchat.scripts import CJK
 
+__all__ = ["INTERRUPTED", "Outbox", "Session", "SessionManager", "SessionStore", "check_session_id"]
 log = logging.getLogger(__name__)
 
 SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -32,20 +34,6 @@ def check_session_id(session_id: str) -> str:
     if not isinstance(session_id, str) or not SESSION_ID.match(session_id):
         raise BadRequest("session_id must be the token POST /session returned (letters, digits, '-' or '_').")
     return session_id
-
-
-class Outbox:
-    """One WebSocket's outgoing events. Bounded, so a stalled client cannot hold memory or block others."""
-
-    def __init__(self, size: int = 256) -> None:
-        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=size)
-        self.overflowed = asyncio.Event()
-
-    def put(self, event: dict[str, Any]) -> None:
-        try:
-            self.queue.put_nowait(event)
-        except asyncio.QueueFull:
-            self.overflowed.set()
 
 
 class Session:
@@ -63,12 +51,29 @@ class Session:
         self.lane: Lane | None = None
         self.last_seen = time.monotonic()
         self.voice: str | None = None
+        # Redis mode: events go out through the lane (to every node holding this session) and come back in
+        # through ``deliver``; embedded, they go straight to this process's sockets.
+        self.relay: Callable[[Event], None] | None = None
 
     # -- events -------------------------------------------------------------------------------------------
     def publish(self, event: Event) -> None:
-        wire = event.wire()
+        if self.relay is not None:
+            self.relay(event)
+        else:
+            self.deliver(event.wire())
+
+    def deliver(self, wire: dict[str, Any]) -> None:
+        """Hand an event to this process's sockets of the session."""
         for box in list(self.outboxes):
             box.put(wire)
+
+    # -- shared state (Redis mode) ------------------------------------------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        return {"voice": self.voice, "history": [[m.role, m.content] for m in self.history]}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.voice = state.get("voice")
+        self.history = [Message(role=r, content=c) for r, c in state.get("history", [])]
 
     # -- history ------------------------------------------------------------------------------------------
     def remember(self, role: str, content: str) -> Message:
@@ -168,11 +173,23 @@ class Session:
             await self.lane.aclose()
 
 
+class SessionStore(Protocol):
+    """Where sessions' shared state lives when several nodes serve them (Redis mode)."""
+
+    async def load(self, session_id: str) -> dict[str, Any] | None: ...
+
+    async def save(self, session_id: str, state: dict[str, Any]) -> None: ...
+
+
 class SessionManager:
-    """Issues sessions and owns them; ``make_lane`` gives each new session its speech lane."""
+    """Issues sessions and owns them; ``make_lane`` gives each new session its speech lane. With a ``store``,
+    a session another node issued is adopted on first use, and its state is read before and saved after
+    each chat, so any node can take the session's next message."""
 
     def __init__(self, max_sessions: int, queue_size: int, history_turns: int,
-                 make_lane: Callable[[Session], Lane], history_token_budget: int = 3000) -> None:
+                 make_lane: Callable[[Session], Lane], history_token_budget: int = 3000,
+                 store: SessionStore | None = None) -> None:
+        self.store = store
         self.max_sessions = max_sessions
         self.queue_size = queue_size
         self.history_turns = history_turns
@@ -181,16 +198,39 @@ class SessionManager:
         self.sessions: dict[str, Session] = {}
         self._closing: set[asyncio.Task] = set()  # evicted sessions still closing (kept so they finish)
 
+    async def find(self, token: str, refresh: bool = False) -> Session:
+        """``get``, adopting a session another node issued (Redis mode); ``refresh`` re-reads its state."""
+        check_session_id(token)
+        if self.store is not None and (refresh or token not in self.sessions):
+            state = await self.store.load(token)
+            if state is not None:
+                local = self.sessions.get(token)
+                if local is None:
+                    local = self._add(token)
+                    log.info("session %s… adopted from the shared store", local.label)
+                local.restore(state)
+        session = self.get(token)
+        if self.store is not None and session.lane is not None:
+            await session.lane.ready()  # its events reach this node before anything is sent
+        return session
+
+    async def save(self, session: Session) -> None:
+        if self.store is not None:
+            await self.store.save(session.id, session.snapshot())
+
     def create(self) -> Session:
         """A new session with a fresh token. When the table is full, the session idle the longest (no socket,
         nothing to say) makes room; only when every session is in use is the answer 503."""
         if len(self.sessions) >= self.max_sessions and not self._evict_one():
             raise TooManySessions(f"The server is at its limit of {self.max_sessions} sessions; try again later.")
-        token = secrets.token_urlsafe(24)
+        s = self._add(secrets.token_urlsafe(24))
+        log.info("session %s… created (%d live)", s.label, len(self.sessions))
+        return s
+
+    def _add(self, token: str) -> Session:
         s = Session(token, self.queue_size, self.history_turns, self.history_token_budget)
         s.lane = self._make_lane(s)
         self.sessions[token] = s
-        log.info("session %s… created (%d live)", s.label, len(self.sessions))
         return s
 
     def get(self, token: str) -> Session:

@@ -6,6 +6,7 @@ avatar's id changes: for new content, or when ``CACHE_VERSION`` in render/avatar
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -20,5 +21,9 @@ def build_idle_clip(renderer: Renderer, avatar: Avatar, cache_dir: Path) -> Path
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
         frames = list(renderer.idle_frames(avatar))
-        encode_clip(path, frames, np.zeros(1, np.int16), 16000, renderer.fps)
+        # Web nodes and workers sharing a data dir may build it at the same moment: each encodes its own
+        # file and renames it into place (atomic), so none finds another's half-written one.
+        own = path.with_name(f"idle.{os.getpid()}.mp4")
+        encode_clip(own, frames, np.zeros(1, np.int16), 16000, renderer.fps)
+        os.replace(own, path)
     return path

@@ -26,7 +26,8 @@ log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings | None = None, *, llm: LLM | None = None, tts: TTS | None = None,
-               renderer: Renderer | None = None, asr: ASR | None = None) -> FastAPI:
+               renderer: Renderer | None = None, asr: ASR | None = None, with_worker: bool = False) -> FastAPI:
+    """``with_worker`` (Redis mode): this process also claims and renders speech jobs."""
     settings = settings or Settings()
 
     @asynccontextmanager
@@ -36,6 +37,8 @@ def create_app(settings: Settings | None = None, *, llm: LLM | None = None, tts:
         except AvatarChatError as exc:  # a configuration problem: say it plainly before uvicorn's traceback
             log.error("avatarchat cannot start: %s", redact(exc.message, settings.secrets()))
             raise
+        if with_worker:
+            app.state.services.start_worker()
         try:
             yield
         finally:  # every reply is cancelled; nothing waits without bound; no half-written clip stays behind

@@ -34,5 +34,8 @@ async def converse(s: Services, session: Session, message: str, *, queue: bool =
         s.metrics.cancelled.inc(len(cancelled))
     # Admission control: rather than a minute of silence, a busy server answers in text only.
     speak = s.pipeline.expected_wait_s(s.sessions.jobs_waiting()) <= s.settings.max_speech_wait_s
-    text = await s.pipeline.reply(session, reply, speak=speak)
+    try:
+        text = await s.pipeline.reply(session, reply, speak=speak)
+    finally:
+        await s.sessions.save(session)  # Redis mode: history and voice for whichever node takes the next turn
     return reply, text

@@ -51,7 +51,11 @@ async def healthz(request: Request) -> JSONResponse:
     body = {"status": "stalled" if pipeline["stalled"] else "ok", "llm": s.llm.name, "tts": s.tts.primary,
             "voice": s.tts.default_voice, "renderer": s.renderer.name, "avatar": s.avatar.id, "voice_input": s.voice is not None,
             "sessions": len(s.sessions.sessions), "tasks": len(asyncio.all_tasks()), "pipeline": pipeline}
-    return JSONResponse(body, status_code=503 if pipeline["stalled"] else 200)
+    if s.backplane is not None:  # Redis mode: can this node reach Redis, and who renders?
+        body.update(await s.backplane.health())
+        if body["redis"] != "ok":
+            body["status"] = "redis_unreachable"
+    return JSONResponse(body, status_code=200 if body["status"] == "ok" else 503)
 
 
 @router.get("/voices")
@@ -62,7 +66,11 @@ async def voices(request: Request) -> dict:
 
 @router.get("/metrics")
 async def metrics(request: Request) -> Response:
-    return Response(services(request).metrics.exposition(), media_type="text/plain; version=0.0.4")
+    s = services(request)
+    text = s.metrics.exposition()
+    if s.backplane is not None:
+        text += (await s.backplane.exposition()).encode()
+    return Response(text, media_type="text/plain; version=0.0.4")
 
 
 @router.get("/avatar/idle.mp4")
@@ -74,7 +82,13 @@ async def idle_clip(request: Request) -> FileResponse:
 async def clip(request: Request, clip_id: str) -> Response:
     if not CLIP_ID.match(clip_id):
         raise BadRequest("Clip ids are 32 hex characters.")
-    path = services(request).clips.path(clip_id)
+    s = services(request)
+    if s.backplane is not None and s.settings.redis_clips == "redis":
+        data = await s.backplane.clip(clip_id)
+        if data is None:
+            return JSONResponse(error_body("not_found", f"No clip {clip_id}."), status_code=404)
+        return Response(data, media_type="video/mp4")
+    path = s.clips.path(clip_id)
     if not path.is_file():
         return JSONResponse(error_body("not_found", f"No clip {clip_id}."), status_code=404)
     return FileResponse(path, media_type="video/mp4")
@@ -83,7 +97,10 @@ async def clip(request: Request, clip_id: str) -> Response:
 @router.post("/session")
 async def new_session(request: Request) -> dict:
     """Issue a session: its token opens the socket, posts chat messages and is the session's only name."""
-    return {"session_id": services(request).sessions.create().id}
+    s = services(request)
+    session = s.sessions.create()
+    await s.sessions.save(session)  # Redis mode: every node can now take it
+    return {"session_id": session.id}
 
 
 @router.post("/chat")
@@ -92,6 +109,6 @@ async def chat(request: Request, body: ChatRequest) -> dict:
     check_session_id(body.session_id)
     check_message(s, body.message)
     voice = s.tts.resolve(body.voice).id if body.voice else None  # an unknown voice is refused before the session
-    session = s.sessions.get(body.session_id)
+    session = await s.sessions.find(body.session_id, refresh=True)
     reply, text = await converse(s, session, body.message, queue=body.queue, voice=voice)
     return {"session_id": session.id, "reply_id": reply.id, "text": text, "sentences": reply.sentences}

@@ -34,7 +34,7 @@ async def ws(websocket: WebSocket, session_id: str = Query("")) -> None:
     s: Services = websocket.app.state.services
     await websocket.accept()
     try:
-        session = s.sessions.get(session_id)
+        session = await s.sessions.find(session_id)
     except AvatarChatError as exc:
         await websocket.send_json({"type": "error", "session": "", "code": exc.code, "message": exc.public})
         await websocket.close(code=4404 if exc.code == "unknown_session" else 1008)

@@ -1,0 +1,121 @@
+"""A web node's view of the shared Redis: session state, clips, and the health and metrics of the cluster.
+
+Everything a web node reads from Redis outside a session's lane goes through here, so the routes stay one
+line longer than in the embedded mode and know no key names.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable
+from typing import Any, TypeVar
+
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from avatarchat.distributed.keys import GROUP, Keys, dumps, loads
+from avatarchat.errors import StoreUnavailable
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class Backplane:
+    def __init__(self, redis: Redis, keys: Keys, session_ttl_s: float) -> None:
+        self.redis = redis
+        self.keys = keys
+        self._session_ttl_s = int(max(1, session_ttl_s))
+
+    @classmethod
+    def connect(cls, url: str, session_ttl_s: float, prefix: str = "avatarchat") -> Backplane:
+        """A client that reconnects by itself: a command on a connection Redis closed (it restarted) is
+        retried on a new one, three times within about a second."""
+        redis = Redis.from_url(url, socket_connect_timeout=2, health_check_interval=10,
+                               retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 3),
+                               retry_on_error=[RedisConnectionError, RedisTimeoutError])
+        return cls(redis, Keys(prefix), session_ttl_s)
+
+    # -- sessions (SessionStore) ---------------------------------------------------------------------------
+    async def load(self, session_id: str) -> dict[str, Any] | None:
+        raw = await _reachable(self.redis.get(self.keys.session(session_id)))
+        return loads(raw) if raw is not None else None
+
+    async def save(self, session_id: str, state: dict[str, Any]) -> None:
+        await _reachable(self.redis.set(self.keys.session(session_id), dumps(state), ex=self._session_ttl_s))
+
+    # -- clips ---------------------------------------------------------------------------------------------
+    async def clip(self, clip_id: str) -> bytes | None:
+        """A clip's bytes; stored in one SET, so what is here is always a whole clip."""
+        return await _reachable(self.redis.get(self.keys.clip(clip_id)))
+
+    # -- health and metrics ----------------------------------------------------------------------------------
+    async def workers(self) -> list[dict[str, Any]]:
+        names = [k async for k in self.redis.scan_iter(match=self.keys.worker("*"), count=100)]
+        values = await self.redis.mget(names) if names else []
+        return [loads(v) for v in values if v is not None]
+
+    async def health(self) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        try:
+            await self.redis.ping()
+            workers = await self.workers()
+        except (RedisError, OSError) as exc:
+            return {"redis": "unreachable", "error": str(exc), "workers": []}
+        return {"redis": "ok", "redis_ping_ms": round((time.perf_counter() - t0) * 1000, 2),
+                "workers": [w["name"] for w in workers]}
+
+    async def exposition(self) -> str:
+        """Prometheus text for the stream and the workers (read from Redis at scrape time)."""
+        try:
+            length = sum([await self.redis.xlen(s) for s in self.keys.job_streams])
+            pending = sum([await self._pending(s) for s in self.keys.job_streams])
+            waiting = sum([await self._lag(s) for s in self.keys.job_streams])
+            reclaimed = int(await self.redis.get(self.keys.reclaimed) or 0)
+            workers = await self.workers()
+        except (RedisError, OSError):
+            return "# TYPE avatarchat_redis_up gauge\navatarchat_redis_up 0\n"
+        lines = ["# TYPE avatarchat_redis_up gauge", "avatarchat_redis_up 1",
+                 "# TYPE avatarchat_jobs_stream_length gauge", f"avatarchat_jobs_stream_length {length}",
+                 "# TYPE avatarchat_jobs_waiting gauge", f"avatarchat_jobs_waiting {waiting}",
+                 "# TYPE avatarchat_jobs_pending gauge", f"avatarchat_jobs_pending {pending}",
+                 "# TYPE avatarchat_jobs_reclaimed_total counter", f"avatarchat_jobs_reclaimed_total {reclaimed}",
+                 "# TYPE avatarchat_workers gauge", f"avatarchat_workers {len(workers)}",
+                 "# TYPE avatarchat_worker_clips_total counter",
+                 "# TYPE avatarchat_worker_clips_per_second gauge"]
+        for w in workers:
+            up = max(1e-9, time.time() - w["started_at"])
+            lines.append(f'avatarchat_worker_clips_total{{worker="{w["name"]}"}} {w["clips"]}')
+            lines.append(f'avatarchat_worker_clips_per_second{{worker="{w["name"]}"}} {w["clips"] / up:.4f}')
+        return "\n".join(lines) + "\n"
+
+    async def _pending(self, stream: str) -> int:
+        try:
+            info = await self.redis.xpending(stream, GROUP)
+        except RedisError:
+            return 0  # no group yet: no worker has started
+        return int(info["pending"]) if isinstance(info, dict) else int(info[0])
+
+    async def _lag(self, stream: str) -> int:
+        """Jobs no worker has claimed yet (the consumer group's lag)."""
+        try:
+            groups = await self.redis.xinfo_groups(stream)
+        except RedisError:
+            return 0
+        return sum(int(g.get("lag") or 0) for g in groups)
+
+    async def aclose(self) -> None:
+        await self.redis.aclose()
+
+
+async def _reachable(command: Awaitable[T]) -> T:
+    """A Redis outage becomes a 503 (or an ``error`` event on a socket) that says so, not a traceback."""
+    try:
+        return await command
+    except (RedisError, OSError) as exc:
+        log.warning("Redis unreachable: %s", exc)
+        raise StoreUnavailable(f"Redis unreachable: {exc}") from exc

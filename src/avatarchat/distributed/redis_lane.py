@@ -1,0 +1,268 @@
+"""A session's speech lane on a web node in Redis mode: sentences go to workers, events come back.
+
+``submit`` adds a job to the Redis stream (workers claim it); the session's events channel brings back what
+the workers announce and what the other nodes holding the session did. Every node that holds the session
+keeps the same picture of its replies (``Reply`` objects, fed by that channel), so a page connected to node
+B sees the clips of a reply node A writes, B's barge-in cancels it (A's LLM stream stops, the worker's
+render stops), and either node's ``state()`` lets a page resume.
+
+The node that wrote a reply (its owner) sends ``speech_done`` once every sentence is announced or failed,
+and turns a sentence nobody rendered within ``job_timeout_s`` into an ``error`` event. Redis calls happen in
+one sender task, in order; the lane's methods stay synchronous, as the ``Lane`` protocol wants.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from avatarchat.distributed.keys import Keys, dumps, loads
+from avatarchat.errors import QueueFull
+from avatarchat.events import ErrorEvent, Event, SpeechCancelled, SpeechDone
+from avatarchat.metrics import Metrics
+from avatarchat.pipeline.reply import Reply, new_id
+
+log = logging.getLogger(__name__)
+RETRY_S = 1.0
+SYNC_S = 0.2  # how long a node joining a session waits for the others to tell it the replies in flight
+STREAM_MAX = 10_000
+Op = Callable[[Redis], Awaitable[Any]]
+
+
+class RedisLane:
+    def __init__(self, session_id: str, redis: Redis, keys: Keys, deliver: Callable[[dict], None],
+                 queue_size: int, job_timeout_s: float, metrics: Metrics) -> None:
+        self.session_id = session_id
+        self._redis, self._keys, self._deliver = redis, keys, deliver
+        self._limit, self._timeout_s, self._metrics = queue_size, job_timeout_s, metrics
+        self._replies: dict[str, Reply] = {}
+        self._owned: dict[str, dict[int, float]] = {}  # replies written here: seq -> queued at (monotonic)
+        self._mine: set[str] = set()  # ids of the replies written here (their own echoes are not news)
+        self._done_sent: set[str] = set()
+        self._ops: asyncio.Queue[Op] = asyncio.Queue()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._channel = keys.events(session_id)
+        self._subscribed = asyncio.Event()
+        self._synced = asyncio.Event()  # heard the other nodes' replies of this session (or waited SYNC_S)
+        self._node = new_id()  # this lane, for the other nodes' answers to its sync request
+
+    # -- the Lane protocol -------------------------------------------------------------------------------
+    def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._send(), name=f"redis-send-{self.session_id[:6]}"),
+                       asyncio.create_task(self._listen(), name=f"redis-listen-{self.session_id[:6]}"),
+                       asyncio.create_task(self._watch(), name=f"redis-watch-{self.session_id[:6]}")]
+
+    async def ready(self, timeout_s: float = 2.0) -> None:
+        """Wait (bounded: Redis may be down) until this node hears the session's channel and knows the replies
+        other nodes are still speaking (so a page reconnecting here resumes them)."""
+        try:
+            await asyncio.wait_for(asyncio.gather(self._subscribed.wait(), self._synced.wait()), timeout_s)
+        except TimeoutError:
+            log.warning("session %s: not yet subscribed to its Redis events", self.session_id[:6])
+
+    @property
+    def waiting(self) -> int:
+        return sum(len(seqs) for seqs in self._owned.values())
+
+    def has_room(self) -> bool:
+        return self.waiting < self._limit
+
+    def begin(self, reply: Reply) -> None:
+        self._replies = {rid: r for rid, r in self._replies.items() if r.speaking()}
+        self._mine &= set(self._replies)
+        self._done_sent &= set(self._replies)
+        self._replies[reply.id] = reply
+        self._mine.add(reply.id)
+        self._owned[reply.id] = {}
+        self._internal("_begin", reply.id)
+
+    def submit(self, reply: Reply, text: str, voice: str) -> int:
+        seq = reply.add_sentence(text)
+        self._internal("_sentence", reply.id, seq=seq, text=text)
+        if not self.has_room():
+            reply.fail(seq)
+            raise QueueFull(f"{self._limit} sentences are already waiting to be spoken; this one was not queued.")
+        self._owned.setdefault(reply.id, {})[seq] = time.monotonic()
+        job = {"id": new_id(), "session": self.session_id, "reply": reply.id, "seq": seq, "text": text,
+               "voice": voice, "due": reply.due(seq) - time.monotonic() + time.time(), "queued_at": time.time()}
+        stream = self._keys.jobs_first if seq == 0 else self._keys.jobs  # a first sentence is due now
+        # Acknowledged entries stay in the stream until it passes STREAM_MAX entries (trimmed roughly).
+        self._op(lambda r: r.xadd(stream, {"job": dumps(job)}, maxlen=STREAM_MAX, approximate=True))
+        return seq
+
+    def end(self, reply: Reply) -> None:
+        reply.finish_writing()
+        self._internal("_end", reply.id, sentences=reply.sentences)
+        self._check_done(reply)
+
+    def speaking(self) -> list[Reply]:
+        return [r for r in self._replies.values() if r.speaking()]
+
+    def cancel_all(self) -> list[Reply]:
+        """Barge-in, whichever node wrote the replies: queued jobs are skipped (the cancel key), running
+        renders stop (the cancel channel), the writing node's LLM stream stops (the ``_cancel`` message)."""
+        cancelled = [r for r in self.speaking() if r.cancel()]
+        for r in cancelled:
+            self._cancel_everywhere(r.id)
+        return cancelled
+
+    def _cancel_everywhere(self, rid: str) -> None:
+        self._owned.pop(rid, None)
+        self._op(lambda c: c.set(self._keys.cancel(rid), b"1", ex=600))
+        self._op(lambda c: c.publish(self._keys.cancel_channel, rid.encode()))
+        self._internal("_cancel", rid)
+        self.publish(SpeechCancelled(session=self.session_id, reply=rid))
+
+    def report(self, reply_id: str, seq: int, ended: bool) -> None:
+        self._internal("_played", reply_id, seq=seq, ended=ended)
+
+    def state(self) -> list[dict]:
+        return [r.state() for r in self.speaking()]
+
+    async def aclose(self, flush_s: float = 1.0) -> None:
+        """Replies this node is still writing are cancelled everywhere (nobody else would ever finish them),
+        with a bounded wait for Redis to hear it."""
+        for rid in list(self._owned):
+            reply = self._replies.get(rid)
+            if reply is not None and reply.cancel():
+                self._cancel_everywhere(rid)
+        try:
+            await asyncio.wait_for(self._ops.join(), flush_s)
+        except TimeoutError:
+            log.warning("session %s: Redis did not hear the last %d messages", self.session_id[:6], self._ops.qsize())
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    # -- out: one ordered stream of Redis calls ------------------------------------------------------------
+    def publish(self, event: Event) -> None:
+        """The session's ``relay``: every node holding the session (this one included) delivers it."""
+        self._send_raw(dumps(event.wire()))
+
+    def _internal(self, kind: str, reply: str, **fields: Any) -> None:
+        self._send_raw(dumps({"type": kind, "reply": reply, **fields}))
+
+    def _send_raw(self, raw: bytes) -> None:
+        self._op(lambda r: r.publish(self._channel, raw))
+
+    def _op(self, op: Op) -> None:
+        self._ops.put_nowait(op)
+
+    async def _send(self) -> None:
+        while True:
+            op = await self._ops.get()
+            while True:
+                try:
+                    await op(self._redis)
+                    self._ops.task_done()
+                    break
+                except RedisError as exc:  # Redis restarting: keep the order, try again
+                    log.warning("session %s: Redis unreachable (%s); retrying in %.0f s", self.session_id[:6],
+                                exc, RETRY_S)
+                    await asyncio.sleep(RETRY_S)
+
+    # -- in: the session's channel -----------------------------------------------------------------------
+    async def _listen(self) -> None:
+        while True:
+            try:
+                async with self._redis.pubsub() as sub:
+                    await sub.subscribe(self._channel)
+                    self._subscribed.set()
+                    if not self._synced.is_set():
+                        self._internal("_sync_request", "", node=self._node)
+                        asyncio.get_running_loop().call_later(SYNC_S, self._synced.set)
+                    async for message in sub.listen():
+                        if message.get("type") == "message":
+                            self._on(loads(message["data"]))
+            except asyncio.CancelledError:
+                raise
+            except (RedisError, OSError) as exc:
+                self._subscribed.clear()
+                log.warning("session %s: lost the Redis events channel (%s); resubscribing in %.0f s",
+                            self.session_id[:6], exc, RETRY_S)
+                await asyncio.sleep(RETRY_S)
+
+    def _on(self, msg: dict[str, Any]) -> None:
+        kind, rid = msg.get("type", ""), msg.get("reply")
+        reply = self._replies.get(rid) if rid else None
+        if kind == "_begin" and reply is None:
+            self._replies[rid] = Reply(reply_id=rid)
+        elif kind == "_sentence" and reply is not None and rid not in self._mine:
+            reply.add_sentence(msg["text"])
+        elif kind == "_end" and reply is not None and rid not in self._mine:
+            reply.finish_writing()
+        elif kind == "_cancel" and reply is not None:
+            reply.cancel()  # the writer's LLM loop sees this and stops
+            self._owned.pop(rid, None)
+        elif kind == "_played" and reply is not None:
+            reply.played(msg["seq"], msg["ended"])
+        elif kind == "_sync_request" and msg["node"] != self._node and self.speaking():
+            copies = [{"state": r.state(), "texts": r.texts()} for r in self.speaking()]
+            self._internal("_sync", "", to=msg["node"], replies=copies)
+        elif kind == "_sync" and msg["to"] == self._node:
+            for copy in msg["replies"]:
+                self._replies.setdefault(copy["state"]["reply"], Reply.copy_of(copy["state"], copy["texts"]))
+            self._synced.set()
+        elif not kind.startswith("_"):
+            self._event(msg, reply)
+
+    def _event(self, msg: dict[str, Any], reply: Reply | None) -> None:
+        kind = msg["type"]
+        if reply is not None and kind == "clip_ready":
+            seq = msg["seq"]
+            if reply.cancelled or seq in reply.state()["failed"] or any(c["seq"] == seq for c in reply.state()["clips"]):
+                return  # cancelled, timed out, or already announced: never shown twice
+            reply.announce(seq, msg, msg["duration_s"])
+            self._settled(reply, seq, msg)
+        elif reply is not None and kind == "error" and msg.get("seq") is not None:
+            reply.fail(msg["seq"])
+            self._settled(reply, msg["seq"], msg)
+        elif reply is not None and kind == "speech_done":
+            reply.finish_rendering()
+        self._deliver(msg)
+
+    def _settled(self, reply: Reply, seq: int, msg: dict[str, Any]) -> None:
+        owned = self._owned.get(reply.id)
+        if owned is None:
+            return
+        owned.pop(seq, None)
+        if msg["type"] == "clip_ready":
+            self._metrics.clips.inc()
+            sent = msg.get("timings_ms", {}).get("published_at")
+            if sent is not None:
+                hop = msg["timings_ms"].get("claim_wait_ms", 0.0) + msg["timings_ms"].get("store_ms", 0.0)
+                self._metrics.redis_hop.observe((hop + max(0.0, time.time() * 1000 - sent)) / 1000)
+        self._check_done(reply)
+
+    def _check_done(self, reply: Reply) -> None:
+        """The owner says ``speech_done`` once, after every sentence is announced or failed."""
+        owned = self._owned.get(reply.id)
+        if owned is None or owned or reply.id in self._done_sent or reply.cancelled:
+            return
+        st = reply.state()
+        if st["sentences"] is None or len(st["clips"]) + len(st["failed"]) < st["sentences"]:
+            return
+        self._done_sent.add(reply.id)
+        self._owned.pop(reply.id, None)
+        self.publish(SpeechDone(session=self.session_id, reply=reply.id, clips=len(st["clips"]),
+                                sentences=st["sentences"], timings_ms={"since_chat": reply.ms_since_start()}))
+
+    async def _watch(self) -> None:
+        """A sentence queued ``job_timeout_s`` ago with no clip: no worker took it (or every one died)."""
+        while True:
+            await asyncio.sleep(min(1.0, self._timeout_s / 4))
+            now = time.monotonic()
+            for rid, seqs in list(self._owned.items()):
+                for seq, queued in list(seqs.items()):
+                    if now - queued > self._timeout_s:
+                        seqs.pop(seq)
+                        self._metrics.errors.labels(code="no_worker").inc()
+                        self.publish(ErrorEvent(session=self.session_id, reply=rid, seq=seq, code="no_worker",
+                                                message=f"No speech worker rendered sentence {seq + 1} within "
+                                                        f"{self._timeout_s:.0f} s."))

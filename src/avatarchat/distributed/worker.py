@@ -1,0 +1,246 @@
+"""``avatarchat worker``: claims speech jobs from the Redis stream, voices, renders and stores each clip.
+
+A job is acknowledged only after its clip is stored and announced (or its failure is), so a worker killed
+at any point loses nothing: its claimed job stays pending and another worker takes it over with
+``XAUTOCLAIM`` once it has not been touched for ``visibility_s`` (a live worker touches its job while
+working on it). Announcing goes through ``SET NX`` on the job id, so a retried job is announced once.
+A barge-in on any web node reaches the render running here through the cancel channel, between frames.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from prometheus_client import Counter
+from redis.asyncio import Redis
+from redis.exceptions import RedisError, ResponseError
+
+from avatarchat.distributed.keys import GROUP, Keys, dumps, loads
+from avatarchat.errors import AvatarChatError, Cancelled, redact
+from avatarchat.events import ClipReady, ErrorEvent
+from avatarchat.pipeline.contract import SpeechEngine
+from avatarchat.pipeline.jobs import SpeechJob
+from avatarchat.pipeline.reply import Reply
+
+log = logging.getLogger(__name__)
+RETRY_S = 1.0
+HEARTBEAT_S = 1.0
+
+
+@dataclass
+class WorkerStats:
+    name: str
+    started_at: float = field(default_factory=time.time)
+    clips: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    reclaimed: int = 0
+    renders_stopped: int = 0  # barge-ins that stopped a render running here
+    worst_stop_ms: float = 0.0  # the slowest of those stops, from the cancel to the render having stopped
+    busy_s: float = 0.0
+    running: int = 0
+
+
+@dataclass(frozen=True)
+class Claimed:
+    stream: str
+    entry_id: bytes
+    job: dict[str, Any]
+    wait_ms: float  # how long the job waited for this worker while it was idle: the stream's transport time
+
+
+def _name(stream: bytes | str) -> str:
+    return stream.decode() if isinstance(stream, bytes) else stream
+
+
+class SpeechWorker:
+    def __init__(self, redis: Redis, keys: Keys, engine: SpeechEngine, *, visibility_s: float, clip_ttl_s: float,
+                 clips_in_redis: bool, loops: int = 1, name: str | None = None) -> None:
+        self._redis, self._keys, self._engine = redis, keys, engine
+        self._visibility_s, self._ttl_s = visibility_s, int(max(1, clip_ttl_s))
+        self._clips_in_redis, self._loops = clips_in_redis, loops
+        self.name = name or f"{socket.gethostname()}-{os.getpid()}"
+        self.stats = WorkerStats(self.name)
+        self._running: dict[str, Reply] = {}  # job id -> the stand-in whose stop event the render watches
+        self._reclaimed = Counter("avatarchat_worker_reclaimed", "Jobs this worker took over from a dead one",
+                                  registry=engine.metrics.registry)
+
+    async def run(self) -> None:
+        """Runs until cancelled; a Redis outage is logged once a second and waited out, never fatal."""
+        loops = [self._supervised(self._claim_loop, f"claim-{i}") for i in range(self._loops)]
+        await asyncio.gather(*loops, self._supervised(self._cancel_listener, "cancel"),
+                             self._supervised(self._heartbeat, "heartbeat"))
+
+    async def _supervised(self, loop, what: str) -> None:
+        while True:
+            try:
+                await loop()
+            except asyncio.CancelledError:
+                raise
+            except (RedisError, OSError) as exc:
+                log.warning("worker %s: Redis unreachable in %s (%s); retrying in %.0f s", self.name, what, exc,
+                            RETRY_S)
+                await asyncio.sleep(RETRY_S)
+
+    # -- claiming ------------------------------------------------------------------------------------------
+    async def _claim_loop(self) -> None:
+        await self._ensure_groups()
+        while True:
+            try:
+                claimed = await self._next()
+            except ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                await self._ensure_groups()  # Redis restarted empty
+                continue
+            for job in claimed:  # first sentences first
+                await self._handle(job)
+
+    async def _ensure_groups(self) -> None:
+        for stream in self._keys.job_streams:
+            try:
+                await self._redis.xgroup_create(stream, GROUP, id="0", mkstream=True)
+            except ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+
+    async def _next(self) -> list[Claimed]:
+        """A dead worker's job first, then a reply's first sentence, then any job (waiting up to a second)."""
+        for stream in self._keys.job_streams:
+            _, got, *_ = await self._redis.xautoclaim(stream, GROUP, self.name, count=1,
+                                                      min_idle_time=int(self._visibility_s * 1000))
+            if got and got[0][1]:
+                self.stats.reclaimed += 1
+                self._reclaimed.inc()
+                await self._redis.incr(self._keys.reclaimed)
+                log.info("worker %s: reclaimed job %s of a worker that stopped", self.name, got[0][0])
+                return [Claimed(stream, got[0][0], loads(got[0][1][b"job"]), 0.0)]
+            if got:  # an entry deleted meanwhile comes back empty
+                await self._redis.xack(stream, GROUP, got[0][0])
+        asked = time.time()
+        got = await self._redis.xreadgroup(GROUP, self.name, {self._keys.jobs_first: ">"}, count=1)
+        if not got:
+            got = await self._redis.xreadgroup(GROUP, self.name, {s: ">" for s in self._keys.job_streams},
+                                               count=1, block=1000)
+        claimed = []
+        for stream, entries in sorted(got or [], key=lambda g: _name(g[0]) != self._keys.jobs_first):
+            for entry_id, fields in entries:
+                job = loads(fields[b"job"])
+                wait_ms = max(0.0, (time.time() - max(asked, job["queued_at"])) * 1000)
+                claimed.append(Claimed(_name(stream), entry_id, job, wait_ms))
+        return claimed
+
+    async def _keep_claimed(self, stream: str, entry_id: bytes) -> None:
+        """Touch the job while working on it, so nobody reclaims it from a live worker."""
+        while True:
+            await asyncio.sleep(self._visibility_s / 3)
+            try:
+                await self._redis.xclaim(stream, GROUP, self.name, 0, [entry_id], justid=True)
+            except RedisError:
+                pass
+
+    # -- one job ---------------------------------------------------------------------------------------------
+    async def _handle(self, claimed: Claimed) -> None:
+        raw, wait_ms = claimed.job, claimed.wait_ms
+        job = SpeechJob(id=raw["id"], reply=raw["reply"], seq=raw["seq"], text=raw["text"], voice=raw["voice"])
+        stand_in = Reply(reply_id=job.reply)
+        self._running[job.id] = stand_in
+        toucher = asyncio.create_task(self._keep_claimed(claimed.stream, claimed.entry_id))
+        t0 = time.perf_counter()
+        self.stats.running += 1
+        try:
+            if await self._redis.exists(self._keys.cancel(job.reply), self._keys.done(job.id)):
+                self.stats.cancelled += 1  # barge-in dropped it, or a retry of a job already announced
+            else:
+                await self._work(raw["session"], job, stand_in, wait_ms)
+            await self._redis.xack(claimed.stream, GROUP, claimed.entry_id)
+        finally:
+            toucher.cancel()
+            self._running.pop(job.id, None)
+            self.stats.running -= 1
+            self.stats.busy_s += time.perf_counter() - t0
+
+    async def _work(self, session: str, job: SpeechJob, stand_in: Reply, wait_ms: float) -> None:
+        t0 = time.perf_counter()
+        rendering = False
+        try:
+            speech = await self._engine.voice(job)
+            tts_ms = (time.perf_counter() - t0) * 1000
+            if stand_in.cancelled:
+                raise Cancelled("cancelled before rendering")
+            rendering = True
+            clip = await self._engine.render(job, speech, stand_in)
+        except Cancelled:
+            self.stats.cancelled += 1
+            if rendering and stand_in.cancelled_at is not None:  # a running render, stopped between frames
+                stop_s = time.perf_counter() - stand_in.cancelled_at
+                self._engine.metrics.cancel_stop.observe(stop_s)
+                self.stats.renders_stopped += 1
+                self.stats.worst_stop_ms = max(self.stats.worst_stop_ms, round(stop_s * 1000, 1))
+            return
+        except Exception as exc:  # noqa: BLE001 - one bad sentence must not stop the worker
+            await self._failed(session, job, exc)
+            return
+        t1 = time.perf_counter()
+        try:
+            if self._clips_in_redis:
+                data = await asyncio.to_thread(clip.path.read_bytes)
+                await self._redis.set(self._keys.clip(job.id), data, ex=self._ttl_s)
+        finally:
+            if self._clips_in_redis:
+                clip.path.unlink(missing_ok=True)
+        store_ms = (time.perf_counter() - t1) * 1000
+        m = self._engine.metrics
+        m.render.observe(clip.render_s)
+        m.encode.observe(clip.total_s - clip.render_s)
+        event = ClipReady(session=session, reply=job.reply, job=job.id, seq=job.seq, url=clip.url, text=job.text,
+                          duration_s=round(clip.duration_s, 3), voice=job.voice,
+                          timings_ms={"tts": round(tts_ms, 1), "render": round(clip.render_s * 1000, 1),
+                                      "encode": round((clip.total_s - clip.render_s) * 1000, 1),
+                                      "claim_wait_ms": round(wait_ms, 2), "store_ms": round(store_ms, 2),
+                                      "published_at": time.time() * 1000})
+        if await self._announce(job, event.wire()):
+            m.clips.inc()
+            self.stats.clips += 1
+
+    async def _failed(self, session: str, job: SpeechJob, exc: BaseException) -> None:
+        if not isinstance(exc, AvatarChatError):
+            log.error("worker %s: job %s failed", self.name, job.id, exc_info=exc)
+            exc = AvatarChatError(f"{type(exc).__name__}: {exc}", public="Rendering the clip failed.")
+        log.warning("worker %s: sentence %d of reply %s failed: %s", self.name, job.seq + 1, job.reply[:8],
+                    redact(exc.message, self._engine.secrets))
+        self._engine.metrics.errors.labels(code=exc.code).inc()
+        self.stats.failed += 1
+        await self._announce(job, ErrorEvent(session=session, reply=job.reply, seq=job.seq, code=exc.code,
+                                             message=f"Could not voice {job.text[:80]!r}: {exc.public}").wire())
+
+    async def _announce(self, job: SpeechJob, event: dict[str, Any]) -> bool:
+        """Publish once per job id, however many times the job is tried."""
+        if not await self._redis.set(self._keys.done(job.id), b"1", nx=True, ex=self._ttl_s):
+            return False
+        await self._redis.publish(self._keys.events(event["session"]), dumps(event))
+        return True
+
+    # -- cancel and heartbeat ----------------------------------------------------------------------------
+    async def _cancel_listener(self) -> None:
+        async with self._redis.pubsub() as sub:
+            await sub.subscribe(self._keys.cancel_channel)
+            async for message in sub.listen():
+                if message.get("type") != "message":
+                    continue
+                reply = message["data"].decode()
+                for stand_in in list(self._running.values()):
+                    if stand_in.id == reply:
+                        stand_in.cancel()  # the render checks this between frames
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await self._redis.set(self._keys.worker(self.name), dumps(asdict(self.stats)),
+                                  ex=max(3, int(HEARTBEAT_S * 5)))
+            await asyncio.sleep(HEARTBEAT_S)

@@ -1,0 +1,204 @@
+"""Redis mode with real processes: a private redis-server, two web nodes (A, B) and two speech workers, each
+its own OS process. The page's socket is on one node while /chat goes to the other; workers are killed with
+SIGKILL in the middle of a render; Redis itself is restarted. Tests run in file order on one deployment."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import httpx
+import pytest
+from websockets.sync.client import ClientConnection, connect
+
+from tests.helpers import decode_clip
+from tests.redis_cluster import Processes, RedisServer, live_workers, wait_until
+
+MESSAGE = ("Hello there, it is good to see you again today. I can tell you about the weather, the news, or "
+           "anything else. Speaking of which, the sky looks clear this afternoon.")
+LONG = MESSAGE + " Tomorrow might bring a little rain in the morning. Remember to take an umbrella if you go out."
+
+pytestmark = pytest.mark.timeout(600)
+
+
+class Deployment:
+    def __init__(self, redis: RedisServer, procs: Processes, a: str, b: str) -> None:
+        self.redis, self.procs, self.a, self.b = redis, procs, a, b
+        self.workers = [procs.worker("worker-1"), procs.worker("worker-2")]
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    server = RedisServer()
+    server.start()
+    procs = Processes(server.url, tmp_path_factory.mktemp("cluster"), AVATARCHAT_REDIS_VISIBILITY_S="2",
+                      AVATARCHAT_REDIS_JOB_TIMEOUT_S="20", AVATARCHAT_RENDER_THREADS="1",
+                      AVATARCHAT_TEST_FRAME_DELAY_S="0.02")
+    try:
+        a, b = procs.web("web-a"), procs.web("web-b")
+        d = Deployment(server, procs, a, b)
+        wait_until(lambda: len(live_workers(a)) == 2, 180, "two live workers")
+        yield d
+    finally:
+        procs.stop()
+        server.stop()
+
+
+@contextmanager
+def socket(base: str, session: str) -> Iterator[ClientConnection]:
+    with connect(base.replace("http://", "ws://") + f"/ws?session_id={session}") as ws:
+        assert json.loads(ws.recv(timeout=30))["type"] == "session_state"
+        yield ws
+
+
+def events_until(ws: ClientConnection, kind: str, reply: str | None = None, timeout_s: float = 90) -> list[dict]:
+    seen = []
+    deadline = time.monotonic() + timeout_s
+    while True:
+        ev = json.loads(ws.recv(timeout=max(0.1, deadline - time.monotonic())))
+        seen.append(ev)
+        if ev["type"] == kind and (reply is None or ev.get("reply") == reply):
+            return seen
+
+
+def chat(base: str, session: str, message: str) -> dict:
+    r = httpx.post(base + "/chat", json={"session_id": session, "message": message}, timeout=120)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def claimed(client) -> list[dict]:
+    """Jobs claimed by a worker and not yet acknowledged, over both job streams."""
+    return [p for stream in ("avatarchat:jobs:first", "avatarchat:jobs")
+            for p in client.xpending_range(stream, "workers", "-", "+", 10)]
+
+
+def clips_of(events: list[dict], reply: str) -> list[dict]:
+    return [e for e in events if e["type"] == "clip_ready" and e["reply"] == reply]
+
+
+def test_chat_on_node_a_reaches_the_socket_on_node_b_and_node_b_serves_the_clips(deployment: Deployment) -> None:
+    d = deployment
+    session = httpx.post(d.a + "/session", timeout=30).json()["session_id"]
+    with socket(d.b, session) as ws:
+        reply = chat(d.a, session, MESSAGE)
+        events = events_until(ws, "speech_done", reply["reply_id"])
+    clips = clips_of(events, reply["reply_id"])
+    assert sorted(c["seq"] for c in clips) == [0, 1, 2] == list(range(reply["sentences"]))
+    assert events[-1]["sentences"] == 3 and events[-1]["clips"] == 3
+    assert any(e["type"] == "reply_text" for e in events)  # the writer's own events cross nodes too
+    for c in clips:
+        r = httpx.get(d.b + c["url"], timeout=30)
+        assert r.status_code == 200 and r.headers["content-type"] == "video/mp4"
+        assert abs(decode_clip(r.content).video_duration_s - c["duration_s"]) < 0.05
+    health = httpx.get(d.b + "/healthz", timeout=10).json()
+    assert health["redis"] == "ok" and len(health["workers"]) == 2
+    metrics = httpx.get(d.a + "/metrics", timeout=10).text
+    for name in ("avatarchat_jobs_stream_length", "avatarchat_jobs_pending", "avatarchat_jobs_reclaimed_total",
+                 'avatarchat_worker_clips_per_second{worker="', "avatarchat_redis_hop_seconds_count"):
+        assert name in metrics, name
+    # B takes the session's next message: A's history came with it
+    second = chat(d.b, session, "And one more thing.")
+    assert second["sentences"] == 1
+
+
+def test_a_page_reconnecting_to_a_node_that_never_held_the_session_resumes_the_reply(
+        deployment: Deployment) -> None:
+    d = deployment
+    session = httpx.post(d.a + "/session", timeout=30).json()["session_id"]
+    with socket(d.a, session) as ws:
+        reply = chat(d.a, session, MESSAGE)["reply_id"]
+        events_until(ws, "clip_ready", reply)
+    with connect(d.b.replace("http://", "ws://") + f"/ws?session_id={session}") as ws:  # B: first time
+        state = json.loads(ws.recv(timeout=30))
+        assert state["type"] == "session_state"
+        [resumed] = state["replies"]
+        assert resumed["reply"] == reply and resumed["clips"] and resumed["clips"][0]["seq"] == 0
+        events = [] if resumed["done"] else events_until(ws, "speech_done", reply)
+    announced = {c["seq"] for c in resumed["clips"]} | {c["seq"] for c in clips_of(events, reply)}
+    assert announced == {0, 1, 2}
+
+
+def test_barge_in_on_node_b_stops_the_render_a_worker_runs_for_node_as_reply(deployment: Deployment) -> None:
+    d = deployment
+    session = httpx.post(d.a + "/session", timeout=30).json()["session_id"]
+    client = d.redis.client()
+    with socket(d.b, session) as ws:
+        old = chat(d.a, session, LONG)["reply_id"]
+        wait_until(lambda: claimed(client), 30, "a render running")
+        time.sleep(0.3)  # well inside the render (each frame takes 20 ms more than usual)
+        t0 = time.monotonic()
+        new = chat(d.b, session, "Stop, please.")["reply_id"]
+        events = events_until(ws, "speech_done", new)
+        stopped_s = time.monotonic() - t0
+    assert any(e["type"] == "speech_cancelled" and e["reply"] == old for e in events)
+    assert len(clips_of(events, old)) < 5  # the rest of the old reply was dropped
+    assert not any(e["type"] == "speech_done" and e["reply"] == old for e in events)
+    stats = [json.loads(v) for v in client.mget(client.keys("avatarchat:worker:*")) if v]
+    assert sum(s["renders_stopped"] for s in stats) >= 1, stats  # a render running on a worker was stopped
+    assert max(s["worst_stop_ms"] for s in stats) < 200, stats  # within 200 ms of the cancel reaching it
+    assert stopped_s < 60
+
+
+def test_a_worker_killed_mid_render_loses_nothing_and_nothing_is_announced_twice(deployment: Deployment) -> None:
+    d = deployment
+    client = d.redis.client()
+    session = httpx.post(d.a + "/session", timeout=30).json()["session_id"]
+    with socket(d.b, session) as ws:
+        reply = chat(d.a, session, MESSAGE)["reply_id"]
+        wait_until(lambda: claimed(client), 30, "a claimed job")
+        holder = claimed(client)[0]["consumer"].decode()
+        pid = int(holder.rsplit("-", 1)[1])
+        victim = next(p for p in d.workers if p.pid == pid)
+        time.sleep(0.2)  # mid-render
+        victim.send_signal(signal.SIGKILL)
+        victim.wait()
+        events = events_until(ws, "speech_done", reply, timeout_s=120)
+    clips = clips_of(events, reply)
+    assert sorted(c["seq"] for c in clips) == [0, 1, 2]  # each exactly once
+    assert len({c["job"] for c in clips}) == 3
+    assert int(client.get("avatarchat:stats:reclaimed") or 0) >= 1
+    d.workers.remove(victim)
+
+
+def test_nodes_and_workers_recover_when_redis_restarts_and_no_job_is_acked_without_its_clip(
+        deployment: Deployment) -> None:
+    d = deployment
+    session = httpx.post(d.a + "/session", timeout=30).json()["session_id"]
+    with socket(d.a, session) as ws:
+        chat(d.a, session, MESSAGE)  # under load when Redis goes away
+        time.sleep(0.3)
+        d.redis.stop()
+        time.sleep(1.0)
+        assert httpx.get(d.a + "/healthz", timeout=10).status_code == 503
+        d.redis.start()
+        wait_until(lambda: len(live_workers(d.a)) == len(d.workers), 60, "the workers to come back")
+        after = chat(d.a, session, "Are you still there?")["reply_id"]
+        events = events_until(ws, "speech_done", after, timeout_s=120)
+    assert [c["seq"] for c in clips_of(events, after)] == [0]
+    killed = -signal.SIGKILL  # the worker the test before killed
+    assert all(p.poll() is None or p.returncode == killed for p in d.procs.procs)  # nobody crashed
+    assert "Redis unreachable" in d.procs.log("worker-2") or "Redis unreachable" in d.procs.log("worker-1")
+    client = d.redis.client()
+    for entry in client.xrange("avatarchat:jobs") + client.xrange("avatarchat:jobs:first"):
+        # every job acknowledged since the restart has its clip
+        job = json.loads(entry[1][b"job"])
+        if client.exists(f"avatarchat:done:{job['id']}"):
+            assert client.exists(f"avatarchat:clip:{job['id']}")
+
+
+def test_with_no_worker_left_a_sentence_gets_an_error_after_the_timeout(deployment: Deployment) -> None:
+    d = deployment
+    for w in d.workers:
+        w.send_signal(signal.SIGKILL)
+        w.wait()
+    session = httpx.post(d.a + "/session", timeout=30).json()["session_id"]
+    with socket(d.b, session) as ws:
+        reply = chat(d.a, session, "Is anybody there?")["reply_id"]
+        events = events_until(ws, "speech_done", reply, timeout_s=60)
+    [error] = [e for e in events if e["type"] == "error"]
+    assert error["code"] == "no_worker" and error["seq"] == 0
+    assert events[-1]["clips"] == 0 and events[-1]["sentences"] == 1
