@@ -8,8 +8,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Self
 from pathlib import Path
+from typing import Self
 
 import httpx
 
@@ -37,7 +37,7 @@ class Cluster:
             self.redis_url = env["AVATARCHAT_REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
             # One job at a time per worker, so N workers use N cores (the embedded server uses render_threads).
             worker_env = dict(env, AVATARCHAT_RENDER_THREADS="1")
-            for i in range(self.workers):
+            for _ in range(self.workers):
                 self.procs.append(self._start(["worker", "--metrics-port", "0"], worker_env))
         web_port = free_port()
         self.procs.append(self._start(["serve", "--port", str(web_port)], env))
@@ -56,7 +56,8 @@ class Cluster:
                                     stdout=out, stderr=subprocess.STDOUT)
 
     def logs(self) -> str:
-        return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-1500:]}" for p in Path(self._tmp.name).glob("*.log"))
+        logs = Path(self._tmp.name).glob("*.log")
+        return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-1500:]}" for p in logs)
 
     def _wait_healthy(self) -> None:
         deadline = time.monotonic() + 180

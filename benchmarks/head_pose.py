@@ -73,7 +73,7 @@ class PoseSeries:
 
 def brow_distance(lm: np.ndarray) -> float:
     """Mean distance from each brow's upper middle to its upper lid's middle, in % of the face height."""
-    d = [np.linalg.norm(lm[b, :2] - lm[e, :2]) for b, e in zip(L.BROW_TOP, L.EYE_TOP)]
+    d = [np.linalg.norm(lm[b, :2] - lm[e, :2]) for b, e in zip(L.BROW_TOP, L.EYE_TOP, strict=True)]
     return 100.0 * float(np.mean(d)) / face_height(lm)
 
 

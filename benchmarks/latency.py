@@ -156,7 +156,7 @@ def browser_gaps(base: str, replies: int = 3) -> list[float]:
         page = browser.new_page()
         page.goto(base + "/")
         page.wait_for_function("document.getElementById('status').textContent === 'connected'", timeout=15000)
-        for i in range(replies):
+        for _ in range(replies):
             played = page.evaluate("window.avatarchat.stats.clipsPlayed.length")
             page.fill("#message", " ".join(SENTENCES[:3]))
             page.click("#send")
@@ -181,7 +181,8 @@ def main() -> None:
                 rows.append([n, args.runs, round(med["speech_s"], 2), round(med["reply_text_ms"], 1),
                              round(med["first_clip_ms"]), round(med["first_clip_after_text_ms"]),
                              round(med["rtf"], 3), round(max(r["max_gap_ms"] for r in runs), 1)])
-            stops_before = metric(base, "avatarchat_cancel_stop_seconds_count"), metric(base, "avatarchat_cancel_stop_seconds_sum")
+            stops_before = (metric(base, "avatarchat_cancel_stop_seconds_count"),
+                            metric(base, "avatarchat_cancel_stop_seconds_sum"))
             barges = {when: [barge_in(base, when) for _ in range(args.runs)] for when in ("rendering", "playing")}
             gaps = browser_gaps(base, args.runs)
             stops = (metric(base, "avatarchat_cancel_stop_seconds_count") - stops_before[0],

@@ -47,12 +47,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from avatarchat.render.base import FPS, frame_count  # noqa: E402
+from avatarchat.data import Speech  # noqa: E402
 from avatarchat.render import landmarks as L  # noqa: E402
+from avatarchat.render.base import FPS, frame_count  # noqa: E402
 from avatarchat.render.landmarks import CHIN, FOREHEAD, LEFT_EYE, NOSE_BOTTOM, RIGHT_EYE, FaceMesh  # noqa: E402
 from avatarchat.render.meshwarp import MeshWarpRenderer  # noqa: E402
 from avatarchat.settings import bundled_avatar  # noqa: E402
-from avatarchat.data import Speech  # noqa: E402
 from avatarchat.tts.piper import PiperTTS  # noqa: E402
 from benchmarks.report import table, write_section  # noqa: E402
 
@@ -299,7 +299,8 @@ def measure(face: str, lang: str, text: str, speech: Speech, renderer: MeshWarpR
         missed=int(np.sum(~np.isfinite(ap))), r=r, lag_ms=lag_ms, r0=r0, r_db=r_db,
         silent=int(silent.sum()), silent_closed=int(closed.sum()),
         silent_inner=int(inner.sum()), silent_inner_closed=int((inner & closed).sum()),
-        psnr_out=psnr(float(mses.mean())), psnr_worst=psnr(float(mses.max())), psnr_wide=psnr(mse_w), psnr_no_eyes=psnr(mse_e),
+        psnr_out=psnr(float(mses.mean())), psnr_worst=psnr(float(mses.max())), psnr_wide=psnr(mse_w),
+        psnr_no_eyes=psnr(mse_e),
         jitter_px=float(np.mean(moves)) if moves else float("nan"),
         rest_aperture=rest, max_aperture=float(np.nanmax(ap)), render_s=render_s,
     )
@@ -382,7 +383,7 @@ def plot_series(results: list[ClipResult], all_series: list[dict], path: Path) -
     except ImportError:
         return False
     fig, axes = plt.subplots(len(results), 1, figsize=(10, 2.0 * len(results)), squeeze=False)
-    for ax, res, s in zip(axes[:, 0], results, all_series):
+    for ax, res, s in zip(axes[:, 0], results, all_series, strict=True):
         t = np.arange(len(s["aperture"])) / FPS
         ap = np.array([np.nan if a is None else a for a in s["aperture"]], float)
         env = np.array(s["envelope_rms"])
@@ -481,7 +482,7 @@ def main(argv: list[str] | None = None) -> int:
     elapsed = time.perf_counter() - t_start
 
     (OUT / "lipsync_quality.json").write_text(json.dumps(
-        [{"result": asdict(r), "series": s} for r, s in zip(results, all_series)], ensure_ascii=False))
+        [{"result": asdict(r), "series": s} for r, s in zip(results, all_series, strict=True)], ensure_ascii=False))
     plots = []
     for face in FACES:
         idx = [i for i, r in enumerate(results) if r.face == face]
@@ -552,7 +553,8 @@ def main(argv: list[str] | None = None) -> int:
         "with no face found. Diagnostics: `closed, pause interiors` leaves out the first and last frame of each "
         f"silent stretch (the frames next to speech); `PSNR out, {MASK_DILATE_WIDE:.0%} mask` dilates the mask by "
         f"{MASK_DILATE_WIDE:.0%} of the face height instead; `eyes masked too` also leaves out each eye's hull "
-        f"dilated by {MASK_DILATE:.0%} of the face height (what blinks change). PSNR is over the whole frame outside the mask, so a "
+        f"dilated by {MASK_DILATE:.0%} of the face height (what blinks change). "
+        "PSNR is over the whole frame outside the mask, so a "
         "face that fills less of its picture (hopper) scores higher for the same edit.",
         "",
         "Targets (from the issue): r >= 0.6; best lag within ±40 ms; >= 90% of silent frames closed; "

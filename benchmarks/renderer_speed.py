@@ -39,11 +39,11 @@ import cv2  # noqa: E402
 
 cv2.setNumThreads(1)
 
+from avatarchat.data import Speech  # noqa: E402
 from avatarchat.encode import encode_clip  # noqa: E402
 from avatarchat.render.base import FPS, frame_count  # noqa: E402
 from avatarchat.render.meshwarp import MeshWarpRenderer  # noqa: E402
 from avatarchat.settings import bundled_avatar  # noqa: E402
-from avatarchat.data import Speech  # noqa: E402
 from avatarchat.tts.piper import PiperTTS  # noqa: E402
 from benchmarks.report import table, write_section  # noqa: E402
 

@@ -11,7 +11,7 @@ import platform
 import re
 import subprocess
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 BENCHMARKS_MD = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
@@ -30,7 +30,8 @@ def machine() -> str:
         pass
     mem = ""
     try:
-        kb = int(next(line for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal")).split()[1])
+        meminfo = Path("/proc/meminfo").read_text().splitlines()
+        kb = int(next(line for line in meminfo if line.startswith("MemTotal")).split()[1])
         mem = f", {kb / 1024 / 1024:.0f} GiB RAM"
     except (OSError, StopIteration, ValueError):
         pass
@@ -56,7 +57,7 @@ def git_rev() -> str:
 
 def write_section(name: str, title: str, body: str, command: str) -> None:
     """Print ``body`` and store it as section ``name`` of BENCHMARKS.md, stamped with machine, date and commit."""
-    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     section = (f"<!-- begin:{name} -->\n## {title}\n\n`{command}` on {machine()}, {stamp}, commit {git_rev()}.\n\n"
                f"{body.strip()}\n<!-- end:{name} -->")
     print(body)

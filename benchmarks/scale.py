@@ -77,7 +77,8 @@ def one_round(base: str, n: int) -> dict[str, float | list[float]]:
     start = min(r["t0"] for r in out.values())
     end = max(c[2] for r in out.values() for c in r["clips"])
     speech = sum(c[1] for r in out.values() for c in r["clips"])
-    return {"first": [r["clips"][0][0] for r in out.values()], "late": sum(late_clips(r["clips"]) for r in out.values()),
+    return {"first": [r["clips"][0][0] for r in out.values()],
+            "late": sum(late_clips(r["clips"]) for r in out.values()),
             "clips": sum(len(r["clips"]) for r in out.values()), "speech_per_s": speech / (end - start)}
 
 

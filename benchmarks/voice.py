@@ -65,7 +65,7 @@ def asr_quality(clips: dict[str, list[np.ndarray]]) -> tuple[list[list[object]],
     rows, audio_s, compute_s = [], 0.0, 0.0
     for voice, pcms in clips.items():
         errors = total = 0
-        for text, pcm in zip(SENTENCES, pcms):
+        for text, pcm in zip(SENTENCES, pcms, strict=True):
             result = asr.transcribe(np.concatenate([silence(0.2), pcm, silence(0.2)]), "en")
             errors += edit_distance(words(text), words(result.text))
             total += len(words(text))
@@ -196,7 +196,8 @@ def main() -> None:
             time.sleep(3)  # the ASR model loads in the background after start-up
             piper_clips = clips["piper:en_US-joe-medium"]
             for i in range(args.runs):
-                runs.append(conversation(base, piper_clips[i % len(piper_clips)], piper_clips[(i + 1) % len(piper_clips)]))
+                first, second = piper_clips[i % len(piper_clips)], piper_clips[(i + 1) % len(piper_clips)]
+                runs.append(conversation(base, first, second))
         finally:
             proc.terminate()
             proc.wait(timeout=30)
@@ -207,10 +208,12 @@ def main() -> None:
         ("end of speech -> reply_text", "reply_text", "< 600"),
         ("end of speech -> first clip_ready", "clip_ready", "< 1100"),
         ("speech onset -> speech_cancelled (voice barge-in)", "barge_in", "< 200"))]
-    false_rows = [["room noise (rms 150, ~-47 dBFS) while a clip plays", f"{sum(r['false_noise'] for r in runs):.0f} / {len(runs)}"],
+    false_rows = [["room noise (rms 150, ~-47 dBFS) while a clip plays",
+                   f"{sum(r['false_noise'] for r in runs):.0f} / {len(runs)}"],
                   ["the clip's own audio fed back raw (no echo cancellation)",
                    f"{sum(r.get('false_raw_echo', 0) for r in runs):.0f} / {sum('false_raw_echo' in r for r in runs)}"]]
-    body = (f"Word error rate (Whisper `tiny.en`, int8, greedy, one CPU thread; {len(SENTENCES)} sentences per voice):\n\n"
+    body = ("Word error rate (Whisper `tiny.en`, int8, greedy, one CPU thread; "
+            f"{len(SENTENCES)} sentences per voice):\n\n"
             + table(["language", "voice", "sentences", "WER"], wer_rows)
             + f"\n\nASR real-time factor on one thread: **{rtf:.3f}** (compute seconds per second of audio).\n\n"
             "VAD (Silero v6, threshold 0.5, hangover 350 ms) against the true edges of each sentence, ms "

@@ -11,7 +11,6 @@ from avatarchat.settings import Settings, bundled_avatar
 from avatarchat.tts.espeak import EspeakTTS
 from avatarchat.tts.piper import PiperTTS
 from avatarchat.tts.router import VoiceRouter
-
 from tests.helpers import running
 
 OUTPUT = Path(__file__).resolve().parent.parent / "test-output"

@@ -34,7 +34,8 @@ def test_chat_rejects_non_json(server: str) -> None:
 
 
 def test_chat_returns_reply_text_at_once(server: str) -> None:
-    r = httpx.post(server + "/chat", json={"session_id": session_for(server, "api-1"), "message": "Good morning. Nice to meet you!"}, timeout=30)
+    r = httpx.post(server + "/chat", json={"session_id": session_for(server, "api-1"),
+                                           "message": "Good morning. Nice to meet you!"}, timeout=30)
     assert r.status_code == 200
     body = r.json()
     assert body["text"] == "Good morning. Nice to meet you!"  # the echo backend says the user's words

@@ -41,7 +41,7 @@ def test_vad_finds_each_spoken_turn_within_a_window(vad, hello, thanks) -> None:
     b1 = b0 + len(thanks)
     segments = speech_segments(vad, audio)
     assert len(segments) == 2, segments
-    for (start, end), (t0, t1) in zip(segments, [(a0, a1), (b0, b1)]):
+    for (start, end), (t0, t1) in zip(segments, [(a0, a1), (b0, b1)], strict=True):
         assert abs(start - t0) <= 0.1 * RATE, (start / RATE, t0 / RATE)
         assert abs(end - t1) <= 0.25 * RATE  # noise after speech fades the score slowly, (end / RATE, t1 / RATE)
 
@@ -74,7 +74,7 @@ def test_whisper_tiny_en_transcribes_a_piper_sentence(hello) -> None:
     words = result.text.lower().replace(",", "").replace("?", "").split()
     expected = "hello avatar what can you tell me about the weather today".split()
     # Piper's voice varies from call to call; allow one word to differ ("avatar" is not a common word).
-    assert len(words) == len(expected) and sum(a != b for a, b in zip(words, expected)) <= 1, result.text
+    assert len(words) == len(expected) and sum(a != b for a, b in zip(words, expected, strict=True)) <= 1, result.text
     assert result.compute_s < result.audio_s  # faster than real time on one thread
     assert asr.transcribe(silence(1.0), "en").text == ""
 

@@ -11,10 +11,10 @@ import av
 import numpy as np
 import pytest
 
+from avatarchat.data import Speech
 from avatarchat.encode import AUDIO_RATE, encode_clip
 from avatarchat.errors import Cancelled
 from avatarchat.render.base import FPS, frame_count
-from avatarchat.data import Speech
 from tests.helpers import decode_clip
 
 W, H = 128, 96

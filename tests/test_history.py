@@ -76,7 +76,7 @@ def test_turn_limit_still_applies_under_a_large_budget() -> None:
 
 def test_zero_budget_means_no_token_limit() -> None:
     s = session(budget=0)
-    for i in range(50):
+    for _ in range(50):
         s.remember("user", "x" * 400)
         s.remember("assistant", "y" * 400)
     assert len(s.history) == 100

@@ -43,7 +43,8 @@ def test_the_faq_backend_embeds_without_importing_torch() -> None:
         "import sys\n"
         "from avatarchat.llm.faq import FaqLLM\n"
         "FaqLLM().match('what hardware do I need?')\n"
-        "print(sorted(m for m in sys.modules if m.split('.')[0] in {'torch', 'sentence_transformers', 'transformers'}))\n"
+        "heavy = {'torch', 'sentence_transformers', 'transformers'}\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert out.stdout.strip() == "[]", out.stdout

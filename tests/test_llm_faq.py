@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from avatarchat.data import Message
 from avatarchat.errors import ConfigError
 from avatarchat.llm import FaqLLM, create_llm
-from avatarchat.data import Message
 from avatarchat.llm.faq import (
     DEFAULT_FALLBACK,
     DEFAULT_FALLBACK_KO,

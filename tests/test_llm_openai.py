@@ -20,8 +20,8 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from avatarchat.errors import BackendError
 from avatarchat.data import Message
+from avatarchat.errors import BackendError
 from avatarchat.llm.openai import OpenAILLM
 
 API_KEY = "sk-test-good-key"

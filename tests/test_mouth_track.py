@@ -5,15 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from avatarchat.data import PhonemeTiming, Speech
 from avatarchat.render.mouth_track import mouth_track
 from avatarchat.render.visemes import SHAPES, VisemeTemplates, calibration_words
-from avatarchat.data import PhonemeTiming, Speech
 
 
 @pytest.fixture(scope="module")
 def templates(tts) -> VisemeTemplates:
     words = calibration_words("piper:en_US-joe-medium")
-    return VisemeTemplates.calibrate({s: tts.synthesize_sync(w) for s, w in zip(SHAPES, words)})
+    return VisemeTemplates.calibrate({s: tts.synthesize_sync(w) for s, w in zip(SHAPES, words, strict=True)})
 
 
 def voiced_mean(track, values: np.ndarray) -> float:

@@ -10,7 +10,6 @@ import httpx
 import pytest
 
 from avatarchat.errors import TooManySessions
-
 from tests.helpers import session_for
 from tests.test_ws import collect, open_ws
 

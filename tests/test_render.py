@@ -11,12 +11,22 @@ import cv2
 import numpy as np
 import pytest
 
+from avatarchat.data import Speech
 from avatarchat.errors import BadRequest, Cancelled, NoFaceError
 from avatarchat.render.base import FPS, frame_count
-from avatarchat.render.landmarks import CHIN, FOREHEAD, INNER_LIP_BOTTOM, INNER_LIP_TOP, LEFT_EYE, NOSE_TIP, RIGHT_EYE, FaceMesh
+from avatarchat.render.landmarks import (
+    CHIN,
+    FOREHEAD,
+    INNER_LIP_BOTTOM,
+    INNER_LIP_TOP,
+    LEFT_EYE,
+    NOSE_TIP,
+    RIGHT_EYE,
+    FaceMesh,
+)
 from avatarchat.render.meshwarp import MeshWarpRenderer
 from avatarchat.settings import bundled_avatar
-from avatarchat.data import Speech
+
 
 def face_height(lm: np.ndarray) -> float:
     return float(np.linalg.norm(lm[FOREHEAD, :2] - lm[CHIN, :2]))

@@ -11,9 +11,9 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
+from avatarchat.data import Speech
 from avatarchat.render.base import Avatar
 from avatarchat.render.meshwarp import MeshWarpRenderer
-from avatarchat.data import Speech
 from avatarchat.tts.piper import PiperTTS
 
 TEXTS = (
@@ -54,7 +54,7 @@ def test_two_sessions_rendering_at_once_produce_the_frames_each_renders_alone(
         assert len(rounds) == ROUNDS
         for r, frames in enumerate(rounds):
             assert len(frames) == len(serial[i])
-            differing = [k for k, (a, b) in enumerate(zip(frames, serial[i])) if a != b]
+            differing = [k for k, (a, b) in enumerate(zip(frames, serial[i], strict=True)) if a != b]
             assert not differing, (f"speech {i}, round {r}: {len(differing)} of {len(frames)} frames differ "
                                    f"from the serial render, first {differing[:5]}")
 

@@ -28,12 +28,12 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from scipy.signal import resample_poly
 
+from avatarchat.data import Speech
 from avatarchat.errors import BackendError, BadRequest, ConfigError
 from avatarchat.render.meshwarp import MeshWarpRenderer
 from avatarchat.server import create_app
 from avatarchat.settings import Settings
 from avatarchat.tts import GoogleTTS, OpenAITTS, create_tts
-from avatarchat.data import Speech
 from tests.helpers import free_port, running, session_for
 from tests.test_ws import collect, open_ws
 
@@ -296,7 +296,8 @@ def test_bad_google_key_reaches_the_socket_and_the_reply_still_arrives(google: F
     with running(create_app(settings, renderer=renderer)) as base:
         assert httpx.get(base + "/healthz").json()["tts"] == "google"
         with open_ws(base, "google-1") as ws:
-            r = httpx.post(base + "/chat", json={"session_id": session_for(base, "google-1"), "message": KOREAN}, timeout=30)
+            r = httpx.post(base + "/chat", json={"session_id": session_for(base, "google-1"), "message": KOREAN},
+                           timeout=30)
             assert r.status_code == 200, r.text
             assert r.json()["text"] == KOREAN
             events = collect(ws, "speech_done", timeout_s=30)

@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from avatarchat.data import Speech
 from avatarchat.errors import BackendError, BadRequest, ConfigError
 from avatarchat.render import landmarks as L
 from avatarchat.render.meshwarp import MeshWarpRenderer
 from avatarchat.settings import Settings
 from avatarchat.tts import EspeakTTS, create_tts
-from avatarchat.data import Speech
 
 KOREAN = "안녕하세요. 만나서 반갑습니다."
 
@@ -117,7 +117,8 @@ def test_voices_lists_languages() -> None:
 
 async def test_cancelling_kills_the_process() -> None:
     """A barge-in cancels the TTS task; the espeak-ng child must not keep running (and eating a CPU)."""
-    task = asyncio.create_task(EspeakTTS().synthesize("가나다라마바사 " * 1500))  # ~1 s of synthesis; fits the stdin pipe
+    # ~1 s of synthesis; fits the stdin pipe
+    task = asyncio.create_task(EspeakTTS().synthesize("가나다라마바사 " * 1500))
     for _ in range(100):
         await asyncio.sleep(0.02)
         if espeak_children():

@@ -11,13 +11,13 @@ import httpx
 import numpy as np
 import pytest
 
+from avatarchat.data import Speech
 from avatarchat.errors import BadRequest
 from avatarchat.languages import voice_scripts
 from avatarchat.render.meshwarp import MeshWarpRenderer
 from avatarchat.render.mouth_track import MouthTrack
 from avatarchat.render.visemes import calibration_words
 from avatarchat.scripts import dominant_script
-from avatarchat.data import Speech
 from avatarchat.tts.router import VoiceRouter
 from tests.helpers import decode_clip, frame_rms, session_for
 from tests.test_ws import collect, open_ws
@@ -130,7 +130,8 @@ def test_chat_rejects_unknown_voice(server: str) -> None:
 
 def test_korean_message_to_english_default_is_spoken_in_korean(server: str) -> None:
     with open_ws(server, "v-ko") as ws:
-        r = httpx.post(server + "/chat", json={"session_id": session_for(server, "v-ko"), "message": "안녕하세요. 만나서 반갑습니다."},
+        r = httpx.post(server + "/chat", json={"session_id": session_for(server, "v-ko"),
+                                               "message": "안녕하세요. 만나서 반갑습니다."},
                        timeout=60)
         assert r.status_code == 200
         events = collect(ws, "speech_done")
@@ -145,7 +146,8 @@ def test_korean_message_to_english_default_is_spoken_in_korean(server: str) -> N
 
 def test_session_voice_is_kept(server: str) -> None:
     with open_ws(server, "v-keep") as ws:
-        httpx.post(server + "/chat", json={"session_id": session_for(server, "v-keep"), "message": "First.", "voice": "espeak:en-us"})
+        httpx.post(server + "/chat", json={"session_id": session_for(server, "v-keep"), "message": "First.",
+                                           "voice": "espeak:en-us"})
         first = [e for e in collect(ws, "speech_done") if e["type"] == "clip_ready"]
         httpx.post(server + "/chat", json={"session_id": session_for(server, "v-keep"), "message": "Second."})
         second = [e for e in collect(ws, "speech_done") if e["type"] == "clip_ready"]
@@ -153,7 +155,7 @@ def test_session_voice_is_kept(server: str) -> None:
 
 
 def same_track(a: MouthTrack, b: MouthTrack) -> bool:
-    return all(np.array_equal(x, y) for x, y in zip((a.open, a.wide, a.round), (b.open, b.wide, b.round)))
+    return all(np.array_equal(x, y) for x, y in zip((a.open, a.wide, a.round), (b.open, b.wide, b.round), strict=True))
 
 
 def calibrated_renderer(tmp_path: Path, voice: str, speak: Callable[[str], Speech]) -> MeshWarpRenderer:

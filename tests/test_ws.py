@@ -43,7 +43,8 @@ def collect(ws, until: str, timeout_s: float = 60.0) -> list[dict]:
 
 def test_message_becomes_lip_synced_clip(server: str, output_dir) -> None:
     with open_ws(server, "ws-1") as ws:
-        r = httpx.post(server + "/chat", json={"session_id": session_for(server, "ws-1"), "message": "Hello! I am so happy to see you."},
+        r = httpx.post(server + "/chat", json={"session_id": session_for(server, "ws-1"),
+                                               "message": "Hello! I am so happy to see you."},
                        timeout=30)
         assert r.status_code == 200
         events = collect(ws, "speech_done")

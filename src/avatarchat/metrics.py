@@ -48,7 +48,8 @@ class Metrics:
                               "worker, storing the clip and the clip_ready's trip back (transport, not work)")
         self.clips = Counter("avatarchat_clips", "Clips announced", registry=self.registry)
         self.errors = Counter("avatarchat_errors", "Error events sent", ["code"], registry=self.registry)
-        self.cancelled = Counter("avatarchat_replies_cancelled", "Replies cut short by barge-in", registry=self.registry)
+        self.cancelled = Counter("avatarchat_replies_cancelled", "Replies cut short by barge-in",
+                                 registry=self.registry)
 
     def watch_queues(self, depths: Callable[[], dict[str, int]]) -> None:
         self.registry.register(_QueueDepths(depths))

@@ -65,7 +65,8 @@ class Settings(BaseSettings):
     tts_backend: Literal["piper", "espeak", "google", "openai"] = Field("piper", description="Who speaks the reply.")
     piper_voice: str = Field("en_US-joe-medium", description="Piper voice: a bundled voice name or a .onnx path "
                                                               "(listed under its file name).")
-    piper_threads: int = Field(1, ge=1, le=16, description="CPU threads Piper may use (the rest are left to rendering).")
+    piper_threads: int = Field(1, ge=1, le=16,
+                               description="CPU threads Piper may use (the rest are left to rendering).")
     voice_en: str = Field("piper:en_US-joe-medium",
                           description="Voice id for Latin-script text when the session's voice cannot read Latin.")
     voice_ko: str = Field("espeak:ko",

@@ -8,8 +8,8 @@ import re
 
 import httpx
 
-from avatarchat.server.routes import WEB_DIR
 from avatarchat.server.limits import json_depth
+from avatarchat.server.routes import WEB_DIR
 from avatarchat.settings import Settings
 
 

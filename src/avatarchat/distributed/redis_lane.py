@@ -216,7 +216,8 @@ class RedisLane:
         kind = msg["type"]
         if reply is not None and kind == "clip_ready":
             seq = msg["seq"]
-            if reply.cancelled or seq in reply.state()["failed"] or any(c["seq"] == seq for c in reply.state()["clips"]):
+            state = reply.state()
+            if reply.cancelled or seq in state["failed"] or any(c["seq"] == seq for c in state["clips"]):
                 return  # cancelled, timed out, or already announced: never shown twice
             reply.announce(seq, msg, msg["duration_s"])
             self._settled(reply, seq, msg)

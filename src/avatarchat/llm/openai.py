@@ -119,6 +119,7 @@ def _kind(value: object) -> str:
     """A JSON value's type in JSON's words, for error messages."""
     if value is None:
         return "null"
-    names = {bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "an array", dict: "an object"}
+    names = {bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "an array",
+             dict: "an object"}
     return names.get(type(value), type(value).__name__)
 

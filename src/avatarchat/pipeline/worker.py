@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import aclosing
 from pathlib import Path
 
+from avatarchat.data import Speech
 from avatarchat.encode import encode_clip
 from avatarchat.errors import AvatarChatError, redact
 from avatarchat.events import ErrorEvent, ReplyPartial, ReplyText, SpeechSkipped
@@ -25,7 +26,6 @@ from avatarchat.pipeline.reply import Reply
 from avatarchat.pipeline.sentences import SentenceSplitter
 from avatarchat.pipeline.session import Session
 from avatarchat.render.base import Avatar, Renderer, VoiceCalibrated, frame_count
-from avatarchat.data import Speech
 from avatarchat.tts.router import VoiceRouter
 
 log = logging.getLogger(__name__)

@@ -176,7 +176,8 @@ class EyeRig:
         pts = p[idx]
         pad_x, pad_y = 0.06 * f.height, 0.07 * f.height
         region = _clip_region(
-            pts[:, 0].min() - pad_x, pts[:, 1].min() - pad_y, pts[:, 0].max() + pad_x, pts[:, 1].max() + pad_y * 0.6, w, h
+            pts[:, 0].min() - pad_x, pts[:, 1].min() - pad_y, pts[:, 0].max() + pad_x,
+            pts[:, 1].max() + pad_y * 0.6, w, h
         )
         # Points halfway between each upper lid point and the top of the region move a little, so the lid's
         # skin stretches rather than sliding.

@@ -61,7 +61,7 @@ def kernel_sum(n: int, at: np.ndarray, weights: np.ndarray, tau: float, lead: in
     out = np.zeros(n)
     t = np.arange(int(6 * tau) + 1, dtype=np.float64)
     bump = (t / tau) * np.exp(1 - t / tau)
-    for k0, w in zip(at, weights):
+    for k0, w in zip(at, weights, strict=True):
         s = int(k0) - lead
         lo, hi = max(0, s), min(n, s + len(bump))
         if hi > lo:

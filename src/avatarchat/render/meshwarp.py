@@ -23,8 +23,7 @@ from avatarchat.render.base import FPS, Avatar, Renderer, frame_count
 from avatarchat.render.face_rig import EyeRig, MouthRig
 from avatarchat.render.head_motion import HeadMotion, idle_motion, speech_motion
 from avatarchat.render.head_warp import HeadWarp
-from avatarchat.render.motion import (blink_curve, blink_times, clip_path, edge_rested, phrase_blinks, ping_pong,
-                                      sway)
+from avatarchat.render.motion import blink_curve, blink_times, clip_path, edge_rested, phrase_blinks, ping_pong, sway
 from avatarchat.render.mouth_interior import MouthInterior
 from avatarchat.render.mouth_track import MouthTrack, mouth_track
 from avatarchat.render.prosody import analyse
@@ -94,7 +93,7 @@ class MeshWarpRenderer(Renderer):
     # -- voice calibration (the VoiceCalibrated capability) -------------------------------------------------
     def calibration_words(self, voice: str | None) -> dict[str, str]:
         """What the voice should say once so its mouth shapes can be recognised (shape -> word)."""
-        return dict(zip(SHAPES, calibration_words(voice)))
+        return dict(zip(SHAPES, calibration_words(voice), strict=True))
 
     def is_calibrated(self, voice: str | None) -> bool:
         return (voice or "") in self._templates

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
+from avatarchat.data import Speech
 from avatarchat.render.base import FPS, frame_count
 from avatarchat.render.visemes import SHAPES, VisemeTemplates, mfcc_slots, phoneme_shapes
-from avatarchat.data import Speech
 
 OPEN, WIDE, ROUND, CLOSED = (SHAPES.index(s) for s in ("open", "wide", "round", "closed"))
 

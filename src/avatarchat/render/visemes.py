@@ -15,8 +15,8 @@ import numpy as np
 from scipy.fft import dct
 from scipy.signal import resample_poly
 
-from avatarchat.languages import language_of, language_scripts
 from avatarchat.data import PhonemeTiming, Speech
+from avatarchat.languages import language_of, language_scripts
 
 SHAPES = ("open", "wide", "round", "closed")
 ANALYSIS_RATE = 16000

@@ -19,7 +19,8 @@ def region_anchors(x0: int, y0: int, x1: int, y1: int, per_side: int = 6) -> np.
     """Fixed points around a region's border, so the warp is the identity where it meets the rest of the frame."""
     xs = np.linspace(x0, x1 - 1, per_side)
     ys = np.linspace(y0, y1 - 1, per_side)
-    pts = [(x, y0) for x in xs] + [(x, y1 - 1) for x in xs] + [(x0, y) for y in ys[1:-1]] + [(x1 - 1, y) for y in ys[1:-1]]
+    pts = ([(x, y0) for x in xs] + [(x, y1 - 1) for x in xs]
+           + [(x0, y) for y in ys[1:-1]] + [(x1 - 1, y) for y in ys[1:-1]])
     return np.array(pts, dtype=np.float32)
 
 

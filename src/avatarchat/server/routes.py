@@ -49,7 +49,8 @@ async def healthz(request: Request) -> JSONResponse:
     waiting = s.sessions.jobs_waiting()
     pipeline.update(jobs_waiting=waiting, expected_wait_s=round(s.pipeline.expected_wait_s(waiting), 2))
     body = {"status": "stalled" if pipeline["stalled"] else "ok", "llm": s.llm.name, "tts": s.tts.primary,
-            "voice": s.tts.default_voice, "renderer": s.renderer.name, "avatar": s.avatar.id, "voice_input": s.voice is not None,
+            "voice": s.tts.default_voice, "renderer": s.renderer.name, "avatar": s.avatar.id,
+            "voice_input": s.voice is not None,
             "sessions": len(s.sessions.sessions), "tasks": len(asyncio.all_tasks()), "pipeline": pipeline}
     if s.backplane is not None:  # Redis mode: can this node reach Redis, and who renders?
         body.update(await s.backplane.health())

@@ -5,8 +5,8 @@ from __future__ import annotations
 import shutil
 from collections.abc import Callable
 
-from avatarchat.settings import Settings
 from avatarchat.data import PhonemeTiming, Speech
+from avatarchat.settings import Settings
 from avatarchat.tts.base import TTS
 from avatarchat.tts.espeak import EspeakTTS
 from avatarchat.tts.google import GoogleTTS
@@ -45,5 +45,5 @@ def as_router(tts: TTS) -> VoiceRouter:
     return tts if isinstance(tts, VoiceRouter) else VoiceRouter({tts.name: tts}, primary=tts.name, script_defaults={})
 
 
-__all__ = ["TTS", "Speech", "PhonemeTiming", "PiperTTS", "EspeakTTS", "GoogleTTS", "OpenAITTS", "create_tts", "as_router", "VoiceRouter",
-           "REGISTRY"]
+__all__ = ["TTS", "Speech", "PhonemeTiming", "PiperTTS", "EspeakTTS", "GoogleTTS", "OpenAITTS", "create_tts",
+           "as_router", "VoiceRouter", "REGISTRY"]

@@ -1,9 +1,9 @@
-"""``google``: Google Cloud Text-to-Speech over its REST API (``POST /v1/text:synthesize?key=...``).
+"""``google``: Google Cloud Text-to-Speech over its REST API (``POST /v1/text:synthesize``).
 
 Speaks the wire format directly with httpx, so no Google SDK or service-account file is needed: an API key is
 enough. The key travels in the ``x-goog-api-key`` header, never in the URL, so no access log or proxy error
-that quotes a URL can leak it. We ask for LINEAR16, which Google returns base64-encoded *with* a WAV header, so the sample rate is
-read from the audio itself.
+that quotes a URL can leak it. We ask for LINEAR16, which Google returns base64-encoded *with* a WAV header,
+so the sample rate is read from the audio itself.
 """
 
 from __future__ import annotations

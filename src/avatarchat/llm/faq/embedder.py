@@ -114,7 +114,8 @@ class _Bert:
                 qkv_b = np.concatenate([w[a + f"attention.self.{n}.bias"] for n in ("query", "key", "value")])
                 self.layers.append((
                     np.ascontiguousarray(qkv_w.T), qkv_b,
-                    np.ascontiguousarray(w[a + "attention.output.dense.weight"].T), w[a + "attention.output.dense.bias"],
+                    np.ascontiguousarray(w[a + "attention.output.dense.weight"].T),
+                    w[a + "attention.output.dense.bias"],
                     (w[a + "attention.output.LayerNorm.weight"], w[a + "attention.output.LayerNorm.bias"]),
                     np.ascontiguousarray(w[a + "intermediate.dense.weight"].T), w[a + "intermediate.dense.bias"],
                     np.ascontiguousarray(w[a + "output.dense.weight"].T), w[a + "output.dense.bias"],
