@@ -17,8 +17,8 @@ from avatarchat.languages import voice_scripts
 from avatarchat.render.meshwarp import MeshWarpRenderer
 from avatarchat.render.mouth_track import MouthTrack
 from avatarchat.render.visemes import calibration_words
-from avatarchat.scripts import dominant_script
 from avatarchat.tts.router import VoiceRouter
+from avatarchat.writing import dominant_script
 from tests.helpers import decode_clip, frame_rms, session_for
 from tests.test_ws import collect, open_ws
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 
-from avatarchat.scripts import HANGUL
+from avatarchat.writing import HANGUL
 
 _END = re.compile(r"([.!?…]+[\"')\]]*)(\s+|$)|([。！？]+)(\s*)")
 _CLAUSE = re.compile(r"[,;:]\s|[，、；：]\s*|\s[-–—]\s")

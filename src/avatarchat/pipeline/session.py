@@ -21,7 +21,7 @@ from avatarchat.events import Event
 from avatarchat.pipeline.lane import Lane
 from avatarchat.pipeline.outbox import Outbox
 from avatarchat.pipeline.reply import Reply
-from avatarchat.scripts import CJK
+from avatarchat.writing import CJK
 
 __all__ = ["INTERRUPTED", "Outbox", "Session", "SessionManager", "SessionStore", "check_session_id"]
 log = logging.getLogger(__name__)

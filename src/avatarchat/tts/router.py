@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from avatarchat.data import Speech
 from avatarchat.errors import BadRequest
 from avatarchat.languages import SCRIPT_LANGUAGE, voice_language, voice_scripts
-from avatarchat.scripts import dominant_script
 from avatarchat.tts.base import TTS
+from avatarchat.writing import dominant_script
 
 __all__ = ["Voice", "VoiceRouter", "voice_language"]
 

@@ -26,7 +26,7 @@ from avatarchat.llm.base import LLM
 from avatarchat.llm.faq.embedder import MiniLMEmbedder
 from avatarchat.llm.faq.knowledge import FaqEntry, bundled_knowledge, load_knowledge
 from avatarchat.llm.faq.lexical import bigram_cosine, bigrams, has_cjk
-from avatarchat.scripts import HANGUL
+from avatarchat.writing import HANGUL
 
 log = logging.getLogger(__name__)
 

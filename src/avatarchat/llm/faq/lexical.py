@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 
-from avatarchat.scripts import CJK
+from avatarchat.writing import CJK
 
 _NOT_WORD = re.compile(r"[\W_]+")
 
