@@ -1,11 +1,13 @@
 """How the head, brows and eyes move, frame by frame: from the voice's prosody while speaking, and a breathing
 loop while idle.
 
-People nod on stressed syllables and at the ends of phrases, drift slowly across a sentence, keep still in
-pauses, lift their brows on pitch accents and knit them in questions, and keep their eyes on the listener with
-small saccades. This module turns ``Prosody`` (render/prosody.py) into those curves; the renderer's head warp
-(render/head_warp.py) draws them. Curves only: no pixels. Every clip curve is exactly zero on the clip's first
-and last frame, so clips start and end on the rest frame the idle loop also starts on; randomness is seeded
+People nod on stressed syllables and at the ends of phrases, drift slowly across a sentence, keep still in pauses,
+lift their brows on pitch accents and knit them in questions, and keep their eyes on the listener with small
+saccades. Most of the head's rotation is a random path travelled at the voice's pace (its linear amplitude), so the
+head moves fastest on loud syllables and stops in pauses: its angular speed follows the speech envelope (issue 10's
+r >= 0.3) rather than a clock. This module turns ``Prosody`` (render/prosody.py) into those curves; the renderer's
+head warp (render/head_warp.py) draws them. Curves only: no pixels. Every clip curve is exactly zero on the clip's
+first and last frame, so clips start and end on the rest frame the idle loop also starts on; randomness is seeded
 from the audio, so the same speech renders the same frames.
 """
 
@@ -16,9 +18,11 @@ from dataclasses import dataclass, fields
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
-from avatarchat.render.prosody import Prosody
+from avatarchat.render.prosody import RANGE_DB, Prosody
 
 EDGE_S = 0.4  # clips ease out of and back into the rest pose over this long
+BEAT_AMPS = (2.0, 2.7, 1.5)  # degrees (std) of the voice-timed beat path in pitch, yaw, roll
+BEAT_STEP = 1.25  # degrees per frame along that path at the loudest frame
 
 
 @dataclass(frozen=True)
@@ -101,23 +105,46 @@ def saccades(rng: np.random.Generator, n: int, fps: int, reach: float) -> tuple[
     return gx, gy
 
 
+def voice_timed_path(rng: np.random.Generator, pace: np.ndarray, amps: tuple[float, ...], step: float,
+                     sigma: float = 6.0) -> list[np.ndarray]:
+    """A smooth random path through len(amps) axes (std ``amps`` each), travelled at ``step * pace[k]`` per frame.
+
+    The path is smooth noise re-parametrised by its arc length, so the head's speed along it is exactly the
+    pace: it moves while the voice is loud and stops when it goes quiet, wherever on the path it happens to be.
+    It starts and ends at 0. ``sigma``: the noise's correlation length in path samples."""
+    travel = np.concatenate([[0.0], np.cumsum(step * pace[:-1])])
+    need = float(travel[-1]) + 1.0
+    m = 256
+    while True:
+        curve = np.stack([a * smooth_noise(rng, m, sigma) for a in amps], axis=1)
+        arc = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(curve, axis=0), axis=1))])
+        if arc[-1] >= need:
+            break
+        m *= 2
+    ends = [np.interp([0.0, travel[-1]], arc, curve[:, j]) for j in range(len(amps))]
+    frac = travel / max(float(travel[-1]), 1e-9)  # a bridge: the path also ends where it started
+    return [np.interp(travel, arc, curve[:, j]) - a - frac * (b - a) for j, (a, b) in enumerate(ends)]
+
+
 def speech_motion(p: Prosody, fps: int, seed: int, scale: float = 1.0) -> HeadMotion:
     """Head, brow and gaze curves for one utterance, ``scale`` times the default amplitude."""
     n = p.n
     if scale <= 0.0 or n < 3:
         return HeadMotion.still(n)
     rng = np.random.default_rng(seed)
-    loud = gaussian_filter1d(p.loudness, 1.5)
     active = np.clip(gaussian_filter1d(p.loudness, 0.25 * fps) / max(float(p.loudness.max()), 1e-6) * 1.6, 0, 1)
     nods = kernel_sum(n, p.stresses, 0.4 + 0.6 * p.stress_weight, tau=0.1 * fps, lead=2)
     # Phrase-final nods start on the last syllable, not in the pause after it.
     ends = kernel_sum(n, p.phrase_ends, np.ones(len(p.phrase_ends)), tau=0.15 * fps, lead=5)
     end_side = kernel_sum(n, p.phrase_ends, rng.choice([-1.0, 1.0], len(p.phrase_ends)), tau=0.2 * fps, lead=5)
-    beat = [smooth_noise(rng, n, 3.0, lowcut=10.0) * loud**2 for _ in range(3)]  # beats of ~1-3 Hz
+    pace = gaussian_filter1d(10 ** ((p.loudness - 1.0) * RANGE_DB / 20), 1.0)  # linear amplitude, 1 = the peak
+    beat = voice_timed_path(rng, pace, BEAT_AMPS, BEAT_STEP)
     drift = [smooth_noise(rng, n, 0.7 * fps) * active for _ in range(4)]
-    pitch = 2.0 * nods + 0.6 * ends + 0.3 * drift[0] + 1.6 * beat[0]
-    yaw = 0.8 * drift[1] + 2.2 * beat[1]
-    roll = 0.5 * drift[2] + 1.2 * beat[2] + 0.3 * end_side
+    # The beat path carries most of the rotation; nods, phrase ends and drift stay small: their speed follows
+    # kernels and a clock rather than the voice (larger nods took the speed-envelope r under 0.3).
+    pitch = 1.0 * nods + 0.3 * ends + 0.1 * drift[0] + beat[0]
+    yaw = 0.25 * drift[1] + beat[1]
+    roll = 0.15 * drift[2] + beat[2] + 0.15 * end_side
     tx = 0.006 * drift[3]
     ty = -0.003 * gaussian_filter1d(active, 0.3 * fps)  # a slight lift of the head while talking
     accents = p.stress_weight * (np.array([p.pitch[max(0, s - 2) : s + 3].max(initial=0.0) for s in p.stresses]) > 1.0)
