@@ -72,7 +72,7 @@ def asr_quality(clips: dict[str, list[np.ndarray]]) -> tuple[list[list[object]],
             audio_s += result.audio_s
             compute_s += result.compute_s
         rows.append(["en", voice, len(pcms), f"{100 * errors / total:.1f} %"])
-    rows.append(["ko", "espeak:ko", "-", "not recognised (no licensed Korean model; see docs/architecture.md)"])
+    rows.append(["ko", "espeak:ko", "-", "not recognised (no Korean model fit to ship; see docs/architecture.md)"])
     return rows, compute_s / audio_s
 
 

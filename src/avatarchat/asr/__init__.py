@@ -15,7 +15,7 @@ REGISTRY: dict[str, Callable[[Settings], ASR]] = {
 
 #: Why Korean speech is not recognised offline (see docs/architecture.md, "Speech recognition").
 NO_KOREAN = ("Korean speech recognition is not available offline: the bundled model (Whisper tiny.en) is "
-             "English only, and no Korean model that ships in a package is licensed for use. Set "
+             "English only, and no Korean model that ships in a package is both licensed and accurate enough. Set "
              "AVATARCHAT_ASR_LANGUAGE=auto or en, or AVATARCHAT_ASR_MODEL to a multilingual CTranslate2 Whisper model.")
 
 
