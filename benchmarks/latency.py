@@ -207,7 +207,8 @@ def main() -> None:
              f"{len(gaps)} gaps, median {statistics.median(gaps):.1f} ms, worst {max(gaps):.1f} ms "
              "(one frame is 40 ms)." if gaps else "\n\nNo clip-to-clip gap was measured in the browser.")
     body += ("\n\nMedians over the runs, except the gap (worst). Echo LLM, Piper `en_US-joe-medium`, meshwarp at the "
-             "default avatar's 288 px, libx264 `veryfast`. Targets: first clip_ready < 1000 ms after the first "
+             "default avatar "
+             "(512x384, head motion on), libx264 `veryfast`. Targets: first clip_ready < 1000 ms after the first "
              "sentence's text is known; whole-reply RTF < 0.5. The gap is what a client starting the first clip "
              "on arrival would wait between clips (0 = the next clip was always ready in time). Barge-in target: "
              "the interrupted reply's running render/encode stops within 200 ms (stop time = from the cancel to "

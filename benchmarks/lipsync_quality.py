@@ -531,9 +531,10 @@ def main(argv: list[str] | None = None) -> int:
     body = "\n".join([
         "Second, independent face-mesh pass (fresh `FaceMesh(static=True)`) over the rendered frames; "
         f"{len(ENGLISH if not args.quick else english)} English sentences (Piper `en_US-joe-medium`) and "
-        f"{len(korean)} Korean ones (`espeak-ng -v ko`), on two faces: `astronaut` (the bundled avatar, 288 px, "
-        "smiles with parted lips) and `hopper` (tests/data/grace_hopper.jpg, a public-domain US Navy portrait "
-        "from matplotlib's sample data, rendered at 436x512, lips closed). "
+        f"{len(korean)} Korean ones (`espeak-ng -v ko`), on two faces: `astronaut` (the bundled avatar, "
+        "512x384, smiles with parted lips; the renderer's default head motion on) and `hopper` "
+        "(tests/data/grace_hopper.jpg, a public-domain US Navy portrait from matplotlib's sample data, rendered "
+        "at 436x512, lips closed). "
         f"Rest aperture measured on the source picture: "
         + ", ".join(f"{f} {a:.3f}" for f, a in rest.items()) + ". Mouth shapes: "
         + ("calibrated per voice as the server does (`calibration_words` + `calibrate`, then "
