@@ -69,3 +69,28 @@ def test_say_motion_option_is_documented_and_checked(tmp_path: Path) -> None:
     r = run_cli("say", "Hello there.", "--motion", "0", "-o", str(out), cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert decode_clip(out.read_bytes()).fps == 25
+
+
+def test_listen_reads_the_speech_of_an_mp4_and_an_mp3(tmp_path: Path, tts) -> None:
+    """A clip as the server writes it (H.264 + AAC), and an MP3, decoded by PyAV like any audio file."""
+    import av
+    import numpy as np
+
+    from avatarchat.encode import encode_clip
+    from tests.voice_audio import silence, speak
+
+    pcm = np.concatenate([silence(0.5), speak(tts, "Please tell me a story."), silence(0.5)])
+    mp4 = encode_clip(tmp_path / "clip.mp4", [np.zeros((64, 64, 3), np.uint8)] * int(len(pcm) / 16000 * 25 + 1),
+                      pcm, 16000, 25)
+    mp3 = tmp_path / "clip.mp3"
+    with av.open(str(mp3), "w") as out:
+        stream = out.add_stream("mp3", rate=16000, layout="mono")
+        frame = av.AudioFrame.from_ndarray(pcm[None, :], format="s16", layout="mono")
+        frame.sample_rate = 16000
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            out.mux(packet)
+    for path in (mp4, mp3):
+        r = run_cli("--log-level", "WARNING", "listen", str(path), cwd=tmp_path)
+        assert r.returncode == 0, r.stderr
+        said = "".join(c for c in r.stdout.lower() if c.isalpha() or c.isspace()).split()
+        assert said == "please tell me a story".split(), (path.suffix, r.stdout)
