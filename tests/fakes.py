@@ -116,3 +116,13 @@ class Events:
                 await self._changed.wait()
 
         return await asyncio.wait_for(until(), timeout_s)
+
+
+def speak(lane, texts: list[str], voice: str = "fake:voice") -> Reply:
+    """A whole reply of ``texts`` submitted to ``lane`` at once, as the reply writer would."""
+    reply = Reply()
+    lane.begin(reply)
+    for t in texts:
+        lane.submit(reply, t, voice)
+    lane.end(reply)
+    return reply

@@ -99,3 +99,16 @@ def session_for(base: str, name: str) -> str:
     if key not in _named:
         _named[key] = new_session(base)
     return _named[key]
+
+
+def wav_bytes(pcm: np.ndarray, rate: int) -> bytes:
+    """16-bit mono WAV bytes of ``pcm`` (what the fake TTS services answer with)."""
+    import wave
+
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(np.asarray(pcm).astype("<i2").tobytes())
+    return buf.getvalue()

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import io
 import json
-import wave
 from collections.abc import AsyncIterator, Callable
 
 import httpx
@@ -26,6 +24,7 @@ from avatarchat.llm.openai import OpenAILLM
 from avatarchat.openai_errors import openai_error_text
 from avatarchat.tts.google import GoogleTTS
 from avatarchat.tts.openai_tts import OpenAITTS
+from tests.helpers import wav_bytes
 
 Handler = Callable[[httpx.Request], httpx.Response]
 OPENAI_401 = {"error": {"message": "Incorrect API key provided: sk-wr***.", "type": "invalid_request_error",
@@ -34,16 +33,9 @@ GOOGLE_401 = {"error": {"code": 401, "status": "UNAUTHENTICATED",
                         "message": "Request had invalid authentication credentials."}}
 
 
-def wav_bytes(rate: int = 16000, seconds: float = 0.25) -> bytes:
+def tone_wav(rate: int = 16000, seconds: float = 0.25) -> bytes:
     t = np.arange(int(rate * seconds)) / rate
-    pcm = (8000 * np.sin(2 * np.pi * 220 * t)).astype("<i2")
-    buf = io.BytesIO()
-    with wave.open(buf, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(pcm.tobytes())
-    return buf.getvalue()
+    return wav_bytes(8000 * np.sin(2 * np.pi * 220 * t), rate)
 
 
 def sse(*pieces: str) -> bytes:
@@ -129,7 +121,7 @@ async def test_google_speaks_and_keeps_the_key_out_of_the_url() -> None:
 
     def answer(request: httpx.Request) -> httpx.Response:
         seen.append(request)
-        return httpx.Response(200, json={"audioContent": base64.b64encode(wav_bytes(16000)).decode()})
+        return httpx.Response(200, json={"audioContent": base64.b64encode(tone_wav(16000)).decode()})
 
     tts = google(answer)
     speech = await tts.synthesize("안녕하세요.")
@@ -158,7 +150,7 @@ async def test_openai_tts_speaks() -> None:
 
     def answer(request: httpx.Request) -> httpx.Response:
         seen.append(request)
-        return httpx.Response(200, content=wav_bytes(24000))
+        return httpx.Response(200, content=tone_wav(24000))
 
     speech = await openai_tts(answer).synthesize("Hello.", voice="nova")
     assert speech.sample_rate == 24000 and len(speech.pcm) == 6000

@@ -13,7 +13,7 @@ from avatarchat.errors import QueueFull
 from avatarchat.pipeline.lane import SpeechLane
 from avatarchat.pipeline.reply import PLAYBACK_GRACE_S, Reply
 from avatarchat.pipeline.session import INTERRUPTED, Session
-from tests.fakes import Events, FakeEngine
+from tests.fakes import Events, FakeEngine, speak
 
 
 @pytest.fixture
@@ -30,15 +30,6 @@ async def lane_of() -> AsyncIterator:
     yield make
     for lane in lanes:
         await lane.aclose()
-
-
-def speak(lane: SpeechLane, texts: list[str]) -> Reply:
-    reply = Reply()
-    lane.begin(reply)
-    for t in texts:
-        lane.submit(reply, t, "fake:voice")
-    lane.end(reply)
-    return reply
 
 
 async def test_clips_are_announced_in_order_then_speech_done(lane_of) -> None:

@@ -278,9 +278,8 @@ async def test_unreachable_endpoint_raises_backend_error() -> None:
     assert "unreachable" in str(info.value)
 
 
-async def test_malformed_data_line_raises_backend_error(server: FakeServer) -> None:
-    """A ``data:`` line that is not JSON aborts the stream with a BackendError."""
-    llm = OpenAILLM(server.base_url, API_KEY, MALFORMED_MODEL)
+async def _until_error(llm: OpenAILLM) -> tuple[list[str], BackendError]:
+    """The pieces a stream delivered before it failed, and the BackendError it failed with."""
     received: list[str] = []
     with pytest.raises(BackendError) as info:
         try:
@@ -288,7 +287,13 @@ async def test_malformed_data_line_raises_backend_error(server: FakeServer) -> N
                 received.append(piece)
         finally:
             await llm.aclose()
-    assert "malformed" in str(info.value).lower()
+    return received, info.value
+
+
+async def test_malformed_data_line_raises_backend_error(server: FakeServer) -> None:
+    """A ``data:`` line that is not JSON aborts the stream with a BackendError."""
+    received, error = await _until_error(OpenAILLM(server.base_url, API_KEY, MALFORMED_MODEL))
+    assert "malformed" in str(error).lower()
     assert len(received) == 2  # the pieces before the bad line were delivered
 
 
@@ -304,17 +309,10 @@ async def test_error_object_in_stream_raises_backend_error(server: FakeServer) -
 async def test_valid_json_of_the_wrong_shape_raises_backend_error(server: FakeServer, model: str) -> None:
     """A chunk that parses but is not a chunk (an array, a string, choices not a list, a non-object delta, numeric
     content) aborts with a BackendError that names the problem, never a TypeError or AttributeError."""
-    llm = OpenAILLM(server.base_url, API_KEY, model)
-    received: list[str] = []
-    with pytest.raises(BackendError) as info:
-        try:
-            async for piece in llm.stream(HISTORY):
-                received.append(piece)
-        finally:
-            await llm.aclose()
-    assert "wrong shape" in info.value.message
-    assert WRONG_SHAPES[model][:20] in info.value.message  # the log shows the offending line
-    assert WRONG_SHAPES[model][:20] not in info.value.public  # clients get our generic text only
+    received, error = await _until_error(OpenAILLM(server.base_url, API_KEY, model))
+    assert "wrong shape" in error.message
+    assert WRONG_SHAPES[model][:20] in error.message  # the log shows the offending line
+    assert WRONG_SHAPES[model][:20] not in error.public  # clients get our generic text only
     assert received == [expected_reply("Tell me a joke", model, has_system=False)[i : i + PIECE_LEN]
                         for i in (0, PIECE_LEN)]
 

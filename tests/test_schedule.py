@@ -7,7 +7,7 @@ import asyncio
 from avatarchat.pipeline.lane import SpeechLane
 from avatarchat.pipeline.reply import Reply
 from avatarchat.pipeline.schedule import DeadlineScheduler
-from tests.fakes import Events, FakeEngine
+from tests.fakes import Events, FakeEngine, speak
 
 
 async def test_a_freed_slot_goes_to_the_earliest_deadline_and_a_cancelled_waiter_is_skipped() -> None:
@@ -38,15 +38,6 @@ async def test_a_later_sentence_is_due_when_the_clips_before_it_have_played() ->
     assert abs(reply.due(2) - reply.started_at - 3.0) < 1e-9  # guessed from the texts: 2 s + 1 s
     reply.voiced(0, 0.5)  # voiced: its real length replaces the guess
     assert abs(reply.due(2) - reply.started_at - 1.5) < 1e-9
-
-
-def speak(lane: SpeechLane, texts: list[str]) -> Reply:
-    reply = Reply()
-    lane.begin(reply)
-    for t in texts:
-        lane.submit(reply, t, "fake:voice")
-    lane.end(reply)
-    return reply
 
 
 async def test_a_new_replys_first_sentence_overtakes_another_sessions_later_sentences() -> None:

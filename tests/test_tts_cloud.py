@@ -34,7 +34,7 @@ from avatarchat.render.meshwarp import MeshWarpRenderer
 from avatarchat.server import create_app
 from avatarchat.settings import Settings
 from avatarchat.tts import GoogleTTS, OpenAITTS, create_tts
-from tests.helpers import free_port, running, session_for
+from tests.helpers import free_port, running, session_for, wav_bytes
 from tests.test_ws import collect, open_ws
 
 GOOGLE_KEY = "AIzaSyTest-good-key-0123456789abcdefghi"
@@ -66,14 +66,7 @@ def speech_wav(text: str, language: str, rate: int) -> bytes:
         src_rate = w.getframerate()
         pcm = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.float64)
     g = gcd(rate, src_rate)
-    pcm = np.clip(resample_poly(pcm, rate // g, src_rate // g), -32768, 32767).astype("<i2")
-    buf = io.BytesIO()
-    with wave.open(buf, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(pcm.tobytes())
-    return buf.getvalue()
+    return wav_bytes(np.clip(resample_poly(pcm, rate // g, src_rate // g), -32768, 32767), rate)
 
 
 def google_error(code: int, status: str, message: str, reason: str | None = None) -> JSONResponse:
