@@ -22,9 +22,10 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
 from avatarchat.distributed.keys import GROUP, Keys, dumps, loads
-from avatarchat.errors import AvatarChatError, Cancelled, redact
-from avatarchat.events import ClipReady, ErrorEvent
+from avatarchat.errors import Cancelled
+from avatarchat.events import ClipReady
 from avatarchat.pipeline.contract import SpeechEngine
+from avatarchat.pipeline.failures import as_failure, error_event
 from avatarchat.pipeline.jobs import SpeechJob
 from avatarchat.pipeline.reply import Reply
 
@@ -210,15 +211,12 @@ class SpeechWorker:
             self.stats.clips += 1
 
     async def _failed(self, session: str, job: SpeechJob, exc: BaseException) -> None:
-        if not isinstance(exc, AvatarChatError):
-            log.error("worker %s: job %s failed", self.name, job.id, exc_info=exc)
-            exc = AvatarChatError(f"{type(exc).__name__}: {exc}", public="Rendering the clip failed.")
-        log.warning("worker %s: sentence %d of reply %s failed: %s", self.name, job.seq + 1, job.reply[:8],
-                    redact(exc.message, self._engine.secrets))
-        self._engine.metrics.errors.labels(code=exc.code).inc()
+        failure = as_failure(exc, "Rendering the clip failed.", f"worker {self.name}: job {job.id}")
         self.stats.failed += 1
-        await self._announce(job, ErrorEvent(session=session, reply=job.reply, seq=job.seq, code=exc.code,
-                                             message=f"Could not voice {job.text[:80]!r}: {exc.public}").wire())
+        event = error_event(failure, session=session, reply=job.reply, job=job, metrics=self._engine.metrics,
+                            secrets=self._engine.secrets,
+                            where=f"worker {self.name}: sentence {job.seq + 1} of reply {job.reply[:8]} failed")
+        await self._announce(job, event.wire())
 
     async def _announce(self, job: SpeechJob, event: dict[str, Any]) -> bool:
         """Publish once per job id, however many times the job is tried."""

@@ -18,9 +18,10 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from avatarchat.data import Speech
-from avatarchat.errors import AvatarChatError, Cancelled, QueueFull, redact
-from avatarchat.events import ClipReady, ErrorEvent, Event, SpeechCancelled, SpeechDone
+from avatarchat.errors import AvatarChatError, Cancelled, QueueFull
+from avatarchat.events import ClipReady, Event, SpeechCancelled, SpeechDone
 from avatarchat.pipeline.contract import Lane, RenderedClip, SpeechEngine
+from avatarchat.pipeline.failures import as_failure, error_event
 from avatarchat.pipeline.jobs import ReplyEnd, SpeechJob
 from avatarchat.pipeline.reply import Reply, new_id
 from avatarchat.pipeline.schedule import DeadlineScheduler
@@ -258,21 +259,14 @@ class SpeechLane:
         return task.result()
 
     def _job_failed(self, reply: Reply, job: SpeechJob, exc: BaseException, fallback: str) -> None:
-        if not isinstance(exc, AvatarChatError):
-            log.error("session %s: job %s failed", self.session_id[:6], job.id, exc_info=exc)
-            exc = AvatarChatError(f"{type(exc).__name__}: {exc}", public=fallback)
         reply.fail(job.seq)
-        self._error(reply, job, exc)
+        self._error(reply, job, as_failure(exc, fallback, f"session {self.session_id[:6]}: job {job.id}"))
 
     def _error(self, reply: Reply, job: SpeechJob | None, exc: AvatarChatError) -> None:
-        self._engine.metrics.errors.labels(code=exc.code).inc()
         what = f"sentence {job.seq + 1} of reply {reply.id[:8]}" if job else f"reply {reply.id[:8]}"
-        log.warning("session %s: %s failed: %s", self.session_id[:6], what,
-                    redact(exc.message, self._engine.secrets))
-        message = f"Could not voice {job.text[:80]!r}: {exc.public}" if job else exc.public
-        self._publish(ErrorEvent(session=self.session_id, reply=reply.id, seq=job.seq if job else None,
-                                 code=exc.code, message=message))
-
+        self._publish(error_event(exc, session=self.session_id, reply=reply.id, job=job,
+                                  where=f"session {self.session_id[:6]}: {what} failed",
+                                  metrics=self._engine.metrics, secrets=self._engine.secrets))
 
 def _reply_of(item: SpeechJob | ReplyEnd | Voiced) -> str:
     return item.job.reply if isinstance(item, Voiced) else item.reply

@@ -17,9 +17,10 @@ from pathlib import Path
 from avatarchat.data import Speech
 from avatarchat.encode import encode_clip
 from avatarchat.errors import AvatarChatError, redact
-from avatarchat.events import ErrorEvent, ReplyPartial, ReplyText, SpeechSkipped
+from avatarchat.events import ReplyPartial, ReplyText, SpeechSkipped
 from avatarchat.llm.base import LLM
 from avatarchat.metrics import Metrics
+from avatarchat.pipeline.failures import error_event
 from avatarchat.pipeline.jobs import SpeechJob
 from avatarchat.pipeline.lane import RenderedClip
 from avatarchat.pipeline.reply import Reply
@@ -113,10 +114,9 @@ class SpeechPipeline:
     def _error(self, session: Session, reply: Reply, exc: AvatarChatError, what: str, seq: int | None = None,
                public: str | None = None) -> None:
         """Tell the page (our short text only) and the log (the detail, secrets masked)."""
-        self.metrics.errors.labels(code=exc.code).inc()
-        log.warning("session %s: %s: %s", session.label, what, redact(exc.message, self.secrets))
-        session.publish(ErrorEvent(session=session.id, reply=reply.id, seq=seq, code=exc.code,
-                                   message=public or f"{what}: {exc.public}"))
+        session.publish(error_event(exc, session=session.id, reply=reply.id, seq=seq,
+                                    message=public or f"{what}: {exc.public}", where=f"session {session.label}: {what}",
+                                    metrics=self.metrics, secrets=self.secrets))
 
     # -- voice calibration -----------------------------------------------------------------------------------
     async def ensure_calibrated(self, voice: str | None) -> None:
