@@ -169,9 +169,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     english = lq.ENGLISH[:2] if args.quick else lq.ENGLISH
     korean = lq.KOREAN[:2] if args.quick else lq.KOREAN
-    tts = PiperTTS()
-    speeches = [("en", t, tts.synthesize_sync(t)) for t in english] + [("ko", t, lq.espeak(t)) for t in korean]
-    synth = {"en": (lq.EN_VOICE, tts.synthesize_sync), "ko": (lq.KO_VOICE, lambda w: lq.espeak(w, "ko"))}
+    tts = PiperTTS(default_voice=lq.EN_VOICE)
+    speeches = [("en", t, tts.synthesize_sync(t)) for t in english]
+    speeches += [("ko", t, lq.espeak(t, lq.KO_VOICE)) for t in korean]
+    synth = {"en": (lq.EN_VOICE, tts.synthesize_sync), "ko": (lq.KO_VOICE, lambda w: lq.espeak(w, lq.KO_VOICE))}
     rows, idles = [], []
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as cache, FaceMesh(static=True, max_faces=1) as mesh:
@@ -208,8 +209,9 @@ def report(rows: list[dict], idles: list[dict], n_en: int, n_ko: int, elapsed: f
             f"{r['r_speed']:.2f}", f"{100 * r['found']:.0f}%", f"{r['bg']:.1f}", f"{r['lip'].r:.2f}",
             f"{r['lip'].lag_ms:+.0f}", f"{r['lip'].silent_closed}/{r['lip'].silent}"] for r in rows]
     return "\n".join([
-        f"{n_en} English sentences (Piper `en_US-joe-medium`) and {n_ko} Korean ones (`espeak-ng -v "
-        "ko`), the sentences and faces of the lip-sync benchmark (`astronaut`: the bundled 512x384 portrait; "
+        f"{n_en} English sentences (Piper `{lq.EN_VOICE}`) and {n_ko} Korean ones (`espeak-ng -v "
+        f"{lq.KO_VOICE}`), the sentences and faces of the lip-sync benchmark (`astronaut`: the bundled 512x384 "
+        "portrait; "
         "`hopper`: tests/data/grace_hopper.jpg at 436x512), rendered at `motion_scale` 1 with per-voice "
         "calibration. Pose: a fresh `FaceMesh(static=True)` over every output frame; rigid landmarks (forehead "
         "midline, nose bridge, eye corners) aligned to the source picture's with Kabsch; rotation as pitch / yaw / "

@@ -1,6 +1,7 @@
 """Voice input: recognition accuracy and speed, VAD timing, and spoken-turn latency through the real server.
 
-Speech is made by the offline voices (Piper ``en_US-joe-medium`` and espeak-ng ``en-us``), trimmed to where it
+Speech is made by the offline voices (Piper ``en_US-joe-medium`` as recorded and reshaped to the default
+``+female`` register, and espeak-ng ``en-us``), trimmed to where it
 is really loud, so the true start and end of each sentence are known. Reports:
   word error rate per language and voice (Whisper tiny.en, int8, one CPU thread) and its real-time factor;
   VAD onset and offset error against the true edges (after silence and after room noise);
@@ -74,6 +75,19 @@ def asr_quality(clips: dict[str, list[np.ndarray]]) -> tuple[list[list[object]],
         rows.append(["en", voice, len(pcms), f"{100 * errors / total:.1f} %"])
     rows.append(["ko", "espeak:ko", "-", "not recognised (no Korean model fit to ship; see docs/architecture.md)"])
     return rows, compute_s / audio_s
+
+
+def reshape_cost(piper) -> float:
+    """CPU seconds per second of speech that moving Joe's voice to the default register costs (median of runs)."""
+    from avatarchat.tts.shape import FEMALE, reshape
+
+    speeches = [piper.synthesize_sync(s, "en_US-joe-medium") for s in SENTENCES]
+    costs = []
+    for speech in speeches * 3:
+        t0 = time.thread_time()
+        reshape(speech, FEMALE)
+        costs.append((time.thread_time() - t0) / speech.duration_s)
+    return statistics.median(costs)
 
 
 def vad_timing(pcms: list[np.ndarray]) -> list[list[object]]:
@@ -186,8 +200,10 @@ def main() -> None:
     piper = PiperTTS()
     piper.warm_up()
     clips = {"piper:en_US-joe-medium": [speak(piper, s) for s in SENTENCES],
+             "piper:en_US-joe-medium+female": [speak(piper, s, "en_US-joe-medium+female") for s in SENTENCES],
              "espeak:en-us": [speak(EspeakTTS(), s, "en-us") for s in SENTENCES]}
     wer_rows, rtf = asr_quality(clips)
+    shape_rtf = reshape_cost(piper)
     vad_rows = vad_timing(clips["piper:en_US-joe-medium"] + clips["espeak:en-us"])
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -215,7 +231,9 @@ def main() -> None:
     body = ("Word error rate (Whisper `tiny.en`, int8, greedy, one CPU thread; "
             f"{len(SENTENCES)} sentences per voice):\n\n"
             + table(["language", "voice", "sentences", "WER"], wer_rows)
-            + f"\n\nASR real-time factor on one thread: **{rtf:.3f}** (compute seconds per second of audio).\n\n"
+            + f"\n\nASR real-time factor on one thread: **{rtf:.3f}** (compute seconds per second of audio). "
+            "`+female` is the default voice: Joe's speech moved to a woman's register by the WORLD vocoder "
+            f"(`tts/shape.py`), which costs **{shape_rtf:.3f}** s per second of speech on one thread.\n\n"
             "VAD (Silero v6, threshold 0.5, hangover 350 ms) against the true edges of each sentence, ms "
             "(positive: late):\n\n"
             + table(["padding", "sentences", "missed", "onset mean", "onset max abs", "offset mean",

@@ -21,7 +21,7 @@ def test_say_renders_a_clip(tmp_path: Path) -> None:
     r = run_cli("say", "Hello, I am your avatar.", "-o", str(out), cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "rendering" in r.stderr and "100%" in r.stderr  # the progress bar ran to the end
-    assert "by piper:en_US-joe-medium" in r.stdout
+    assert "by piper:en_US-joe-medium+female" in r.stdout  # the default voice matches the default face
     clip = decode_clip(out.read_bytes())
     assert clip.fps == 25 and abs(clip.video_duration_s - clip.audio_duration_s) <= 1 / 25
     assert clip.audio.std() > 0.01

@@ -63,17 +63,21 @@ class Settings(BaseSettings):
     )
 
     tts_backend: Literal["piper", "espeak", "google", "openai"] = Field("piper", description="Who speaks the reply.")
-    piper_voice: str = Field("en_US-joe-medium", description="Piper voice: a bundled voice name or a .onnx path "
-                                                              "(listed under its file name).")
+    piper_voice: str = Field("en_US-joe-medium+female", description="Piper voice: a bundled voice name "
+                             "(en_US-joe-medium as recorded, male; +female: the same voice moved to a woman's "
+                             "register, to match the default avatar) or a .onnx path (listed under its file name).")
     piper_threads: int = Field(1, ge=1, le=16,
                                description="CPU threads Piper may use (the rest are left to rendering).")
-    voice_en: str = Field("piper:en_US-joe-medium",
+    voice_en: str = Field("piper:en_US-joe-medium+female",
                           description="Voice id for Latin-script text when the session's voice cannot read Latin.")
     voice_ko: str = Field("espeak:ko",
                           description="Voice id for Hangul text when the session's voice cannot read Hangul.")
     espeak_voice: str = Field("ko", description="espeak-ng voice (`espeak-ng --voices`: ko, en-us, ja, ...).")
     espeak_rate: int = Field(175, ge=80, le=450, description="espeak-ng speaking rate, words per minute.")
     espeak_pitch: int = Field(50, ge=0, le=99, description="espeak-ng pitch, 0 to 99.")
+    espeak_variant: str = Field("f3", description="espeak-ng voice variant applied to every espeak voice "
+                                "(`espeak-ng --voices=variant`: f1-f5 female, m1-m7 male; empty: each language's "
+                                "own, male); f3 matches the default avatar.")
     espeak_max_procs: int = Field(2, ge=1, le=32, description="espeak-ng processes that may run at once "
                                                                "(further sentences wait for a free one).")
     google_tts_api_key: SecretStr = Field(SecretStr(""), description="API key for Google Cloud Text-to-Speech.")

@@ -27,7 +27,8 @@ HOSTILE = [
     "espeak:ko/../../../../etc/passwd", "espeak:ko\x00/etc/passwd", "espeak:ko\n-w /tmp/x", "espeak:-w",
     "espeak:--path=/etc", "piper:/etc/passwd", "piper:../../../../etc/hostname", "piper:/proc/self/environ",
     "piper:en_US-joe-medium/../../x", "google:ko-KR-Neural2-A", "openai:alloy", "espeak:", "piper", ":ko",
-    "espeak:KO", "espeak:ko ", "x" * 5000,
+    "espeak:KO", "espeak:ko ", "x" * 5000, "piper:en_US-joe-medium+female/../x", "piper:/etc/passwd+female",
+    "espeak:ko+f3", "espeak:ko+../../x",
 ]
 
 
@@ -70,4 +71,4 @@ def test_piper_backend_never_opens_a_path_it_was_given(tts: PiperTTS, tmp_path) 
     for voice in (str(bait), "/etc/passwd", "../../etc/passwd"):
         with pytest.raises(BadRequest, match="no voice"):
             asyncio.run(tts.synthesize("hello", voice=voice))
-    assert tts.voices() == ["en_US-joe-medium"]
+    assert tts.voices() == ["en_US-joe-medium", "en_US-joe-medium+female"]

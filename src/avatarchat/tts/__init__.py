@@ -17,7 +17,7 @@ from avatarchat.tts.router import VoiceRouter
 REGISTRY: dict[str, Callable[[Settings], TTS]] = {
     "piper": lambda s: PiperTTS(default_voice=s.piper_voice, threads=s.piper_threads),
     "espeak": lambda s: EspeakTTS(default_voice=s.espeak_voice, rate=s.espeak_rate, pitch=s.espeak_pitch,
-                                  max_procs=s.espeak_max_procs),
+                                  variant=s.espeak_variant, max_procs=s.espeak_max_procs),
     "google": lambda s: GoogleTTS(api_key=s.google_tts_api_key.get_secret_value(), base_url=s.google_tts_base_url,
                                   default_voice=s.google_tts_voice, timeout_s=s.tts_timeout_s),
     "openai": lambda s: OpenAITTS(base_url=s.openai_base_url, api_key=s.openai_api_key.get_secret_value(),

@@ -10,7 +10,8 @@ libraries (OpenBLAS's waits for its worker threads): with renders running beside
 could wedge for good. So the child is started by ``subprocess.Popen`` from a worker thread, which on Linux
 uses ``vfork()`` + ``exec`` (no ``atfork`` handlers, nothing copied), and at most ``max_procs`` run at once.
 
-Only voices that ``espeak-ng --voices`` lists are ever passed to ``-v``: a voice name reaches espeak-ng as a
+Every voice speaks in the operator's variant (``-v ko+f3``; ``f3``, a woman's register, matches the default
+avatar). Only voices that ``espeak-ng --voices`` lists are ever passed to ``-v``: a voice name reaches espeak-ng as a
 file name, so anything else (a relative path, say) is refused before the command runs.
 
 ``Speech.phonemes`` stays empty. The command reports timed phonemes only through ``--pho``, which works with
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import shutil
 import subprocess
 import threading
@@ -40,13 +42,19 @@ class EspeakTTS(TTS):
     name = "espeak"
 
     def __init__(self, default_voice: str = "ko", rate: int = 175, pitch: int = 50, binary: str = "espeak-ng",
-                 timeout_s: float = 60.0, max_procs: int = 2) -> None:
+                 timeout_s: float = 60.0, max_procs: int = 2, variant: str = "") -> None:
+        """``variant`` (``f3``, ``m1``: ``espeak-ng --voices=variant``) is applied to every voice: the operator's
+        choice of register, checked against that list at warm-up (espeak-ng itself ignores unknown ones)."""
+        if variant and not re.fullmatch(r"[A-Za-z0-9_-]{1,40}", variant):
+            raise ConfigError(f"espeak-ng variant {variant[:40]!r} is not a variant name (such as f3 or m1)")
         self.default_voice = default_voice
+        self.variant = variant
         self._rate = rate
         self._pitch = pitch
         self._binary = binary
         self._timeout_s = timeout_s
         self._voices: list[str] | None = None
+        self._variants: list[str] | None = None
         self._lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(max_procs)
 
@@ -57,7 +65,8 @@ class EspeakTTS(TTS):
         return path
 
     def _args(self, voice: str) -> list[str]:
-        return [self._exe(), "--stdin", "-b", "1", "-v", voice, "-s", str(self._rate), "-p", str(self._pitch)]
+        name = f"{voice}+{self.variant}" if self.variant else voice
+        return [self._exe(), "--stdin", "-b", "1", "-v", name, "-s", str(self._rate), "-p", str(self._pitch)]
 
     def warm_up(self) -> None:
         """Fail at start-up rather than on the first reply when the binary or the configured voice is missing:
@@ -66,6 +75,9 @@ class EspeakTTS(TTS):
             args = self._args(self.default_voice)
         except BackendError as exc:  # the binary is not on PATH
             raise ConfigError(exc.message) from exc
+        if self.variant and self.variant not in self.variants():
+            raise ConfigError(f"espeak-ng has no variant {self.variant!r} (check AVATARCHAT_ESPEAK_VARIANT); "
+                              f"its variants: {', '.join(self.variants())}")
         try:
             done = subprocess.run([*args, "-q"], input=b"a", capture_output=True, timeout=30, check=False)
         except (OSError, subprocess.TimeoutExpired) as exc:
@@ -86,6 +98,19 @@ class EspeakTTS(TTS):
                 rows = out.decode("utf-8", "replace").splitlines()[1:]  # first line is the column header
                 self._voices = sorted({row.split()[1] for row in rows if len(row.split()) >= 2})
             return list(self._voices)
+
+    def variants(self) -> list[str]:
+        """Variant names from ``espeak-ng --voices=variant`` (the file column, ``!v/f3``); read once, then cached."""
+        with self._lock:
+            if self._variants is None:
+                try:
+                    out = subprocess.run([self._exe(), "--voices=variant"], capture_output=True, timeout=30,
+                                         check=True).stdout
+                except (OSError, subprocess.SubprocessError) as exc:
+                    raise BackendError(f"espeak-ng --voices=variant failed: {exc}") from exc
+                rows = [row.split() for row in out.decode("utf-8", "replace").splitlines()[1:]]
+                self._variants = sorted({r[4].removeprefix("!v/") for r in rows if len(r) >= 5})
+            return list(self._variants)
 
     def _failure(self, voice: str, code: int | None, stderr: bytes) -> BadRequest | BackendError:
         err = stderr.decode("utf-8", "replace").strip()

