@@ -86,3 +86,34 @@ def test_default_budget_matches_settings() -> None:
     from avatarchat.settings import Settings
 
     assert Session("s2", 4, 20).history_token_budget == Settings(_env_file=None).history_token_budget
+
+
+def test_entries_from_several_nodes_rebuild_in_the_order_things_were_said() -> None:
+    from avatarchat.pipeline.history import answered, asked, forgotten, rebuild
+
+    entries = [asked("t1", "One?"), asked("t2", "Two?"),  # two nodes' messages, the second before the first answer
+               answered("t2", "Two.", heard=False), answered("t1", "One, in full.", heard=False),
+               answered("t1", "One", heard=True),  # interrupted on another node: what was heard wins...
+               answered("t1", "One, again in full.", heard=False),  # ...over a written text saved after it
+               asked("t3", "Three?"), forgotten("t3"),  # its reply failed
+               answered("gone", "An answer whose question was trimmed away.", heard=False),
+               {"turn": 7, "role": "user", "content": "malformed"}, {"role": "user", "content": "no turn"}]
+    assert [(m.role, m.content) for m in rebuild(entries)] == [
+        ("user", "One?"), ("assistant", "One"), ("user", "Two?"), ("assistant", "Two.")]
+
+
+def test_a_shared_session_records_each_change_once_and_merges_its_unsaved_ones_on_restore() -> None:
+    from avatarchat.pipeline.history import asked
+
+    s = Session("s1", queue_size=4, history_turns=10, shared=True)
+    s.remember("user", "Mine?", turn="mine")
+    s.voice = "piper:x"
+    changes = s.take_changes()
+    assert changes == {"history": [asked("mine", "Mine?")], "voice": "piper:x"} and s.take_changes()["history"] == []
+    s.remember("user", "Not saved yet?", turn="later")
+    s.restore({"voice": "piper:other", "history": [asked("mine", "Mine?"), asked("theirs", "Theirs?")]})
+    assert [m.content for m in s.history] == ["Mine?", "Theirs?", "Not saved yet?"]
+    assert s.voice == "piper:other"  # another node chose a voice after this one saved its own
+    s.voice = "piper:y"
+    s.restore({"voice": "piper:other", "history": []})
+    assert s.voice == "piper:y"  # chosen here and not saved yet: it stays

@@ -8,6 +8,7 @@ import json
 import signal
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 import httpx
@@ -120,6 +121,48 @@ def test_a_page_reconnecting_to_a_node_that_never_held_the_session_resumes_the_r
         events = [] if resumed["done"] else events_until(ws, "speech_done", reply)
     announced = {c["seq"] for c in resumed["clips"]} | {c["seq"] for c in clips_of(events, reply)}
     assert announced == {0, 1, 2}
+
+
+def test_a_page_that_missed_events_on_node_a_catches_up_on_node_b_once_and_in_order(deployment: Deployment) -> None:
+    d = deployment
+    client = d.redis.client()
+    session = httpx.post(d.a + "/session", timeout=30).json()["session_id"]
+    stream = f"avatarchat:events:{session}"
+    with socket(d.a, session) as ws:
+        first = chat(d.a, session, "Hello.")["reply_id"]
+        last = events_until(ws, "speech_done", first)[-1]["id"]
+    reply = chat(d.a, session, MESSAGE)["reply_id"]  # no page is connected anywhere
+    wait_until(lambda: any(json.loads(f[b"e"])["type"] == "clip_ready" for _, f in client.xrange(stream, min=last)),
+               60, "a clip announced while the page was away")
+    with connect(d.b.replace("http://", "ws://") + f"/ws?session_id={session}&after={last}") as ws:
+        state = json.loads(ws.recv(timeout=30))
+        assert state["type"] == "session_state" and state["resumed"] is True
+        events = events_until(ws, "speech_done", reply)
+    recorded = [entry_id.decode() for entry_id, _ in client.xrange(stream, min=last)][1:]  # after ``last``
+    assert [e["id"] for e in events] == recorded[:len(events)]  # each event once, in the stream's order
+    assert sorted(c["seq"] for c in clips_of(events, reply)) == [0, 1, 2]
+    assert any(e["type"] == "speech_cancelled" and e["reply"] == first for e in events)  # missed, then replayed
+
+
+def test_two_chats_for_one_session_on_two_nodes_at_once_both_land_in_its_history(deployment: Deployment) -> None:
+    d = deployment
+    session = httpx.post(d.a + "/session", timeout=30).json()["session_id"]
+    with ThreadPoolExecutor(2) as pool:
+        calls = [pool.submit(httpx.post, base + "/chat", json={"session_id": session, "message": f"From {name}.",
+                                                               "queue": True}, timeout=120)
+                 for base, name in ((d.a, "node A"), (d.b, "node B"))]
+        assert all(c.result().status_code == 200 for c in calls)
+    client = d.redis.client()
+    entries = [json.loads(e) for e in client.lrange(f"avatarchat:history:{session}", 0, -1)]
+    for role in ("user", "assistant"):  # echo: each answer repeats its message
+        assert sorted(e["content"] for e in entries if e.get("role") == role) == ["From node A.", "From node B."]
+    wait_until(lambda: not claimed(client) and not waiting(client), 60, "the workers to finish")  # for the next test
+
+
+def waiting(client) -> int:
+    """Jobs no worker has claimed yet, over both job streams."""
+    return sum(int(g.get("lag") or 0) for s in ("avatarchat:jobs:first", "avatarchat:jobs") for g in
+               client.xinfo_groups(s))
 
 
 def test_barge_in_on_node_b_stops_the_render_a_worker_runs_for_node_as_reply(deployment: Deployment) -> None:

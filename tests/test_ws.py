@@ -101,3 +101,26 @@ def test_bad_session_id_on_socket(server: str) -> None:
     with connect(server.replace("http://", "ws://") + "/ws?session_id=bad%20id") as ws:
         err = json.loads(ws.recv(timeout=5))
         assert err["type"] == "error" and "session_id" in err["message"]
+
+
+def test_a_page_reconnecting_with_after_gets_the_events_it_missed_once_and_in_order(server: str) -> None:
+    sid = session_for(server, "ws-resume")
+    with open_ws(server, "ws-resume") as ws:
+        httpx.post(server + "/chat", json={"session_id": sid, "message": "Hello there."}, timeout=30)
+        last = collect(ws, "speech_done")[-1]["id"]
+    # the socket is gone: this reply's events reach no page until it reconnects
+    missed = httpx.post(server + "/chat", json={"session_id": sid, "message": "Are you still there?"},
+                        timeout=30).json()["reply_id"]
+    with connect(ws_url(server, "ws-resume") + f"&after={last}") as ws:
+        state = json.loads(ws.recv(timeout=10))
+        assert state["type"] == "session_state" and state["resumed"] is True
+        events = collect(ws, "speech_done")
+    assert events[0]["type"] == "speech_cancelled" and events[0]["reply"] != missed  # the barge-in on the first
+    assert [e["type"] for e in events[1:] if e["type"] not in ("clip_ready", "reply_partial")] == [
+        "reply_text", "speech_done"]
+    assert all(e["reply"] == missed for e in events[1:]) and "clip_ready" in [e["type"] for e in events]
+    ids = [tuple(map(int, e["id"].split("-"))) for e in events]
+    assert ids == sorted(set(ids)) and min(ids) > tuple(map(int, last.split("-")))
+    with connect(ws_url(server, "ws-resume") + "&after=..%2Fetc") as ws:  # not an event id: refused
+        err = json.loads(ws.recv(timeout=5))
+        assert err["type"] == "error" and err["code"] == "bad_request" and "after" in err["message"]

@@ -16,6 +16,7 @@ import numpy as np
 class Message:
     role: Literal["system", "user", "assistant"]
     content: str
+    turn: str = field(default="", compare=False, repr=False)  # the reply that answers it (or that it answers)
 
 
 @dataclass(frozen=True)

@@ -66,6 +66,14 @@ class Services:
         log.info("speech worker %s claiming jobs (%d at a time)", worker.name, st.render_threads)
         return worker
 
+    async def speech_backlog(self) -> tuple[int, float]:
+        """Sentences waiting to be spoken and how long a new one would wait for its clip (admission
+        control): this process's queue and render threads embedded, the whole cluster's in Redis mode."""
+        if self.backplane is not None:
+            return await self.backplane.admission.backlog()
+        waiting = self.sessions.jobs_waiting()
+        return waiting, self.pipeline.expected_wait_s(waiting)
+
     async def aclose(self) -> None:
         """Cancel every reply, wait at most ``SHUTDOWN_WAIT_S`` for the lanes, leave no half-written clip."""
         for t in self._tasks:
@@ -107,10 +115,12 @@ async def start_services(settings: Settings, *, llm: LLM | None = None, tts: TTS
     pipeline = SpeechPipeline(the_llm, the_tts, the_renderer, avatar, clips.directory,
                               threads=settings.render_threads, metrics=metrics, secrets=settings.secrets())
 
-    backplane = Backplane.connect(settings.redis_url, settings.session_idle_s) if settings.redis_url else None
-    make_lane = _redis_lanes(settings, backplane, metrics) if backplane else _embedded_lanes(settings, pipeline)
+    backplane = Backplane.connect(settings.redis_url, settings.session_idle_s,
+                                  settings.history_turns) if settings.redis_url else None
+    make_lane = redis_lanes(settings, backplane, metrics) if backplane else _embedded_lanes(settings, pipeline)
     sessions = SessionManager(settings.max_sessions, settings.session_queue_size, settings.history_turns,
-                              make_lane, history_token_budget=settings.history_token_budget, store=backplane)
+                              make_lane, history_token_budget=settings.history_token_budget,
+                              store=backplane.sessions if backplane else None)
     metrics.watch_queues(sessions.queue_depths)
     await pipeline.ensure_calibrated(the_tts.default_voice)
     voice = _voice_input(settings, asr)
@@ -146,11 +156,13 @@ def _embedded_lanes(settings: Settings, pipeline: SpeechPipeline) -> Callable[[S
     return make_lane
 
 
-def _redis_lanes(settings: Settings, backplane: Backplane, metrics: Metrics) -> Callable[[Session], Lane]:
+def redis_lanes(settings: Settings, backplane: Backplane, metrics: Metrics) -> Callable[[Session], Lane]:
+    """Redis mode: each session's lane, wired to its events and event log (the web node's and the tests')."""
     def make_lane(session: Session) -> RedisLane:
         lane = RedisLane(session.id, backplane.redis, backplane.keys, session.deliver, settings.session_queue_size,
-                         settings.redis_job_timeout_s, metrics)
+                         settings.redis_job_timeout_s, metrics, events_ttl_s=settings.session_idle_s)
         session.relay = lane.publish  # events reach the session's sockets on every node through Redis
+        session.log = lane  # and a page reconnecting to any node catches up from the session's stream
         lane.start()
         return lane
 

@@ -98,8 +98,9 @@ class Settings(BaseSettings):
     max_message_chars: int = Field(2000, ge=1, description="Longest accepted chat message; at most "
                                                             "110 x session_queue_size, so all of it can be spoken.")
     session_queue_size: int = Field(20, ge=1, description="Speech jobs (sentences of up to ~8 s) one session "
-                                                           "may have waiting.")
-    max_sessions: int = Field(200, ge=1, description="Concurrent sessions before /chat answers 503.")
+                                                           "may have waiting (Redis mode: over every node).")
+    max_sessions: int = Field(200, ge=1, description="Concurrent sessions before /chat answers 503 (Redis mode: "
+                                                      "per web node).")
     history_turns: int = Field(20, ge=0, description="User/assistant turns of history kept per session.")
     render_threads: int = Field(2, ge=1, description="Worker threads for rendering and encoding (TTS runs in its "
                                                       "own threads and processes).")
@@ -150,7 +151,7 @@ class Settings(BaseSettings):
     rate_per_client: int = Field(1200, ge=0, description="HTTP requests per minute one client address may make, "
                                                           "in bursts up to the same number (429; 0: no limit).")
     rate_per_session: int = Field(60, ge=0, description="POST /chat messages per minute one session may send "
-                                                         "(429; 0: no limit).")
+                                                         "(429; 0: no limit; Redis mode: per web node).")
     ws_max_frame_bytes: int = Field(65536, ge=256, description="Largest accepted WebSocket frame from a client.")
     ws_frames_per_s: float = Field(20.0, gt=0, description="WebSocket frames per second one socket may send "
                                                             "(bursts of 4x; the rest get an error event).")

@@ -1,4 +1,5 @@
-"""A web node's view of the shared Redis: session state, clips, and the health and metrics of the cluster.
+"""A web node's view of the shared Redis: session state, admission control, clips, and the health and
+metrics of the cluster.
 
 Everything a web node reads from Redis outside a session's lane goes through here, so the routes stay one
 line longer than in the embedded mode and know no key names.
@@ -6,10 +7,8 @@ line longer than in the embedded mode and know no key names.
 
 from __future__ import annotations
 
-import logging
 import time
-from collections.abc import Awaitable
-from typing import Any, TypeVar
+from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
@@ -18,40 +17,33 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from avatarchat.distributed.keys import GROUP, Keys, dumps, loads
-from avatarchat.errors import StoreUnavailable
-
-log = logging.getLogger(__name__)
-T = TypeVar("T")
+from avatarchat.distributed.admission import ClusterAdmission
+from avatarchat.distributed.keys import GROUP, Keys, loads
+from avatarchat.distributed.outage import reachable
+from avatarchat.distributed.session_store import RedisSessionStore
 
 
 class Backplane:
-    def __init__(self, redis: Redis, keys: Keys, session_ttl_s: float) -> None:
+    def __init__(self, redis: Redis, keys: Keys, session_ttl_s: float, history_turns: int = 20) -> None:
         self.redis = redis
         self.keys = keys
-        self._session_ttl_s = int(max(1, session_ttl_s))
+        self.sessions = RedisSessionStore(redis, keys, session_ttl_s, history_turns)
+        self.admission = ClusterAdmission(redis, keys, self.workers)
 
     @classmethod
-    def connect(cls, url: str, session_ttl_s: float, prefix: str = "avatarchat") -> Backplane:
+    def connect(cls, url: str, session_ttl_s: float, history_turns: int = 20,
+                prefix: str = "avatarchat") -> Backplane:
         """A client that reconnects by itself: a command on a connection Redis closed (it restarted) is
         retried on a new one, three times within about a second."""
         redis = Redis.from_url(url, socket_connect_timeout=2, health_check_interval=10,
                                retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 3),
                                retry_on_error=[RedisConnectionError, RedisTimeoutError])
-        return cls(redis, Keys(prefix), session_ttl_s)
-
-    # -- sessions (SessionStore) ---------------------------------------------------------------------------
-    async def load(self, session_id: str) -> dict[str, Any] | None:
-        raw = await _reachable(self.redis.get(self.keys.session(session_id)))
-        return loads(raw) if raw is not None else None
-
-    async def save(self, session_id: str, state: dict[str, Any]) -> None:
-        await _reachable(self.redis.set(self.keys.session(session_id), dumps(state), ex=self._session_ttl_s))
+        return cls(redis, Keys(prefix), session_ttl_s, history_turns)
 
     # -- clips ---------------------------------------------------------------------------------------------
     async def clip(self, clip_id: str) -> bytes | None:
         """A clip's bytes; stored in one SET, so what is here is always a whole clip."""
-        return await _reachable(self.redis.get(self.keys.clip(clip_id)))
+        return await reachable(self.redis.get(self.keys.clip(clip_id)))
 
     # -- health and metrics ----------------------------------------------------------------------------------
     async def workers(self) -> list[dict[str, Any]]:
@@ -76,6 +68,7 @@ class Backplane:
             pending = sum([await self._pending(s) for s in self.keys.job_streams])
             waiting = sum([await self._lag(s) for s in self.keys.job_streams])
             reclaimed = int(await self.redis.get(self.keys.reclaimed) or 0)
+            backlog = await self.admission.jobs_waiting()
             workers = await self.workers()
         except (RedisError, OSError):
             return "# TYPE avatarchat_redis_up gauge\navatarchat_redis_up 0\n"
@@ -84,6 +77,7 @@ class Backplane:
                  "# TYPE avatarchat_jobs_waiting gauge", f"avatarchat_jobs_waiting {waiting}",
                  "# TYPE avatarchat_jobs_pending gauge", f"avatarchat_jobs_pending {pending}",
                  "# TYPE avatarchat_jobs_reclaimed_total counter", f"avatarchat_jobs_reclaimed_total {reclaimed}",
+                 "# TYPE avatarchat_speech_backlog gauge", f"avatarchat_speech_backlog {backlog}",
                  "# TYPE avatarchat_workers gauge", f"avatarchat_workers {len(workers)}",
                  "# TYPE avatarchat_worker_clips_total counter",
                  "# TYPE avatarchat_worker_clips_per_second gauge"]
@@ -110,12 +104,3 @@ class Backplane:
 
     async def aclose(self) -> None:
         await self.redis.aclose()
-
-
-async def _reachable(command: Awaitable[T]) -> T:
-    """A Redis outage becomes a 503 (or an ``error`` event on a socket) that says so, not a traceback."""
-    try:
-        return await command
-    except (RedisError, OSError) as exc:
-        log.warning("Redis unreachable: %s", exc)
-        raise StoreUnavailable(f"Redis unreachable: {exc}") from exc

@@ -6,9 +6,17 @@ Jobs:     ``<p>:jobs:first`` and ``<p>:jobs`` (streams; consumer group ``workers
 Done:     ``<p>:done:<job>`` (SET NX): the job was announced (or failed); a retried job sees it and stays quiet.
 Clips:    ``<p>:clip:<job>`` (bytes, TTL): the MP4, written whole in one SET, so a half clip is never served.
 Cancel:   ``<p>:cancel:<reply>`` (key, TTL) for jobs still queued; channel ``<p>:cancel`` for renders running.
-Events:   channel ``<p>:events:<session>``: what the session's page receives, plus the nodes' own
-          bookkeeping messages (types starting with ``_``), for every node holding the session.
-Sessions: ``<p>:session:<id>`` (JSON, TTL): voice and history, so any node can take the next /chat.
+Events:   ``<p>:events:<session>``, a stream and a channel of the same name. The stream (field ``e``: the
+          event, trimmed to ~256 entries, TTL renewed on each write) records what the session's page
+          receives, so a page reconnecting to any node catches up; each entry is also published on the
+          channel with its stream id as ``id`` (one Lua script: the channel's order is the stream's), which
+          wakes the nodes holding the session within a millisecond. The nodes' own bookkeeping messages
+          (types starting with ``_``) go on the channel only.
+Sessions: ``<p>:session:<id>`` (hash: ``live``, ``voice``; TTL) and ``<p>:history:<id>`` (list, same TTL,
+          trimmed): the history as appended entries (a user message, an answer, a forgotten turn) keyed
+          by their turn, so two nodes' turns merge instead of overwriting each other.
+Backlog:  ``<p>:backlog`` (sorted set): every sentence queued and not yet announced, cluster-wide, scored by
+          when it times out (so a dead node's entries stop counting); admission control reads it.
 Workers:  ``<p>:worker:<name>`` (JSON, TTL of a few seconds): a live worker's heartbeat and counters.
 """
 
@@ -60,6 +68,13 @@ class Keys:
 
     def session(self, session: str) -> str:
         return f"{self.prefix}:session:{session}"
+
+    def history(self, session: str) -> str:
+        return f"{self.prefix}:history:{session}"
+
+    @property
+    def backlog(self) -> str:
+        return f"{self.prefix}:backlog"
 
     def worker(self, name: str = "*") -> str:
         return f"{self.prefix}:worker:{name}"

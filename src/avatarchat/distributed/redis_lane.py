@@ -1,7 +1,9 @@
 """A session's speech lane on a web node in Redis mode: sentences go to workers, events come back.
 
-``submit`` adds a job to the Redis stream (workers claim it); the session's events channel brings back what
-the workers announce and what the other nodes holding the session did. Every node that holds the session
+``submit`` adds a job to the Redis stream (workers claim it); the session's events (a Redis stream, with a
+channel for speed: see event_stream.py) bring back what the workers announce and what the other nodes holding
+the session did, and let a page reconnecting here catch up (the lane is the session's ``EventLog``). The
+nodes' own bookkeeping (``_begin``, ``_sentence``, ...) travels on the channel. Every node that holds the session
 keeps the same picture of its replies (``Reply`` objects, fed by that channel), so a page connected to node
 B sees the clips of a reply node A writes, B's barge-in cancels it (A's LLM stream stops, the worker's
 render stops), and either node's ``state()`` lets a page resume.
@@ -16,16 +18,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from avatarchat.distributed.keys import Keys, dumps, loads
+from avatarchat.distributed.event_stream import EventRecorder, EventStream
+from avatarchat.distributed.keys import Keys, dumps
+from avatarchat.distributed.outage import reachable
 from avatarchat.errors import QueueFull
 from avatarchat.events import ErrorEvent, Event, SpeechCancelled, SpeechDone
 from avatarchat.metrics import Metrics
+from avatarchat.pipeline.eventlog import START
 from avatarchat.pipeline.reply import Reply, new_id
 
 log = logging.getLogger(__name__)
@@ -37,7 +42,8 @@ Op = Callable[[Redis], Awaitable[Any]]
 
 class RedisLane:
     def __init__(self, session_id: str, redis: Redis, keys: Keys, deliver: Callable[[dict], None],
-                 queue_size: int, job_timeout_s: float, metrics: Metrics) -> None:
+                 queue_size: int, job_timeout_s: float, metrics: Metrics, events_ttl_s: float = 900.0) -> None:
+        """``events_ttl_s``: how long the session's event stream outlives its last event."""
         self.session_id = session_id
         self._redis, self._keys, self._deliver = redis, keys, deliver
         self._limit, self._timeout_s, self._metrics = queue_size, job_timeout_s, metrics
@@ -48,6 +54,8 @@ class RedisLane:
         self._ops: asyncio.Queue[Op] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._channel = keys.events(session_id)
+        self._recorder = EventRecorder(redis, keys, events_ttl_s)
+        self._stream = EventStream(redis, keys, session_id)
         self._subscribed = asyncio.Event()
         self._synced = asyncio.Event()  # heard the other nodes' replies of this session (or waited SYNC_S)
         self._node = new_id()  # this lane, for the other nodes' answers to its sync request
@@ -68,7 +76,10 @@ class RedisLane:
 
     @property
     def waiting(self) -> int:
-        return sum(len(seqs) for seqs in self._owned.values())
+        """The session's sentences queued and not yet announced or failed, whichever node queued them (each
+        node holding the session hears the others' ``_sentence``), so the per-session limit is cluster-wide."""
+        theirs = sum(r.waiting() for rid, r in self._replies.items() if rid not in self._owned and not r.cancelled)
+        return sum(len(seqs) for seqs in self._owned.values()) + theirs
 
     def has_room(self) -> bool:
         return self.waiting < self._limit
@@ -94,6 +105,8 @@ class RedisLane:
         stream = self._keys.jobs_first if seq == 0 else self._keys.jobs  # a first sentence is due now
         # Acknowledged entries stay in the stream until it passes STREAM_MAX entries (trimmed roughly).
         self._op(lambda r: r.xadd(stream, {"job": dumps(job)}, maxlen=STREAM_MAX, approximate=True))
+        deadline = time.time() + self._timeout_s  # in the cluster's backlog until announced (or timed out)
+        self._op(lambda r: r.zadd(self._keys.backlog, {f"{reply.id}:{seq}": deadline}))
         return seq
 
     def end(self, reply: Reply) -> None:
@@ -113,7 +126,7 @@ class RedisLane:
         return cancelled
 
     def _cancel_everywhere(self, rid: str) -> None:
-        self._owned.pop(rid, None)
+        self._unqueue(rid, self._owned.pop(rid, {}))
         self._op(lambda c: c.set(self._keys.cancel(rid), b"1", ex=600))
         self._op(lambda c: c.publish(self._keys.cancel_channel, rid.encode()))
         self._internal("_cancel", rid)
@@ -140,10 +153,25 @@ class RedisLane:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
+    def _unqueue(self, rid: str, seqs: Iterable[int]) -> None:
+        """Out of the cluster's backlog: announced, failed, timed out or cancelled."""
+        members = [f"{rid}:{seq}" for seq in seqs]
+        if members:
+            self._op(lambda r: r.zrem(self._keys.backlog, *members))
+
+    # -- the EventLog protocol: what a page reconnecting here missed -----------------------------------------
+    @property
+    def position(self) -> str:
+        return self._stream.position or START
+
+    async def between(self, after: str, upto: str) -> tuple[list[dict], bool]:
+        return await reachable(self._stream.between(after, upto))
+
     # -- out: one ordered stream of Redis calls ------------------------------------------------------------
     def publish(self, event: Event) -> None:
-        """The session's ``relay``: every node holding the session (this one included) delivers it."""
-        self._send_raw(dumps(event.wire()))
+        """The session's ``relay``: recorded in its stream; every node holding it (this one too) delivers it."""
+        wire = event.wire()
+        self._op(lambda r: self._recorder.record(wire))
 
     def _internal(self, kind: str, reply: str, **fields: Any) -> None:
         self._send_raw(dumps({"type": kind, "reply": reply, **fields}))
@@ -167,26 +195,20 @@ class RedisLane:
                                 exc, RETRY_S)
                     await asyncio.sleep(RETRY_S)
 
-    # -- in: the session's channel -----------------------------------------------------------------------
+    # -- in: the session's stream and channel ----------------------------------------------------------------
     async def _listen(self) -> None:
-        while True:
-            try:
-                async with self._redis.pubsub() as sub:
-                    await sub.subscribe(self._channel)
-                    self._subscribed.set()
-                    if not self._synced.is_set():
-                        self._internal("_sync_request", "", node=self._node)
-                        asyncio.get_running_loop().call_later(SYNC_S, self._synced.set)
-                    async for message in sub.listen():
-                        if message.get("type") == "message":
-                            self._on(loads(message["data"]))
-            except asyncio.CancelledError:
-                raise
-            except (RedisError, OSError) as exc:
-                self._subscribed.clear()
-                log.warning("session %s: lost the Redis events channel (%s); resubscribing in %.0f s",
-                            self.session_id[:6], exc, RETRY_S)
-                await asyncio.sleep(RETRY_S)
+        await self._stream.follow(self._on, self._joined, self._lost)
+
+    def _joined(self) -> None:
+        self._subscribed.set()
+        if not self._synced.is_set():
+            self._internal("_sync_request", "", node=self._node)
+            asyncio.get_running_loop().call_later(SYNC_S, self._synced.set)
+
+    def _lost(self, exc: BaseException) -> None:
+        self._subscribed.clear()
+        log.warning("session %s: lost the Redis events channel (%s); resubscribing in %.0f s",
+                    self.session_id[:6], exc, RETRY_S)
 
     def _on(self, msg: dict[str, Any]) -> None:
         kind, rid = msg.get("type", ""), msg.get("reply")
@@ -199,7 +221,7 @@ class RedisLane:
             reply.finish_writing()
         elif kind == "_cancel" and reply is not None:
             reply.cancel()  # the writer's LLM loop sees this and stops
-            self._owned.pop(rid, None)
+            self._unqueue(rid, self._owned.pop(rid, {}))
         elif kind == "_played" and reply is not None:
             reply.played(msg["seq"], msg["ended"])
         elif kind == "_sync_request" and msg["node"] != self._node and self.speaking():
@@ -232,7 +254,8 @@ class RedisLane:
         owned = self._owned.get(reply.id)
         if owned is None:
             return
-        owned.pop(seq, None)
+        if owned.pop(seq, None) is not None:
+            self._unqueue(reply.id, [seq])
         if msg["type"] == "clip_ready":
             self._metrics.clips.inc()
             sent = msg.get("timings_ms", {}).get("published_at")
@@ -263,6 +286,7 @@ class RedisLane:
                 for seq, queued in list(seqs.items()):
                     if now - queued > self._timeout_s:
                         seqs.pop(seq)
+                        self._unqueue(rid, [seq])
                         self._metrics.errors.labels(code="no_worker").inc()
                         self.publish(ErrorEvent(session=self.session_id, reply=rid, seq=seq, code="no_worker",
                                                 message=f"No speech worker rendered sentence {seq + 1} within "

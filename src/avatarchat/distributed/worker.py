@@ -21,6 +21,7 @@ from prometheus_client import Counter
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
+from avatarchat.distributed.event_stream import WORKER_TTL_S, EventRecorder
 from avatarchat.distributed.keys import GROUP, Keys, dumps, loads
 from avatarchat.errors import Cancelled
 from avatarchat.events import ClipReady
@@ -46,6 +47,7 @@ class WorkerStats:
     worst_stop_ms: float = 0.0  # the slowest of those stops, from the cancel to the render having stopped
     busy_s: float = 0.0
     running: int = 0
+    threads: int = 1  # jobs it runs at once (admission control adds them up over the live workers)
 
 
 @dataclass(frozen=True)
@@ -67,7 +69,8 @@ class SpeechWorker:
         self._visibility_s, self._ttl_s = visibility_s, int(max(1, clip_ttl_s))
         self._clips_in_redis, self._loops = clips_in_redis, loops
         self.name = name or f"{socket.gethostname()}-{os.getpid()}"
-        self.stats = WorkerStats(self.name)
+        self.stats = WorkerStats(self.name, threads=loops)
+        self._events = EventRecorder(redis, keys, WORKER_TTL_S)  # TTLs are only ever extended
         self._running: dict[str, Reply] = {}  # job id -> the stand-in whose stop event the render watches
         self._reclaimed = Counter("avatarchat_worker_reclaimed", "Jobs this worker took over from a dead one",
                                   registry=engine.metrics.registry)
@@ -222,7 +225,7 @@ class SpeechWorker:
         """Publish once per job id, however many times the job is tried."""
         if not await self._redis.set(self._keys.done(job.id), b"1", nx=True, ex=self._ttl_s):
             return False
-        await self._redis.publish(self._keys.events(event["session"]), dumps(event))
+        await self._events.record(event)  # the session's stream, and its nodes at once
         return True
 
     # -- cancel and heartbeat ----------------------------------------------------------------------------

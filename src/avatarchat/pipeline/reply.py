@@ -136,6 +136,10 @@ class Reply:
     def clips(self) -> int:
         return len(self._clips)
 
+    def waiting(self) -> int:
+        """Sentences registered and neither announced nor failed yet."""
+        return len(set(self._texts) - set(self._clips) - self._failed)
+
     @property
     def rendered(self) -> bool:
         return self._rendered

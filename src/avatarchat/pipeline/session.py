@@ -3,6 +3,9 @@
 Sessions are capabilities: the server issues each one an unguessable token (192 bits from the OS CSPRNG) and
 only that token opens its socket, posts into it and names it; opening a socket never creates a session.
 Nothing here is global: the ``SessionManager`` lives on the app and owns every session it made.
+
+With a shared store (Redis mode) a session records what it changes (history entries, its voice) until
+``SessionManager.save`` hands them over, so what two nodes change in one session merges (see history.py).
 """
 
 from __future__ import annotations
@@ -16,12 +19,13 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from avatarchat.data import Message
-from avatarchat.errors import BadRequest, QueueFull, TooManySessions, UnknownSession
+from avatarchat.errors import BadRequest, QueueFull, StoreUnavailable, TooManySessions, UnknownSession
 from avatarchat.events import Event
+from avatarchat.pipeline.eventlog import EventLog, MemoryLog
+from avatarchat.pipeline.history import MESSAGE_OVERHEAD_TOKENS, History, estimate_tokens
 from avatarchat.pipeline.lane import Lane
 from avatarchat.pipeline.outbox import Outbox
-from avatarchat.pipeline.reply import Reply
-from avatarchat.writing import CJK
+from avatarchat.pipeline.reply import Reply, new_id
 
 __all__ = ["INTERRUPTED", "Outbox", "Session", "SessionManager", "SessionStore", "check_session_id"]
 log = logging.getLogger(__name__)
@@ -37,30 +41,33 @@ def check_session_id(session_id: str) -> str:
 
 
 class Session:
-    MESSAGE_OVERHEAD_TOKENS = 4  # role and framing of one chat message, as OpenAI counts them
+    MESSAGE_OVERHEAD_TOKENS = MESSAGE_OVERHEAD_TOKENS
 
     def __init__(self, session_id: str, queue_size: int, history_turns: int,
-                 history_token_budget: int = 3000) -> None:
+                 history_token_budget: int = 3000, shared: bool = False) -> None:
+        """``shared``: its state lives in a store other nodes read too (changes are recorded for it)."""
         self.id = session_id
         self.label = session_id[:6]  # for logs: the token itself is a credential
-        self.history: list[Message] = []
-        self.history_turns = history_turns
-        self.history_token_budget = history_token_budget
+        self.chat = History(history_turns, history_token_budget, shared)
         self.queue_size = queue_size
         self.outboxes: set[Outbox] = set()
         self.lane: Lane | None = None
         self.last_seen = time.monotonic()
-        self.voice: str | None = None
+        self._voice: str | None = None
+        self._voice_changed = False
         # Redis mode: events go out through the lane (to every node holding this session) and come back in
-        # through ``deliver``; embedded, they go straight to this process's sockets.
+        # through ``deliver``; embedded, they go straight to this process's sockets. Either way ``log`` keeps
+        # the recent ones for a page that reconnects.
         self.relay: Callable[[Event], None] | None = None
+        self._memory = MemoryLog()
+        self.log: EventLog = self._memory
 
     # -- events -------------------------------------------------------------------------------------------
     def publish(self, event: Event) -> None:
         if self.relay is not None:
             self.relay(event)
         else:
-            self.deliver(event.wire())
+            self.deliver(self._memory.record(event.wire()))
 
     def deliver(self, wire: dict[str, Any]) -> None:
         """Hand an event to this process's sockets of the session."""
@@ -68,72 +75,58 @@ class Session:
             box.put(wire)
 
     # -- shared state (Redis mode) ------------------------------------------------------------------------
-    def snapshot(self) -> dict[str, Any]:
-        return {"voice": self.voice, "history": [[m.role, m.content] for m in self.history]}
+    @property
+    def voice(self) -> str | None:
+        return self._voice
+
+    @voice.setter
+    def voice(self, voice: str | None) -> None:
+        self._voice, self._voice_changed = voice, True
+
+    def take_changes(self) -> dict[str, Any]:
+        """What this process changed since the last call, for the store: ``history`` entries to append and,
+        if it was set here, ``voice``. ``put_back`` returns them when they could not be saved."""
+        changes: dict[str, Any] = {"history": self.chat.take()}
+        if self._voice_changed and self._voice is not None:
+            changes["voice"] = self._voice
+        self._voice_changed = False
+        return changes
+
+    def put_back(self, changes: dict[str, Any]) -> None:
+        self.chat.put_back(changes["history"])
+        self._voice_changed = self._voice_changed or "voice" in changes
 
     def restore(self, state: dict[str, Any]) -> None:
-        self.voice = state.get("voice")
-        self.history = [Message(role=r, content=c) for r, c in state.get("history", [])]
+        """The store's state, with what this process changed and has not saved yet on top."""
+        if not self._voice_changed:
+            self._voice = state.get("voice")
+        self.chat.restore(state.get("history", []))
 
     # -- history ------------------------------------------------------------------------------------------
-    def remember(self, role: str, content: str) -> Message:
-        """Append a message, then trim the oldest; returns the stored message."""
-        message = Message(role=role, content=content)  # type: ignore[arg-type]
-        self.history.append(message)
-        self._trim()
-        return message
+    @property
+    def history(self) -> list[Message]:
+        return self.chat.messages
 
-    def answer(self, reply: Reply, text: str) -> None:
-        """Store (or replace) ``reply``'s answer right after the user message it answers, so history stays in
-        the order things were said even when a newer message arrived while it was being written."""
-        user = reply.user_message
-        index = next((i for i, m in enumerate(self.history) if m is user), None)
-        if index is None:
-            return  # trimmed away meanwhile
-        message = Message(role="assistant", content=text)
-        after = index + 1
-        if after < len(self.history) and self.history[after].role == "assistant":
-            self.history[after] = message
-        else:
-            self.history.insert(after, message)
-        self._trim()
+    @property
+    def history_token_budget(self) -> int:
+        return self.chat.token_budget
+
+    def remember(self, role: str, content: str, turn: str = "") -> Message:
+        """Append a message, then trim the oldest; returns the stored message."""
+        return self.chat.remember(role, content, turn)
+
+    def answer(self, reply: Reply, text: str, heard: bool = False) -> None:
+        """Store (or replace) ``reply``'s answer right after the user message it answers, even when a newer
+        message arrived while it was being written. ``heard``: what the person heard of an interrupted reply."""
+        self.chat.answer(reply.id, reply.user_message, text, heard)
 
     def forget(self, message: Message | None) -> None:
         """Drop a user message whose reply failed, so two user messages never follow each other."""
-        self.history = [m for m in self.history if m is not message]
-
-    def _trim(self) -> None:
-        """To ``history_turns`` turns, then to ``history_token_budget`` estimated tokens.
-
-        The token trim never drops the newest user message (nor what follows it), and leaves the history
-        starting at a user message, which some chat templates require.
-        """
-        keep = self.history_turns * 2
-        if keep and len(self.history) > keep:
-            del self.history[: len(self.history) - keep]
-        if not self.history_token_budget:
-            return
-        users = [i for i, m in enumerate(self.history) if m.role == "user"]
-        newest_user = users[-1] if users else len(self.history) - 1
-        sizes = [self.estimate_tokens(m.content) + self.MESSAGE_OVERHEAD_TOKENS for m in self.history]
-        total, drop = sum(sizes), 0
-        while total > self.history_token_budget and drop < newest_user:
-            total -= sizes[drop]
-            drop += 1
-        if drop:
-            while drop < newest_user and self.history[drop].role != "user":
-                drop += 1
-            del self.history[:drop]
+        self.chat.forget(message)
 
     @classmethod
     def estimate_tokens(cls, text: str) -> int:
-        """A cheap, tokenizer-free token count: one per Hangul, kana or CJK character, one per 4 other characters.
-
-        BPE tokenizers give English about 4 characters a token and Korean or Chinese about one character a token
-        (often more), so this errs on the low side for CJK and is close for Latin text.
-        """
-        wide = len(CJK.findall(text))
-        return wide + -(-(len(text) - wide) // 4)
+        return estimate_tokens(text)
 
     # -- replies ------------------------------------------------------------------------------------------
     def begin_reply(self, message: str, barge_in: bool) -> tuple[Reply, list[Reply]]:
@@ -146,7 +139,8 @@ class Session:
             cancelled = self.interrupt()
         elif not lane.has_room():
             raise QueueFull("The avatar still has too much to say; wait for it to finish or interrupt it.")
-        reply = Reply(user_message=self.remember("user", message))
+        turn = new_id()
+        reply = Reply(user_message=self.remember("user", message, turn=turn), reply_id=turn)
         lane.begin(reply)
         return reply, cancelled
 
@@ -156,7 +150,7 @@ class Session:
         here. Returns the replies it cancelled."""
         cancelled = self._lane().cancel_all()
         for old in cancelled:
-            self.answer(old, old.heard_text() or INTERRUPTED)
+            self.answer(old, old.heard_text() or INTERRUPTED, heard=True)
         return cancelled
 
     def _lane(self) -> Lane:
@@ -174,17 +168,20 @@ class Session:
 
 
 class SessionStore(Protocol):
-    """Where sessions' shared state lives when several nodes serve them (Redis mode)."""
+    """Where sessions' shared state lives when several nodes serve them (Redis mode): ``load`` gives
+    ``{"voice", "history": entries}``; ``save`` appends ``changes["history"]`` (and sets ``voice`` if given),
+    so what two nodes save merges."""
 
     async def load(self, session_id: str) -> dict[str, Any] | None: ...
 
-    async def save(self, session_id: str, state: dict[str, Any]) -> None: ...
+    async def save(self, session_id: str, changes: dict[str, Any]) -> None: ...
 
 
 class SessionManager:
     """Issues sessions and owns them; ``make_lane`` gives each new session its speech lane. With a ``store``,
-    a session another node issued is adopted on first use, and its state is read before and saved after
-    each chat, so any node can take the session's next message."""
+    a session another node issued is adopted on first use (counted against ``max_sessions``, which is per
+    node), and its state is read before each chat and saved as it changes, so any node can take the
+    session's next message."""
 
     def __init__(self, max_sessions: int, queue_size: int, history_turns: int,
                  make_lane: Callable[[Session], Lane], history_token_budget: int = 3000,
@@ -206,6 +203,7 @@ class SessionManager:
             if state is not None:
                 local = self.sessions.get(token)
                 if local is None:
+                    self._make_room()
                     local = self._add(token)
                     log.info("session %s… adopted from the shared store", local.label)
                 local.restore(state)
@@ -215,20 +213,31 @@ class SessionManager:
         return session
 
     async def save(self, session: Session) -> None:
-        if self.store is not None:
-            await self.store.save(session.id, session.snapshot())
+        """Hand what changed to the store (Redis mode); kept for the next try when Redis is unreachable."""
+        if self.store is None:
+            return
+        changes = session.take_changes()
+        try:
+            await self.store.save(session.id, changes)
+        except StoreUnavailable:
+            session.put_back(changes)
+            raise
 
     def create(self) -> Session:
         """A new session with a fresh token. When the table is full, the session idle the longest (no socket,
         nothing to say) makes room; only when every session is in use is the answer 503."""
-        if len(self.sessions) >= self.max_sessions and not self._evict_one():
-            raise TooManySessions(f"The server is at its limit of {self.max_sessions} sessions; try again later.")
+        self._make_room()
         s = self._add(secrets.token_urlsafe(24))
         log.info("session %s… created (%d live)", s.label, len(self.sessions))
         return s
 
+    def _make_room(self) -> None:
+        if len(self.sessions) >= self.max_sessions and not self._evict_one():
+            raise TooManySessions(f"The server is at its limit of {self.max_sessions} sessions; try again later.")
+
     def _add(self, token: str) -> Session:
-        s = Session(token, self.queue_size, self.history_turns, self.history_token_budget)
+        s = Session(token, self.queue_size, self.history_turns, self.history_token_budget,
+                    shared=self.store is not None)
         s.lane = self._make_lane(s)
         self.sessions[token] = s
         return s

@@ -7,7 +7,9 @@ way a typed one.
 
 from __future__ import annotations
 
-from avatarchat.errors import BadRequest
+import contextlib
+
+from avatarchat.errors import BadRequest, StoreUnavailable
 from avatarchat.pipeline.reply import Reply
 from avatarchat.pipeline.session import Session
 from avatarchat.services import Services
@@ -32,10 +34,23 @@ async def converse(s: Services, session: Session, message: str, *, queue: bool =
     reply, cancelled = session.begin_reply(message, barge_in=not queue)
     if cancelled:
         s.metrics.cancelled.inc(len(cancelled))
-    # Admission control: rather than a minute of silence, a busy server answers in text only.
-    speak = s.pipeline.expected_wait_s(s.sessions.jobs_waiting()) <= s.settings.max_speech_wait_s
+    try:
+        speak = await _admit(s, session)
+    except BaseException:
+        session.lane.end(reply)  # never left "speaking" with nothing to say
+        raise
     try:
         text = await s.pipeline.reply(session, reply, speak=speak)
     finally:
         await s.sessions.save(session)  # Redis mode: history and voice for whichever node takes the next turn
     return reply, text
+
+
+async def _admit(s: Services, session: Session) -> bool:
+    """Share the new message at once (Redis mode: a /chat that another node takes meanwhile sees it; if Redis
+    blinks, the save after the reply tries again), then admission control: rather than a minute of silence,
+    a busy server (or cluster) answers in text only."""
+    with contextlib.suppress(StoreUnavailable):
+        await s.sessions.save(session)
+    _, wait_s = await s.speech_backlog()
+    return wait_s <= s.settings.max_speech_wait_s

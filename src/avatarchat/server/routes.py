@@ -46,8 +46,8 @@ async def healthz(request: Request) -> JSONResponse:
     """The truth about the pipeline: 503 when renders are running but none makes progress."""
     s = services(request)
     pipeline = s.pipeline.health(s.settings.render_stall_s)
-    waiting = s.sessions.jobs_waiting()
-    pipeline.update(jobs_waiting=waiting, expected_wait_s=round(s.pipeline.expected_wait_s(waiting), 2))
+    waiting, wait_s = await s.speech_backlog()  # Redis mode: the cluster's
+    pipeline.update(jobs_waiting=waiting, expected_wait_s=round(wait_s, 2))
     body = {"status": "stalled" if pipeline["stalled"] else "ok", "llm": s.llm.name, "tts": s.tts.primary,
             "voice": s.tts.default_voice, "renderer": s.renderer.name, "avatar": s.avatar.id,
             "voice_input": s.voice is not None,

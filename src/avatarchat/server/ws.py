@@ -1,6 +1,8 @@
 """The session's WebSocket: events out (through a bounded outbox); pings, playback reports and microphone audio in.
 
-A socket never creates a session: an unknown token gets an ``error`` event and close code 4404. Binary frames
+A socket never creates a session: an unknown token gets an ``error`` event and close code 4404. A page that
+reconnects says which event it saw last (``after``) and catches up on the ones it missed (see resume.py),
+whichever node (Redis mode) it reaches. Binary frames
 are the person's voice (16 kHz mono int16 PCM, see docs/protocol.md): the socket's own ``Listener`` finds the
 turns, a speech onset interrupts the avatar as a typed message would, and each final transcript is answered
 through the same ``converse`` as ``POST /chat``.
@@ -18,10 +20,12 @@ from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
 
 from avatarchat.asr.listener import Listener
 from avatarchat.errors import AvatarChatError
-from avatarchat.events import ErrorEvent, Pong, SessionState
+from avatarchat.events import ErrorEvent, Pong
+from avatarchat.pipeline.eventlog import check_event_id
 from avatarchat.pipeline.session import Outbox, Session
 from avatarchat.server.chat import converse
 from avatarchat.server.frames import FrameGuard, FrameRefused, receive_frame
+from avatarchat.server.resume import attach
 from avatarchat.services import Services
 
 log = logging.getLogger(__name__)
@@ -30,18 +34,16 @@ BAD_FRAME = 'Expected a JSON object such as {"type": "ping"} or {"type": "clip_s
 
 
 @router.websocket("/ws")
-async def ws(websocket: WebSocket, session_id: str = Query("")) -> None:
+async def ws(websocket: WebSocket, session_id: str = Query(""), after: str | None = Query(None)) -> None:
     s: Services = websocket.app.state.services
     await websocket.accept()
     try:
         session = await s.sessions.find(session_id)
+        box = await attach(session, None if after is None else check_event_id(after))
     except AvatarChatError as exc:
         await websocket.send_json({"type": "error", "session": "", "code": exc.code, "message": exc.public})
         await websocket.close(code=4404 if exc.code == "unknown_session" else 1008)
         return
-    box = Outbox()
-    session.outboxes.add(box)
-    box.put(SessionState(session=session.id, replies=session.lane.state()).wire())
     sender = asyncio.create_task(_send_loop(websocket, box))
     guard = FrameGuard(s.settings)
     listener: Listener | None = None

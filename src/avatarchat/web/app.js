@@ -287,11 +287,14 @@
   }
 
   // ---- socket -------------------------------------------------------------------------------------------
-  let ws = null, pingTimer = null, attempts = 0;
+  // lastId: the last event of this session the page has; a reconnect asks for the ones after it (any node).
+  let ws = null, pingTimer = null, attempts = 0, lastId = null, lastSession = null;
   async function connect() {
     try { await ensureSession(); } catch (err) { statusEl.textContent = `offline — ${err.message}`; return reconnectLater(); }
+    if (lastSession !== sessionId) { lastId = null; lastSession = sessionId; }
     const proto = location.protocol === "https:" ? "wss" : "ws";
-    ws = new WebSocket(`${proto}://${location.host}/ws?session_id=${encodeURIComponent(sessionId)}`);
+    const after = lastId ? `&after=${encodeURIComponent(lastId)}` : "";
+    ws = new WebSocket(`${proto}://${location.host}/ws?session_id=${encodeURIComponent(sessionId)}${after}`);
     ws.onopen = () => {
       attempts = 0;
       statusEl.textContent = "connected";
@@ -305,6 +308,8 @@
     ws.onmessage = (msg) => {
       let ev;
       try { ev = JSON.parse(msg.data); } catch { return; }
+      if (typeof ev.id === "string") lastId = ev.id;
+      else if (ev.type === "session_state" && !lastId) lastId = ev.last_id || null;
       handle(ev);
     };
   }
