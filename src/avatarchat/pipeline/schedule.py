@@ -28,10 +28,6 @@ class Lease:
     def __init__(self, scheduler: DeadlineScheduler) -> None:
         self._scheduler: DeadlineScheduler | None = scheduler
 
-    @property
-    def held(self) -> bool:
-        return self._scheduler is not None
-
     def release(self) -> None:
         scheduler, self._scheduler = self._scheduler, None
         if scheduler is not None:
