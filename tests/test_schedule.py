@@ -85,7 +85,7 @@ async def test_a_holder_passes_its_slot_on_only_when_no_waiter_is_due_earlier() 
 
 async def test_a_voiced_first_sentence_is_rendered_before_another_sessions_later_tts() -> None:
     """Its TTS hands the slot straight to its render: freed, the slot went to the waiting TTS of the session
-    that asked a moment later, and every first sentence was voiced before any was rendered."""
+    that asked a moment later, so here both were voiced before either was rendered."""
     engine = FakeEngine()
     engine.voice_gate.clear()  # A's TTS holds the only slot while B's TTS queues behind it
     scheduler = DeadlineScheduler(1)
