@@ -65,8 +65,10 @@ class FakeEngine:
         self.voice_gate.set()
         self.voicing_cancelled = 0
         self.rendered: list[str] = []
+        self.started: list[str] = []  # "voice <text>" / "render <text>", in the order the work began
 
     async def voice(self, job: SpeechJob) -> Speech:
+        self.started.append(f"voice {job.text}")
         try:
             await self.voice_gate.wait()
         except asyncio.CancelledError:
@@ -77,6 +79,7 @@ class FakeEngine:
         return speech_for(job.text)
 
     async def render(self, job: SpeechJob, speech: Speech, reply: Reply) -> RenderedClip:
+        self.started.append(f"render {job.text}")
         while not self.gate.is_set():
             if reply.stop_event.is_set():
                 raise Cancelled("render cancelled")

@@ -68,3 +68,64 @@ async def test_a_new_replys_first_sentence_overtakes_another_sessions_later_sent
     finally:
         await a.aclose()
         await b.aclose()
+
+
+async def test_a_holder_passes_its_slot_on_only_when_no_waiter_is_due_earlier() -> None:
+    scheduler = DeadlineScheduler(1)
+    lease = await scheduler.acquire(5.0)
+    assert scheduler.may_pass_on(5.0)  # nobody waits
+    waiter = asyncio.create_task(scheduler.acquire(10.0))
+    await asyncio.sleep(0)
+    assert scheduler.may_pass_on(5.0) and not scheduler.may_pass_on(11.0)
+    lease.release()
+    lease.release()  # a second release of the same lease frees nothing more
+    (await waiter).release()
+    assert scheduler.running == 0 and scheduler.waiting == 0
+
+
+async def test_a_voiced_first_sentence_is_rendered_before_another_sessions_later_tts() -> None:
+    """Its TTS hands the slot straight to its render: freed, the slot went to the waiting TTS of the session
+    that asked a moment later, so here both were voiced before either was rendered."""
+    engine = FakeEngine()
+    engine.voice_gate.clear()  # A's TTS holds the only slot while B's TTS queues behind it
+    scheduler = DeadlineScheduler(1)
+    ea, eb = Events(), Events()
+    a = SpeechLane("s-a", engine, ea, 8, scheduler)
+    b = SpeechLane("s-b", engine, eb, 8, scheduler)
+    a.start()
+    b.start()
+    try:
+        first = speak(a, ["A first."])
+        await asyncio.sleep(0.01)
+        second = speak(b, ["B first."])  # due a moment after A's sentence
+        await asyncio.sleep(0.01)
+        assert engine.started == ["voice A first."] and scheduler.waiting == 1
+        engine.voice_gate.set()
+        await ea.wait_for("speech_done", first.id)
+        await eb.wait_for("speech_done", second.id)
+        assert engine.started == ["voice A first.", "render A first.", "voice B first.", "render B first."]
+        assert scheduler.running == 0
+    finally:
+        await a.aclose()
+        await b.aclose()
+
+
+async def test_a_barge_in_frees_a_slot_passed_on_to_a_render_that_never_ran() -> None:
+    engine = FakeEngine()
+    scheduler = DeadlineScheduler(1)
+    events = Events()
+    lane = SpeechLane("s-a", engine, events, 8, scheduler)
+    lane.start()
+    try:
+        reply = speak(lane, ["One.", "Two."])
+        while not engine.started:  # One's TTS is running; its slot will be passed to its render
+            await asyncio.sleep(0)
+        lane.cancel_all()
+        await asyncio.sleep(0.02)
+        assert scheduler.running == 0 and reply.cancelled
+        after = speak(lane, ["Three."])
+        await events.wait_for("speech_done", after.id)
+        assert engine.rendered == ["Three."]
+    finally:
+        await lane.aclose()
+    assert scheduler.running == 0

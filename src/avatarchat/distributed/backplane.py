@@ -18,7 +18,8 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from avatarchat.distributed.admission import ClusterAdmission
-from avatarchat.distributed.keys import GROUP, Keys, loads
+from avatarchat.distributed.jobqueue import JobQueue
+from avatarchat.distributed.keys import Keys, loads
 from avatarchat.distributed.outage import reachable
 from avatarchat.distributed.session_store import RedisSessionStore
 
@@ -29,6 +30,7 @@ class Backplane:
         self.keys = keys
         self.sessions = RedisSessionStore(redis, keys, session_ttl_s, history_turns)
         self.admission = ClusterAdmission(redis, keys, self.workers)
+        self.jobs = JobQueue(redis, keys)
 
     @classmethod
     def connect(cls, url: str, session_ttl_s: float, history_turns: int = 20,
@@ -62,20 +64,20 @@ class Backplane:
                 "workers": [w["name"] for w in workers]}
 
     async def exposition(self) -> str:
-        """Prometheus text for the stream and the workers (read from Redis at scrape time)."""
+        """Prometheus text for the job streams (every deadline bucket) and the workers (read from Redis at
+        scrape time)."""
         try:
-            length = sum([await self.redis.xlen(s) for s in self.keys.job_streams])
-            pending = sum([await self._pending(s) for s in self.keys.job_streams])
-            waiting = sum([await self._lag(s) for s in self.keys.job_streams])
+            sizes = await self.jobs.sizes()
             reclaimed = int(await self.redis.get(self.keys.reclaimed) or 0)
             backlog = await self.admission.jobs_waiting()
             workers = await self.workers()
         except (RedisError, OSError):
             return "# TYPE avatarchat_redis_up gauge\navatarchat_redis_up 0\n"
         lines = ["# TYPE avatarchat_redis_up gauge", "avatarchat_redis_up 1",
-                 "# TYPE avatarchat_jobs_stream_length gauge", f"avatarchat_jobs_stream_length {length}",
-                 "# TYPE avatarchat_jobs_waiting gauge", f"avatarchat_jobs_waiting {waiting}",
-                 "# TYPE avatarchat_jobs_pending gauge", f"avatarchat_jobs_pending {pending}",
+                 "# TYPE avatarchat_jobs_stream_length gauge", f"avatarchat_jobs_stream_length {sizes['length']}",
+                 "# TYPE avatarchat_jobs_waiting gauge", f"avatarchat_jobs_waiting {sizes['waiting']}",
+                 "# TYPE avatarchat_jobs_pending gauge", f"avatarchat_jobs_pending {sizes['pending']}",
+                 "# TYPE avatarchat_jobs_buckets gauge", f"avatarchat_jobs_buckets {sizes['buckets']}",
                  "# TYPE avatarchat_jobs_reclaimed_total counter", f"avatarchat_jobs_reclaimed_total {reclaimed}",
                  "# TYPE avatarchat_speech_backlog gauge", f"avatarchat_speech_backlog {backlog}",
                  "# TYPE avatarchat_workers gauge", f"avatarchat_workers {len(workers)}",
@@ -86,21 +88,6 @@ class Backplane:
             lines.append(f'avatarchat_worker_clips_total{{worker="{w["name"]}"}} {w["clips"]}')
             lines.append(f'avatarchat_worker_clips_per_second{{worker="{w["name"]}"}} {w["clips"] / up:.4f}')
         return "\n".join(lines) + "\n"
-
-    async def _pending(self, stream: str) -> int:
-        try:
-            info = await self.redis.xpending(stream, GROUP)
-        except RedisError:
-            return 0  # no group yet: no worker has started
-        return int(info["pending"]) if isinstance(info, dict) else int(info[0])
-
-    async def _lag(self, stream: str) -> int:
-        """Jobs no worker has claimed yet (the consumer group's lag)."""
-        try:
-            groups = await self.redis.xinfo_groups(stream)
-        except RedisError:
-            return 0
-        return sum(int(g.get("lag") or 0) for g in groups)
 
     async def aclose(self) -> None:
         await self.redis.aclose()

@@ -1,8 +1,11 @@
 """Every Redis name avatarchat uses, in one place, and how a message is written on the wire.
 
-Jobs:     ``<p>:jobs:first`` and ``<p>:jobs`` (streams; consumer group ``workers`` on each). Each entry is one
-          sentence to voice and render; a reply's first sentence (due now: nothing plays to hide its wait)
-          goes to ``jobs:first``, which workers read before ``jobs``.
+Jobs:     ``<p>:jobs:<bucket>`` (streams; consumer group ``workers`` on each): one entry per sentence to voice
+          and render, in the stream of its deadline (wall-clock time floored to a quarter second, the bucket).
+          ``<p>:jobs:due`` and ``<p>:jobs:active`` (sorted sets of bucket streams, scored by bucket time):
+          buckets that may hold unclaimed jobs, and buckets that hold any entry; workers claim from the
+          earliest (``distributed/jobqueue.py``). ``<p>:jobs:wake`` (list): one token per job added, which
+          idle workers wait on with BLPOP.
 Done:     ``<p>:done:<job>`` (SET NX): the job was announced (or failed); a retried job sees it and stays quiet.
 Clips:    ``<p>:clip:<job>`` (bytes, TTL): the MP4, written whole in one SET, so a half clip is never served.
 Cancel:   ``<p>:cancel:<reply>`` (key, TTL) for jobs still queued; channel ``<p>:cancel`` for renders running.
@@ -33,18 +36,21 @@ GROUP = "workers"
 class Keys:
     prefix: str = "avatarchat"
 
-    @property
-    def jobs(self) -> str:
-        return f"{self.prefix}:jobs"
+    def jobs_bucket(self, bucket: int) -> str:
+        """The stream of the jobs due in deadline bucket ``bucket`` (see ``distributed/jobqueue.py``)."""
+        return f"{self.prefix}:jobs:{bucket}"
 
     @property
-    def jobs_first(self) -> str:
-        return f"{self.prefix}:jobs:first"
+    def jobs_due(self) -> str:
+        return f"{self.prefix}:jobs:due"
 
     @property
-    def job_streams(self) -> tuple[str, str]:
-        """In the order workers read them."""
-        return (self.jobs_first, self.jobs)
+    def jobs_active(self) -> str:
+        return f"{self.prefix}:jobs:active"
+
+    @property
+    def jobs_wake(self) -> str:
+        return f"{self.prefix}:jobs:wake"
 
     @property
     def cancel_channel(self) -> str:

@@ -1,9 +1,10 @@
 """A session's speech lane on a web node in Redis mode: sentences go to workers, events come back.
 
-``submit`` adds a job to the Redis stream (workers claim it); the session's events (a Redis stream, with a
-channel for speed: see event_stream.py) bring back what the workers announce and what the other nodes holding
-the session did, and let a page reconnecting here catch up (the lane is the session's ``EventLog``). The
-nodes' own bookkeeping (``_begin``, ``_sentence``, ...) travels on the channel. Every node that holds the session
+``submit`` queues a job for the workers, due when its clip must start playing (``JobQueue``: earliest
+deadline first across all sessions and nodes); the session's events (a Redis stream, with a channel for
+speed: see event_stream.py) bring back what the workers announce and what the other nodes holding the
+session did, and let a page reconnecting here catch up (the lane is the session's ``EventLog``). The nodes'
+own bookkeeping (``_begin``, ``_sentence``, ...) travels on the channel. Every node that holds the session
 keeps the same picture of its replies (``Reply`` objects, fed by that channel), so a page connected to node
 B sees the clips of a reply node A writes, B's barge-in cancels it (A's LLM stream stops, the worker's
 render stops), and either node's ``state()`` lets a page resume.
@@ -25,6 +26,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from avatarchat.distributed.event_stream import EventRecorder, EventStream
+from avatarchat.distributed.jobqueue import JobQueue
 from avatarchat.distributed.keys import Keys, dumps
 from avatarchat.distributed.outage import reachable
 from avatarchat.errors import QueueFull
@@ -36,7 +38,6 @@ from avatarchat.pipeline.reply import Reply, new_id
 log = logging.getLogger(__name__)
 RETRY_S = 1.0
 SYNC_S = 0.2  # how long a node joining a session waits for the others to tell it the replies in flight
-STREAM_MAX = 10_000
 Op = Callable[[Redis], Awaitable[Any]]
 
 
@@ -46,6 +47,7 @@ class RedisLane:
         """``events_ttl_s``: how long the session's event stream outlives its last event."""
         self.session_id = session_id
         self._redis, self._keys, self._deliver = redis, keys, deliver
+        self._jobs = JobQueue(redis, keys)
         self._limit, self._timeout_s, self._metrics = queue_size, job_timeout_s, metrics
         self._replies: dict[str, Reply] = {}
         self._owned: dict[str, dict[int, float]] = {}  # replies written here: seq -> queued at (monotonic)
@@ -100,11 +102,10 @@ class RedisLane:
             reply.fail(seq)
             raise QueueFull(f"{self._limit} sentences are already waiting to be spoken; this one was not queued.")
         self._owned.setdefault(reply.id, {})[seq] = time.monotonic()
+        due = reply.due(seq) - time.monotonic() + time.time()  # wall clock: workers on other machines compare it
         job = {"id": new_id(), "session": self.session_id, "reply": reply.id, "seq": seq, "text": text,
-               "voice": voice, "due": reply.due(seq) - time.monotonic() + time.time(), "queued_at": time.time()}
-        stream = self._keys.jobs_first if seq == 0 else self._keys.jobs  # a first sentence is due now
-        # Acknowledged entries stay in the stream until it passes STREAM_MAX entries (trimmed roughly).
-        self._op(lambda r: r.xadd(stream, {"job": dumps(job)}, maxlen=STREAM_MAX, approximate=True))
+               "voice": voice, "due": due, "queued_at": time.time()}
+        self._op(lambda _: self._jobs.add(job, due))
         deadline = time.time() + self._timeout_s  # in the cluster's backlog until announced (or timed out)
         self._op(lambda r: r.zadd(self._keys.backlog, {f"{reply.id}:{seq}": deadline}))
         return seq

@@ -1,10 +1,12 @@
-"""``avatarchat worker``: claims speech jobs from the Redis stream, voices, renders and stores each clip.
+"""``avatarchat worker``: claims speech jobs from Redis, earliest deadline first, voices, renders and stores
+each clip.
 
-A job is acknowledged only after its clip is stored and announced (or its failure is), so a worker killed
-at any point loses nothing: its claimed job stays pending and another worker takes it over with
-``XAUTOCLAIM`` once it has not been touched for ``visibility_s`` (a live worker touches its job while
-working on it). Announcing goes through ``SET NX`` on the job id, so a retried job is announced once.
-A barge-in on any web node reaches the render running here through the cancel channel, between frames.
+Jobs come from ``JobQueue`` (deadline-bucketed streams, see ``distributed/jobqueue.py``). A job is
+acknowledged only after its clip is stored and announced (or its failure is), so a worker killed at any
+point loses nothing: its claimed job stays pending and another worker takes it over with ``XAUTOCLAIM`` once
+it has not been touched for ``visibility_s`` (a live worker touches its job while working on it).
+Announcing goes through ``SET NX`` on the job id, so a retried job is announced once. A barge-in on any web
+node reaches the render running here through the cancel channel, between frames.
 """
 
 from __future__ import annotations
@@ -19,10 +21,11 @@ from typing import Any
 
 from prometheus_client import Counter
 from redis.asyncio import Redis
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import RedisError
 
 from avatarchat.distributed.event_stream import WORKER_TTL_S, EventRecorder
-from avatarchat.distributed.keys import GROUP, Keys, dumps, loads
+from avatarchat.distributed.jobqueue import Claimed, JobQueue
+from avatarchat.distributed.keys import Keys, dumps
 from avatarchat.errors import Cancelled
 from avatarchat.events import ClipReady
 from avatarchat.pipeline.contract import SpeechEngine
@@ -50,18 +53,6 @@ class WorkerStats:
     threads: int = 1  # jobs it runs at once (admission control adds them up over the live workers)
 
 
-@dataclass(frozen=True)
-class Claimed:
-    stream: str
-    entry_id: bytes
-    job: dict[str, Any]
-    wait_ms: float  # how long the job waited for this worker while it was idle: the stream's transport time
-
-
-def _name(stream: bytes | str) -> str:
-    return stream.decode() if isinstance(stream, bytes) else stream
-
-
 class SpeechWorker:
     def __init__(self, redis: Redis, keys: Keys, engine: SpeechEngine, *, visibility_s: float, clip_ttl_s: float,
                  clips_in_redis: bool, loops: int = 1, name: str | None = None) -> None:
@@ -72,6 +63,10 @@ class SpeechWorker:
         self.stats = WorkerStats(self.name, threads=loops)
         self._events = EventRecorder(redis, keys, WORKER_TTL_S)  # TTLs are only ever extended
         self._running: dict[str, Reply] = {}  # job id -> the stand-in whose stop event the render watches
+        self._queue = JobQueue(redis, keys)
+        # How often a worker looks for a dead worker's jobs; an idle worker waits for new jobs at most this long.
+        self._reclaim_every_s = max(0.05, min(1.0, visibility_s / 4))
+        self._next_reclaim = 0.0
         self._reclaimed = Counter("avatarchat_worker_reclaimed", "Jobs this worker took over from a dead one",
                                   registry=engine.metrics.registry)
 
@@ -94,68 +89,46 @@ class SpeechWorker:
 
     # -- claiming ------------------------------------------------------------------------------------------
     async def _claim_loop(self) -> None:
-        await self._ensure_groups()
         while True:
-            try:
-                claimed = await self._next()
-            except ResponseError as exc:
-                if "NOGROUP" not in str(exc):
-                    raise
-                await self._ensure_groups()  # Redis restarted empty
-                continue
-            for job in claimed:  # first sentences first
-                await self._handle(job)
+            claimed, wait_ms = await self._next()
+            await self._handle(claimed, wait_ms)
 
-    async def _ensure_groups(self) -> None:
-        for stream in self._keys.job_streams:
-            try:
-                await self._redis.xgroup_create(stream, GROUP, id="0", mkstream=True)
-            except ResponseError as exc:
-                if "BUSYGROUP" not in str(exc):
-                    raise
-
-    async def _next(self) -> list[Claimed]:
-        """A dead worker's job first, then a reply's first sentence, then any job (waiting up to a second)."""
-        for stream in self._keys.job_streams:
-            _, got, *_ = await self._redis.xautoclaim(stream, GROUP, self.name, count=1,
-                                                      min_idle_time=int(self._visibility_s * 1000))
-            if got and got[0][1]:
-                self.stats.reclaimed += 1
-                self._reclaimed.inc()
-                await self._redis.incr(self._keys.reclaimed)
-                log.info("worker %s: reclaimed job %s of a worker that stopped", self.name, got[0][0])
-                return [Claimed(stream, got[0][0], loads(got[0][1][b"job"]), 0.0)]
-            if got:  # an entry deleted meanwhile comes back empty
-                await self._redis.xack(stream, GROUP, got[0][0])
+    async def _next(self) -> tuple[Claimed, float]:
+        """A dead worker's job first (looked for every ``_reclaim_every_s``), then the unclaimed job due
+        soonest; with none, wait until one is added. Also returns how long the job waited for this worker
+        while it was idle (the queue's transport time, in ms)."""
         asked = time.time()
-        got = await self._redis.xreadgroup(GROUP, self.name, {self._keys.jobs_first: ">"}, count=1)
-        if not got:
-            got = await self._redis.xreadgroup(GROUP, self.name, {s: ">" for s in self._keys.job_streams},
-                                               count=1, block=1000)
-        claimed = []
-        for stream, entries in sorted(got or [], key=lambda g: _name(g[0]) != self._keys.jobs_first):
-            for entry_id, fields in entries:
-                job = loads(fields[b"job"])
-                wait_ms = max(0.0, (time.time() - max(asked, job["queued_at"])) * 1000)
-                claimed.append(Claimed(_name(stream), entry_id, job, wait_ms))
-        return claimed
+        while True:
+            if time.monotonic() >= self._next_reclaim:
+                self._next_reclaim = time.monotonic() + self._reclaim_every_s
+                got = await self._queue.reclaim(self.name, int(self._visibility_s * 1000))
+                if got is not None:
+                    self.stats.reclaimed += 1
+                    self._reclaimed.inc()
+                    await self._redis.incr(self._keys.reclaimed)
+                    log.info("worker %s: reclaimed job %s of a worker that stopped", self.name, got.entry_id)
+                    return got, 0.0
+            got = await self._queue.claim(self.name)
+            if got is not None:
+                return got, max(0.0, (time.time() - max(asked, got.job["queued_at"])) * 1000)
+            await self._queue.wait(self._reclaim_every_s)
 
-    async def _keep_claimed(self, stream: str, entry_id: bytes) -> None:
+    async def _keep_claimed(self, claimed: Claimed) -> None:
         """Touch the job while working on it, so nobody reclaims it from a live worker."""
         while True:
             await asyncio.sleep(self._visibility_s / 3)
             try:
-                await self._redis.xclaim(stream, GROUP, self.name, 0, [entry_id], justid=True)
+                await self._queue.touch(claimed, self.name)
             except RedisError:
                 pass
 
     # -- one job ---------------------------------------------------------------------------------------------
-    async def _handle(self, claimed: Claimed) -> None:
-        raw, wait_ms = claimed.job, claimed.wait_ms
+    async def _handle(self, claimed: Claimed, wait_ms: float) -> None:
+        raw = claimed.job
         job = SpeechJob(id=raw["id"], reply=raw["reply"], seq=raw["seq"], text=raw["text"], voice=raw["voice"])
         stand_in = Reply(reply_id=job.reply)
         self._running[job.id] = stand_in
-        toucher = asyncio.create_task(self._keep_claimed(claimed.stream, claimed.entry_id))
+        toucher = asyncio.create_task(self._keep_claimed(claimed))
         t0 = time.perf_counter()
         self.stats.running += 1
         try:
@@ -163,7 +136,7 @@ class SpeechWorker:
                 self.stats.cancelled += 1  # barge-in dropped it, or a retry of a job already announced
             else:
                 await self._work(raw["session"], job, stand_in, wait_ms)
-            await self._redis.xack(claimed.stream, GROUP, claimed.entry_id)
+            await self._queue.ack(claimed)
         finally:
             toucher.cancel()
             self._running.pop(job.id, None)

@@ -58,6 +58,9 @@ class ClipEncoder:
         self._v = v
         self._a = self._out.add_stream("aac", rate=AUDIO_RATE)
         self._a.layout = "mono"
+        # FFmpeg's constant-quantizer AAC search: ~10 ms instead of ~35 ms for a 3 s clip (a tenth of the
+        # encode on the path to every clip), same size; FFmpeg's docs call it better at our ~75 kb/s.
+        self._a.options = {"aac_coder": "fast"}
 
     def add(self, rgb: np.ndarray) -> None:
         frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")

@@ -15,34 +15,31 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
 
 from avatarchat.data import Speech
 from avatarchat.errors import AvatarChatError, Cancelled, QueueFull
 from avatarchat.events import ClipReady, Event, SpeechCancelled, SpeechDone
+from avatarchat.pipeline.cancel import ReplyCancelled, unless_cancelled
 from avatarchat.pipeline.contract import Lane, RenderedClip, SpeechEngine
 from avatarchat.pipeline.failures import as_failure, error_event
 from avatarchat.pipeline.jobs import ReplyEnd, SpeechJob
 from avatarchat.pipeline.reply import Reply, new_id
-from avatarchat.pipeline.schedule import DeadlineScheduler
+from avatarchat.pipeline.schedule import DeadlineScheduler, Lease
 
 __all__ = ["Lane", "RenderedClip", "SpeechEngine", "SpeechLane", "Voiced"]
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
 class Voiced:
-    """A sentence with its speech, waiting for the render stage."""
+    """A sentence with its speech, waiting for the render stage; ``lease`` is the scheduler slot its TTS
+    held, passed on to its render (None: the render stage asks for one)."""
 
     job: SpeechJob
     speech: Speech
     tts_ms: float
-
-
-class _ReplyCancelled(Exception):
-    pass
+    lease: Lease | None = None
 
 
 class SpeechLane:
@@ -61,6 +58,7 @@ class SpeechLane:
         self._voiced: asyncio.Queue[Voiced | ReplyEnd] = asyncio.Queue(maxsize=2)
         self._replies: dict[str, Reply] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        self._render_idle = False  # the render stage is waiting for its next item
 
     # -- the web layer's side --------------------------------------------------------------------------------
     def start(self) -> None:
@@ -127,6 +125,8 @@ class SpeechLane:
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        while not self._voiced.empty():  # slots passed on to renders that will never run
+            _free_slot(self._voiced.get_nowait())
 
     # -- the stages ----------------------------------------------------------------------------------------
     def _drop(self, queue: asyncio.Queue, replies: set[str]) -> None:
@@ -137,6 +137,8 @@ class SpeechLane:
                 kept.append(item)
             elif isinstance(item, SpeechJob):
                 self._waiting -= 1
+            else:
+                _free_slot(item)
         for item in kept:
             queue.put_nowait(item)
 
@@ -171,47 +173,83 @@ class SpeechLane:
                 continue
             t0 = time.perf_counter()
             try:
-                speech = await self._unless_cancelled(reply, self._scheduled_voice(reply, item))
-            except _ReplyCancelled:
+                speech, lease = await self._voice(reply, item)
+            except ReplyCancelled:
                 continue
             except Exception as exc:  # noqa: BLE001 - a backend bug must not kill the lane
                 self._job_failed(reply, item, exc, "Speech synthesis failed.")
                 continue
             self._engine.metrics.tts.observe(time.perf_counter() - t0)
             reply.voiced(item.seq, speech.duration_s)
-            await self._voiced.put(Voiced(item, speech, (time.perf_counter() - t0) * 1000))
+            lease = self._pass_on(lease, reply.due(item.seq))
+            await self._voiced.put(Voiced(item, speech, (time.perf_counter() - t0) * 1000, lease))
+
+    async def _voice(self, reply: Reply, job: SpeechJob) -> tuple[Speech, Lease | None]:
+        """Voice ``job`` in a scheduler slot; the slot is returned still held (``ReplyCancelled`` on
+        barge-in, with the slot freed)."""
+        lease = await self._acquire(reply, job.seq)
+        try:
+            return await unless_cancelled(reply, self._engine.voice(job)), lease
+        except BaseException:
+            if lease is not None:
+                lease.release()
+            raise
+
+    def _pass_on(self, lease: Lease | None, due: float) -> Lease | None:
+        """Keep a just-voiced sentence's slot for its own render when the render stage is idle (it takes the
+        sentence at once) and no waiting work is due earlier; otherwise free the slot now. Freed, it would go
+        to the next waiter, often another session's TTS, before the render stage had even asked for one."""
+        if lease is None or self._scheduler is None:
+            return None
+        if self._render_idle and self._voiced.empty() and self._scheduler.may_pass_on(due):
+            return lease
+        lease.release()
+        return None
 
     async def _render_stage(self) -> None:
         while True:
-            item = await self._voiced.get()
+            self._render_idle = True
+            try:
+                item = await self._voiced.get()
+            finally:
+                self._render_idle = False
             reply = self._live(_reply_of(item))
             if reply is None:
+                _free_slot(item)
                 continue
             if isinstance(item, ReplyEnd):
                 reply.finish_rendering()
                 self._publish(SpeechDone(session=self.session_id, reply=reply.id, clips=reply.clips,
                                          sentences=reply.sentences, timings_ms={"since_chat": reply.ms_since_start()}))
                 continue
-            try:
-                await self._slot(reply, item.job.seq)
-            except _ReplyCancelled:
+            clip = await self._render(reply, item)
+            if clip is None:
                 continue
-            try:
-                clip = await self._engine.render(item.job, item.speech, reply)
-            except Cancelled:
-                if reply.cancelled_at is not None:  # barge-in: how long the running render took to stop
-                    self._engine.metrics.cancel_stop.observe(time.perf_counter() - reply.cancelled_at)
-                continue
-            except Exception as exc:  # noqa: BLE001
-                self._job_failed(reply, item.job, exc, "Rendering the clip failed.")
-                continue
-            finally:
-                if self._scheduler is not None:
-                    self._scheduler.release()
             if reply.cancelled:
                 clip.path.unlink(missing_ok=True)
                 continue
             self._announce(reply, item, clip)
+
+    async def _render(self, reply: Reply, item: Voiced) -> RenderedClip | None:
+        """Render and encode in a scheduler slot (the one passed on from its TTS, or a new one); None when
+        the reply was cancelled or the render failed (the page is told)."""
+        lease = item.lease
+        try:
+            if lease is None:
+                lease = await self._acquire(reply, item.job.seq)
+            return await self._engine.render(item.job, item.speech, reply)
+        except ReplyCancelled:
+            return None
+        except Cancelled:
+            if reply.cancelled_at is not None:  # barge-in: how long the running render took to stop
+                self._engine.metrics.cancel_stop.observe(time.perf_counter() - reply.cancelled_at)
+            return None
+        except Exception as exc:  # noqa: BLE001
+            self._job_failed(reply, item.job, exc, "Rendering the clip failed.")
+            return None
+        finally:
+            if lease is not None:
+                lease.release()
 
     def _announce(self, reply: Reply, item: Voiced, clip: RenderedClip) -> None:
         m = self._engine.metrics
@@ -230,33 +268,12 @@ class SpeechLane:
         reply.announce(job.seq, event.wire(), clip.duration_s)
         self._publish(event)
 
-    async def _scheduled_voice(self, reply: Reply, job: SpeechJob) -> Speech:
+    async def _acquire(self, reply: Reply, seq: int) -> Lease | None:
+        """The shared scheduler's slot for sentence ``seq`` (``ReplyCancelled`` on barge-in); None without a
+        scheduler. The caller releases it."""
         if self._scheduler is None:
-            return await self._engine.voice(job)
-        async with self._scheduler.slot(reply.due(job.seq)):
-            return await self._engine.voice(job)
-
-    async def _slot(self, reply: Reply, seq: int) -> None:
-        """Wait for the shared scheduler's slot for sentence ``seq`` (``_ReplyCancelled`` on barge-in); the
-        caller releases it."""
-        if self._scheduler is not None:
-            await self._unless_cancelled(reply, self._scheduler.acquire(reply.due(seq)))
-
-    async def _unless_cancelled(self, reply: Reply, work: Awaitable[T]) -> T:
-        """Await ``work`` unless the reply is cancelled first; then ``work`` is cancelled too (which kills an
-        espeak-ng child in flight)."""
-        task = asyncio.ensure_future(work)
-        stop = asyncio.create_task(reply.wait_cancelled())
-        try:
-            await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stop.cancel()
-            if not task.done():
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
-        if task.cancelled():
-            raise _ReplyCancelled
-        return task.result()
+            return None
+        return await unless_cancelled(reply, self._scheduler.acquire(reply.due(seq)))
 
     def _job_failed(self, reply: Reply, job: SpeechJob, exc: BaseException, fallback: str) -> None:
         reply.fail(job.seq)
@@ -270,3 +287,9 @@ class SpeechLane:
 
 def _reply_of(item: SpeechJob | ReplyEnd | Voiced) -> str:
     return item.job.reply if isinstance(item, Voiced) else item.reply
+
+
+def _free_slot(item: SpeechJob | ReplyEnd | Voiced) -> None:
+    """Free the slot a voiced sentence carries for a render that will not run."""
+    if isinstance(item, Voiced) and item.lease is not None:
+        item.lease.release()
