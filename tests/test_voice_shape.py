@@ -83,7 +83,8 @@ def test_reshape_moves_the_pitch_and_formants_but_not_the_timing(joe: Speech) ->
     her = reshape(joe, FEMALE)
     assert len(her.pcm) == len(joe.pcm) and her.sample_rate == joe.sample_rate
     before, after = harvest_median(joe), harvest_median(her)
-    assert before < 150 and 185 < after < 240, (before, after)  # a man's register -> a woman's
+    # a man's register -> a woman's (Harvest put Joe at 108-139 Hz over 12 runs, the result at 207-218 Hz)
+    assert 185 < after < 240 and after > 1.3 * before, (before, after)
     assert centroid(her) > 1.05 * centroid(joe)  # formants up (a shorter vocal tract)
     # the same sounds at the same moments: loudness envelopes (10 ms) stay correlated
     env = [np.sqrt(np.convolve(s.pcm.astype(float) ** 2, np.ones(220) / 220, mode="same"))[::220] for s in (joe, her)]
