@@ -206,7 +206,8 @@ def main() -> None:
              "gap = the next clip's `playing` event minus the previous clip's `ended` event): "
              f"{len(gaps)} gaps, median {statistics.median(gaps):.1f} ms, worst {max(gaps):.1f} ms "
              "(one frame is 40 ms)." if gaps else "\n\nNo clip-to-clip gap was measured in the browser.")
-    body += ("\n\nMedians over the runs, except the gap (worst). Echo LLM, Piper `en_US-joe-medium`, meshwarp at the "
+    body += ("\n\nMedians over the runs, except the gap (worst). Echo LLM, the default voice (Piper "
+             "`en_US-joe-medium+female`), meshwarp at the "
              "default avatar "
              "(512x384, head motion on), libx264 `veryfast`. Targets: first clip_ready < 1000 ms after the first "
              "sentence's text is known; whole-reply RTF < 0.5. The gap is what a client starting the first clip "

@@ -123,7 +123,8 @@ def main() -> None:
     notes = [f"{r[0]}: Redis hop {r[8]}" for r in rows if len(r) > 8]
     body += "\n\n" + "\n".join(f"- {n}" for n in notes) if notes else ""
     body += f"\n\n{args.note}" if args.note else ""
-    body += ("\n\nEvery session posts a 3-sentence message at once (echo LLM, Piper `en_US-joe-medium`, meshwarp "
+    body += ("\n\nEvery session posts a 3-sentence message at once (echo LLM, the default voice at the time "
+             "of the run (now Piper `en_US-joe-medium+female`), meshwarp "
              "on the default avatar at the time of the run). `late`: a clip that arrives after a page playing the "
              "reply from its first clip, back to back, needs it (40 ms tolerance). Target (issue 12): with 8 "
              "sessions, first clip median < 1200 ms and no clip late.")
