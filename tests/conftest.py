@@ -1,9 +1,10 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from redis.asyncio import Redis
 
 from avatarchat.render.meshwarp import MeshWarpRenderer
 from avatarchat.server import create_app
@@ -12,6 +13,7 @@ from avatarchat.tts.espeak import EspeakTTS
 from avatarchat.tts.piper import PiperTTS
 from avatarchat.tts.router import VoiceRouter
 from tests.helpers import running
+from tests.redis_cluster import RedisServer
 
 OUTPUT = Path(__file__).resolve().parent.parent / "test-output"
 
@@ -64,3 +66,21 @@ def server(settings: Settings, voices: VoiceRouter, renderer: MeshWarpRenderer) 
     """The real app (echo LLM, Piper + espeak-ng, meshwarp) under uvicorn on a loopback port."""
     with running(create_app(settings, tts=voices, renderer=renderer)) as base:
         yield base
+
+
+@pytest.fixture(scope="module")
+def redis_server() -> Iterator[RedisServer]:
+    """A private ``redis-server`` on a free port, for one test module (Redis mode)."""
+    server = RedisServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def redis(redis_server: RedisServer) -> AsyncIterator[Redis]:
+    """A client of that server, which each test starts empty."""
+    client = Redis.from_url(redis_server.url)
+    await client.flushall()
+    yield client
+    await client.aclose()

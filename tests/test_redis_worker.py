@@ -7,32 +7,13 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Iterator
 
-import pytest
 from redis.asyncio import Redis
 
 from avatarchat.distributed.jobqueue import JobQueue
 from avatarchat.distributed.keys import Keys
 from avatarchat.distributed.worker import SpeechWorker
 from tests.fakes import FakeEngine
-from tests.redis_cluster import RedisServer
-
-
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer()
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-async def redis(redis_server: RedisServer) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_server.url)
-    await client.flushall()
-    yield client
-    await client.aclose()
 
 
 def job(seq: int, text: str, job_id: str = "", reply: str = "r1") -> dict:

@@ -10,6 +10,17 @@ from avatarchat.pipeline.schedule import DeadlineScheduler
 from tests.fakes import Events, FakeEngine, speak
 
 
+def two_lanes(engine: FakeEngine, scheduler: DeadlineScheduler) -> list[tuple[SpeechLane, Events]]:
+    """Sessions A and B, started, sharing ``engine`` and one scheduler."""
+    lanes = []
+    for name in ("s-a", "s-b"):
+        events = Events()
+        lane = SpeechLane(name, engine, events, 8, scheduler)
+        lane.start()
+        lanes.append((lane, events))
+    return lanes
+
+
 async def test_a_freed_slot_goes_to_the_earliest_deadline_and_a_cancelled_waiter_is_skipped() -> None:
     scheduler = DeadlineScheduler(1)
     order: list[str] = []
@@ -44,11 +55,7 @@ async def test_a_new_replys_first_sentence_overtakes_another_sessions_later_sent
     engine = FakeEngine()
     engine.gate.clear()  # the first render holds the only CPU slot until the gate opens
     scheduler = DeadlineScheduler(1)
-    ea, eb = Events(), Events()
-    a = SpeechLane("s-a", engine, ea, 8, scheduler)
-    b = SpeechLane("s-b", engine, eb, 8, scheduler)
-    a.start()
-    b.start()
+    (a, ea), (b, eb) = two_lanes(engine, scheduler)
     try:
         long = ["First sentence of a long answer, which takes a while to say out loud. " * 2,
                 "Second sentence of the long answer. " * 3, "Third one, also long enough to matter.", "Fourth."]
@@ -89,11 +96,7 @@ async def test_a_voiced_first_sentence_is_rendered_before_another_sessions_later
     engine = FakeEngine()
     engine.voice_gate.clear()  # A's TTS holds the only slot while B's TTS queues behind it
     scheduler = DeadlineScheduler(1)
-    ea, eb = Events(), Events()
-    a = SpeechLane("s-a", engine, ea, 8, scheduler)
-    b = SpeechLane("s-b", engine, eb, 8, scheduler)
-    a.start()
-    b.start()
+    (a, ea), (b, eb) = two_lanes(engine, scheduler)
     try:
         first = speak(a, ["A first."])
         await asyncio.sleep(0.01)
