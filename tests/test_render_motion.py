@@ -107,7 +107,9 @@ def test_a_loud_passage_moves_the_head_more_than_a_quiet_one(speech: Speech, cac
     half = int(len(pcm) / speech.sample_rate * FPS)
     edge = int(0.5 * FPS)  # leave out the eased clip edges
     loud, quiet = speed[edge:half], speed[half + edge : -edge]
-    assert loud.mean() > 2.5 * quiet.mean(), (loud.mean(), quiet.mean())
+    # Medians: a blink (random, ~0.3 s) jolts the face mesh's eye corners and reads as a burst of head speed;
+    # with means, one blink in the quiet part brought the ratio from ~7 down to 2.4 (1 run in 7).
+    assert np.median(loud) > 2.5 * np.median(quiet), (np.median(loud), np.median(quiet))
 
 
 def test_prosody_finds_pitch_pauses_and_a_rising_end() -> None:

@@ -28,12 +28,13 @@ def glide(f_start: float, f_end: float, seconds: float = 1.5) -> tuple[np.ndarra
     return 0.1 * sum(np.sin(k * phase) / k for k in range(1, 21)), f
 
 
-def harvest_median(speech: Speech) -> float:
+def harvest_median(speech: Speech, percentile: float = 50) -> float:
+    """The voiced pitch's median (or another percentile) by WORLD's Harvest, independent of our YIN."""
     import pyworld
 
     x = speech.pcm.astype(np.float64) / 32768
     f0, _ = pyworld.harvest(x, speech.sample_rate, f0_floor=60, f0_ceil=500, frame_period=10.0)
-    return float(np.median(f0[f0 > 0]))
+    return float(np.percentile(f0[f0 > 0], percentile))
 
 
 def centroid(speech: Speech, below_hz: float = 4000.0) -> float:
@@ -82,9 +83,10 @@ def joe(tts: PiperTTS) -> Speech:
 def test_reshape_moves_the_pitch_and_formants_but_not_the_timing(joe: Speech) -> None:
     her = reshape(joe, FEMALE)
     assert len(her.pcm) == len(joe.pcm) and her.sample_rate == joe.sample_rate
-    before, after = harvest_median(joe), harvest_median(her)
-    # a man's register -> a woman's (Harvest put Joe at 108-139 Hz over 12 runs, the result at 207-218 Hz)
-    assert 185 < after < 240 and after > 1.3 * before, (before, after)
+    before, after = harvest_median(joe, 25), harvest_median(her)
+    # A man's register -> a woman's. Harvest's median of Joe jumps an octave now and then (108-163 Hz over 16
+    # runs); its lower quartile stayed at 97-113 Hz. The result's median: 207-218 Hz.
+    assert before < 140 and 185 < after < 240, (before, after)
     assert centroid(her) > 1.05 * centroid(joe)  # formants up (a shorter vocal tract)
     # the same sounds at the same moments: loudness envelopes (10 ms) stay correlated
     env = [np.sqrt(np.convolve(s.pcm.astype(float) ** 2, np.ones(220) / 220, mode="same"))[::220] for s in (joe, her)]
