@@ -53,8 +53,7 @@ class EspeakTTS(TTS):
         self._pitch = pitch
         self._binary = binary
         self._timeout_s = timeout_s
-        self._voices: list[str] | None = None
-        self._variants: list[str] | None = None
+        self._listings: dict[str, list[str]] = {}  # espeak-ng's voice tables, by flag
         self._lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(max_procs)
 
@@ -89,28 +88,23 @@ class EspeakTTS(TTS):
 
     def voices(self) -> list[str]:
         """Language codes from ``espeak-ng --voices`` (what ``-v`` accepts); read once, then cached."""
-        with self._lock:
-            if self._voices is None:
-                try:
-                    out = subprocess.run([self._exe(), "--voices"], capture_output=True, timeout=30, check=True).stdout
-                except (OSError, subprocess.SubprocessError) as exc:
-                    raise BackendError(f"espeak-ng --voices failed: {exc}") from exc
-                rows = out.decode("utf-8", "replace").splitlines()[1:]  # first line is the column header
-                self._voices = sorted({row.split()[1] for row in rows if len(row.split()) >= 2})
-            return list(self._voices)
+        return self._listing("--voices", 1)
 
     def variants(self) -> list[str]:
         """Variant names from ``espeak-ng --voices=variant`` (the file column, ``!v/f3``); read once, then cached."""
+        return [name.removeprefix("!v/") for name in self._listing("--voices=variant", 4)]
+
+    def _listing(self, flag: str, column: int) -> list[str]:
+        """The distinct values of one column of an ``espeak-ng`` voice table, sorted; read once per flag."""
         with self._lock:
-            if self._variants is None:
+            if flag not in self._listings:
                 try:
-                    out = subprocess.run([self._exe(), "--voices=variant"], capture_output=True, timeout=30,
-                                         check=True).stdout
+                    out = subprocess.run([self._exe(), flag], capture_output=True, timeout=30, check=True).stdout
                 except (OSError, subprocess.SubprocessError) as exc:
-                    raise BackendError(f"espeak-ng --voices=variant failed: {exc}") from exc
-                rows = [row.split() for row in out.decode("utf-8", "replace").splitlines()[1:]]
-                self._variants = sorted({r[4].removeprefix("!v/") for r in rows if len(r) >= 5})
-            return list(self._variants)
+                    raise BackendError(f"espeak-ng {flag} failed: {exc}") from exc
+                rows = [row.split() for row in out.decode("utf-8", "replace").splitlines()[1:]]  # after the header
+                self._listings[flag] = sorted({r[column] for r in rows if len(r) > column})
+            return list(self._listings[flag])
 
     def _failure(self, voice: str, code: int | None, stderr: bytes) -> BadRequest | BackendError:
         err = stderr.decode("utf-8", "replace").strip()

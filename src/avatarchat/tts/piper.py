@@ -91,13 +91,16 @@ class PiperTTS(TTS):
 
     def warm_up(self) -> None:
         """Load the default voice now, so the first reply does not pay for it."""
-        self._voice(self._shapes.get(self.default_voice, (self.default_voice, None))[0])
+        self._voice(self._recorded_as(self.default_voice)[0])
 
     def synthesize_sync(self, text: str, voice: str | None = None) -> Speech:
-        name = voice or self.default_voice
-        base, shape = self._shapes.get(name, (name, None))
+        base, shape = self._recorded_as(voice or self.default_voice)
         speech = self._recorded(text, base)
         return reshape(speech, shape) if shape is not None else speech
+
+    def _recorded_as(self, name: str) -> tuple[str, VoiceShape | None]:
+        """The recorded voice a listed name speaks with, and the shape it is moved to (None: as recorded)."""
+        return self._shapes.get(name, (name, None))
 
     def _recorded(self, text: str, voice: str) -> Speech:
         v = self._voice(voice)
