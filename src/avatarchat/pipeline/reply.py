@@ -179,7 +179,8 @@ class Reply:
     def state(self) -> dict[str, Any]:
         """What a (re)connecting page needs to resume this reply."""
         return {"reply": self.id, "clips": [self._clips[s] for s in sorted(self._clips)],
-                "failed": sorted(self._failed), "played": sorted(self._started_seqs), "done": self._rendered,
+                "failed": sorted(self._failed), "played": sorted(self._started_seqs),
+                "ended": sorted(self._ended_seqs), "done": self._rendered,
                 "sentences": self.sentences if self._written else None}
 
     def texts(self) -> list[str]:
@@ -197,8 +198,9 @@ class Reply:
             reply.announce(clip["seq"], clip, clip["duration_s"])
         for seq in state["failed"]:
             reply.fail(seq)
+        ended = set(state.get("ended", ()))
         for seq in state["played"]:
-            reply.played(seq, ended=False)
+            reply.played(seq, ended=seq in ended)
         if state["sentences"] is not None:
             reply.finish_writing()
         if state["done"]:

@@ -1,12 +1,12 @@
 // avatarchat page: chat box + avatar stage with three stacked <video> layers (idle loop, two clip layers).
-// Clips arrive as WebSocket `clip_ready` events; they play in `seq` order, the next one pre-loaded in the
-// hidden layer and switched in on `ended`; idle fades back (300 ms) when a reply is played out. The page
-// reports what it plays (`clip_started`, `clip_ended`), so the server knows a reply is still being heard.
+// Clips arrive as WebSocket `clip_ready` events; playback.js decides what plays next (seq order, the next clip
+// pre-loaded in the hidden layer, retries and skips when a download fails); idle fades back (300 ms) when a reply
+// is played out. The page reports what it plays (`clip_started`, `clip_ended`), so the server knows a reply is
+// still being heard; reports made while the socket is down are sent when it is back.
 (() => {
   "use strict";
   const FADE_MS = 300;
   const PING_MS = 30000;
-  const STALL_MS = 8000;        // a missing seq with later clips ready: skip it after this long
   const MAX_LOG_LINES = 200;    // the chat log and the stats stay bounded on a long visit
   const MAX_STATS = 500;
 
@@ -71,220 +71,105 @@
 
   // ---- session: the server issues it; its token is this tab's credential ----------------------------------
   let sessionId = sessionStorage.getItem("avatarchat.session");
-  async function newSession() {
-    const res = await api("/session", { method: "POST" });
-    if (!res.ok) throw new Error(`the server refused a new session (${res.status})`);
-    sessionId = (await res.json()).session_id;
-    sessionStorage.setItem("avatarchat.session", sessionId);
-    window.avatarchat.sessionId = sessionId;
-    return sessionId;
+  // One request at a time: the socket and a message typed before the access key was entered both wait for the
+  // same new session (two sessions would put the socket on one and the chat on the other: a silent avatar).
+  let creating = null;
+  function newSession() {
+    if (!creating) {
+      creating = (async () => {
+        const res = await api("/session", { method: "POST" });
+        if (!res.ok) throw new Error(res.status === 503 ? "the server is full right now" : "the server refused a new conversation");
+        sessionId = (await res.json()).session_id;
+        sessionStorage.setItem("avatarchat.session", sessionId);
+        window.avatarchat.sessionId = sessionId;
+        return sessionId;
+      })().finally(() => { creating = null; });
+    }
+    return creating;
   }
-  async function ensureSession() { return sessionId || newSession(); }
+  async function ensureSession() { return creating || sessionId || newSession(); }
   window.avatarchat.sessionId = sessionId;
 
-  // ---- playback -----------------------------------------------------------------------------------------
-  // Replies in the order they started; each keeps its clips by seq until they play (clips may arrive out of order).
-  const order = [];             // reply ids
-  const replies = new Map();    // id -> { next, pending: Map(seq -> event), failed: Set, done, sentences, cancelled }
-  let active = null;            // layer playing now
-  let lastEndedAt = null;
-  let blockedSince = null;      // when the head reply started waiting for a seq that may never come
-
-  function other(layer) { return layer === layers[0] ? layers[1] : layers[0]; }
-
-  function state(id) {
-    if (!replies.has(id)) {
-      replies.set(id, { next: 0, pending: new Map(), failed: new Set(), done: false, sentences: null, cancelled: false });
-      order.push(id);
-    }
-    return replies.get(id);
-  }
-
-  function dropHead() { replies.delete(order.shift()); }
-
-  // The clip to play next, or null. Drops replies that are played out or cancelled, and steps over
-  // sentences the server reported as failed.
-  function nextClip() {
-    while (order.length) {
-      const r = replies.get(order[0]);
-      if (r.cancelled) { dropHead(); continue; }
-      while (r.failed.has(r.next)) r.next += 1;
-      const ev = r.pending.get(r.next);
-      if (ev) return ev;
-      if (r.done && r.sentences !== null && r.next >= r.sentences) { dropHead(); continue; }
-      return null;
-    }
-    return null;
-  }
-
-  function load(layer, ev) {
-    layer.dataset.seq = String(ev.seq);
-    layer.dataset.reply = ev.reply;
-    layer.src = ev.url;
-    layer.load();
-  }
-
-  function preloadNext() {
-    const ev = nextClip();
-    if (!ev) return;
-    const spare = active ? other(active) : layers[0];
-    if (spare.dataset.reply === ev.reply && spare.dataset.seq === String(ev.seq)) return;
-    load(spare, ev);
-  }
-
-  function show(layer) {
-    void layer.offsetWidth;  // commit the hidden state first, so the fade runs (rAF would wait in a hidden tab)
-    layer.classList.add("shown");
-  }
-
-  function startNext() {
-    const ev = nextClip();
-    if (!ev) return false;
-    blockedSince = null;
-    const r = replies.get(ev.reply);
-    r.pending.delete(ev.seq);
-    r.next += 1;
-    const prev = active;
-    const layer = prev ? other(prev) : layers[0];
-    if (!(layer.dataset.reply === ev.reply && layer.dataset.seq === String(ev.seq))) load(layer, ev);
-    active = layer;
-    layer.classList.add("front");
-    if (prev) {
-      // Clip to clip: both edges are the rest frame, so cut without a fade.
-      layer.classList.add("cut", "shown");
-      prev.classList.remove("front");
-    } else {
-      layer.classList.remove("cut");
-      show(layer);
-    }
-    play(layer);
-    if (prev) {
-      setTimeout(() => { if (active !== prev) { prev.classList.remove("shown", "cut"); prev.pause(); } }, 60);
-    }
-    preloadNext();
-    return true;
-  }
-
-  // Autoplay rules may refuse play(): show "tap to hear", which unlocks every layer inside the user's gesture.
-  function play(layer) {
-    const p = layer.play();
-    if (p) p.catch((e) => {
-      remember(stats.errors, String(e));
-      if (e && e.name === "NotAllowedError") unlockBtn.hidden = false;
-    });
-  }
-  unlockBtn.addEventListener("click", () => {
-    unlockBtn.hidden = true;
-    for (const v of [idle, ...layers]) {
-      const p = v.play();
-      if (p) p.then(() => { if (v !== idle && v !== active) v.pause(); }).catch(() => {});
-    }
-    if (!active) startNext();
-  });
-
-  function backToIdle() {
-    const layer = active;
-    active = null;
-    if (!layer) return;
-    idle.currentTime = 0;  // the idle loop starts on the rest frame, like every clip ends
-    idle.play().catch(() => {});
-    layer.classList.remove("cut");
-    layer.classList.remove("shown");
-    setTimeout(() => { if (active !== layer) { layer.pause(); layer.classList.remove("front"); } }, FADE_MS);
-  }
-
-  function report(type, layer) {
-    if (ws && ws.readyState === 1 && layer.dataset.reply) {
-      ws.send(JSON.stringify({ type, reply: layer.dataset.reply, seq: Number(layer.dataset.seq) }));
-    }
-  }
-
-  layers.forEach((layer) => {
-    layer.addEventListener("ended", () => {
-      if (layer !== active) return;
-      lastEndedAt = performance.now();
-      report("clip_ended", layer);
-      remember(stats.clipsPlayed, { reply: layer.dataset.reply, seq: Number(layer.dataset.seq), at: lastEndedAt,
-                                    url: layer.getAttribute("src") });
-      if (!startNext()) {
-        backToIdle();
-        // A finished reply is not a gap: only count waits for a clip of a reply still being spoken.
-        nextClip();
-        if (!replies.has(layer.dataset.reply)) lastEndedAt = null;
+  // ---- playback: the order and failure rules live in playback.js; here only the DOM side of them ---------------
+  // The two clip layers as playback.js's `media`: slot 0 and 1. A clip-to-clip switch is a cut (both edges are
+  // the rest frame); idle <-> clip is a 300 ms fade.
+  const reports = window.AvatarPlayback.createReportQueue(200);
+  const media = {
+    load(slot, url, at = 0) {
+      const v = layers[slot];
+      v.src = url;
+      v.load();
+      if (at > 0) v.addEventListener("loadedmetadata", () => { v.currentTime = at; }, { once: true });
+    },
+    play: (slot) => layers[slot].play(),
+    enter(slot, prev) {
+      const layer = layers[slot];
+      layer.classList.add("front");
+      if (prev !== null) {
+        const old = layers[prev];
+        layer.classList.add("cut", "shown");
+        old.classList.remove("front");
+        setTimeout(() => { if (player.active !== prev) { old.classList.remove("shown", "cut"); old.pause(); } }, 60);
+      } else {
+        layer.classList.remove("cut");
+        void layer.offsetWidth;  // commit the hidden state first, so the fade runs (rAF would wait in a hidden tab)
+        layer.classList.add("shown");
       }
-    });
-    layer.addEventListener("playing", () => {
-      if (layer !== active) return;
-      report("clip_started", layer);
-      if (lastEndedAt !== null) remember(stats.gapsMs, performance.now() - lastEndedAt);
-      lastEndedAt = null;
-    });
+    },
+    leave(slot) {
+      const layer = layers[slot];
+      idle.currentTime = 0;  // the idle loop starts on the rest frame, like every clip ends
+      idle.play().catch(() => {});
+      layer.classList.remove("cut", "shown");
+      setTimeout(() => { if (player.active !== slot) { layer.pause(); layer.classList.remove("front"); } }, FADE_MS);
+    },
+    time: (slot) => layers[slot].currentTime,
+    paused: (slot) => layers[slot].paused,
+    // Why did a clip fail? "offline": the server cannot be reached; "gone": it no longer has the clip; "retry":
+    // it answered otherwise (429, a proxy's 5xx); "ok": it serves it, so the failure was on the way.
+    async probe(url) {
+      try {
+        const res = await fetch(url, { headers: { Range: "bytes=0-0" }, cache: "no-store" });
+        if (res.ok) return "ok";
+        return res.status === 404 || res.status === 410 ? "gone" : "retry";
+      } catch {
+        return "offline";
+      }
+    },
+  };
+  let waitingLine = null;
+  const player = window.AvatarPlayback.createPlayer(media, {
+    now: () => performance.now(),
+    stats,
+    remember,
+    report(type, reply, seq) {
+      reports.push(JSON.stringify({ type, reply, seq }));
+      reports.flush(sendNow);
+    },
+    notice(kind, text) {
+      if (kind === "waiting" && !waitingLine) waitingLine = addLine("info", `⏳ ${text}`);
+      else if (kind !== "waiting" && waitingLine) { waitingLine.remove(); waitingLine = null; }
+      if (kind === "lost") addLine("error", `⚠ ${text}`);
+    },
+    gesture(needed) { unlockBtn.hidden = !needed; },
+  });
+  stats.lost = [];
+  window.avatarchat.player = player;
+
+  unlockBtn.addEventListener("click", () => {
+    for (const v of [idle, ...layers]) {  // inside the user's gesture: every layer may play from now on
+      const p = v.play();
+      if (p) p.then(() => { if (v !== idle && layers.indexOf(v) !== player.active) v.pause(); }).catch(() => {});
+    }
+    player.unlock();
   });
 
-  // A sentence that never comes (its error was lost, say) must not hold the rest of the conversation.
-  setInterval(() => {
-    if (active || !order.length) { blockedSince = null; return; }
-    const r = replies.get(order[0]);
-    const later = [...r.pending.keys()].some((s) => s > r.next) || (r.done && r.sentences !== null);
-    if (!later || nextClip()) { blockedSince = null; return; }
-    if (blockedSince === null) blockedSince = performance.now();
-    else if (performance.now() - blockedSince > STALL_MS) {
-      r.failed.add(r.next);
-      blockedSince = null;
-      startNext();
-    }
-  }, 1000);
-
-  function onClip(ev) {
-    const r = state(ev.reply);
-    if (r.cancelled || ev.seq < r.next) return;
-    r.pending.set(ev.seq, ev);
-    if (!active) startNext(); else preloadNext();
-  }
-
-  function onDone(ev) {
-    const r = state(ev.reply);
-    r.done = true;
-    r.sentences = ev.sentences ?? ev.clips;
-    if (!active) startNext();
-  }
-
-  function cancelReply(id) {
-    const r = state(id);
-    r.cancelled = true;
-    r.pending.clear();
-    if (active && active.dataset.reply === id) {
-      lastEndedAt = null;
-      backToIdle();
-    }
-    nextClip();
-  }
-
-  function onError(ev) {
-    addLine("error", `⚠ ${ev.message}`);
-    if (ev.reply && Number.isInteger(ev.seq)) {
-      state(ev.reply).failed.add(ev.seq);
-      if (!active) startNext();
-    }
-  }
-
-  // On (re)connect the server says which replies are still to be heard: resume them, forget the rest.
-  function onState(ev) {
-    const live = new Set(ev.replies.map((s) => s.reply));
-    for (const id of [...order]) {
-      const playing = active && active.dataset.reply === id;
-      if (!live.has(id) && !playing) { replies.delete(id); order.splice(order.indexOf(id), 1); }
-    }
-    for (const s of ev.replies) {
-      const fresh = !replies.has(s.reply);
-      const r = state(s.reply);
-      if (fresh) r.next = s.played.length ? Math.max(...s.played) + 1 : 0;  // a reloaded page: resume after what was heard
-      for (const seq of s.failed) r.failed.add(seq);
-      for (const c of s.clips) if (c.seq >= r.next && !(active && active.dataset.reply === c.reply && Number(active.dataset.seq) === c.seq)) r.pending.set(c.seq, c);
-      if (s.done) { r.done = true; r.sentences = s.sentences ?? s.clips.length; }
-    }
-    if (!active) startNext(); else preloadNext();
-  }
+  layers.forEach((layer, slot) => {
+    layer.addEventListener("ended", () => player.ended(slot));
+    layer.addEventListener("playing", () => player.playing(slot));
+    layer.addEventListener("error", () => { if (layer.getAttribute("src")) player.failed(slot, "download"); });
+  });
+  setInterval(() => player.tick(), 1000);
 
   // ---- socket -------------------------------------------------------------------------------------------
   // lastId: the last event of this session the page has; a reconnect asks for the ones after it (any node).
@@ -298,6 +183,7 @@
     ws.onopen = () => {
       attempts = 0;
       statusEl.textContent = "connected";
+      reports.flush(sendNow);
       pingTimer = setInterval(() => { if (ws.readyState === 1) ws.send(JSON.stringify({ type: "ping" })); }, PING_MS);
     };
     ws.onclose = (e) => {
@@ -323,20 +209,29 @@
 
   function handle(ev) {
     remember(stats.events, { type: ev.type, at: performance.now(), seq: ev.seq, reply: ev.reply, voice: ev.voice });
-    if (ev.type === "clip_ready") onClip(ev);
-    else if (ev.type === "speech_done") onDone(ev);
-    else if (ev.type === "speech_cancelled") cancelReply(ev.reply);
-    else if (ev.type === "session_state") onState(ev);
+    if (ev.type === "clip_ready") player.clip(ev);
+    else if (ev.type === "speech_done") player.done(ev);
+    else if (ev.type === "speech_cancelled") player.cancel(ev.reply);
+    else if (ev.type === "session_state") player.resume(ev);
     else if (ev.type === "reply_text") showReply(ev.reply, ev.text);
     else if (ev.type === "reply_partial") showReply(ev.reply, ev.text, true);
     else if (ev.type === "error") onError(ev);
     else if (ev.type === "speech_skipped") addLine("info", `🔇 ${ev.message}`);
     else if ((ev.type === "vad" || ev.type === "transcript") && window.avatarchat.voiceEvent) window.avatarchat.voiceEvent(ev);
   }
+  function onError(ev) {
+    addLine("error", `⚠ ${ev.message}`);
+    if (ev.reply && Number.isInteger(ev.seq)) player.sentenceFailed(ev.reply, ev.seq);
+  }
+  function sendNow(data) {
+    if (!ws || ws.readyState !== 1) return false;
+    ws.send(data);
+    return true;
+  }
   // For voice.js: the socket (audio frames, voice_end), the chat log, and stopping the avatar at once.
-  window.avatarchat.send = (data) => { if (!ws || ws.readyState !== 1) return false; ws.send(data); return true; };
+  window.avatarchat.send = sendNow;
   window.avatarchat.addLine = addLine;
-  window.avatarchat.stopSpeaking = () => { for (const id of [...order]) cancelReply(id); };
+  window.avatarchat.stopSpeaking = () => player.cancelAll();
   window.avatarchat.handle = handle;  // the same entry point the socket uses; tests replay events through it
 
   // ---- chat ---------------------------------------------------------------------------------------------
@@ -372,7 +267,7 @@
     input.value = "";
     addLine("user", message);
     // Barge-in starts here: the avatar stops at once, without waiting for the server's speech_cancelled.
-    for (const id of [...order]) cancelReply(id);
+    player.cancelAll();
     try {
       let res = await postChat(message);
       let body = await res.json().catch(() => ({}));
