@@ -34,7 +34,10 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def settings(data_dir: Path) -> Settings:
     # A still head: the server tests compare the mouth against an unchanged upper face; head motion has its own
     # tests (tests/test_render_motion.py).
-    return Settings(_env_file=None, data_dir=data_dir, port=0, llm_backend="echo", motion_scale=0.0)
+    # Every test client is 127.0.0.1: the per-client session quota is lifted here and tested on its own
+    # (tests/security/test_fairness.py).
+    return Settings(_env_file=None, data_dir=data_dir, port=0, llm_backend="echo", motion_scale=0.0,
+                    max_sessions_per_client=200, max_client_backlog=1000)
 
 
 @pytest.fixture(scope="session")

@@ -55,6 +55,14 @@ class TooManySessions(AvatarChatError):
     message_is_public = True
 
 
+class TooManyForClient(AvatarChatError):
+    """One client address holds as many sessions as it may (``max_sessions_per_client``)."""
+
+    code = "too_many_sessions_for_client"
+    status = 429
+    message_is_public = True
+
+
 class StoreUnavailable(AvatarChatError):
     """Redis mode: the shared store (Redis) cannot be reached right now."""
 

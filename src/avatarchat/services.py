@@ -25,7 +25,7 @@ from avatarchat.metrics import Metrics
 from avatarchat.pipeline.clips import ClipStore
 from avatarchat.pipeline.lane import Lane, SpeechLane
 from avatarchat.pipeline.schedule import DeadlineScheduler
-from avatarchat.pipeline.session import Session, SessionManager
+from avatarchat.pipeline.session import Session, SessionManager, fair_backlog
 from avatarchat.pipeline.worker import SpeechPipeline
 from avatarchat.render import Avatar, Renderer, create_renderer
 from avatarchat.render.idle import build_idle_clip
@@ -66,13 +66,23 @@ class Services:
         log.info("speech worker %s claiming jobs (%d at a time)", worker.name, st.render_threads)
         return worker
 
-    async def speech_backlog(self) -> tuple[int, float]:
+    async def speech_backlog(self, client: str | None = None) -> tuple[int, float]:
         """Sentences waiting to be spoken and how long a new one would wait for its clip (admission
-        control): this process's queue and render threads embedded, the whole cluster's in Redis mode."""
+        control): this process's queue and render threads embedded, the whole cluster's in Redis mode.
+        With ``client`` (embedded), the sentences that count are those a fair share between clients would put
+        ahead of its new one: all of its own, and of each other client's at most one more than that, so one
+        client's backlog does not turn everyone else's replies into text."""
         if self.backplane is not None:
             return await self.backplane.admission.backlog()
-        waiting = self.sessions.jobs_waiting()
+        if client is None:
+            waiting = self.sessions.jobs_waiting()
+        else:
+            waiting = fair_backlog(self.sessions.jobs_waiting_by_owner(), client)
         return waiting, self.pipeline.expected_wait_s(waiting)
+
+    def client_backlog(self, client: str) -> int:
+        """Sentences the sessions of ``client`` have waiting on this node."""
+        return self.sessions.jobs_waiting_by_owner().get(client, 0)
 
     async def aclose(self) -> None:
         """Cancel every reply, wait at most ``SHUTDOWN_WAIT_S`` for the lanes, leave no half-written clip."""
@@ -120,7 +130,8 @@ async def start_services(settings: Settings, *, llm: LLM | None = None, tts: TTS
     make_lane = redis_lanes(settings, backplane, metrics) if backplane else _embedded_lanes(settings, pipeline)
     sessions = SessionManager(settings.max_sessions, settings.session_queue_size, settings.history_turns,
                               make_lane, history_token_budget=settings.history_token_budget,
-                              store=backplane.sessions if backplane else None)
+                              store=backplane.sessions if backplane else None,
+                              per_client=settings.max_sessions_per_client)
     metrics.watch_queues(sessions.queue_depths)
     await pipeline.ensure_calibrated(the_tts.default_voice)
     voice = _voice_input(settings, asr)

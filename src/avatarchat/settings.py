@@ -101,6 +101,13 @@ class Settings(BaseSettings):
                                                            "may have waiting (Redis mode: over every node).")
     max_sessions: int = Field(200, ge=1, description="Concurrent sessions before /chat answers 503 (Redis mode: "
                                                       "per web node).")
+    max_sessions_per_client: int = Field(10, ge=1, description="Sessions one client address may hold; its next "
+                                         "POST /session replaces its own idlest one, or answers 429 if all are "
+                                         "in use. A full table gives up an idle session of the client holding "
+                                         "the most.")
+    max_client_backlog: int = Field(12, ge=1, description="Admission control: sentences one client's sessions may "
+                                    "have waiting for speech; past it that client's replies come as text only, "
+                                    "and others' wait is counted as if served fairly, not behind its backlog.")
     history_turns: int = Field(20, ge=0, description="User/assistant turns of history kept per session.")
     render_threads: int = Field(2, ge=1, description="Worker threads for rendering and encoding (TTS runs in its "
                                                       "own threads and processes).")

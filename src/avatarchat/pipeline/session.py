@@ -19,7 +19,14 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from avatarchat.data import Message
-from avatarchat.errors import BadRequest, QueueFull, StoreUnavailable, TooManySessions, UnknownSession
+from avatarchat.errors import (
+    BadRequest,
+    QueueFull,
+    StoreUnavailable,
+    TooManyForClient,
+    TooManySessions,
+    UnknownSession,
+)
 from avatarchat.events import Event
 from avatarchat.pipeline.eventlog import EventLog, MemoryLog
 from avatarchat.pipeline.history import MESSAGE_OVERHEAD_TOKENS, History, estimate_tokens
@@ -48,6 +55,7 @@ class Session:
         """``shared``: its state lives in a store other nodes read too (changes are recorded for it)."""
         self.id = session_id
         self.label = session_id[:6]  # for logs: the token itself is a credential
+        self.owner = ""  # the client address that created it: quotas and eviction are per client
         self.chat = History(history_turns, history_token_budget, shared)
         self.queue_size = queue_size
         self.outboxes: set[Outbox] = set()
@@ -177,6 +185,14 @@ class SessionStore(Protocol):
     async def save(self, session_id: str, changes: dict[str, Any]) -> None: ...
 
 
+def fair_backlog(waiting_by_client: dict[str, int], client: str) -> int:
+    """The sentences ahead of a new one of ``client`` if clients were served in turn: all of its own, and of
+    each other client's at most one more than that (admission control: another client's long backlog must not
+    make this one's replies text only)."""
+    own = waiting_by_client.get(client, 0)
+    return own + sum(min(n, own + 1) for c, n in waiting_by_client.items() if c != client)
+
+
 class SessionManager:
     """Issues sessions and owns them; ``make_lane`` gives each new session its speech lane. With a ``store``,
     a session another node issued is adopted on first use (counted against ``max_sessions``, which is per
@@ -185,9 +201,10 @@ class SessionManager:
 
     def __init__(self, max_sessions: int, queue_size: int, history_turns: int,
                  make_lane: Callable[[Session], Lane], history_token_budget: int = 3000,
-                 store: SessionStore | None = None) -> None:
+                 store: SessionStore | None = None, per_client: int | None = None) -> None:
         self.store = store
         self.max_sessions = max_sessions
+        self.per_client = per_client  # None: no quota per client
         self.queue_size = queue_size
         self.history_turns = history_turns
         self.history_token_budget = history_token_budget
@@ -223,17 +240,32 @@ class SessionManager:
             session.put_back(changes)
             raise
 
-    def create(self) -> Session:
-        """A new session with a fresh token. When the table is full, the session idle the longest (no socket,
-        nothing to say) makes room; only when every session is in use is the answer 503."""
+    def create(self, owner: str = "") -> Session:
+        """A new session with a fresh token for client ``owner``. A client at its quota (``per_client``) makes
+        room among its own sessions (the one idle the longest), else gets 429; a full table makes room by
+        evicting an idle session of the client holding the most, so no client can push out another's
+        conversation by asking for many; only when every session is in use is the answer 503."""
+        mine = [x for x in self.sessions.values() if x.owner == owner]
+        if self.per_client is not None and len(mine) >= self.per_client and not self._evict_one(mine):
+            raise TooManyForClient(f"This address already has {len(mine)} conversations open, the most one "
+                                   "address may have; close one of them or try again later.")
         self._make_room()
         s = self._add(secrets.token_urlsafe(24))
+        s.owner = owner
         log.info("session %s… created (%d live)", s.label, len(self.sessions))
         return s
 
     def _make_room(self) -> None:
-        if len(self.sessions) >= self.max_sessions and not self._evict_one():
-            raise TooManySessions(f"The server is at its limit of {self.max_sessions} sessions; try again later.")
+        if len(self.sessions) < self.max_sessions:
+            return
+        by_owner: dict[str, list[Session]] = {}
+        for x in self.sessions.values():
+            by_owner.setdefault(x.owner, []).append(x)
+        # The client holding the most sessions gives one up first (its idlest), then the next, and so on.
+        for group in sorted(by_owner.values(), key=len, reverse=True):
+            if self._evict_one(group):
+                return
+        raise TooManySessions(f"The server is at its limit of {self.max_sessions} sessions; try again later.")
 
     def _add(self, token: str) -> Session:
         s = Session(token, self.queue_size, self.history_turns, self.history_token_budget,
@@ -251,8 +283,8 @@ class SessionManager:
         s.last_seen = time.monotonic()
         return s
 
-    def _evict_one(self) -> bool:
-        idle = [s for s in self.sessions.values() if not s.busy()]
+    def _evict_one(self, among: list[Session]) -> bool:
+        idle = [s for s in among if not s.busy()]
         if not idle:
             return False
         oldest = min(idle, key=lambda s: s.last_seen)
@@ -274,6 +306,14 @@ class SessionManager:
 
     def jobs_waiting(self) -> int:
         return sum(s.lane.waiting for s in self.sessions.values() if s.lane is not None)
+
+    def jobs_waiting_by_owner(self) -> dict[str, int]:
+        """Sentences waiting, per client (admission control shares the speech backlog fairly between them)."""
+        out: dict[str, int] = {}
+        for x in self.sessions.values():
+            if x.lane is not None and x.lane.waiting:
+                out[x.owner] = out.get(x.owner, 0) + x.lane.waiting
+        return out
 
     def queue_depths(self) -> dict[str, int]:
         return {sid: s.lane.waiting if s.lane else 0 for sid, s in self.sessions.items()}

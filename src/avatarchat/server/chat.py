@@ -52,5 +52,8 @@ async def _admit(s: Services, session: Session) -> bool:
     a busy server (or cluster) answers in text only."""
     with contextlib.suppress(StoreUnavailable):
         await s.sessions.save(session)
-    _, wait_s = await s.speech_backlog()
+    client = session.owner or None  # unknown for a session adopted from another node (Redis mode)
+    if client is not None and s.client_backlog(client) >= s.settings.max_client_backlog:
+        return False  # this client already has more speech waiting than its share
+    _, wait_s = await s.speech_backlog(client)
     return wait_s <= s.settings.max_speech_wait_s

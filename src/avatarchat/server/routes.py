@@ -99,7 +99,7 @@ async def clip(request: Request, clip_id: str) -> Response:
 async def new_session(request: Request) -> dict:
     """Issue a session: its token opens the socket, posts chat messages and is the session's only name."""
     s = services(request)
-    session = s.sessions.create()
+    session = s.sessions.create(owner=request.client.host if request.client else "")
     await s.sessions.save(session)  # Redis mode: every node can now take it
     return {"session_id": session.id}
 
