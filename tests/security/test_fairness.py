@@ -136,3 +136,23 @@ def test_over_http_one_clients_speech_backlog_makes_only_its_own_replies_text_on
             other.post(fair_server + "/chat", json={"session_id": mine, "message": "My turn now."})
             my_events = events_until(my_ws, {"speech_skipped", "clip_ready"})
             assert "clip_ready" in {e["type"] for e in my_events}, [e["type"] for e in my_events]
+
+
+async def test_the_reaper_spares_a_session_that_became_busy_while_it_was_closing_another() -> None:
+    """Issue 17 (low): reap() awaited each close in turn over a list made before; a session that got a socket
+    meanwhile was closed all the same."""
+    mgr = manager(max_sessions=10, per_client=10)
+    first, second = mgr.create(owner="a"), mgr.create(owner="b")
+    first.last_seen -= 1000
+    second.last_seen -= 1000
+
+    class _SlowLane(_Lane):
+        async def aclose(self) -> None:
+            second.outboxes.add(Outbox())  # the other session's page connects while this one closes
+            await asyncio.sleep(0.01)
+            self.closed = True
+
+    first.lane = _SlowLane()
+    assert await mgr.reap(idle_s=100) == [first.id]
+    assert second.id in mgr.sessions and not second.lane.closed
+    await mgr.close()

@@ -297,12 +297,21 @@ class SessionManager:
 
     async def reap(self, idle_s: float) -> list[str]:
         """Close sessions nobody has used for ``idle_s`` seconds (no socket, nothing being spoken)."""
-        now = time.monotonic()
-        stale = [sid for sid, s in self.sessions.items() if not s.busy() and now - s.last_seen > idle_s]
-        for sid in stale:
-            await self.sessions.pop(sid).close()
+        def stale(s: Session) -> bool:
+            return not s.busy() and time.monotonic() - s.last_seen > idle_s
+
+        closed = []
+        for sid in [sid for sid, s in self.sessions.items() if stale(s)]:
+            # Checked again at its turn: while an earlier one was closing, this one may have got a socket or a
+            # message (a reaped session would lose its page's conversation).
+            s = self.sessions.get(sid)
+            if s is None or not stale(s):
+                continue
+            del self.sessions[sid]
+            await s.close()
+            closed.append(sid)
             log.info("session %s… closed after %.0f s idle", sid[:6], idle_s)
-        return stale
+        return closed
 
     def jobs_waiting(self) -> int:
         return sum(s.lane.waiting for s in self.sessions.values() if s.lane is not None)
