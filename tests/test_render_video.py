@@ -57,10 +57,18 @@ def test_video_avatar_registers_tracks_and_caches(video_avatar: Path, tmp_path: 
     assert len(idle) == 2 * 50 - 2 and np.array_equal(idle[0], av.frames[0])
 
     speech = tts.synthesize_sync("A video avatar speaks.")
+    r.max_rigs = 8  # see below
     frames = list(r.render(av, speech))
     assert len(frames) == int(np.ceil(speech.duration_s * 25 - 1e-9))
     assert np.abs(frames[0].astype(int) - av.frames[0]).mean() < 0.5
     assert np.abs(frames[-1].astype(int) - av.frames[0]).mean() < 0.5
+
+    # A rig per video frame is kept, but no more than the cap (issue 17: a video avatar kept one per frame, for
+    # ever); the same frames rendered again, rigs rebuilt, come out the same.
+    assert len(r._rigs) == 8
+    again = list(r.render(av, speech))
+    assert len(r._rigs) == 8
+    assert all(np.array_equal(a, b) for a, b in zip(frames, again, strict=True))
 
 
 def test_video_without_face_and_unknown_formats(tmp_path: Path) -> None:

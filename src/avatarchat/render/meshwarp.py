@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import zlib
+from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,6 +33,7 @@ from avatarchat.render.warp import read_only
 
 IDLE_S = 8.0  # length of a still picture's idle loop
 IDLE_BLINKS_S = [1.6, 5.3]  # when it blinks in that loop
+MAX_RIGS = 600  # rigs kept (all avatars): a 24 s video avatar's frames at 25 fps, ~60 MB at 512 px
 
 
 class Rig:
@@ -86,7 +88,10 @@ class MeshWarpRenderer(Renderer):
         self.cache_dir = Path(cache_dir)
         self.max_side = max_side
         self.motion_scale = float(motion_scale)  # 0: the still head of old (byte-identical frames)
-        self._rigs: dict[tuple[str, int], Rig] = {}
+        # Rigs by (avatar, frame): one per frame of a video avatar, so bounded (least recently used out first);
+        # a rig costs ~15 ms to build and ~0.1 MB at 512 px, so a whole 10 s video's rigs fit.
+        self._rigs: OrderedDict[tuple[str, int], Rig] = OrderedDict()
+        self.max_rigs = MAX_RIGS
         self._templates: dict[str, VisemeTemplates] = {}
         self._lock = threading.Lock()
 
@@ -112,10 +117,14 @@ class MeshWarpRenderer(Renderer):
         key = (avatar.id, index)
         with self._lock:
             rig = self._rigs.get(key)
+            if rig is not None:
+                self._rigs.move_to_end(key)
         if rig is None:
             built = Rig(avatar.frames[index], avatar.frame_landmarks[index])
             with self._lock:  # two threads may build the same rig: all of them use the first one cached
                 rig = self._rigs.setdefault(key, built)
+                while len(self._rigs) > self.max_rigs:
+                    self._rigs.popitem(last=False)
         return rig
 
     # -- frames -------------------------------------------------------------------------------------------
