@@ -173,6 +173,9 @@ def test_the_answer_coming_cue_shows_at_once_and_goes_with_the_first_clip(server
     page.evaluate("window.avatarchat.handle({type: 'speech_done', session: 'x', reply: 'text-only', clips: 0,"
                   " sentences: 1})")
     assert page.evaluate("document.getElementById('layers').classList.contains('thinking')") is False
+    page.evaluate("window.avatarchat.handle({type: 'vad', session: 'x', state: 'silence'})")  # a turn of no words
+    page.evaluate("window.avatarchat.handle({type: 'transcript', session: 'x', text: '', final: true})")
+    assert page.evaluate("document.getElementById('layers').classList.contains('thinking')") is False
 
     # A message the server refuses takes it away, with the reason in words.
     page.evaluate("document.getElementById('message').removeAttribute('maxlength')")

@@ -256,6 +256,7 @@
     else if (ev.type === "speech_skipped") { setThinking(false); addLine("info", `🔇 ${ev.message}`); }
     else if (ev.type === "vad" || ev.type === "transcript") {
       if (ev.type === "vad" && ev.state === "silence") setThinking(true);  // the spoken turn is over
+      if (ev.type === "transcript" && ev.final && !ev.text) setThinking(false);  // it held no words: no answer
       if (window.avatarchat.voiceEvent) window.avatarchat.voiceEvent(ev);
     }
   }
