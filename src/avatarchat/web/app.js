@@ -126,19 +126,7 @@
     },
     time: (slot) => layers[slot].currentTime,
     paused: (slot) => layers[slot].paused,
-    // Why did a clip fail? "offline": the server cannot be reached; "gone": it no longer has the clip; "retry":
-    // it answered otherwise (429, a proxy's 5xx); "ok": it serves it, so the failure was on the way.
-    // A clip request that fails while the server answers otherwise is this clip's failure, not an outage.
-    async probe(url) {
-      try {
-        const res = await fetch(url, { headers: { Range: "bytes=0-0" }, cache: "no-store" });
-        if (res.ok) return "ok";
-        return res.status === 404 || res.status === 410 ? "gone" : "retry";
-      } catch {
-        const up = await fetch("/healthz", { cache: "no-store" }).then(() => true, () => false);
-        return up ? "retry" : "offline";
-      }
-    },
+    probe: (url) => window.AvatarPlayback.probeClip(url, (u, o) => fetch(u, o)),
   };
   let waitingLine = null;
   const player = window.AvatarPlayback.createPlayer(media, {
