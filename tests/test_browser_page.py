@@ -223,3 +223,33 @@ def test_landscape_phones_and_tablets_get_a_usable_layout(server: str, browser, 
             and b["y"] + b["height"] <= height + 0.5, (sel, b)
     assert page.locator("#layers").bounding_box()["height"] >= min(300, height * 0.7)  # the avatar stays big
     context.close()
+
+
+def test_a_socket_whose_pings_get_no_answer_is_dropped_and_reconnected(server: str, browser) -> None:  # noqa: F811
+    """Issue 17 (low): pongs were ignored, so a half-open connection (open to the browser, dead underneath) kept the
+    page "connected" and deaf. Here the server's pongs are swallowed: after a ping and 10 s of silence the page
+    drops that socket and opens a new one. Timers run on Playwright's clock."""
+    context = browser.new_context(bypass_csp=True)
+    page = context.new_page()
+    page.clock.install()
+    opened: list[int] = []
+
+    def route(ws) -> None:
+        opened.append(1)
+        upstream = ws.connect_to_server()
+        ws.on_message(lambda m: upstream.send(m))
+        upstream.on_message(lambda m: None if (isinstance(m, str) and '"pong"' in m) else ws.send(m))
+
+    page.route_web_socket("**/ws*", route)
+    page.goto(server + "/")
+    page.wait_for_function(CONNECTED, timeout=15000)
+    assert len(opened) == 1
+    page.clock.run_for(31_000)  # the ping goes out; its pong is swallowed
+    page.clock.run_for(11_000)  # no answer: the socket is given up, a reconnect is due within 1.5 s
+    page.clock.run_for(2_000)
+    page.wait_for_function(CONNECTED, timeout=15000)
+    deadline = time.monotonic() + 10
+    while len(opened) < 2 and time.monotonic() < deadline:
+        page.wait_for_timeout(100)
+    assert len(opened) == 2, opened
+    context.close()

@@ -7,6 +7,7 @@
   "use strict";
   const FADE_MS = 300;
   const PING_MS = 30000;
+  const PONG_WAIT_MS = 10000;   // no answer to a ping for this long: the connection is dead though not closed
   const THINKING_MAX_MS = 20000; // the "answer coming" cue never outstays a reply that went missing
   const MAX_LOG_LINES = 200;    // the chat log and the stats stay bounded on a long visit
   const MAX_STATS = 500;
@@ -166,6 +167,7 @@
   // ---- socket -------------------------------------------------------------------------------------------
   // lastId: the last event of this session the page has; a reconnect asks for the ones after it (any node).
   let ws = null, pingTimer = null, attempts = 0, lastId = null, lastSession = null, linkText = "connecting…";
+  let heard = 0, pongTimer = null;  // messages received on this socket; a ping checks that the count moves
   // The status line: the socket's state, or that the device itself is offline (the browser knows that first).
   function showNetwork() {
     statusEl.textContent = navigator.onLine ? linkText : "offline — this device has no network; waiting for it…";
@@ -185,20 +187,39 @@
       attempts = 0;
       setLink("connected");
       reports.flush(sendNow);
-      pingTimer = setInterval(() => { if (ws.readyState === 1) ws.send(JSON.stringify({ type: "ping" })); }, PING_MS);
+      pingTimer = setInterval(ping, PING_MS);
     };
     ws.onclose = (e) => {
       clearInterval(pingTimer);
+      clearTimeout(pongTimer);
       if (e.code === 4404) { sessionId = null; sessionStorage.removeItem("avatarchat.session"); }  // expired: get a new one
       reconnectLater();
     };
     ws.onmessage = (msg) => {
+      heard += 1;
       let ev;
       try { ev = JSON.parse(msg.data); } catch { return; }
       if (typeof ev.id === "string") lastId = ev.id;
       else if (ev.type === "session_state" && !lastId) lastId = ev.last_id || null;
       handle(ev);
     };
+  }
+  // A half-open connection (a laptop waking up, a NAT that forgot us) looks open for minutes: a ping that gets
+  // no answer drops it and reconnects, and the catch-up (after=) brings what was missed.
+  function ping() {
+    if (!ws || ws.readyState !== 1) return;
+    ws.send(JSON.stringify({ type: "ping" }));
+    const before = heard, sock = ws;
+    clearTimeout(pongTimer);
+    pongTimer = setTimeout(() => { if (ws === sock && heard === before) dropSocket(); }, PONG_WAIT_MS);
+  }
+  function dropSocket() {
+    const dead = ws;
+    ws = null;
+    clearInterval(pingTimer);
+    dead.onclose = dead.onmessage = null;
+    try { dead.close(); } catch { /* already closing */ }
+    reconnectLater();
   }
   // Back off 1, 2, 4 … 30 s with jitter, so a restarted server is not hit by every page at the same instant.
   let reconnectTimer = null;
