@@ -65,6 +65,7 @@ def _final_after(ws, deadline_s: float) -> tuple[str, float]:
     raise AssertionError("no final transcript")
 
 
+@pytest.mark.slow
 def test_a_flooding_client_does_not_stall_another_users_recognition(voiced_server: str, tts) -> None:
     sentence = speak(tts, "Please tell me how the avatar is rendered on a small computer.")
     victim_audio = np.concatenate([silence(0.3), sentence, silence(1.0)])
