@@ -172,7 +172,8 @@ def redis_lanes(settings: Settings, backplane: Backplane, metrics: Metrics) -> C
     """Redis mode: each session's lane, wired to its events and event log (the web node's and the tests')."""
     def make_lane(session: Session) -> RedisLane:
         lane = RedisLane(session.id, backplane.redis, backplane.keys, session.deliver, settings.session_queue_size,
-                         settings.redis_job_timeout_s, metrics, events_ttl_s=settings.session_idle_s)
+                         settings.redis_job_timeout_s, metrics, backplane.subscriber,
+                         events_ttl_s=settings.session_idle_s)
         session.relay = lane.publish  # events reach the session's sockets on every node through Redis
         session.log = lane  # and a page reconnecting to any node catches up from the session's stream
         lane.start()
