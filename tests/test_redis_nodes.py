@@ -271,3 +271,20 @@ async def test_two_hundred_sessions_on_a_node_share_one_pubsub_connection_and_ne
     finally:
         await a.aclose()
         await b.aclose()
+
+
+async def test_a_node_that_only_holds_the_socket_prunes_its_copies_of_finished_replies(
+        nodes: tuple[Node, Node]) -> None:
+    """Issue 17 (low): copies of other nodes' replies were pruned only when this node began one of its own."""
+    a, b = nodes
+    on_a = await new_session(a)
+    on_b = await b.sessions.find(on_a.id)
+    await on_b.lane.ready()
+    ids = []
+    for question in ("One?", "Two?", "Three?"):
+        reply, _ = on_a.begin_reply(question, barge_in=True)  # each new one cancels the one before
+        ids.append(reply.id)
+        async with asyncio.timeout(5):
+            while reply.id not in on_b.lane._replies:
+                await asyncio.sleep(0.02)
+    assert set(on_b.lane._replies) == {ids[-1]}

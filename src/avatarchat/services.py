@@ -61,7 +61,8 @@ class Services:
         st = self.settings
         worker = SpeechWorker(self.backplane.redis, self.backplane.keys, self.pipeline,
                               visibility_s=st.redis_visibility_s, clip_ttl_s=st.clip_ttl_s,
-                              clips_in_redis=st.redis_clips == "redis", loops=st.render_threads)
+                              clips_in_redis=st.redis_clips == "redis", loops=st.render_threads,
+                              job_timeout_s=st.redis_job_timeout_s)
         self._tasks.append(asyncio.create_task(worker.run(), name="speech-worker"))
         log.info("speech worker %s claiming jobs (%d at a time)", worker.name, st.render_threads)
         return worker

@@ -144,6 +144,8 @@ class Settings(BaseSettings):
                                                        "node and worker must then share.")
     worker_metrics_port: int = Field(9136, ge=0, le=65535, description="`avatarchat worker` serves its "
                                      "Prometheus metrics on this port (0: none).")
+    worker_metrics_host: str = Field("127.0.0.1", description="Interface the worker's metrics port binds to; it "
+                                     "has no access key, so expose it (0.0.0.0) only on a private network.")
 
     access_keys: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list, description="Comma-separated access keys; when set, every route but /healthz, the "

@@ -226,6 +226,9 @@ class RedisLane:
         kind, rid = msg.get("type", ""), msg.get("reply")
         reply = self._replies.get(rid) if rid else None
         if kind == "_begin" and reply is None:
+            # Another node's reply: keep the ones still speaking only, as begin() does for this node's own (a
+            # node that only holds the socket never begins one, so this is where its copies are pruned).
+            self._replies = {r_id: r for r_id, r in self._replies.items() if r.speaking() or r_id in self._owned}
             self._replies[rid] = Reply(reply_id=rid)
         elif kind == "_sentence" and reply is not None and rid not in self._mine:
             reply.add_sentence(msg["text"])
