@@ -288,3 +288,29 @@ async def test_a_node_that_only_holds_the_socket_prunes_its_copies_of_finished_r
             while reply.id not in on_b.lane._replies:
                 await asyncio.sleep(0.02)
     assert set(on_b.lane._replies) == {ids[-1]}
+
+
+async def test_a_cancel_sent_while_a_nodes_channel_is_down_still_reaches_its_copy(
+        nodes: tuple[Node, Node], redis: Redis) -> None:
+    """Issue 17 item 9: the nodes' bookkeeping travelled on the channel only, so a barge-in during a pub/sub
+    blip left the other node's copy of the reply speaking for ever (never reaped; a reloaded page resumed it).
+    Now it is recorded in the session's stream, which the resubscribe catches up from; a page never sees it."""
+    a, b = nodes
+    on_a = await new_session(a)
+    on_b = await b.sessions.find(on_a.id)
+    await on_b.lane.ready()
+    reply, _ = on_a.begin_reply("Tell me a long story.", barge_in=True)
+    async with asyncio.timeout(5):
+        while not on_b.lane.speaking():
+            await asyncio.sleep(0.01)
+    page = await attach(on_b, None)
+    await redis.client_kill_filter(_type="pubsub")  # both nodes' channels drop; B's comes back ~1 s later
+    assert [r.id for r in on_a.lane.cancel_all()] == [reply.id]  # barge-in on A during the blip
+    async with asyncio.timeout(10):
+        while on_b.lane.speaking():
+            await asyncio.sleep(0.02)
+    said(on_a, "after the blip")
+    got = await received(page, lambda e: e.get("text") == "after the blip")
+    assert [e["type"] for e in got] == ["session_state", "speech_cancelled", "reply_text"]  # no bookkeeping
+    missed, _ = await on_b.lane.between(got[1]["id"], on_b.lane.position)
+    assert [e["type"] for e in missed] == ["reply_text"]

@@ -107,7 +107,8 @@ class EventStream:
         found = bool(entries) and entries[0]["id"] == after
         if after == START:
             found = await self._redis.xlen(self.key) < EVENT_LOG_SIZE  # never trimmed: nothing dropped
-        return [e for e in entries if e["id"] != after], found
+        # The nodes' bookkeeping (type ``_...``) shares the stream; a page gets only events.
+        return [e for e in entries if e["id"] != after and not e["type"].startswith("_")], found
 
     async def _range(self, low: str, high: str, count: int) -> list[dict[str, Any]]:
         entries = await self._redis.xrange(self.key, min=low, max=high, count=count)

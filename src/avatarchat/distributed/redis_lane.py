@@ -4,7 +4,8 @@
 deadline first across all sessions and nodes); the session's events (a Redis stream, with a channel for
 speed: see event_stream.py) bring back what the workers announce and what the other nodes holding the
 session did, and let a page reconnecting here catch up (the lane is the session's ``EventLog``). The nodes'
-own bookkeeping (``_begin``, ``_sentence``, ...) travels on the channel. Every node that holds the session
+own bookkeeping (``_begin``, ``_sentence``, ...) is recorded in the same stream (a node that was away catches
+up on it too) and never shown to a page. Every node that holds the session
 keeps the same picture of its replies (``Reply`` objects, fed by that channel), so a page connected to node
 B sees the clips of a reply node A writes, B's barge-in cancels it (A's LLM stream stops, the worker's
 render stops), and either node's ``state()`` lets a page resume.
@@ -39,6 +40,7 @@ from avatarchat.pipeline.reply import Reply, new_id
 log = logging.getLogger(__name__)
 RETRY_S = 1.0
 SYNC_S = 0.2  # how long a node joining a session waits for the others to tell it the replies in flight
+EPHEMERAL = frozenset({"_sync_request", "_sync"})  # published only: the rest of the bookkeeping is recorded
 Op = Callable[[Redis], Awaitable[Any]]
 
 
@@ -180,7 +182,15 @@ class RedisLane:
         self._op(lambda r: self._recorder.record(wire))
 
     def _internal(self, kind: str, reply: str, **fields: Any) -> None:
-        self._send_raw(dumps({"type": kind, "reply": reply, **fields}))
+        """A node's bookkeeping for the other nodes holding the session. The replies' (``_begin``, ``_cancel``,
+        ...) are recorded in the session's stream like events, so a node whose channel dropped catches up on them
+        (a cancel missed in a blip left that node's copy speaking for ever); ``_sync_request`` and ``_sync``
+        are addressed to one node at one moment and only published."""
+        message = {"type": kind, "reply": reply, **fields}
+        if kind in EPHEMERAL:
+            self._send_raw(dumps(message))
+        else:
+            self._op(lambda r: self._recorder.record({**message, "session": self.session_id}))
 
     def _send_raw(self, raw: bytes) -> None:
         self._op(lambda r: r.publish(self._channel, raw))
