@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import time
 from collections.abc import AsyncIterator
 
@@ -17,7 +18,7 @@ from redis.asyncio import Redis
 from avatarchat.distributed.backplane import Backplane
 from avatarchat.distributed.event_stream import EventRecorder, EventStream
 from avatarchat.distributed.keys import Keys
-from avatarchat.errors import QueueFull
+from avatarchat.errors import QueueFull, StoreUnavailable
 from avatarchat.events import ReplyText
 from avatarchat.metrics import Metrics
 from avatarchat.pipeline.outbox import Outbox
@@ -314,3 +315,45 @@ async def test_a_cancel_sent_while_a_nodes_channel_is_down_still_reaches_its_cop
     assert [e["type"] for e in got] == ["session_state", "speech_cancelled", "reply_text"]  # no bookkeeping
     missed, _ = await on_b.lane.between(got[1]["id"], on_b.lane.position)
     assert [e["type"] for e in missed] == ["reply_text"]
+
+
+async def test_a_hung_redis_fails_chat_and_healthz_fast_instead_of_hanging(redis_server: RedisServer) -> None:
+    """Issue 17 item 9: with redis-server stopped (SIGSTOP: the connection stays open, nothing answers) reading a
+    session for /chat and /healthz's ping waited for the whole outage. Now each fails within the timeout."""
+    node = Node(redis_server.url)
+    try:
+        session = await new_session(node)
+        assert (await node.backplane.health())["redis"] == "ok"
+        assert redis_server.proc is not None
+        redis_server.proc.send_signal(signal.SIGSTOP)
+        try:
+            t0 = time.monotonic()
+            async with asyncio.timeout(15):  # the old client: forever
+                health = await node.backplane.health()
+                with pytest.raises(StoreUnavailable):
+                    await node.sessions.find(session.id, refresh=True)  # what /chat does first
+            assert health["redis"] == "unreachable"
+            assert time.monotonic() - t0 < 6.0  # two timeouts of 2 s
+        finally:
+            redis_server.proc.send_signal(signal.SIGCONT)
+        async with asyncio.timeout(10):
+            while (await node.backplane.health())["redis"] != "ok":  # and back once Redis answers
+                await asyncio.sleep(0.1)
+    finally:
+        await node.aclose()
+
+
+
+async def test_a_message_that_is_not_an_event_leaves_the_nodes_subscription_working(
+        nodes: tuple[Node, Node], redis: Redis) -> None:
+    """Anything that can publish on a session's channel could send a message that does not parse; its handler's
+    exception ended the node's one subscription, and no session on that node heard anything after it."""
+    a, b = nodes
+    on_a = await new_session(a)
+    box = Outbox()
+    on_a.outboxes.add(box)
+    await redis.publish(f"avatarchat:events:{on_a.id}", b"not json")
+    said(await b.sessions.find(on_a.id), "still heard")
+    got = await received(box, lambda e: e.get("text") == "still heard")
+    assert got[-1]["text"] == "still heard"
+    assert (await a.backplane.health())["redis"] == "ok"

@@ -126,8 +126,8 @@ async def start_services(settings: Settings, *, llm: LLM | None = None, tts: TTS
     pipeline = SpeechPipeline(the_llm, the_tts, the_renderer, avatar, clips.directory,
                               threads=settings.render_threads, metrics=metrics, secrets=settings.secrets())
 
-    backplane = Backplane.connect(settings.redis_url, settings.session_idle_s,
-                                  settings.history_turns) if settings.redis_url else None
+    backplane = Backplane.connect(settings.redis_url, settings.session_idle_s, settings.history_turns,
+                                  timeout_s=settings.redis_timeout_s) if settings.redis_url else None
     make_lane = redis_lanes(settings, backplane, metrics) if backplane else _embedded_lanes(settings, pipeline)
     sessions = SessionManager(settings.max_sessions, settings.session_queue_size, settings.history_turns,
                               make_lane, history_token_budget=settings.history_token_budget,

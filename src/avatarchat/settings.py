@@ -136,7 +136,11 @@ class Settings(BaseSettings):
                                   "worker` processes through this Redis (e.g. redis://host:6379/0); unset: "
                                   "everything runs in one process.")
     redis_visibility_s: float = Field(10.0, gt=0, description="Redis mode: a job claimed by a worker that has "
-                                      "not touched it for this long (it died) is reclaimed by another.")
+                                      "not touched it for this long (it hangs) is reclaimed by another; a dead "
+                                      "worker's jobs are taken as soon as its heartbeat expires (~2 s).")
+    redis_timeout_s: float = Field(2.0, ge=1.0, description="Redis mode: a Redis command with no answer within "
+                                   "this long fails, so a hung Redis turns /chat into a 503 and /healthz into "
+                                   "redis_unreachable at once instead of hanging both for the whole outage.")
     redis_job_timeout_s: float = Field(30.0, gt=0, description="Redis mode: a sentence with no clip this long "
                                        "after it was queued gets an error event (no worker left).")
     redis_clips: Literal["redis", "directory"] = Field("redis", description="Redis mode: clips are stored in "

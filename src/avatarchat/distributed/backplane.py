@@ -7,6 +7,7 @@ line longer than in the embedded mode and know no key names.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -15,7 +16,6 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from avatarchat.distributed.admission import ClusterAdmission
 from avatarchat.distributed.jobqueue import JobQueue
@@ -27,8 +27,10 @@ from avatarchat.pipeline.reply import new_id
 
 
 class Backplane:
-    def __init__(self, redis: Redis, keys: Keys, session_ttl_s: float, history_turns: int = 20) -> None:
+    def __init__(self, redis: Redis, keys: Keys, session_ttl_s: float, history_turns: int = 20,
+                 timeout_s: float = 2.0) -> None:
         self.redis = redis
+        self._timeout_s = timeout_s
         self.keys = keys
         self.sessions = RedisSessionStore(redis, keys, session_ttl_s, history_turns)
         self.admission = ClusterAdmission(redis, keys, self.workers)
@@ -38,13 +40,16 @@ class Backplane:
 
     @classmethod
     def connect(cls, url: str, session_ttl_s: float, history_turns: int = 20,
-                prefix: str = "avatarchat") -> Backplane:
+                prefix: str = "avatarchat", timeout_s: float = 2.0) -> Backplane:
         """A client that reconnects by itself: a command on a connection Redis closed (it restarted) is
-        retried on a new one, three times within about a second."""
-        redis = Redis.from_url(url, socket_connect_timeout=2, health_check_interval=10,
-                               retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 3),
-                               retry_on_error=[RedisConnectionError, RedisTimeoutError])
-        return cls(redis, Keys(prefix), session_ttl_s, history_turns)
+        retried on a new one, three times within about a second. A command Redis does not answer within
+        ``timeout_s`` (it hangs: SIGSTOP, swapping, a long script) fails at once and is not retried, so callers
+        fail fast instead of waiting out the outage. Pub/sub reads block without it (redis-py's listen)."""
+        redis = Redis.from_url(url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s,
+                               health_check_interval=10,
+                               retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 3,
+                                           supported_errors=(RedisConnectionError,)))
+        return cls(redis, Keys(prefix), session_ttl_s, history_turns, timeout_s)
 
     # -- clips ---------------------------------------------------------------------------------------------
     async def clip(self, clip_id: str) -> bytes | None:
@@ -58,14 +63,22 @@ class Backplane:
         return [loads(v) for v in values if v is not None]
 
     async def health(self) -> dict[str, Any]:
+        """``redis``: ``ok``, ``unreachable`` (no answer within the timeout: a hung Redis is reported, not
+        waited on) or ``no_events`` (commands work but this node's event subscription is down, so no event
+        reaches its users)."""
         t0 = time.perf_counter()
         try:
-            await self.redis.ping()
-            workers = await self.workers()
+            async with asyncio.timeout(self._timeout_s):
+                await self.redis.ping()
+                workers = await self.workers()
+        except TimeoutError:
+            return {"redis": "unreachable", "error": f"no answer within {self._timeout_s:g} s", "workers": []}
         except (RedisError, OSError) as exc:
             return {"redis": "unreachable", "error": str(exc), "workers": []}
-        return {"redis": "ok", "redis_ping_ms": round((time.perf_counter() - t0) * 1000, 2),
-                "workers": [w["name"] for w in workers]}
+        names = [w["name"] for w in workers]
+        if not self.subscriber.hearing:
+            return {"redis": "no_events", "error": "this node's event subscription is down", "workers": names}
+        return {"redis": "ok", "redis_ping_ms": round((time.perf_counter() - t0) * 1000, 2), "workers": names}
 
     async def exposition(self) -> str:
         """Prometheus text for the job streams (every deadline bucket) and the workers (read from Redis at

@@ -76,6 +76,32 @@ end
 return false
 """
 
+# KEYS[1]: jobs:active; KEYS[2..]: bucket streams, earliest first; ARGV: group, consumer, the heartbeat keys'
+# prefix, min idle (ms: a job claimed or touched since the script was called is not taken twice). The first
+# job pending for a consumer whose heartbeat key is gone (the worker died) becomes ARGV[2]'s. The heartbeat
+# keys are read though not declared: Redis mode runs on one Redis, not a cluster.
+_RECLAIM_DEAD = """
+for i = 2, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 1 then
+    local consumers = redis.call('XPENDING', KEYS[i], ARGV[1])[4]
+    if consumers then
+      for _, c in ipairs(consumers) do
+        if redis.call('EXISTS', ARGV[3] .. c[1]) == 0 then
+          local first = redis.call('XPENDING', KEYS[i], ARGV[1], 'IDLE', ARGV[4], '-', '+', 1, c[1])[1]
+          if first then
+            local got = redis.call('XCLAIM', KEYS[i], ARGV[1], ARGV[2], ARGV[4], first[1])[1]
+            if got then
+              return {KEYS[i], got[1], got[2]}
+            end
+          end
+        end
+      end
+    end
+  end
+end
+return false
+"""
+
 # An entry is deleted only once acknowledged, so an empty stream has nothing waiting and nothing pending.
 _ACK = """
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
@@ -102,6 +128,7 @@ class JobQueue:
         self._add = redis.register_script(_ADD)
         self._claim = redis.register_script(_CLAIM)
         self._reclaim = redis.register_script(_RECLAIM)
+        self._reclaim_dead = redis.register_script(_RECLAIM_DEAD)
         self._ack = redis.register_script(_ACK)
 
     async def add(self, job: dict[str, Any], due: float) -> None:
@@ -129,6 +156,16 @@ class JobQueue:
         if not buckets:
             return None
         got = await self._reclaim(keys=[self._keys.jobs_active, *buckets], args=[GROUP, consumer, min_idle_ms])
+        return _claimed(got) if got else None
+
+    async def reclaim_dead(self, consumer: str, min_idle_ms: int = 500) -> Claimed | None:
+        """The claimed job due soonest whose worker's heartbeat (``Keys.worker``) has expired, now ``consumer``'s:
+        a worker killed outright loses its jobs within its heartbeat TTL, not after ``visibility_s``."""
+        buckets = await self._redis.zrange(self._keys.jobs_active, 0, -1)
+        if not buckets:
+            return None
+        got = await self._reclaim_dead(keys=[self._keys.jobs_active, *buckets],
+                                       args=[GROUP, consumer, self._keys.worker(""), min_idle_ms])
         return _claimed(got) if got else None
 
     async def touch(self, claimed: Claimed, consumer: str) -> None:

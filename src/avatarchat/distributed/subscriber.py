@@ -39,7 +39,13 @@ class Subscriber:
         self._channels: dict[str, Channel] = {}
         self._sub: Any = None  # the live PubSub while connected
         self._task: asyncio.Task[None] | None = None
-        self._connected = asyncio.Event()
+        self._up = False  # subscribed on a live connection
+
+    @property
+    def hearing(self) -> bool:
+        """False while the subscription is down (between a lost connection and its resubscribe): no event
+        reaches this node's sessions then. True while nothing is held (there is nothing to hear)."""
+        return self._task is None or (self._up and not self._task.done())
 
     @property
     def channels(self) -> int:
@@ -72,12 +78,13 @@ class Subscriber:
                 async with self._redis.pubsub() as sub:
                     self._sub = sub  # first: a channel added meanwhile is subscribed by add() (twice is harmless)
                     await sub.subscribe(self._anchor, *self._channels)
+                    self._up = True
                     async for message in sub.listen():
                         await self._take(message)
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError) as exc:
-                self._sub = None
+                self._sub, self._up = None, False
                 log.warning("lost the Redis event subscription (%s); resubscribing in %.0f s", exc, RETRY_S)
                 for channel in list(self._channels.values()):
                     channel.on_lost(exc)
@@ -90,10 +97,15 @@ class Subscriber:
         if channel is None:
             return
         kind = message.get("type")
-        if kind == "subscribe":
-            await channel.on_subscribed()
-        elif kind == "message":
-            channel.on_message(message["data"])
+        try:
+            if kind == "subscribe":
+                await channel.on_subscribed()
+            elif kind == "message":
+                channel.on_message(message["data"])
+        except (RedisError, OSError):
+            raise  # the connection's trouble: resubscribe
+        except Exception:  # noqa: BLE001 - one bad message (not JSON, not an event) must not deafen every session
+            log.exception("dropped a message on %s that could not be handled", name)
 
     async def aclose(self) -> None:
         if self._task is not None:

@@ -3,8 +3,9 @@ each clip.
 
 Jobs come from ``JobQueue`` (deadline-bucketed streams, see ``distributed/jobqueue.py``). A job is
 acknowledged only after its clip is stored and announced (or its failure is), so a worker killed at any
-point loses nothing: its claimed job stays pending and another worker takes it over with ``XAUTOCLAIM`` once
-it has not been touched for ``visibility_s`` (a live worker touches its job while working on it).
+point loses nothing: its claimed job stays pending and another worker takes it over once its heartbeat key
+has expired (``ALIVE_MS``), or with ``XAUTOCLAIM`` once it has not been touched for ``visibility_s`` (a live
+worker touches its job while working on it; a worker that hangs but keeps beating).
 Announcing goes through ``SET NX`` on the job id, so a retried job is announced once. A barge-in on any web
 node reaches the render running here through the cancel channel, between frames.
 """
@@ -35,7 +36,11 @@ from avatarchat.pipeline.reply import Reply
 
 log = logging.getLogger(__name__)
 RETRY_S = 1.0
-HEARTBEAT_S = 1.0
+# A worker's heartbeat key lives ALIVE_MS after its last beat; once it is gone the other workers take its jobs
+# (looked for every DEAD_CHECK_S), so a worker killed with SIGKILL delays its jobs by at most ~2 s.
+HEARTBEAT_S = 0.4
+ALIVE_MS = 1200
+DEAD_CHECK_S = 0.5
 
 
 @dataclass
@@ -69,7 +74,7 @@ class SpeechWorker:
         self._running: dict[str, Reply] = {}  # job id -> the stand-in whose stop event the render watches
         self._queue = JobQueue(redis, keys)
         # How often a worker looks for a dead worker's jobs; an idle worker waits for new jobs at most this long.
-        self._reclaim_every_s = max(0.05, min(1.0, visibility_s / 4))
+        self._reclaim_every_s = max(0.05, min(DEAD_CHECK_S, visibility_s / 4))
         self._next_reclaim = 0.0
         self._reclaimed = Counter("avatarchat_worker_reclaimed", "Jobs this worker took over from a dead one",
                                   registry=engine.metrics.registry)
@@ -105,7 +110,8 @@ class SpeechWorker:
         while True:
             if time.monotonic() >= self._next_reclaim:
                 self._next_reclaim = time.monotonic() + self._reclaim_every_s
-                got = await self._queue.reclaim(self.name, int(self._visibility_s * 1000))
+                got = (await self._queue.reclaim_dead(self.name)
+                       or await self._queue.reclaim(self.name, int(self._visibility_s * 1000)))
                 if got is not None:
                     self.stats.reclaimed += 1
                     self._reclaimed.inc()
@@ -222,5 +228,5 @@ class SpeechWorker:
     async def _heartbeat(self) -> None:
         while True:
             await self._redis.set(self._keys.worker(self.name), dumps(asdict(self.stats)),
-                                  ex=max(3, int(HEARTBEAT_S * 5)))
+                                  px=ALIVE_MS)
             await asyncio.sleep(HEARTBEAT_S)
