@@ -19,7 +19,7 @@ from avatarchat.distributed.backplane import Backplane
 from avatarchat.distributed.event_stream import EventRecorder, EventStream
 from avatarchat.distributed.keys import Keys
 from avatarchat.errors import QueueFull, StoreUnavailable
-from avatarchat.events import ReplyText
+from avatarchat.events import ReplyPartial, ReplyText
 from avatarchat.metrics import Metrics
 from avatarchat.pipeline.outbox import Outbox
 from avatarchat.pipeline.session import INTERRUPTED, Session, SessionManager
@@ -357,3 +357,19 @@ async def test_a_message_that_is_not_an_event_leaves_the_nodes_subscription_work
     got = await received(box, lambda e: e.get("text") == "still heard")
     assert got[-1]["text"] == "still heard"
     assert (await a.backplane.health())["redis"] == "ok"
+
+
+async def test_the_reply_so_far_reaches_pages_but_is_not_kept_in_redis(nodes: tuple[Node, Node], redis: Redis) -> None:
+    """Issue 17 item 9: each ``reply_partial`` repeats the reply so far, so a 2000-character answer left ~35 kB
+    of client-driven text in the session's stream for its whole TTL. Pages still get them live."""
+    a, b = nodes
+    on_a = await new_session(a)
+    page = await attach(await b.sessions.find(on_a.id), None)
+    sentences = [f"Sentence number {i} of a long answer." for i in range(20)]
+    for n in range(1, len(sentences) + 1):
+        on_a.publish(ReplyPartial(session=on_a.id, reply="r1", text=" ".join(sentences[:n])))
+    said(on_a, " ".join(sentences))
+    got = await received(page, lambda e: e["type"] == "reply_text")
+    assert [e["type"] for e in got[1:]] == ["reply_partial"] * 20 + ["reply_text"]
+    kept = [json.loads(f[b"e"])["type"] for _, f in await redis.xrange(f"avatarchat:events:{on_a.id}")]
+    assert "reply_partial" not in kept and "reply_text" in kept

@@ -32,7 +32,7 @@ from avatarchat.distributed.keys import Keys, dumps
 from avatarchat.distributed.outage import reachable
 from avatarchat.distributed.subscriber import Subscriber
 from avatarchat.errors import QueueFull
-from avatarchat.events import ErrorEvent, Event, SpeechCancelled, SpeechDone
+from avatarchat.events import ErrorEvent, Event, ReplyPartial, SpeechCancelled, SpeechDone
 from avatarchat.metrics import Metrics
 from avatarchat.pipeline.eventlog import START
 from avatarchat.pipeline.reply import Reply, new_id
@@ -177,9 +177,15 @@ class RedisLane:
 
     # -- out: one ordered stream of Redis calls ------------------------------------------------------------
     def publish(self, event: Event) -> None:
-        """The session's ``relay``: recorded in its stream; every node holding it (this one too) delivers it."""
+        """The session's ``relay``: recorded in its stream; every node holding it (this one too) delivers it.
+        ``reply_partial`` (the reply so far, again at each sentence: ~30 kB of client-driven text for a 2000
+        character answer) is only published: a page catching up gets the ``reply_text`` or the live reply's
+        text in ``session_state`` instead, and Redis keeps no quadratic copy of it for the stream's TTL."""
         wire = event.wire()
-        self._op(lambda r: self._recorder.record(wire))
+        if isinstance(event, ReplyPartial):
+            self._send_raw(dumps(wire))
+        else:
+            self._op(lambda r: self._recorder.record(wire))
 
     def _internal(self, kind: str, reply: str, **fields: Any) -> None:
         """A node's bookkeeping for the other nodes holding the session. The replies' (``_begin``, ``_cancel``,
