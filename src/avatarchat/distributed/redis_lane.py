@@ -4,8 +4,8 @@
 deadline first across all sessions and nodes); the session's events (a Redis stream, with a channel for
 speed: see event_stream.py) bring back what the workers announce and what the other nodes holding the
 session did, and let a page reconnecting here catch up (the lane is the session's ``EventLog``). The nodes'
-own bookkeeping (``_begin``, ``_sentence``, ...) is recorded in the same stream (a node that was away catches
-up on it too) and never shown to a page. Every node that holds the session
+own bookkeeping (typed messages: distributed/replication.py) is recorded in the same stream (a node that was
+away catches up on it too) and never shown to a page. Every node that holds the session
 keeps the same picture of its replies (``Reply`` objects, fed by that channel), so a page connected to node
 B sees the clips of a reply node A writes, B's barge-in cancels it (A's LLM stream stops, the worker's
 render stops), and either node's ``state()`` lets a page resume.
@@ -30,6 +30,19 @@ from avatarchat.distributed.event_stream import EventRecorder, EventStream
 from avatarchat.distributed.jobqueue import JobQueue
 from avatarchat.distributed.keys import Keys, dumps
 from avatarchat.distributed.outage import reachable
+from avatarchat.distributed.replication import (
+    EPHEMERAL,
+    Begin,
+    Cancel,
+    End,
+    Message,
+    Played,
+    Sentence,
+    Sync,
+    SyncRequest,
+    parse,
+    wire,
+)
 from avatarchat.distributed.subscriber import Subscriber
 from avatarchat.errors import QueueFull
 from avatarchat.events import ErrorEvent, Event, ReplyPartial, SpeechCancelled, SpeechDone
@@ -40,7 +53,6 @@ from avatarchat.pipeline.reply import Reply, new_id
 log = logging.getLogger(__name__)
 RETRY_S = 1.0
 SYNC_S = 0.2  # how long a node joining a session waits for the others to tell it the replies in flight
-EPHEMERAL = frozenset({"_sync_request", "_sync"})  # published only: the rest of the bookkeeping is recorded
 Op = Callable[[Redis], Awaitable[Any]]
 
 
@@ -99,11 +111,11 @@ class RedisLane:
         self._replies[reply.id] = reply
         self._mine.add(reply.id)
         self._owned[reply.id] = {}
-        self._internal("_begin", reply.id)
+        self._replicate(Begin(reply.id))
 
     def submit(self, reply: Reply, text: str, voice: str) -> int:
         seq = reply.add_sentence(text)
-        self._internal("_sentence", reply.id, seq=seq, text=text)
+        self._replicate(Sentence(reply.id, seq, text))
         if not self.has_room():
             reply.fail(seq)
             raise QueueFull(f"{self._limit} sentences are already waiting to be spoken; this one was not queued.")
@@ -118,7 +130,7 @@ class RedisLane:
 
     def end(self, reply: Reply) -> None:
         reply.finish_writing()
-        self._internal("_end", reply.id, sentences=reply.sentences)
+        self._replicate(End(reply.id, reply.sentences))
         self._check_done(reply)
 
     def speaking(self) -> list[Reply]:
@@ -136,11 +148,11 @@ class RedisLane:
         self._unqueue(rid, self._owned.pop(rid, {}))
         self._op(lambda c: c.set(self._keys.cancel(rid), b"1", ex=600))
         self._op(lambda c: c.publish(self._keys.cancel_channel, rid.encode()))
-        self._internal("_cancel", rid)
+        self._replicate(Cancel(rid))
         self.publish(SpeechCancelled(session=self.session_id, reply=rid))
 
     def report(self, reply_id: str, seq: int, ended: bool) -> None:
-        self._internal("_played", reply_id, seq=seq, ended=ended)
+        self._replicate(Played(reply_id, seq, ended))
 
     def state(self) -> list[dict]:
         return [r.state() for r in self.speaking()]
@@ -187,16 +199,15 @@ class RedisLane:
         else:
             self._op(lambda r: self._recorder.record(wire))
 
-    def _internal(self, kind: str, reply: str, **fields: Any) -> None:
-        """A node's bookkeeping for the other nodes holding the session. The replies' (``_begin``, ``_cancel``,
-        ...) are recorded in the session's stream like events, so a node whose channel dropped catches up on them
-        (a cancel missed in a blip left that node's copy speaking for ever); ``_sync_request`` and ``_sync``
-        are addressed to one node at one moment and only published."""
-        message = {"type": kind, "reply": reply, **fields}
-        if kind in EPHEMERAL:
-            self._send_raw(dumps(message))
+    def _replicate(self, message: Message) -> None:
+        """Tell the other nodes holding the session (replication.py). The replies' messages are recorded in the
+        session's stream like events, so a node whose channel dropped catches up on them (a cancel missed in a
+        blip left that node's copy speaking for ever); ``SyncRequest`` and ``Sync`` are only published."""
+        raw = wire(message)
+        if isinstance(message, EPHEMERAL):
+            self._send_raw(dumps(raw))
         else:
-            self._op(lambda r: self._recorder.record({**message, "session": self.session_id}))
+            self._op(lambda r: self._recorder.record({**raw, "session": self.session_id}))
 
     def _send_raw(self, raw: bytes) -> None:
         self._op(lambda r: r.publish(self._channel, raw))
@@ -230,7 +241,7 @@ class RedisLane:
     def _joined(self) -> None:
         self._subscribed.set()
         if not self._synced.is_set():
-            self._internal("_sync_request", "", node=self._node)
+            self._replicate(SyncRequest(self._node))
             asyncio.get_running_loop().call_later(SYNC_S, self._synced.set)
 
     def _lost(self, exc: BaseException) -> None:
@@ -239,31 +250,38 @@ class RedisLane:
                     self.session_id[:6], exc, RETRY_S)
 
     def _on(self, msg: dict[str, Any]) -> None:
-        kind, rid = msg.get("type", ""), msg.get("reply")
-        reply = self._replies.get(rid) if rid else None
-        if kind == "_begin" and reply is None:
+        if str(msg.get("type", "")).startswith("_"):
+            m = parse(msg)
+            if m is not None:
+                self._replica(m)
+            return
+        rid = msg.get("reply")
+        self._event(msg, self._replies.get(rid) if isinstance(rid, str) else None)
+
+    def _replica(self, m: Message) -> None:
+        """Another node's (or this one's echoed) bookkeeping, applied to this node's copies of the replies."""
+        reply = self._replies.get(m.reply) if m.reply else None
+        if isinstance(m, Begin) and reply is None:
             # Another node's reply: keep the ones still speaking only, as begin() does for this node's own (a
             # node that only holds the socket never begins one, so this is where its copies are pruned).
             self._replies = {r_id: r for r_id, r in self._replies.items() if r.speaking() or r_id in self._owned}
-            self._replies[rid] = Reply(reply_id=rid)
-        elif kind == "_sentence" and reply is not None and rid not in self._mine:
-            reply.add_sentence(msg["text"])
-        elif kind == "_end" and reply is not None and rid not in self._mine:
+            self._replies[m.reply] = Reply(reply_id=m.reply)
+        elif isinstance(m, Sentence) and reply is not None and m.reply not in self._mine:
+            reply.add_sentence(m.text)
+        elif isinstance(m, End) and reply is not None and m.reply not in self._mine:
             reply.finish_writing()
-        elif kind == "_cancel" and reply is not None:
+        elif isinstance(m, Cancel) and reply is not None:
             reply.cancel()  # the writer's LLM loop sees this and stops
-            self._unqueue(rid, self._owned.pop(rid, {}))
-        elif kind == "_played" and reply is not None:
-            reply.played(msg["seq"], msg["ended"])
-        elif kind == "_sync_request" and msg["node"] != self._node and self.speaking():
+            self._unqueue(m.reply, self._owned.pop(m.reply, {}))
+        elif isinstance(m, Played) and reply is not None:
+            reply.played(m.seq, m.ended)
+        elif isinstance(m, SyncRequest) and m.node != self._node and self.speaking():
             copies = [{"state": r.state(), "texts": r.texts()} for r in self.speaking()]
-            self._internal("_sync", "", to=msg["node"], replies=copies)
-        elif kind == "_sync" and msg["to"] == self._node:
-            for copy in msg["replies"]:
+            self._replicate(Sync(m.node, copies))
+        elif isinstance(m, Sync) and m.to == self._node:
+            for copy in m.replies:
                 self._replies.setdefault(copy["state"]["reply"], Reply.copy_of(copy["state"], copy["texts"]))
             self._synced.set()
-        elif not kind.startswith("_"):
-            self._event(msg, reply)
 
     def _event(self, msg: dict[str, Any], reply: Reply | None) -> None:
         kind = msg["type"]
