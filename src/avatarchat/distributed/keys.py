@@ -72,6 +72,10 @@ class Keys:
     def events(self, session: str) -> str:
         return f"{self.prefix}:events:{session}"
 
+    def worker_alive(self, name: str) -> str:
+        """A worker's liveness (a short TTL): gone, its claimed jobs are taken over (jobqueue.orphaned)."""
+        return f"{self.prefix}:alive:{name}"
+
     def node(self, node_id: str) -> str:
         """A process's own channel: its pub/sub subscription stays open on it while it holds no session."""
         return f"{self.prefix}:node:{node_id}"
