@@ -95,7 +95,7 @@ class RedisLane:
         self._owned[reply.id] = {}
         self._internal("_begin", reply.id)
 
-    def submit(self, reply: Reply, text: str, voice: str) -> int:
+    def submit(self, reply: Reply, text: str, voice: str, avatar: str | None = None) -> int:
         seq = reply.add_sentence(text)
         self._internal("_sentence", reply.id, seq=seq, text=text)
         if not self.has_room():

@@ -63,6 +63,7 @@ class Session:
         self.last_seen = time.monotonic()
         self._voice: str | None = None
         self._voice_changed = False
+        self.avatar: str | None = None  # the id of the avatar it chose (POST /avatars, /chat); None: the default
         # Redis mode: events go out through the lane (to every node holding this session) and come back in
         # through ``deliver``; embedded, they go straight to this process's sockets. Either way ``log`` keeps
         # the recent ones for a page that reconnects.
