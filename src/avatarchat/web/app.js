@@ -233,6 +233,8 @@
   window.avatarchat.addLine = addLine;
   window.avatarchat.stopSpeaking = () => player.cancelAll();
   window.avatarchat.handle = handle;  // the same entry point the socket uses; tests replay events through it
+  // Your own avatar (POST /avatars, docs/protocol.md): the idle layer loops the chosen avatar's idle_url.
+  window.avatarchat.setAvatar = (idleUrl) => { idle.src = idleUrl; idle.play().catch(() => {}); };
 
   // ---- chat ---------------------------------------------------------------------------------------------
   const replyLines = new Map();  // reply id -> its <li>; partial text grows in place, the final text replaces it
