@@ -65,3 +65,15 @@ def test_exif_orientation_is_applied() -> None:
     img.save(buf, "JPEG", exif=exif)
     frames = read_upload(buf.getvalue(), Limits()).frames
     assert frames.shape[1] > frames.shape[2]  # upright: portrait again
+
+
+async def test_uploads_are_rate_limited_per_client(renderer, avatar, data_dir) -> None:
+    idle = await asyncio.to_thread(build_idle_clip, renderer, avatar, data_dir / "avatars")
+    lib = AvatarLibrary(renderer, avatar, idle, data_dir / "avatars", Limits(), Quotas(uploads_per_client=1),
+                        Metrics())
+    await lib.add("s1", "10.0.0.1", mf.PHOTO.read_bytes())
+    with pytest.raises(UploadRefused) as e:
+        await lib.add("s2", "10.0.0.1", mf.PHOTO.read_bytes())
+    assert e.value.code == "rate_limited" and e.value.status == 429
+    await lib.add("s3", "10.0.0.2", mf.PHOTO.read_bytes())  # another client has its own turn
+    await lib.aclose()

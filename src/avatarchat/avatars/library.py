@@ -14,6 +14,7 @@ import logging
 import secrets
 import shutil
 import time
+from collections import OrderedDict, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +29,6 @@ from avatarchat.render.avatar import register_frames
 from avatarchat.render.base import Avatar, Renderer
 from avatarchat.render.idle import build_idle_clip
 from avatarchat.render.landmarks import FaceMesh
-from avatarchat.server.limits import RateLimiter
 
 log = logging.getLogger(__name__)
 DEFAULT_ID = "default"
@@ -75,7 +75,7 @@ class AvatarLibrary:
         self.limits = limits
         self.quotas = quotas
         self.metrics = metrics
-        self._rate = RateLimiter(quotas.uploads_per_client)
+        self._recent: OrderedDict[str, deque[float]] = OrderedDict()  # client -> its uploads' times, last minute
         self._intake = asyncio.Semaphore(1)  # one upload decodes and registers at a time: bounded CPU and memory
         idle: asyncio.Future[Path] = asyncio.get_running_loop().create_future()
         idle.set_result(default_idle)
@@ -134,12 +134,29 @@ class AvatarLibrary:
         if own >= self.quotas.per_session:
             raise UploadRefused("too_many_avatars", f"This session already has {own} avatars, the most it may hold; "
                                                     "delete one (DELETE /avatars/<id>) before adding another.", 429)
-        if rate and self._rate.wait_s(client):
+        if rate and not self._take_turn(client):
             raise UploadRefused("rate_limited", "Too many uploads from this address; wait a minute and try again.",
                                 429)
         if self._uploaded_mb() >= self.quotas.max_mb:
             raise UploadRefused("server_full", "The server holds as many uploaded avatars as it can right now; use a "
                                                "gallery avatar or try again later.", 503)
+
+    def _take_turn(self, client: str) -> bool:
+        """At most ``uploads_per_client`` uploads a minute per client (the least recent of 10000 clients forgotten,
+        so a flood of addresses cannot grow memory)."""
+        if self.quotas.uploads_per_client <= 0:
+            return True
+        now = time.monotonic()
+        times = self._recent.pop(client, None) or deque()
+        while times and now - times[0] > 60.0:
+            times.popleft()
+        self._recent[client] = times
+        while len(self._recent) > 10000:
+            self._recent.popitem(last=False)
+        if len(times) >= self.quotas.uploads_per_client:
+            return False
+        times.append(now)
+        return True
 
     def _register(self, media: Media) -> tuple[Avatar, tuple[int, int, int, int]]:
         """Blocking: the one face of the rest frame, then the landmarks of every frame."""
