@@ -73,7 +73,8 @@ def one_upload(base: str, data: bytes, name: str) -> dict[str, float]:
         t0 = time.perf_counter()
         r = httpx.post(base + "/avatars", data={"session_id": session}, files={"file": (name, data)}, timeout=300)
         t_reg = time.perf_counter() - t0
-        r.raise_for_status()
+        if r.status_code != 201:
+            raise RuntimeError(f"upload refused: {r.status_code} {r.text}")
         body = r.json()
         chat = httpx.post(base + "/chat", json={"session_id": session, "message": "Hello, this is my new face."},
                           timeout=120)

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from avatarchat.server import create_app
+from avatarchat.server.protocol import uvicorn_options
 from avatarchat.settings import Settings
 from tests import media_files as mf
 from tests.helpers import decode_clip, new_session, running
@@ -23,7 +24,8 @@ def base(data_dir, voices, renderer) -> Iterator[str]:
     """The real app; every test client is 127.0.0.1, so the per-client upload rate is lifted here."""
     settings = Settings(_env_file=None, data_dir=data_dir, port=0, llm_backend="echo", motion_scale=0.0,
                         max_sessions_per_client=200, max_client_backlog=1000, avatar_uploads_per_client=0)
-    with running(create_app(settings, tts=voices, renderer=renderer)) as url:
+    # With the options `avatarchat serve` uses: its HTTP protocol limits request heads, not bodies.
+    with running(create_app(settings, tts=voices, renderer=renderer), **uvicorn_options(settings)) as url:
         yield url
 
 
