@@ -165,3 +165,29 @@ def test_a_gallery_avatar_can_be_chosen_in_chat_and_other_bodies_keep_their_smal
     big = httpx.post(base + "/chat", content=b"x" * 200_000, headers={"content-type": "application/json"},
                      timeout=30)
     assert big.status_code == 413  # only POST /avatars takes a large body
+
+
+def test_a_gallery_directory_is_offered_to_every_session_with_its_voice(data_dir, voices, renderer,
+                                                                        tmp_path) -> None:
+    from avatarchat.avatars.gallery import add
+    from avatarchat.avatars.intake import Limits
+
+    add(tmp_path, mf.PHOTO, "Grace Hopper", "piper:en_US-joe-medium", Limits())
+    settings = Settings(_env_file=None, data_dir=data_dir, port=0, llm_backend="echo", motion_scale=0.0,
+                        avatar_gallery_dir=tmp_path)
+    with running(create_app(settings, tts=voices, renderer=renderer), **uvicorn_options(settings)) as url:
+        session = new_session(url)
+        listed = httpx.get(url + "/avatars", params={"session_id": session}, timeout=30).json()
+        grace = next(a for a in listed["avatars"] if a["avatar_id"] == "grace-hopper")
+        assert grace["name"] == "Grace Hopper" and grace["kind"] == "gallery"
+        assert httpx.get(url + grace["idle_url"], timeout=30).status_code == 200  # no session needed
+        from websockets.sync.client import connect
+
+        with connect(url.replace("http://", "ws://") + f"/ws?session_id={session}") as ws:
+            r = httpx.post(url + "/chat", json={"session_id": session, "message": "Hi.", "avatar": "grace-hopper"},
+                           timeout=60)
+            assert r.status_code == 200, r.text
+            clip = [e for e in collect(ws, "clip_ready", timeout_s=120) if e["type"] == "clip_ready"][0]
+        assert clip["voice"] == "piper:en_US-joe-medium"  # the gallery avatar's own voice
+        frame = decode_clip(httpx.get(url + clip["url"], timeout=30).content).frames[0]
+        assert frame.shape == (grace["height"], grace["width"], 3)

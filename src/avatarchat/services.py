@@ -138,6 +138,8 @@ async def start_services(settings: Settings, *, llm: LLM | None = None, tts: TTS
                               per_client=settings.max_sessions_per_client)
     metrics.watch_queues(sessions.queue_depths)
     avatars = _avatar_library(settings, the_renderer, avatar, idle, metrics)
+    if settings.avatar_gallery_dir is not None:
+        await avatars.load_gallery(settings.avatar_gallery_dir, lambda v: the_tts.resolve(v).id)
     pipeline.avatars = avatars.avatar  # each clip renders its session's chosen face
     await pipeline.ensure_calibrated(the_tts.default_voice)
     voice = _voice_input(settings, asr)

@@ -15,13 +15,14 @@ import secrets
 import shutil
 import time
 from collections import OrderedDict, deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from avatarchat.avatars.gallery import read_index
 from avatarchat.avatars.intake import Limits, Media, face_box, read_upload
 from avatarchat.errors import UnknownAvatar, UploadRefused
 from avatarchat.metrics import Metrics
@@ -46,6 +47,7 @@ class Entry:
     preview: bytes  # the rest frame as JPEG
     idle: asyncio.Future[Path]
     owner: str | None = None  # the session that uploaded it; None: the gallery, open to all
+    voice: str | None = None  # a gallery avatar's own voice, taken when a session switches to it
     created: float = field(default_factory=time.time)
 
     def wire(self) -> dict:
@@ -56,7 +58,7 @@ class Entry:
         return {"avatar_id": self.id, "name": self.name, "kind": self.kind,
                 "preview_url": f"/avatars/{self.id}/preview.jpg{query}",
                 "idle_url": "/avatar/idle.mp4" if self.id == DEFAULT_ID else f"/avatars/{self.id}/idle.mp4{query}",
-                "width": w, "height": h, "frames": len(self.avatar.frames),
+                "voice": self.voice, "width": w, "height": h, "frames": len(self.avatar.frames),
                 "face": {"x": x, "y": y, "width": fw, "height": fh}}
 
 
@@ -83,6 +85,19 @@ class AvatarLibrary:
                              idle)
         self._entries: dict[str, Entry] = {DEFAULT_ID: self.default}
         self._tasks: set[asyncio.Task] = set()
+
+    async def load_gallery(self, directory: Path, voice_id: Callable[[str], str]) -> None:
+        """Offer every avatar of a gallery directory (avatars/gallery.py) to all sessions; ``voice_id`` resolves
+        an avatar's voice (an unknown one stops the start-up)."""
+        for item in read_index(directory):
+            avatar = await asyncio.to_thread(self.renderer.register, Path(directory) / item.file)
+            idle_path = await asyncio.to_thread(build_idle_clip, self.renderer, avatar, self.cache_dir)
+            idle: asyncio.Future[Path] = asyncio.get_running_loop().create_future()
+            idle.set_result(idle_path)
+            voice = voice_id(item.voice) if item.voice else None
+            self._entries[item.id] = Entry(item.id, item.name, "gallery", avatar, _face_of(avatar),
+                                           _jpeg(avatar.image), idle, voice=voice)
+            log.info("gallery avatar %s (%s) ready", item.id, item.name)
 
     # -- what a session sees ---------------------------------------------------------------------------------
     def visible(self, session_id: str) -> list[Entry]:

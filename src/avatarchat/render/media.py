@@ -70,3 +70,9 @@ def load_media(path: Path, max_side: int) -> np.ndarray:
         return load_video(path, max_side)
     raise BadRequest(f"Avatar {path} must be an image ({', '.join(sorted(IMAGE_SUFFIXES))}) or a short video "
                      f"({', '.join(sorted(VIDEO_SUFFIXES))}).")
+
+
+def save_image(path: Path, rgb: np.ndarray) -> None:
+    """Write RGB pixels as a PNG (no metadata: only what was decoded)."""
+    if not cv2.imwrite(str(path), np.ascontiguousarray(rgb[:, :, ::-1])):
+        raise BadRequest(f"Could not write {path}.")

@@ -113,6 +113,8 @@ async def chat(request: Request, body: ChatRequest) -> dict:
     voice = s.tts.resolve(body.voice).id if body.voice else None  # an unknown voice is refused before the session
     session = await s.sessions.find(body.session_id, refresh=True)
     if body.avatar:  # another session's avatar is unknown here (404), and the choice is kept only if it exists
-        session.avatar = s.avatars.get(body.avatar, session.id).id
+        chosen = s.avatars.get(body.avatar, session.id)
+        session.avatar = chosen.id
+        voice = voice or chosen.voice  # a gallery avatar speaks with its own voice unless one is asked for
     reply, text = await converse(s, session, body.message, queue=body.queue, voice=voice)
     return {"session_id": session.id, "reply_id": reply.id, "text": text, "sentences": reply.sentences}
