@@ -93,7 +93,8 @@ class Settings(BaseSettings):
                                      "portrait.")
     render_max_side: int = Field(512, ge=64, le=2048, description="Longest side of rendered video, in pixels.")
     avatar_gallery_dir: Path | None = Field(None, description="A gallery directory made with `avatarchat avatar "
-                                            "add FILE --dir DIR`: its avatars are offered to every session.")
+                                            "add FILE --dir DIR`: its avatars are offered to every session (Redis "
+                                            "mode: give every node and worker the same one).")
     avatar_uploads: bool = Field(True, description="Let sessions upload their own avatar (POST /avatars); off: "
                                  "only the bundled avatar. Not yet in Redis mode (uploads answer 501 there).")
     avatar_max_upload_bytes: int = Field(25_000_000, ge=10_000, description="Largest avatar upload (photo or "
