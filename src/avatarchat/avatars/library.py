@@ -123,16 +123,15 @@ class AvatarLibrary:
         """Check, decode and register an upload for ``session_id``; its idle loop is built in the background."""
         t0 = time.perf_counter()
         try:
-            self._admit(session_id, client, len(data))
+            self._admit(session_id, client)
             async with self._intake:
                 media = await asyncio.to_thread(read_upload, data, self.limits)
-                del data
                 avatar, face = await asyncio.to_thread(self._register, media)
         except UploadRefused as exc:
             self.metrics.avatar_uploads.labels(result=exc.code).inc()
             log.info("avatar upload of session %s… refused: %s", session_id[:6], exc.code)
             raise
-        self._admit(session_id, client, 0, rate=False)  # the session may have uploaded another meanwhile
+        self._admit(session_id, client, rate=False)  # the session may have uploaded another meanwhile
         entry = Entry(f"u-{secrets.token_urlsafe(12)}", "Your avatar", "video" if media.is_video else "photo",
                       avatar, face, _jpeg(avatar.image), asyncio.get_running_loop().create_future(), owner=session_id)
         self._entries[entry.id] = entry
@@ -144,7 +143,7 @@ class AvatarLibrary:
                  entry.kind, len(avatar.frames), 1000 * (time.perf_counter() - t0))
         return entry
 
-    def _admit(self, session_id: str, client: str, size: int, rate: bool = True) -> None:
+    def _admit(self, session_id: str, client: str, rate: bool = True) -> None:
         own = sum(1 for e in self._entries.values() if e.owner == session_id)
         if own >= self.quotas.per_session:
             raise UploadRefused("too_many_avatars", f"This session already has {own} avatars, the most it may hold; "
@@ -185,10 +184,12 @@ class AvatarLibrary:
         async def build() -> None:
             try:
                 path = await asyncio.to_thread(build_idle_clip, self.renderer, entry.avatar, self.cache_dir)
-                entry.idle.set_result(path)
+                if not entry.idle.done():  # not dropped meanwhile
+                    entry.idle.set_result(path)
             except Exception as exc:  # noqa: BLE001 - the page keeps the previous idle loop; clips still render
                 log.exception("idle clip of avatar %s failed", entry.id)
-                entry.idle.set_exception(exc)
+                if not entry.idle.done():
+                    entry.idle.set_exception(exc)
 
         task = asyncio.create_task(build())
         self._tasks.add(task)
