@@ -94,3 +94,22 @@ def test_listen_reads_the_speech_of_an_mp4_and_an_mp3(tmp_path: Path, tts) -> No
         assert r.returncode == 0, r.stderr
         said = "".join(c for c in r.stdout.lower() if c.isalpha() or c.isspace()).split()
         assert said == "please tell me a story".split(), (path.suffix, r.stdout)
+
+
+def test_avatar_add_checks_the_face_and_fills_a_gallery_directory(tmp_path: Path) -> None:
+    import json
+
+    from tests import media_files as mf
+
+    gallery = tmp_path / "gallery"
+    r = run_cli("avatar", "add", str(mf.PHOTO), "--dir", str(gallery), "--name", "Grace Hopper", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "added grace-hopper" in r.stdout
+    index = json.loads((gallery / "gallery.json").read_text())
+    assert index["avatars"] == [{"id": "grace-hopper", "name": "Grace Hopper", "file": "grace-hopper.png",
+                                 "voice": None}]
+    two = tmp_path / "two.png"
+    two.write_bytes(mf.two_faces())
+    r = run_cli("avatar", "add", str(two), "--dir", str(gallery), cwd=tmp_path)
+    assert r.returncode == 1 and "2 faces were found" in r.stderr
+    assert len(json.loads((gallery / "gallery.json").read_text())["avatars"]) == 1

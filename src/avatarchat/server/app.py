@@ -15,7 +15,7 @@ from avatarchat.asr import ASR
 from avatarchat.errors import AvatarChatError, error_body, redact
 from avatarchat.llm import LLM
 from avatarchat.render import Renderer
-from avatarchat.server import routes, ws
+from avatarchat.server import avatars, routes, ws
 from avatarchat.server.access import docs_urls
 from avatarchat.server.security import secure
 from avatarchat.services import start_services
@@ -60,5 +60,6 @@ def create_app(settings: Settings | None = None, *, llm: LLM | None = None, tts:
 
     app.include_router(routes.router)
     app.include_router(ws.router)
+    app.include_router(avatars.router)
     app.mount("/static", StaticFiles(directory=routes.WEB_DIR), name="static")
     return app

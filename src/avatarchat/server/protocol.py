@@ -28,6 +28,7 @@ class HeadDeadline(HttpToolsProtocol):
 
     _head_timer: asyncio.TimerHandle | None = None
     _head_bytes: int = 0
+    _head_tail: bytes = b""  # the last bytes seen, so a blank line split between two reads is still found
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -38,8 +39,11 @@ class HeadDeadline(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        if self._head_timer is not None:  # still reading a head
-            self._head_bytes += len(data)
+        if self._head_timer is not None:  # still reading a head: count its bytes, not the body's after it
+            seen = self._head_tail + data
+            end = seen.find(b"\r\n\r\n")
+            self._head_bytes += len(data) if end < 0 else max(0, end + 4 - len(self._head_tail))
+            self._head_tail = seen[-3:]
             if self._head_bytes > self.max_head_bytes:
                 self._disarm()
                 self.send_400_response("Request head too large.")
@@ -58,6 +62,7 @@ class HeadDeadline(HttpToolsProtocol):
     def _arm(self) -> None:
         self._disarm()
         self._head_bytes = 0
+        self._head_tail = b""
         self._head_timer = self.loop.call_later(self.head_timeout_s, self._too_slow)
 
     def _disarm(self) -> None:
