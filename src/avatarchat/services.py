@@ -123,7 +123,7 @@ async def start_services(settings: Settings, *, llm: LLM | None = None, tts: TTS
                               store=backplane.sessions if backplane else None)
     metrics.watch_queues(sessions.queue_depths)
     await pipeline.ensure_calibrated(the_tts.default_voice)
-    voice = _voice_input(settings, asr)
+    voice = _voice_input(settings, asr, metrics)
     services = Services(settings, the_llm, the_tts, the_renderer, avatar, idle, pipeline, sessions, metrics, clips,
                         voice, backplane)
     if voice is not None:  # the ASR model loads in the background: the server answers typed messages meanwhile
@@ -135,13 +135,16 @@ async def start_services(settings: Settings, *, llm: LLM | None = None, tts: TTS
     return services
 
 
-def _voice_input(settings: Settings, asr: ASR | None) -> VoiceInput | None:
+def _voice_input(settings: Settings, asr: ASR | None, metrics: Metrics) -> VoiceInput | None:
     """Voice input as configured; a language the ASR cannot recognise stops the server at start-up."""
     if not settings.voice_enabled:
         return None
     the_asr = asr or create_asr(settings)
-    return VoiceInput(the_asr, SileroModel(), asr_language(settings, the_asr), settings.vad_threshold,
-                      settings.vad_hangover_ms)
+    voice = VoiceInput(the_asr, SileroModel(), asr_language(settings, the_asr), settings.vad_threshold,
+                       settings.vad_hangover_ms, settings.asr_threads,
+                       on_cpu=lambda stage, s: metrics.voice_cpu.labels(stage).inc(s))
+    metrics.watch_asr(lambda: voice.budget.pending, lambda: voice.budget.running)
+    return voice
 
 
 def _embedded_lanes(settings: Settings, pipeline: SpeechPipeline) -> Callable[[Session], Lane]:

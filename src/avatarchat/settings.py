@@ -121,6 +121,9 @@ class Settings(BaseSettings):
     asr_language: Literal["auto", "en", "ko"] = Field("auto", description="Language spoken to the avatar; auto: "
                                                       "whatever the model recognises (tiny.en: English). ko needs a "
                                                       "multilingual model.")
+    asr_threads: int = Field(2, ge=1, le=16, description="Speech recognitions running at once, all sockets "
+                             "together; sockets take turns (round-robin, finished turns first), each with at most "
+                             "one running and one speculative waiting.")
     vad_threshold: float = Field(0.5, gt=0, lt=1, description="Silero VAD speech probability at which speech "
                                                               "starts (it ends below this minus 0.15).")
     vad_hangover_ms: int = Field(350, ge=32, le=3000, description="Silence (ms) that ends a spoken turn.")

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from avatarchat.asr.base import ASR, SAMPLE_RATE, Transcript
+from avatarchat.asr.base import ASR, SAMPLE_RATE
+from avatarchat.asr.budget import AsrBudget, Superseded, TooMuchSpeech
 from avatarchat.asr.vad import SileroModel, VadEvent, VadStream
 from avatarchat.events import ErrorEvent, Event, TranscriptEvent, VadState
 
@@ -33,41 +35,56 @@ QUEUE_FRAMES = 64  # frames waiting for the VAD (64 x 60 ms: about 4 s of audio)
 
 
 class VoiceInput:
-    """What every listener shares; ``asr_threads`` bounds the CPU all sessions' recognition may take."""
+    """What every listener shares. ``asr_threads`` bounds the CPU all sessions' recognition may take, shared
+    round-robin between sockets (``AsrBudget``); ``on_cpu(stage, seconds)`` hears of every second spent."""
 
     def __init__(self, asr: ASR, vad: SileroModel, language: str | None, threshold: float = 0.5,
-                 hangover_ms: float = 350.0, asr_threads: int = 2) -> None:
+                 hangover_ms: float = 350.0, asr_threads: int = 2,
+                 on_cpu: Callable[[str, float], None] | None = None) -> None:
         self.asr, self.vad_model, self.language = asr, vad, language
         self.threshold, self.hangover_ms = threshold, hangover_ms
-        self._asr_pool = ThreadPoolExecutor(asr_threads, thread_name_prefix="avatarchat-asr")
+        self._on_cpu = on_cpu
+        self.budget = AsrBudget(asr, language, asr_threads, on_spent=self._asr_spent)
         self._vad_pool = ThreadPoolExecutor(1, thread_name_prefix="avatarchat-vad")
-        self.asr_running = 0
 
     def warm_up(self) -> None:
         self.vad_model.warm_up()
         self.asr.warm_up()
 
-    async def transcribe(self, pcm: np.ndarray) -> Transcript:
-        self.asr_running += 1
-        try:
-            return await asyncio.get_running_loop().run_in_executor(self._asr_pool, self.asr.transcribe, pcm,
-                                                                    self.language)
-        finally:
-            self.asr_running -= 1
+    def _asr_spent(self, owner: object, seconds: float) -> None:
+        if isinstance(owner, Listener):
+            owner.asr_s += seconds
+        if self._on_cpu is not None:
+            self._on_cpu("asr", seconds)
 
-    async def detect(self, stream: VadStream, pcm: np.ndarray) -> list[VadEvent]:
-        return await asyncio.get_running_loop().run_in_executor(self._vad_pool, stream.feed, pcm)
+    async def detect(self, listener: Listener, pcm: np.ndarray) -> list[VadEvent]:
+        events, cpu = await asyncio.get_running_loop().run_in_executor(self._vad_pool, _timed_feed, listener.stream,
+                                                                       pcm)
+        listener.vad_s += cpu
+        if self._on_cpu is not None:
+            self._on_cpu("vad", cpu)
+        return events
 
     def listener(self, session_id: str, publish: Callable[[Event], None], on_speech: Callable[[], None],
                  on_final: Callable[[str], Awaitable[object]]) -> Listener:
         return Listener(self, session_id, publish, on_speech, on_final)
 
     def close(self) -> None:
-        self._asr_pool.shutdown(wait=False, cancel_futures=True)
+        self.budget.close()
         self._vad_pool.shutdown(wait=False, cancel_futures=True)
 
 
+def _timed_feed(stream: VadStream, pcm: np.ndarray) -> tuple[list[VadEvent], float]:
+    """The VAD runs in this thread (onnxruntime with one intra-op thread), so the thread's CPU clock counts it."""
+    t0 = time.thread_time()
+    events = stream.feed(pcm)
+    return events, time.thread_time() - t0
+
+
 class Listener:
+    """One socket's voice input. ``asr_s`` and ``vad_s``: seconds of recognition and detection it has cost
+    (ASR: time holding an ASR thread, as CTranslate2 computes in threads of its own; VAD: CPU time)."""
+
     def __init__(self, voice: VoiceInput, session_id: str, publish: Callable[[Event], None],
                  on_speech: Callable[[], None], on_final: Callable[[str], Awaitable[object]]) -> None:
         self.voice, self.session_id = voice, session_id
@@ -78,11 +95,13 @@ class Listener:
         self._base = 0  # absolute sample index of self._chunks[0][0]
         self._turn = 0
         self._start = 0  # first sample of the current turn
-        self._guess: tuple[int, asyncio.Task] | None = None  # (end sample, speculative transcription)
+        self._guess: tuple[int, asyncio.Future] | None = None  # (end sample, speculative transcription)
         self._partial: asyncio.Task | None = None
         self._partial_at = 0
         self._final: asyncio.Task | None = None
         self._tasks: set[asyncio.Task] = set()
+        self.asr_s = 0.0
+        self.vad_s = 0.0
         self._runner = asyncio.create_task(self._run())
 
     # -- input ----------------------------------------------------------------------------------------------
@@ -106,6 +125,9 @@ class Listener:
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        self.voice.budget.forget(self)
+        log.info("voice input of session %s closed: %.2f s of ASR, %.2f s of VAD CPU", self.session_id[:8],
+                 self.asr_s, self.vad_s)
 
     # -- the loop -------------------------------------------------------------------------------------------
     async def _run(self) -> None:
@@ -115,7 +137,7 @@ class Listener:
                 events = self._cut()
             else:
                 self._chunks.append(pcm)
-                events = await self.voice.detect(self.stream, pcm)
+                events = await self.voice.detect(self, pcm)
             for ev in events:
                 self._on_event(ev)
             if self.stream.speaking and self._end() - self._start > MAX_TURN_S * SAMPLE_RATE:
@@ -131,36 +153,61 @@ class Listener:
     def _on_event(self, ev: VadEvent) -> None:
         if ev.kind == "start":
             self._turn += 1
-            self._start, self._partial_at, self._guess = ev.sample, ev.sample, None
+            self._drop_guess()
+            self._start, self._partial_at = ev.sample, ev.sample
             self._publish(VadState(session=self.session_id, state="speech"))
             self._on_speech()
         elif ev.kind == "pause":
-            self._guess = (ev.sample, self._spawn(self.voice.transcribe(self._audio(ev.sample))))
+            self._guess = (ev.sample, self._transcribe(self._audio(ev.sample), final=False))
         elif ev.kind == "resume":
-            self._guess = None
+            self._drop_guess()
         elif ev.kind == "end":
             guess = self._guess[1] if self._guess and self._guess[0] == ev.sample else None
             self._guess = None
             self._publish(VadState(session=self.session_id, state="silence"))
             self._final = self._spawn(self._finish(self._audio(ev.sample), guess, self._final))
 
+    def _drop_guess(self) -> None:
+        if self._guess is not None:
+            self.voice.budget.withdraw(self._guess[1])
+            self._guess = None
+
     def _maybe_partial(self) -> None:
         due = self.stream.samples - self._partial_at >= PARTIAL_EVERY_S * SAMPLE_RATE
         idle = self._partial is None or self._partial.done()
-        if self.stream.speaking and self._guess is None and due and idle and not self.voice.asr_running:
+        if self.stream.speaking and self._guess is None and due and idle and not self.voice.budget.running:
             self._partial_at = self.stream.samples
             self._partial = self._spawn(self._send_partial(self._turn, self._audio(self.stream.samples)))
 
+    def _transcribe(self, audio: np.ndarray, final: bool) -> asyncio.Future:
+        future = self.voice.budget.transcribe(self, audio, final)
+        future.add_done_callback(_retrieved)
+        return future
+
     async def _send_partial(self, turn: int, audio: np.ndarray) -> None:
-        result = await self.voice.transcribe(audio)
+        try:
+            result = await self._transcribe(audio, final=False)
+        except Superseded:
+            return
         if turn == self._turn and self.stream.speaking and result.text:
             self._publish(TranscriptEvent(session=self.session_id, text=result.text, final=False))
 
-    async def _finish(self, audio: np.ndarray, guess: asyncio.Task | None, previous: asyncio.Task | None) -> None:
+    async def _finish(self, audio: np.ndarray, guess: asyncio.Future | None, previous: asyncio.Task | None) -> None:
+        if guess is not None:
+            self.voice.budget.promote(guess)  # not started yet: it waits with the finals now
+        else:
+            guess = self._transcribe(audio, final=True)  # queued now, so its place in the round is kept
         if previous is not None:
             await asyncio.gather(previous, return_exceptions=True)  # finals in the order they were said
         try:
-            result = await (guess if guess is not None else self.voice.transcribe(audio))
+            try:
+                result = await guess
+            except Superseded:
+                result = await self._transcribe(audio, final=True)
+        except TooMuchSpeech:
+            self._publish(ErrorEvent(session=self.session_id, code="rate_limited",
+                                     message="You spoke faster than I could follow; please say that again."))
+            return
         except Exception:  # noqa: BLE001 - a failed recognition loses one turn, never the socket
             log.exception("speech recognition failed")
             self._publish(ErrorEvent(session=self.session_id, code="backend_error",
@@ -189,3 +236,9 @@ class Listener:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
+
+
+def _retrieved(future: asyncio.Future) -> None:
+    """A speculative result nobody awaited any more (the person went on speaking) is dropped without a warning."""
+    if not future.cancelled():
+        future.exception()
