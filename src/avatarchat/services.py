@@ -142,7 +142,9 @@ def _voice_input(settings: Settings, asr: ASR | None, metrics: Metrics) -> Voice
     the_asr = asr or create_asr(settings)
     voice = VoiceInput(the_asr, SileroModel(), asr_language(settings, the_asr), settings.vad_threshold,
                        settings.vad_hangover_ms, settings.asr_threads,
-                       on_cpu=lambda stage, s: metrics.voice_cpu.labels(stage).inc(s))
+                       on_cpu=lambda stage, s: metrics.voice_cpu.labels(stage).inc(s),
+                       finished_hangover_ms=settings.vad_finished_hangover_ms,
+                       unfinished_hangover_ms=settings.vad_unfinished_hangover_ms)
     metrics.watch_asr(lambda: voice.budget.pending, lambda: voice.budget.running)
     return voice
 

@@ -8,7 +8,9 @@ A turn: the VAD's ``start`` is reported at once (``on_speech``: the server cance
 which is what makes voice barge-in fast); while the person speaks, a partial transcript at most every
 ``PARTIAL_EVERY_S`` when the ASR threads are idle; at the first silent window the whole turn is transcribed
 speculatively, so when the hangover has passed the final text is usually ready; speech during the hangover
-throws that guess away. Finals are delivered in order.
+throws that guess away. How long the silence must last depends on that guess (``endpoint.py``): a finished
+sentence ends the turn sooner than a trailing "and". Finals are delivered in order. Recognition goes through
+the shared ``AsrBudget``, which takes turns between sockets.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import numpy as np
 
 from avatarchat.asr.base import ASR, SAMPLE_RATE
 from avatarchat.asr.budget import AsrBudget, Superseded, TooMuchSpeech
+from avatarchat.asr.endpoint import Ending, ending
 from avatarchat.asr.vad import SileroModel, VadEvent, VadStream
 from avatarchat.events import ErrorEvent, Event, TranscriptEvent, VadState
 
@@ -40,9 +43,14 @@ class VoiceInput:
 
     def __init__(self, asr: ASR, vad: SileroModel, language: str | None, threshold: float = 0.5,
                  hangover_ms: float = 350.0, asr_threads: int = 2,
-                 on_cpu: Callable[[str, float], None] | None = None) -> None:
+                 on_cpu: Callable[[str, float], None] | None = None, finished_hangover_ms: float | None = None,
+                 unfinished_hangover_ms: float | None = None) -> None:
         self.asr, self.vad_model, self.language = asr, vad, language
         self.threshold, self.hangover_ms = threshold, hangover_ms
+        self.hangovers_ms: dict[Ending, float] = {
+            "unknown": hangover_ms,
+            "finished": hangover_ms if finished_hangover_ms is None else finished_hangover_ms,
+            "unfinished": hangover_ms if unfinished_hangover_ms is None else unfinished_hangover_ms}
         self._on_cpu = on_cpu
         self.budget = AsrBudget(asr, language, asr_threads, on_spent=self._asr_spent)
         self._vad_pool = ThreadPoolExecutor(1, thread_name_prefix="avatarchat-vad")
@@ -89,7 +97,8 @@ class Listener:
                  on_speech: Callable[[], None], on_final: Callable[[str], Awaitable[object]]) -> None:
         self.voice, self.session_id = voice, session_id
         self._publish, self._on_speech, self._on_final = publish, on_speech, on_final
-        self.stream = VadStream(voice.vad_model, voice.threshold, voice.hangover_ms)
+        # The stream's own hangover is the longest; the listener ends a turn sooner when its words allow.
+        self.stream = VadStream(voice.vad_model, voice.threshold, max(voice.hangovers_ms.values()))
         self.queue: asyncio.Queue[np.ndarray | None] = asyncio.Queue(maxsize=QUEUE_FRAMES)
         self._chunks: list[np.ndarray] = []
         self._base = 0  # absolute sample index of self._chunks[0][0]
@@ -102,6 +111,7 @@ class Listener:
         self._tasks: set[asyncio.Task] = set()
         self.asr_s = 0.0
         self.vad_s = 0.0
+        self.last_end: tuple[Ending, int, int] | None = None  # the last turn: its ending, last sample, decided at
         self._runner = asyncio.create_task(self._run())
 
     # -- input ----------------------------------------------------------------------------------------------
@@ -143,9 +153,27 @@ class Listener:
             if self.stream.speaking and self._end() - self._start > MAX_TURN_S * SAMPLE_RATE:
                 for ev in self._cut():
                     self._on_event(ev)
+            self._maybe_end()
             self._maybe_partial()
             if not self.stream.speaking:
                 self._trim(self._end() - int(PRE_ROLL_S * SAMPLE_RATE))
+
+    def _maybe_end(self) -> None:
+        """End the turn once its silence is as long as its words ask for (see ``endpoint.py``)."""
+        since = self.stream.silence_since
+        if since is None:
+            return
+        if (self.stream.samples - since) * 1000 / SAMPLE_RATE >= self.voice.hangovers_ms[self._said_until(since)]:
+            for ev in self._cut():
+                self._on_event(ev)
+
+    def _said_until(self, since: int) -> Ending:
+        """How the words before the silence at ``since`` end, if their speculative transcript is ready."""
+        if self._guess is not None and self._guess[0] == since and self._guess[1].done():
+            future = self._guess[1]
+            if not future.cancelled() and future.exception() is None:
+                return ending(future.result().text)
+        return "unknown"
 
     def _cut(self) -> list[VadEvent]:
         return self.stream.flush()
@@ -162,6 +190,7 @@ class Listener:
         elif ev.kind == "resume":
             self._drop_guess()
         elif ev.kind == "end":
+            self.last_end = (self._said_until(ev.sample), ev.sample, self.stream.samples)
             guess = self._guess[1] if self._guess and self._guess[0] == ev.sample else None
             self._guess = None
             self._publish(VadState(session=self.session_id, state="silence"))
