@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from avatarchat.asr.endpoint import ending
-from avatarchat.asr.listener import VoiceInput
+from avatarchat.asr.listener import Listener, VoiceInput
 from avatarchat.asr.vad import WINDOW, SileroModel
 from avatarchat.asr.whisper import WhisperASR
 from tests.voice_audio import silence, speak
@@ -28,8 +28,10 @@ def voice_input():
     voice.close()
 
 
-async def turn_end(voice: VoiceInput, audio: np.ndarray) -> tuple[str, float, list[str]]:
-    """Feed ``audio``; the turn's ending, the silence (ms) after which it was ended, and the finals."""
+async def turn_end(voice: VoiceInput, audio: np.ndarray,
+                   whole: bool = False) -> tuple[str, float, list[str], Listener]:
+    """Feed ``audio`` (up to the first turn's end, or ``whole``); the last turn's ending, the silence (ms) after
+    which it was ended, the finals, and the listener (for its counters)."""
     finals: list[str] = []
 
     async def on_final(text: str) -> None:
@@ -46,7 +48,7 @@ async def turn_end(voice: VoiceInput, audio: np.ndarray) -> tuple[str, float, li
                         and not voice.budget.pending:
                     break
                 await asyncio.sleep(0.005)
-            if listener.last_end is not None:
+            if listener.last_end is not None and not whole:
                 break
         for _ in range(2000):
             if finals:
@@ -56,7 +58,7 @@ async def turn_end(voice: VoiceInput, audio: np.ndarray) -> tuple[str, float, li
         await listener.aclose()
     assert listener.last_end is not None, "the turn never ended"
     said, since, decided = listener.last_end
-    return said, (decided - since) * 1000 / 16000, finals
+    return said, (decided - since) * 1000 / 16000, finals, listener
 
 
 def test_the_words_of_a_turn_choose_its_ending() -> None:
@@ -72,9 +74,22 @@ def test_the_words_of_a_turn_choose_its_ending() -> None:
 async def test_a_finished_sentence_ends_the_turn_sooner_than_a_trailing_conjunction(voice_input, tts) -> None:
     finished = np.concatenate([silence(0.3), speak(tts, "What time is it?"), silence(1.5)])
     trailing = np.concatenate([silence(0.3), speak(tts, "I went to the shop and"), silence(1.5)])
-    said_f, after_f, finals_f = await turn_end(voice_input, finished)
-    said_t, after_t, finals_t = await turn_end(voice_input, trailing)
+    said_f, after_f, finals_f, _ = await turn_end(voice_input, finished)
+    said_t, after_t, finals_t, _ = await turn_end(voice_input, trailing)
     assert said_f == "finished" and after_f < 350, (said_f, after_f, finals_f)
     assert said_t == "unfinished" and after_t >= 700, (said_t, after_t, finals_t)
     assert finals_f and "time" in finals_f[0].lower(), finals_f
     assert finals_t and "shop" in finals_t[0].lower(), finals_t
+
+
+async def test_speech_soon_after_a_turn_its_words_ended_early_counts_as_a_false_early_end(voice_input,
+                                                                                        tts) -> None:
+    ended = []
+    voice_input.on_false_end = lambda: ended.append(1)
+    try:
+        audio = np.concatenate([silence(0.3), speak(tts, "What time is it?"), silence(0.32),
+                                speak(tts, "And what day is it today?"), silence(1.5)])
+        *_, finals, listener = await turn_end(voice_input, audio, whole=True)
+    finally:
+        voice_input.on_false_end = None
+    assert listener.false_ends == 1 and ended == [1], (listener.last_end, finals)

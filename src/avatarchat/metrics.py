@@ -69,6 +69,10 @@ class Metrics:
         self.voice_cpu = Counter("avatarchat_voice_cpu_seconds", "Voice input work, all sockets: asr = seconds "
                                  "holding an ASR thread, vad = VAD CPU seconds", ["stage"], registry=self.registry)
 
+        self.false_early_ends = Counter("avatarchat_voice_false_early_ends", "Spoken turns ended sooner than "
+                                        "vad_hangover_ms because their words seemed finished, after which the "
+                                        "person went on speaking within that hangover", registry=self.registry)
+
     def watch_asr(self, pending: Callable[[], int], running: Callable[[], int]) -> None:
         self.registry.register(_AsrLoad(pending, running))
 

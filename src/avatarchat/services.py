@@ -144,7 +144,8 @@ def _voice_input(settings: Settings, asr: ASR | None, metrics: Metrics) -> Voice
                        settings.vad_hangover_ms, settings.asr_threads,
                        on_cpu=lambda stage, s: metrics.voice_cpu.labels(stage).inc(s),
                        finished_hangover_ms=settings.vad_finished_hangover_ms,
-                       unfinished_hangover_ms=settings.vad_unfinished_hangover_ms)
+                       unfinished_hangover_ms=settings.vad_unfinished_hangover_ms,
+                       on_false_end=metrics.false_early_ends.inc)
     metrics.watch_asr(lambda: voice.budget.pending, lambda: voice.budget.running)
     return voice
 

@@ -25,7 +25,7 @@ from tests.voice_audio import silence, speak
 ATTACKERS = 4
 ATTACK_S = 40.0  # an upper bound: the attack stops as soon as the victim has its transcript
 HEAD_START_S = 5.0  # the attack runs this long before the victim speaks: the backlog (if any) has built up
-NORMAL_S = 6.0  # far beyond a normal final (about 1 s here, a few under this machine's load)
+NORMAL_S = 6.0  # far beyond a normal final (about 1 s here; under heavy load, 4 x the one measured unflooded)
 
 
 def chopped(speech: np.ndarray, seconds: float) -> np.ndarray:
@@ -34,6 +34,21 @@ def chopped(speech: np.ndarray, seconds: float) -> np.ndarray:
     pieces = [np.concatenate([speech[i: i + on], off]) for i in range(0, len(speech) - on + 1, on)]
     out = np.concatenate(pieces)
     return np.tile(out, int(np.ceil(seconds * 16000 / len(out))))[: int(seconds * 16000)]
+
+
+def _final_after(ws, utterance: np.ndarray, timeout_s: float = 30.0) -> tuple[dict | None, float]:
+    """Stream ``utterance`` in real time; its final transcript and how long after the end of speech it came."""
+    stream(ws, utterance)
+    spoken_at = time.perf_counter() - 0.8  # the end of the speech (0.8 s of silence follow it)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            ev = json.loads(ws.recv(timeout=max(0.1, deadline - time.monotonic())))
+        except TimeoutError:
+            break
+        if ev["type"] == "transcript" and ev["final"]:
+            return ev, time.perf_counter() - spoken_at
+    return None, time.perf_counter() - spoken_at
 
 
 def _attack(base: str, name: str, audio: np.ndarray, stop: threading.Event) -> None:
@@ -56,10 +71,9 @@ def test_flooding_voice_sockets_do_not_stall_another_users_transcript(settings, 
     app = create_app(settings.model_copy(update={"data_dir": tmp_path}), tts=voices, renderer=renderer)
     stop = threading.Event()
     with running(app) as base:
-        with open_ws(base, "warm") as ws:  # the model is loaded before anyone is timed
-            stream(ws, utterance, speed=4.0)
-            while not ((ev := json.loads(ws.recv(timeout=60)))["type"] == "transcript" and ev["final"]):
-                pass
+        with open_ws(base, "warm") as ws:  # the model loaded, and a normal final timed on this machine now
+            assert _final_after(ws, utterance, timeout_s=60)[0] is not None
+            normal_s = _final_after(ws, utterance)[1]
         threads = [threading.Thread(target=_attack, args=(base, f"flood-{k}", attack, stop), daemon=True)
                    for k in range(ATTACKERS)]
         for t in threads:
@@ -67,18 +81,7 @@ def test_flooding_voice_sockets_do_not_stall_another_users_transcript(settings, 
         try:
             time.sleep(HEAD_START_S)
             with open_ws(base, "victim") as ws:
-                stream(ws, utterance)
-                spoken_at = time.perf_counter() - 0.8  # the end of the victim's speech
-                deadline = time.monotonic() + 30
-                final = None
-                while final is None and time.monotonic() < deadline:
-                    try:
-                        ev = json.loads(ws.recv(timeout=max(0.1, deadline - time.monotonic())))
-                    except TimeoutError:
-                        break
-                    if ev["type"] == "transcript" and ev["final"]:
-                        final = ev
-                waited = time.perf_counter() - spoken_at
+                final, waited = _final_after(ws, utterance)
             metrics = httpx.get(base + "/metrics", timeout=10).text
         finally:
             stop.set()
@@ -86,7 +89,8 @@ def test_flooding_voice_sockets_do_not_stall_another_users_transcript(settings, 
                 t.join(10)
     assert final is not None, "the victim got no transcript within 30 s of the end of its speech"
     assert words(final["text"]) == words(SENTENCE), final
-    assert waited < NORMAL_S, f"the victim's transcript came {waited:.1f} s after its speech ended"
+    assert waited < max(NORMAL_S, 4 * normal_s), \
+        f"the victim's transcript came {waited:.1f} s after its speech ended ({normal_s:.1f} s unflooded)"
     pending = [line for line in metrics.splitlines() if line.startswith("avatarchat_asr_pending ")]
     assert pending and float(pending[0].split()[1]) <= 2 * (ATTACKERS + 1), pending  # one waiting per socket
     cpu = [line for line in metrics.splitlines() if line.startswith("avatarchat_voice_cpu_seconds_total")]

@@ -44,7 +44,8 @@ class VoiceInput:
     def __init__(self, asr: ASR, vad: SileroModel, language: str | None, threshold: float = 0.5,
                  hangover_ms: float = 350.0, asr_threads: int = 2,
                  on_cpu: Callable[[str, float], None] | None = None, finished_hangover_ms: float | None = None,
-                 unfinished_hangover_ms: float | None = None) -> None:
+                 unfinished_hangover_ms: float | None = None,
+                 on_false_end: Callable[[], None] | None = None) -> None:
         self.asr, self.vad_model, self.language = asr, vad, language
         self.threshold, self.hangover_ms = threshold, hangover_ms
         self.hangovers_ms: dict[Ending, float] = {
@@ -52,6 +53,7 @@ class VoiceInput:
             "finished": hangover_ms if finished_hangover_ms is None else finished_hangover_ms,
             "unfinished": hangover_ms if unfinished_hangover_ms is None else unfinished_hangover_ms}
         self._on_cpu = on_cpu
+        self.on_false_end = on_false_end  # a turn ended sooner than the normal hangover, and the person went on
         self.budget = AsrBudget(asr, language, asr_threads, on_spent=self._asr_spent)
         self._vad_pool = ThreadPoolExecutor(1, thread_name_prefix="avatarchat-vad")
 
@@ -111,6 +113,7 @@ class Listener:
         self._tasks: set[asyncio.Task] = set()
         self.asr_s = 0.0
         self.vad_s = 0.0
+        self.false_ends = 0
         self.last_end: tuple[Ending, int, int] | None = None  # the last turn: its ending, last sample, decided at
         self._runner = asyncio.create_task(self._run())
 
@@ -167,6 +170,17 @@ class Listener:
             for ev in self._cut():
                 self._on_event(ev)
 
+    def _count_false_end(self, start: int) -> None:
+        """Speech again within the normal hangover after a turn its words ended sooner: that end was false."""
+        if self.last_end is None:
+            return
+        said, end, _ = self.last_end
+        normal = self.voice.hangovers_ms["unknown"] * SAMPLE_RATE / 1000
+        if self.voice.hangovers_ms[said] < self.voice.hangovers_ms["unknown"] and start - end < normal:
+            self.false_ends += 1
+            if self.voice.on_false_end is not None:
+                self.voice.on_false_end()
+
     def _said_until(self, since: int) -> Ending:
         """How the words before the silence at ``since`` end, if their speculative transcript is ready."""
         if self._guess is not None and self._guess[0] == since and self._guess[1].done():
@@ -180,6 +194,7 @@ class Listener:
 
     def _on_event(self, ev: VadEvent) -> None:
         if ev.kind == "start":
+            self._count_false_end(ev.sample)
             self._turn += 1
             self._drop_guess()
             self._start, self._partial_at = ev.sample, ev.sample
