@@ -173,9 +173,14 @@ def _voice_input(settings: Settings, asr: ASR | None, metrics: Metrics) -> Voice
     if not settings.voice_enabled:
         return None
     the_asr = asr or create_asr(settings)
-    return VoiceInput(the_asr, SileroModel(), asr_language(settings, the_asr), settings.vad_threshold,
-                      settings.vad_hangover_ms,
-                      on_cpu=lambda stage, s: metrics.voice_cpu.labels(stage).inc(s))
+    voice = VoiceInput(the_asr, SileroModel(), asr_language(settings, the_asr), settings.vad_threshold,
+                       settings.vad_hangover_ms, settings.asr_threads,
+                       on_cpu=lambda stage, s: metrics.voice_cpu.labels(stage).inc(s),
+                       finished_hangover_ms=settings.vad_finished_hangover_ms,
+                       unfinished_hangover_ms=settings.vad_unfinished_hangover_ms,
+                       on_false_end=metrics.false_early_ends.inc)
+    metrics.watch_asr(lambda: voice.budget.pending, lambda: voice.budget.running)
+    return voice
 
 
 def _embedded_lanes(settings: Settings, pipeline: SpeechPipeline) -> Callable[[Session], Lane]:

@@ -153,9 +153,17 @@ class Settings(BaseSettings):
     asr_language: Literal["auto", "en", "ko"] = Field("auto", description="Language spoken to the avatar; auto: "
                                                       "whatever the model recognises (tiny.en: English). ko needs a "
                                                       "multilingual model.")
+    asr_threads: int = Field(2, ge=1, le=16, description="Speech recognitions running at once, all sockets "
+                             "together; sockets take turns (round-robin, finished turns first), each with at most "
+                             "one running and one speculative waiting.")
     vad_threshold: float = Field(0.5, gt=0, lt=1, description="Silero VAD speech probability at which speech "
                                                               "starts (it ends below this minus 0.15).")
-    vad_hangover_ms: int = Field(350, ge=32, le=3000, description="Silence (ms) that ends a spoken turn.")
+    vad_hangover_ms: int = Field(350, ge=32, le=3000, description="Silence (ms) that ends a spoken turn when "
+                                 "its words do not tell (no transcript yet, or no final punctuation).")
+    vad_finished_hangover_ms: int = Field(200, ge=32, le=3000, description="Silence (ms) that ends a spoken turn "
+                                          "whose transcript so far is a finished sentence (ends in . ? or !).")
+    vad_unfinished_hangover_ms: int = Field(700, ge=32, le=3000, description="Silence (ms) that ends a spoken "
+                                            "turn whose transcript so far trails off (and, so, um, a comma...).")
     redis_url: str | None = Field(None, description="Redis mode: `serve` hands speech jobs to `avatarchat "
                                   "worker` processes through this Redis (e.g. redis://host:6379/0); unset: "
                                   "everything runs in one process.")
