@@ -165,6 +165,8 @@ class Settings(BaseSettings):
     max_connections_per_client: int = Field(16, ge=1, description="Open WebSockets one client address may hold.")
     head_timeout_s: float = Field(10.0, gt=0, description="Seconds a client has to send a request's line and "
                                   "headers (slow clients are disconnected); heads over 16 KiB are refused.")
+    body_timeout_s: float = Field(30.0, gt=0, description="Seconds a client has, from the end of a request's "
+                                  "headers, to send its body (slow clients are disconnected).")
     timeout_keep_alive_s: int = Field(5, ge=1, description="Seconds uvicorn keeps an idle HTTP connection open.")
 
     @field_validator("access_keys", "allowed_hosts", mode="before")

@@ -1,11 +1,13 @@
-"""How uvicorn serves the app: its options from settings, and an HTTP protocol with a deadline for the
-request head.
+"""How uvicorn serves the app: its options from settings, and an HTTP protocol with deadlines for the
+request head and body.
 
 uvicorn closes idle keep-alive connections, but a client that opens a connection and sends its request line
 and headers a byte at a time (slowloris) is never timed out: one such socket stayed open past 30 s, and a few
 hundred of them hold the server's connections. ``HeadDeadline`` (httptools' protocol, passed to uvicorn
 through its ``http`` option) gives every request head ``head_timeout_s`` to arrive and ``max_head_bytes`` to
-fit, then closes the connection.
+fit, then closes the connection. A body is the same hole one step later (600 requests whose body never came
+held every file descriptor), so a request's body gets ``body_timeout_s`` from the end of its head. Only the head
+counts towards ``max_head_bytes``: a body sent in the same packet as its head is not a big head.
 """
 
 from __future__ import annotations
@@ -21,13 +23,17 @@ MAX_HEAD_BYTES = 16 * 1024
 
 
 class HeadDeadline(HttpToolsProtocol):
-    """httptools' HTTP/1.1 protocol, plus a time and size limit on each request head."""
+    """httptools' HTTP/1.1 protocol, plus a time and size limit on each request head and a time limit on
+    each request body."""
 
     head_timeout_s: float = 10.0
+    body_timeout_s: float = 30.0
     max_head_bytes: int = MAX_HEAD_BYTES
 
     _head_timer: asyncio.TimerHandle | None = None
+    _body_timer: asyncio.TimerHandle | None = None
     _head_bytes: int = 0
+    _head_tail: bytes = b""  # the last bytes of the head so far: its end may straddle two packets
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -35,16 +41,24 @@ class HeadDeadline(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        self._disarm_body()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        if self._head_timer is not None:  # still reading a head
-            self._head_bytes += len(data)
-            if self._head_bytes > self.max_head_bytes:
-                self._disarm()
-                self.send_400_response("Request head too large.")
-                return
+        if self._head_timer is not None and self._head_too_large(data):
+            self._disarm()
+            self.send_400_response("Request head too large.")
+            return
         super().data_received(data)
+
+    def _head_too_large(self, data: bytes) -> bool:
+        """Count the bytes of ``data`` up to the end of the head (the blank line), not the body behind it."""
+        seen = self._head_tail + data
+        end = seen.find(b"\r\n\r\n")
+        head_part = len(data) if end < 0 else end + 4 - len(self._head_tail)
+        self._head_bytes += head_part
+        self._head_tail = seen[-3:]
+        return self._head_bytes > self.max_head_bytes
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -53,11 +67,24 @@ class HeadDeadline(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._disarm()
+        if self._has_body():
+            self._body_timer = self.loop.call_later(self.body_timeout_s, self._too_slow)
         super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._disarm_body()
+        super().on_message_complete()
+
+    def _has_body(self) -> bool:
+        for name, value in self.headers:
+            if name == b"transfer-encoding" or (name == b"content-length" and value.strip() not in (b"", b"0")):
+                return True
+        return False
 
     def _arm(self) -> None:
         self._disarm()
         self._head_bytes = 0
+        self._head_tail = b""
         self._head_timer = self.loop.call_later(self.head_timeout_s, self._too_slow)
 
     def _disarm(self) -> None:
@@ -65,15 +92,22 @@ class HeadDeadline(HttpToolsProtocol):
             self._head_timer.cancel()
             self._head_timer = None
 
+    def _disarm_body(self) -> None:
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
+
     def _too_slow(self) -> None:
         self._head_timer = None
+        self._body_timer = None
         if not self.transport.is_closing():
             self.transport.close()
 
 
 def head_deadline(settings: Settings) -> type[HeadDeadline]:
     """``HeadDeadline`` with this server's limits (a subclass per server: nothing global is changed)."""
-    return type("HeadDeadline", (HeadDeadline,), {"head_timeout_s": settings.head_timeout_s})
+    return type("HeadDeadline", (HeadDeadline,), {"head_timeout_s": settings.head_timeout_s,
+                                                  "body_timeout_s": settings.body_timeout_s})
 
 
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
