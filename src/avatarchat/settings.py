@@ -116,6 +116,8 @@ class Settings(BaseSettings):
     max_speech_wait_s: float = Field(15.0, gt=0, description="Admission control: when a new reply's first clip "
                                       "would wait longer than this behind others' speech, the reply comes as "
                                       "text only (a speech_skipped event).")
+    tts_stall_s: float = Field(10.0, gt=0, description="/healthz answers 503 (`tts_stalled`) while a TTS call "
+                               "has waited this many seconds.")
     render_stall_s: float = Field(30.0, gt=0, description="/healthz answers 503 when renders are running but "
                                   "none has produced a frame for this many seconds.")
     clip_ttl_s: float = Field(3600.0, gt=0, description="Finished clips are deleted this many seconds after writing.")

@@ -25,6 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from avatarchat.errors import error_body
 from avatarchat.server.access import COOKIE, cookie_token, http_error, security_router
+from avatarchat.server.health import DETAIL_KEY as HEALTH_DETAILS
 from avatarchat.server.limits import RateLimiter, json_depth
 from avatarchat.settings import Settings
 
@@ -171,6 +172,9 @@ class SecurityMiddleware:
             if path == "/metrics" and not self.settings.metrics_enabled:
                 raise Refused(404, "not_found", "Metrics are turned off on this server.")
             self._check_key(path, headers)
+            if path == "/healthz":  # its details (backends, workers, addresses) for whoever may read /metrics
+                scope.setdefault("state", {})[HEALTH_DETAILS] = not self._needs_key("/metrics") or self._key_given(
+                    headers, None)
             self._check_rate(path, scope)
             body = await self._read_body(headers, method, receive)
             if body:

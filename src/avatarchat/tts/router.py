@@ -17,6 +17,7 @@ from avatarchat.data import Speech
 from avatarchat.errors import BadRequest
 from avatarchat.languages import SCRIPT_LANGUAGE, voice_language, voice_scripts
 from avatarchat.tts.base import TTS
+from avatarchat.tts.health import BackendHealth
 from avatarchat.writing import dominant_script
 
 __all__ = ["Voice", "VoiceRouter", "voice_language"]
@@ -49,6 +50,7 @@ class VoiceRouter(TTS):
         its main language (Cyrillic to ``ru``, Greek to ``el``: ``languages.SCRIPT_LANGUAGE``) if there is one."""
         self.backends = backends
         self.primary = primary
+        self.health = BackendHealth()  # calls in flight and failures in a row, per backend (/healthz)
         self._voices: dict[str, Voice] = {}
         for bname, tts in backends.items():
             for v in tts.voices():
@@ -104,7 +106,8 @@ class VoiceRouter(TTS):
         """Speak ``text`` with the voice ``choose`` picks, or with exactly ``voice`` when ``route`` is False
         (calibration: a voice must be heard saying its own calibration words, whatever their script)."""
         v = self.choose(text, voice) if route else self.resolve(voice)
-        return await self.backends[v.backend].synthesize(text, v.name)
+        with self.health.call(v.backend):
+            return await self.backends[v.backend].synthesize(text, v.name)
 
     async def aclose(self) -> None:
         """Close every backend, even when one fails to close; then raise the first failure."""
