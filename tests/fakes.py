@@ -67,6 +67,9 @@ class FakeEngine:
         self.rendered: list[str] = []
         self.started: list[str] = []  # "voice <text>" / "render <text>", in the order the work began
 
+    def voice_needs_slot(self, job: SpeechJob) -> bool:
+        return True
+
     async def voice(self, job: SpeechJob) -> Speech:
         self.started.append(f"voice {job.text}")
         try:

@@ -86,6 +86,8 @@ class Settings(BaseSettings):
     openai_tts_model: str = Field("gpt-4o-mini-tts", description="Speech model for the openai TTS backend.")
     openai_tts_voice: str = Field("alloy", description="Voice for the openai TTS backend.")
     tts_timeout_s: float = Field(30.0, gt=0, description="Per-request timeout for the cloud TTS backends.")
+    cloud_tts_concurrency: int = Field(8, ge=1, description="Calls at once to one cloud TTS backend (they wait "
+                                       "on the network outside the render slots; more wait their turn).")
 
     renderer: Literal["meshwarp"] = Field("meshwarp", description="Lip-sync renderer.")
     avatar_path: Path | None = Field(None, description="Avatar image (png, jpg, webp, bmp) or short video (mp4, "

@@ -186,8 +186,8 @@ class SpeechLane:
 
     async def _voice(self, reply: Reply, job: SpeechJob) -> tuple[Speech, Lease | None]:
         """Voice ``job`` in a scheduler slot; the slot is returned still held (``ReplyCancelled`` on
-        barge-in, with the slot freed)."""
-        lease = await self._acquire(reply, job.seq)
+        barge-in, with the slot freed). A cloud voice takes no slot: it waits on the network, not the CPU."""
+        lease = await self._acquire(reply, job.seq) if self._engine.voice_needs_slot(job) else None
         try:
             return await unless_cancelled(reply, self._engine.voice(job)), lease
         except BaseException:

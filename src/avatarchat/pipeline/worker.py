@@ -146,6 +146,9 @@ class SpeechPipeline:
         self._cost(time.perf_counter() - t0)
         return speech
 
+    def voice_needs_slot(self, job: SpeechJob) -> bool:
+        return self.tts.needs_cpu(job.text, job.voice)
+
     async def render(self, job: SpeechJob, speech: Speech, reply: Reply) -> RenderedClip:
         path = self.clips_dir / f"{job.id}.mp4"
         t0 = time.perf_counter()

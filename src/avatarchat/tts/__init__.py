@@ -37,7 +37,8 @@ def create_tts(settings: Settings) -> VoiceRouter:
             continue
         backends[name] = REGISTRY[name](settings)
     return VoiceRouter(backends, primary=settings.tts_backend,
-                       script_defaults={"Latin": settings.voice_en, "Hangul": settings.voice_ko})
+                       script_defaults={"Latin": settings.voice_en, "Hangul": settings.voice_ko},
+                       network_concurrency=settings.cloud_tts_concurrency)
 
 
 def as_router(tts: TTS) -> VoiceRouter:
