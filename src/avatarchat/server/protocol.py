@@ -13,6 +13,7 @@ counts towards ``max_head_bytes``: a body sent in the same packet as its head is
 from __future__ import annotations
 
 import asyncio
+import socket
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -118,3 +119,16 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         "ws_max_size": settings.ws_max_frame_bytes,  # a bigger frame closes the socket (1009) unread
         "timeout_keep_alive": settings.timeout_keep_alive_s,
     }
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port`` (0: any free port), for uvicorn to serve on; binding it here lets
+    ``avatarchat serve`` say which port it got."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if family == socket.AF_INET6:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    sock.bind((host, port))
+    sock.set_inheritable(True)
+    return sock
