@@ -37,7 +37,8 @@ class Settings(BaseSettings):
     openai_base_url: str = Field("https://api.openai.com/v1", description="OpenAI-compatible endpoint.")
     openai_api_key: SecretStr = Field(SecretStr(""), description="Bearer key for the endpoint (may be empty).")
     openai_model: str = Field("gpt-4o-mini", description="Model name sent to the endpoint.")
-    openai_timeout_s: float = Field(60.0, gt=0, description="Per-request timeout for the LLM endpoint.")
+    openai_timeout_s: float = Field(60.0, gt=0, description="Timeout for a whole LLM reply, from the request "
+                                   "to the stream's last line.")
     system_prompt: str = Field(
         "You are {name}, a friendly talking avatar. Answer briefly in plain spoken sentences.",
         description="System prompt for chat LLMs; {name} is replaced by avatar_name.",
