@@ -242,8 +242,10 @@ async def test_google_misconfiguration_and_unreachable_server() -> None:
 
 # -- OpenAI --------------------------------------------------------------------------------------------------------
 async def test_openai_speaks_with_settings(openai: Fake) -> None:
-    router = create_tts(Settings(_env_file=None, tts_backend="openai", openai_base_url=openai.base_url,
-                                 openai_api_key=OPENAI_KEY, openai_tts_voice="nova"))
+    """Its own URL and key (it used the LLM's, silently: a local LLM's URL and key went to the TTS)."""
+    router = create_tts(Settings(_env_file=None, tts_backend="openai", openai_tts_base_url=openai.base_url,
+                                 openai_tts_api_key=OPENAI_KEY, openai_tts_voice="nova",
+                                 openai_base_url="http://127.0.0.1:9/v1", openai_api_key="sk-the-llms-key"))
     assert router.default_voice == "openai:nova"
     tts = router.backends["openai"]
     assert isinstance(tts, OpenAITTS) and "nova" in tts.voices()

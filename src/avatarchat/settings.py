@@ -84,6 +84,10 @@ class Settings(BaseSettings):
     google_tts_api_key: SecretStr = Field(SecretStr(""), description="API key for Google Cloud Text-to-Speech.")
     google_tts_base_url: str = Field("https://texttospeech.googleapis.com", description="Google TTS endpoint.")
     google_tts_voice: str = Field("ko-KR-Neural2-A", description="Google voice; language code = its first two parts.")
+    openai_tts_base_url: str = Field("https://api.openai.com/v1", description="OpenAI-compatible endpoint of "
+                                     "the openai TTS backend (not the LLM's `openai_base_url`).")
+    openai_tts_api_key: SecretStr = Field(SecretStr(""), description="Bearer key for the openai TTS backend "
+                                          "(not the LLM's `openai_api_key`; may be empty).")
     openai_tts_model: str = Field("gpt-4o-mini-tts", description="Speech model for the openai TTS backend.")
     openai_tts_voice: str = Field("alloy", description="Voice for the openai TTS backend.")
     tts_timeout_s: float = Field(30.0, gt=0, description="Per-request timeout for the cloud TTS backends.")
@@ -193,7 +197,7 @@ class Settings(BaseSettings):
 
     def secrets(self) -> tuple[str, ...]:
         """The configured API keys, masked wherever a log line might quote them."""
-        keys = (self.openai_api_key, self.google_tts_api_key, *self.access_keys)
+        keys = (self.openai_api_key, self.openai_tts_api_key, self.google_tts_api_key, *self.access_keys)
         return tuple(k.get_secret_value() for k in keys if k.get_secret_value())
 
     def resolved_avatar(self) -> Path:
