@@ -175,3 +175,16 @@ async def test_a_full_table_evicts_the_longest_idle_session_but_never_a_connecte
     with pytest.raises(TooManySessions):
         mgr.create()
     await mgr.close()
+
+
+def test_punctuation_only_sentences_are_not_spoken_and_blame_no_backend(server: str) -> None:
+    """"Hello there. ... !!! Bye now." splits into four sentences; "..." and "!!!" have nothing to say (Piper
+    made no audio for them and the page was told a backend failed). They are left out: two clips, no error."""
+    with open_ws(server, "punct") as ws:
+        r = httpx.post(server + "/chat", json={"session_id": session_for(server, "punct"),
+                                               "message": "Hello there. ... !!! Bye now."}, timeout=60)
+        assert r.status_code == 200
+        events = collect(ws, "speech_done")
+    assert [e for e in events if e["type"] == "error"] == []
+    assert len([e for e in events if e["type"] == "clip_ready"]) == 2
+    assert events[-1]["sentences"] == 2

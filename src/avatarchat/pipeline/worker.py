@@ -104,6 +104,8 @@ class SpeechPipeline:
     def _submit(self, session: Session, reply: Reply, sentence: str) -> None:
         if reply.cancelled or reply.speech_skipped or session.lane is None:
             return
+        if not any(ch.isalnum() for ch in sentence):  # "...", "!!!": nothing to say (Piper makes no audio)
+            return
         voice = self.tts.choose(sentence, session.voice).id  # Korean text to an English voice gets a Korean one
         try:
             session.lane.submit(reply, sentence, voice)
