@@ -9,7 +9,7 @@ want_test=0
 [ "${1:-}" = "--test" ] && want_test=1
 
 apt_pkgs=(libgl1 libglib2.0-0 espeak-ng)
-[ "$want_test" = 1 ] && apt_pkgs+=(chromium redis-server)  # redis-server: the Redis-mode tests start their own
+[ "$want_test" = 1 ] && apt_pkgs+=(chromium redis-server nginx-light)  # the Redis and proxy tests start their own
 # Node.js runs the page's JavaScript unit tests (tests/web); a machine that has a node of its own keeps it.
 [ "$want_test" = 1 ] && ! command -v node >/dev/null && apt_pkgs+=(nodejs)
 missing=()

@@ -78,6 +78,7 @@ def test_page_shows_errors_readably(server: str, browser) -> None:
     page.close()
 
 
+@pytest.mark.slow
 def test_consecutive_clips_play_in_order_without_gaps(server: str, browser) -> None:
     """Two clips of one reply play back to back; the next starts within a frame of the previous one ending.
     Then the same clips are replayed as events arriving out of order (seq 1 before seq 0): order still holds."""

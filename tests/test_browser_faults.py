@@ -44,6 +44,7 @@ def say(page, text: str) -> None:
     page.click("#send")
 
 
+@pytest.mark.slow
 def test_a_network_drop_mid_clip_loses_nothing_and_later_replies_play(server: str, browser) -> None:  # noqa: F811
     """Offline for 4 s, 1 s into the first clip (downloads and the socket fail): when the network is back every
     sentence of the reply is spoken, in order, and the next reply too."""
@@ -65,6 +66,7 @@ def test_a_network_drop_mid_clip_loses_nothing_and_later_replies_play(server: st
     context.close()
 
 
+@pytest.mark.slow
 def test_a_clip_the_server_no_longer_has_is_skipped_and_said(server: str, browser) -> None:  # noqa: F811
     """Seq 1's download answers 404 (its TTL passed, say): it is skipped with a line that says so; seq 2 and 3
     play, and so does a later reply."""

@@ -161,6 +161,7 @@ def _played(page) -> list[tuple[str, int]]:
 
 
 @pytest.mark.browser
+@pytest.mark.slow
 def test_page_plays_on_after_a_failed_middle_sentence(breaking: str, browser) -> None:  # noqa: F811
     page = _page(breaking, browser)
     _send(page, "First sentence here. Explode now. Third sentence here.")
@@ -190,6 +191,7 @@ def test_page_reloaded_mid_reply_plays_the_next_message(server: str, browser) ->
 
 
 @pytest.mark.browser
+@pytest.mark.slow
 def test_interrupting_three_seconds_in_fades_the_old_clip_within_300_ms(server: str, browser) -> None:  # noqa: F811
     page = _page(server, browser)
     _send(page, SIX)

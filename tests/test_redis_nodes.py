@@ -248,3 +248,43 @@ async def test_a_page_ahead_of_the_node_is_trusted_only_with_an_id_the_stream_ha
     assert await stream.between("99999999999999-0", ids[2]) == ([], False)  # never an event here
     assert await stream.between("1-0", ids[2]) == ([{"id": i, "type": "reply_text", "session": "s1", "reply": "r",
                                                      "text": str(n)} for n, i in enumerate(ids)], False)
+
+
+async def test_two_hundred_sessions_on_a_node_share_one_pubsub_connection_and_new_ones_still_hear(
+        redis_server: RedisServer, redis: Redis) -> None:
+    """Issue 17 item 4: each session's lane held a pub/sub connection of its own from redis-py's pool (100), so
+    ~100 sessions left every new one deaf. Now a node subscribes once, whatever it holds."""
+    a, b = Node(redis_server.url), Node(redis_server.url)
+    try:
+        many = [a.sessions.create() for _ in range(200)]
+        await asyncio.gather(*(s.lane.ready() for s in many[-5:]))
+        clients = await redis.client_list(_type="pubsub")
+        assert len(clients) <= 2, len(clients)  # a's one subscription (b holds none yet)
+        late = await new_session(a)
+        box = Outbox()
+        late.outboxes.add(box)
+        said(await b.sessions.find(late.id), "heard on the 201st session")  # another node's event reaches it
+        got = await received(box, lambda e: e.get("text") == "heard on the 201st session", timeout_s=5)
+        assert got[-1]["text"] == "heard on the 201st session"
+        await a.sessions.close()
+        assert a.backplane.subscriber.channels == 0  # closed sessions take their channels with them
+    finally:
+        await a.aclose()
+        await b.aclose()
+
+
+async def test_a_node_that_only_holds_the_socket_prunes_its_copies_of_finished_replies(
+        nodes: tuple[Node, Node]) -> None:
+    """Issue 17 (low): copies of other nodes' replies were pruned only when this node began one of its own."""
+    a, b = nodes
+    on_a = await new_session(a)
+    on_b = await b.sessions.find(on_a.id)
+    await on_b.lane.ready()
+    ids = []
+    for question in ("One?", "Two?", "Three?"):
+        reply, _ = on_a.begin_reply(question, barge_in=True)  # each new one cancels the one before
+        ids.append(reply.id)
+        async with asyncio.timeout(5):
+            while reply.id not in on_b.lane._replies:
+                await asyncio.sleep(0.02)
+    assert set(on_b.lane._replies) == {ids[-1]}

@@ -92,6 +92,18 @@ async def test_a_cancelled_replys_queued_job_is_dropped_unrendered(redis: Redis)
     assert engine.rendered == [] and not await redis.exists(keys.done("job2Nev"))
 
 
+async def test_a_job_its_node_already_gave_up_on_is_dropped_unrendered(redis: Redis) -> None:
+    """Issue 17 item 9: a sentence that timed out (the page got ``no_worker``) was still rendered later."""
+    keys, engine = Keys(), FakeEngine()
+    stale, fresh = job(2, "Too late."), job(3, "In time.")
+    stale["queued_at"], fresh["queued_at"] = time.time() - 31, time.time()
+    await add(redis, [stale, fresh])
+    worker = SpeechWorker(redis, keys, engine, visibility_s=5, clip_ttl_s=60, clips_in_redis=False, name="w1",
+                          job_timeout_s=30)
+    await run_until(worker, lambda: _settled(redis, keys))
+    assert engine.rendered == ["In time."]
+
+
 async def test_jobs_are_taken_in_deadline_order_not_arrival_order(redis: Redis) -> None:
     keys, engine = Keys(), FakeEngine()
     await add(redis, [job(2, "Later 2.", reply="old"), job(1, "Later 1.", reply="old"), job(0, "First!", reply="new"),

@@ -10,7 +10,7 @@ from avatarchat.events import ClipReady, ReplyText, SpeechDone
 from avatarchat.pipeline.eventlog import EVENT_LOG_SIZE, check_event_id
 from avatarchat.pipeline.outbox import Outbox
 from avatarchat.pipeline.session import Session
-from avatarchat.server.resume import REPLAY_MAX, attach
+from avatarchat.server.resume import HISTORY_CHARS, HISTORY_MAX, REPLAY_MAX, attach
 
 
 class _Lane:
@@ -114,3 +114,18 @@ async def test_an_after_that_was_never_an_event_of_the_session_is_ignored_not_tr
     said(s, "two")
     got = drain(box)
     assert got[0]["resumed"] is False and [e["text"] for e in got[1:]] == ["two"]
+
+
+async def test_a_reloaded_page_gets_the_conversation_back_newest_messages_first_cut_to_size() -> None:
+    s = Session("s1", queue_size=4, history_turns=HISTORY_MAX, history_token_budget=0)
+    s.lane = _Lane()
+    for i in range(HISTORY_MAX):  # more messages than the state carries: only the newest come
+        s.remember("user", f"question {i}", turn=f"r{i}")
+        s.remember("assistant", ("long " * 2000) if i == HISTORY_MAX - 1 else f"answer {i}", turn=f"r{i}")
+    [state] = drain(await attach(s, None))
+    history = state["history"]
+    assert len(s.history) == 2 * HISTORY_MAX and len(history) == HISTORY_MAX
+    assert history == [{"role": m.role, "content": m.content[:HISTORY_CHARS], "reply": m.turn}
+                       for m in s.history[-HISTORY_MAX:]]
+    assert history[-2] == {"role": "user", "content": f"question {HISTORY_MAX - 1}", "reply": f"r{HISTORY_MAX - 1}"}
+    assert len(history[-1]["content"]) == HISTORY_CHARS

@@ -68,7 +68,8 @@ async def run_worker(settings: Settings, renderer=None) -> None:
         loop.add_signal_handler(sig, stop.set)
     try:
         if settings.worker_metrics_port:
-            start_http_server(settings.worker_metrics_port, registry=services.metrics.registry)
+            start_http_server(settings.worker_metrics_port, addr=settings.worker_metrics_host,
+                              registry=services.metrics.registry)
         worker = services.start_worker()
         print(f"avatarchat worker {worker.name}: claiming jobs from {settings.redis_url.split('@')[-1]}", flush=True)
         await stop.wait()

@@ -80,12 +80,14 @@ class SpeechSkipped(Event):
 class SessionState(Event):
     """Sent when a socket opens: the replies still to be heard, so a reloaded or reconnected page resumes.
     ``last_id``: the session's last event before this one (a page that has seen none reconnects ``after`` it);
-    ``resumed`` (only when the page gave ``after``): whether every event it missed follows."""
+    ``resumed`` (only when the page gave ``after``): whether every event it missed follows; ``history``: the
+    newest messages of the conversation, so a reloaded page shows its log again."""
 
     type: Literal["session_state"] = "session_state"
     replies: list[dict[str, Any]]
     last_id: str = "0-0"
     resumed: bool | None = None
+    history: list[dict[str, str]] = []
 
 
 class VadState(Event):

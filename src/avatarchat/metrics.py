@@ -50,6 +50,8 @@ class Metrics:
         self.errors = Counter("avatarchat_errors", "Error events sent", ["code"], registry=self.registry)
         self.cancelled = Counter("avatarchat_replies_cancelled", "Replies cut short by barge-in",
                                  registry=self.registry)
+        self.voice_cpu = Counter("avatarchat_voice_input_cpu_seconds", "CPU seconds spent on voice input "
+                                 "(speech detection and recognition), all sockets", ["stage"], registry=self.registry)
 
     def watch_queues(self, depths: Callable[[], dict[str, int]]) -> None:
         self.registry.register(_QueueDepths(depths))

@@ -61,7 +61,8 @@ class Services:
         st = self.settings
         worker = SpeechWorker(self.backplane.redis, self.backplane.keys, self.pipeline,
                               visibility_s=st.redis_visibility_s, clip_ttl_s=st.clip_ttl_s,
-                              clips_in_redis=st.redis_clips == "redis", loops=st.render_threads)
+                              clips_in_redis=st.redis_clips == "redis", loops=st.render_threads,
+                              job_timeout_s=st.redis_job_timeout_s)
         self._tasks.append(asyncio.create_task(worker.run(), name="speech-worker"))
         log.info("speech worker %s claiming jobs (%d at a time)", worker.name, st.render_threads)
         return worker
@@ -134,7 +135,7 @@ async def start_services(settings: Settings, *, llm: LLM | None = None, tts: TTS
                               per_client=settings.max_sessions_per_client)
     metrics.watch_queues(sessions.queue_depths)
     await pipeline.ensure_calibrated(the_tts.default_voice)
-    voice = _voice_input(settings, asr)
+    voice = _voice_input(settings, asr, metrics)
     services = Services(settings, the_llm, the_tts, the_renderer, avatar, idle, pipeline, sessions, metrics, clips,
                         voice, backplane)
     if voice is not None:  # the ASR model loads in the background: the server answers typed messages meanwhile
@@ -146,13 +147,14 @@ async def start_services(settings: Settings, *, llm: LLM | None = None, tts: TTS
     return services
 
 
-def _voice_input(settings: Settings, asr: ASR | None) -> VoiceInput | None:
+def _voice_input(settings: Settings, asr: ASR | None, metrics: Metrics) -> VoiceInput | None:
     """Voice input as configured; a language the ASR cannot recognise stops the server at start-up."""
     if not settings.voice_enabled:
         return None
     the_asr = asr or create_asr(settings)
     return VoiceInput(the_asr, SileroModel(), asr_language(settings, the_asr), settings.vad_threshold,
-                      settings.vad_hangover_ms)
+                      settings.vad_hangover_ms,
+                      on_cpu=lambda stage, s: metrics.voice_cpu.labels(stage).inc(s))
 
 
 def _embedded_lanes(settings: Settings, pipeline: SpeechPipeline) -> Callable[[Session], Lane]:
@@ -171,7 +173,8 @@ def redis_lanes(settings: Settings, backplane: Backplane, metrics: Metrics) -> C
     """Redis mode: each session's lane, wired to its events and event log (the web node's and the tests')."""
     def make_lane(session: Session) -> RedisLane:
         lane = RedisLane(session.id, backplane.redis, backplane.keys, session.deliver, settings.session_queue_size,
-                         settings.redis_job_timeout_s, metrics, events_ttl_s=settings.session_idle_s)
+                         settings.redis_job_timeout_s, metrics, backplane.subscriber,
+                         events_ttl_s=settings.session_idle_s)
         session.relay = lane.publish  # events reach the session's sockets on every node through Redis
         session.log = lane  # and a page reconnecting to any node catches up from the session's stream
         lane.start()

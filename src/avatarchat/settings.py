@@ -6,6 +6,7 @@ parts each layer needs down to it.
 
 from __future__ import annotations
 
+import ipaddress
 from importlib.resources import files
 from pathlib import Path
 from typing import Annotated, Literal
@@ -152,10 +153,20 @@ class Settings(BaseSettings):
                                                        "node and worker must then share.")
     worker_metrics_port: int = Field(9136, ge=0, le=65535, description="`avatarchat worker` serves its "
                                      "Prometheus metrics on this port (0: none).")
+    worker_metrics_host: str = Field("127.0.0.1", description="Interface the worker's metrics port binds to; it "
+                                     "has no access key, so expose it (0.0.0.0) only on a private network.")
 
     access_keys: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list, description="Comma-separated access keys; when set, every route but /healthz, the "
                                           "page and its static files needs one (empty: open).")
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated addresses or networks (CIDR) of the reverse proxies / load balancers in "
+                    "front of this server; only from them are X-Forwarded-For (read from the right: the first "
+                    "address that is not a trusted proxy is the client) and X-Forwarded-Proto believed, so "
+                    "per-client limits see real clients behind a proxy and nobody else can pick an address. "
+                    "Empty: the direct peer is the client.",
+    )
     allowed_hosts: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Comma-separated host names the Host header and a browser's Origin may "
                                           "name; `*` allows any; empty: localhost, 127.0.0.1, ::1 and `host`.")
@@ -178,12 +189,22 @@ class Settings(BaseSettings):
                                   "headers, to send its body (slow clients are disconnected).")
     timeout_keep_alive_s: int = Field(5, ge=1, description="Seconds uvicorn keeps an idle HTTP connection open.")
 
-    @field_validator("access_keys", "allowed_hosts", mode="before")
+    @field_validator("access_keys", "allowed_hosts", "trusted_proxies", mode="before")
     @classmethod
     def _comma_list(cls, value: object) -> object:
         """``a,b`` in the environment, a list in code."""
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("trusted_proxies", mode="after")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError as e:
+                raise ValueError(f"trusted_proxies: {item!r} is not an IP address or network (CIDR)") from e
         return value
 
     @model_validator(mode="after")

@@ -13,6 +13,7 @@ import json
 import time
 
 import httpx
+import pytest
 import websockets
 
 from avatarchat.runtime import blas_threads
@@ -52,6 +53,7 @@ async def _speak(base: str, index: int, stop_at: float, finished: list[float]) -
                     break
 
 
+@pytest.mark.slow
 def test_eight_sessions_mixing_korean_and_english_for_a_minute_all_finish(server: str) -> None:
     finished: list[float] = []
     stop_at = time.monotonic() + SECONDS

@@ -4,7 +4,7 @@
 const test = require("node:test");
 const assert = require("node:assert/strict");
 const path = require("node:path");
-const { createPlayer, createReportQueue } = require(path.join(__dirname, "../../src/avatarchat/web/playback.js"));
+const { createPlayer, createReportQueue, probeClip } = require(path.join(__dirname, "../../src/avatarchat/web/playback.js"));
 
 // Two fake <video> layers: what is loaded, which plays; the test decides when a clip plays, ends or fails.
 function rig({ probe = "ok", playRejects = null } = {}) {
@@ -245,4 +245,21 @@ test("reports made while the socket is down are sent in order when it is back, b
   q.flush(send);
   assert.deepEqual(sent, ["2", "3", "4"]);
   assert.equal(q.length, 0);
+});
+
+test("the probe tells a gone clip, a refused one, a failed request and an outage apart", async () => {
+  const fake = (clip, health) => async (url) => {
+    const answer = url === "/healthz" ? health : clip;
+    if (answer === "throw") throw new TypeError("Failed to fetch");
+    return { ok: answer >= 200 && answer < 300, status: answer };
+  };
+  assert.equal(await probeClip("/clips/a.mp4", fake(206, 200)), "ok");
+  assert.equal(await probeClip("/clips/a.mp4", fake(404, 200)), "gone");
+  assert.equal(await probeClip("/clips/a.mp4", fake(410, 200)), "gone");
+  assert.equal(await probeClip("/clips/a.mp4", fake(429, 200)), "retry");
+  assert.equal(await probeClip("/clips/a.mp4", fake(502, 200)), "retry");
+  // Only the clip's request fails (a proxy drops it), the server answers: this clip's failure, counted.
+  assert.equal(await probeClip("/clips/a.mp4", fake("throw", 200)), "retry");
+  // Nothing answers: an outage, during which nothing is counted.
+  assert.equal(await probeClip("/clips/a.mp4", fake("throw", "throw")), "offline");
 });

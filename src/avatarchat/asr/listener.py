@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from avatarchat.asr.base import ASR, SAMPLE_RATE, Transcript
+from avatarchat.asr.base import ASR, SAMPLE_RATE
+from avatarchat.asr.scheduler import FairRecognizer, Owner, Superseded, TooFast
 from avatarchat.asr.vad import SileroModel, VadEvent, VadStream
 from avatarchat.events import ErrorEvent, Event, TranscriptEvent, VadState
 
@@ -33,44 +35,58 @@ QUEUE_FRAMES = 64  # frames waiting for the VAD (64 x 60 ms: about 4 s of audio)
 
 
 class VoiceInput:
-    """What every listener shares; ``asr_threads`` bounds the CPU all sessions' recognition may take."""
+    """What every listener shares; ``asr_threads`` bounds the CPU all sessions' recognition may take, shared
+    fairly between clients (asr/scheduler.py)."""
 
     def __init__(self, asr: ASR, vad: SileroModel, language: str | None, threshold: float = 0.5,
-                 hangover_ms: float = 350.0, asr_threads: int = 2) -> None:
+                 hangover_ms: float = 350.0, asr_threads: int = 2,
+                 on_cpu: Callable[[str, float], None] | None = None) -> None:
         self.asr, self.vad_model, self.language = asr, vad, language
         self.threshold, self.hangover_ms = threshold, hangover_ms
-        self._asr_pool = ThreadPoolExecutor(asr_threads, thread_name_prefix="avatarchat-asr")
+        count = on_cpu or (lambda kind, s: None)
+        self.recognizer = FairRecognizer(lambda pcm: asr.transcribe(pcm, language), asr_threads,
+                                         on_cpu=lambda s: count("asr", s))
+        self._count = count
         self._vad_pool = ThreadPoolExecutor(1, thread_name_prefix="avatarchat-vad")
-        self.asr_running = 0
+
+    @property
+    def asr_running(self) -> int:
+        return self.recognizer.running
 
     def warm_up(self) -> None:
         self.vad_model.warm_up()
         self.asr.warm_up()
 
-    async def transcribe(self, pcm: np.ndarray) -> Transcript:
-        self.asr_running += 1
-        try:
-            return await asyncio.get_running_loop().run_in_executor(self._asr_pool, self.asr.transcribe, pcm,
-                                                                    self.language)
-        finally:
-            self.asr_running -= 1
+    def transcribe(self, pcm: np.ndarray, owner: Owner, final: bool = True) -> asyncio.Future:
+        """``owner``'s transcription of ``pcm``: queued fairly, superseded by the owner's next unless final."""
+        return self.recognizer.submit(owner, pcm, final)
 
-    async def detect(self, stream: VadStream, pcm: np.ndarray) -> list[VadEvent]:
-        return await asyncio.get_running_loop().run_in_executor(self._vad_pool, stream.feed, pcm)
+    async def detect(self, stream: VadStream, pcm: np.ndarray, owner: Owner) -> list[VadEvent]:
+        def timed() -> tuple[list[VadEvent], float]:
+            t0 = time.thread_time()
+            events = stream.feed(pcm)
+            return events, time.thread_time() - t0
+
+        events, cpu = await asyncio.get_running_loop().run_in_executor(self._vad_pool, timed)
+        owner.cpu_s += cpu
+        self._count("vad", cpu)
+        return events
 
     def listener(self, session_id: str, publish: Callable[[Event], None], on_speech: Callable[[], None],
-                 on_final: Callable[[str], Awaitable[object]]) -> Listener:
-        return Listener(self, session_id, publish, on_speech, on_final)
+                 on_final: Callable[[str], Awaitable[object]], client: str = "") -> Listener:
+        return Listener(self, session_id, publish, on_speech, on_final, client)
 
     def close(self) -> None:
-        self._asr_pool.shutdown(wait=False, cancel_futures=True)
+        self.recognizer.close()
         self._vad_pool.shutdown(wait=False, cancel_futures=True)
 
 
 class Listener:
     def __init__(self, voice: VoiceInput, session_id: str, publish: Callable[[Event], None],
-                 on_speech: Callable[[], None], on_final: Callable[[str], Awaitable[object]]) -> None:
+                 on_speech: Callable[[], None], on_final: Callable[[str], Awaitable[object]],
+                 client: str = "") -> None:
         self.voice, self.session_id = voice, session_id
+        self.owner = Owner(client or session_id)  # recognition is shared fairly per client address
         self._publish, self._on_speech, self._on_final = publish, on_speech, on_final
         self.stream = VadStream(voice.vad_model, voice.threshold, voice.hangover_ms)
         self.queue: asyncio.Queue[np.ndarray | None] = asyncio.Queue(maxsize=QUEUE_FRAMES)
@@ -78,7 +94,7 @@ class Listener:
         self._base = 0  # absolute sample index of self._chunks[0][0]
         self._turn = 0
         self._start = 0  # first sample of the current turn
-        self._guess: tuple[int, asyncio.Task] | None = None  # (end sample, speculative transcription)
+        self._guess: tuple[int, asyncio.Future] | None = None  # (end sample, speculative transcription)
         self._partial: asyncio.Task | None = None
         self._partial_at = 0
         self._final: asyncio.Task | None = None
@@ -102,6 +118,7 @@ class Listener:
             pass
 
     async def aclose(self) -> None:
+        self.voice.recognizer.forget(self.owner)
         tasks = [self._runner, *self._tasks]
         for t in tasks:
             t.cancel()
@@ -115,7 +132,7 @@ class Listener:
                 events = self._cut()
             else:
                 self._chunks.append(pcm)
-                events = await self.voice.detect(self.stream, pcm)
+                events = await self.voice.detect(self.stream, pcm, self.owner)
             for ev in events:
                 self._on_event(ev)
             if self.stream.speaking and self._end() - self._start > MAX_TURN_S * SAMPLE_RATE:
@@ -135,14 +152,23 @@ class Listener:
             self._publish(VadState(session=self.session_id, state="speech"))
             self._on_speech()
         elif ev.kind == "pause":
-            self._guess = (ev.sample, self._spawn(self.voice.transcribe(self._audio(ev.sample))))
+            self._drop_guess()
+            self._guess = (ev.sample, self.voice.transcribe(self._audio(ev.sample), self.owner, final=False))
         elif ev.kind == "resume":
-            self._guess = None
+            self._drop_guess()
         elif ev.kind == "end":
             guess = self._guess[1] if self._guess and self._guess[0] == ev.sample else None
+            if guess is None:
+                self._drop_guess()
             self._guess = None
             self._publish(VadState(session=self.session_id, state="silence"))
             self._final = self._spawn(self._finish(self._audio(ev.sample), guess, self._final))
+
+    def _drop_guess(self) -> None:
+        """The person went on speaking: a guess not yet started is not worth the CPU."""
+        if self._guess is not None:
+            self._guess[1].cancel()
+            self._guess = None
 
     def _maybe_partial(self) -> None:
         due = self.stream.samples - self._partial_at >= PARTIAL_EVERY_S * SAMPLE_RATE
@@ -152,15 +178,29 @@ class Listener:
             self._partial = self._spawn(self._send_partial(self._turn, self._audio(self.stream.samples)))
 
     async def _send_partial(self, turn: int, audio: np.ndarray) -> None:
-        result = await self.voice.transcribe(audio)
+        try:
+            result = await self.voice.transcribe(audio, self.owner, final=False)
+        except (Superseded, asyncio.CancelledError):
+            return
         if turn == self._turn and self.stream.speaking and result.text:
             self._publish(TranscriptEvent(session=self.session_id, text=result.text, final=False))
 
-    async def _finish(self, audio: np.ndarray, guess: asyncio.Task | None, previous: asyncio.Task | None) -> None:
+    async def _finish(self, audio: np.ndarray, guess: asyncio.Future | None, previous: asyncio.Task | None) -> None:
+        final = self.voice.transcribe(audio, self.owner, final=True) if guess is None else None
         if previous is not None:
             await asyncio.gather(previous, return_exceptions=True)  # finals in the order they were said
         try:
-            result = await (guess if guess is not None else self.voice.transcribe(audio))
+            try:
+                result = await (guess if guess is not None else final)
+            except (Superseded, asyncio.CancelledError):
+                if guess is None or asyncio.current_task().cancelling():
+                    raise
+                result = await self.voice.transcribe(audio, self.owner, final=True)  # the guess gave way
+        except TooFast:
+            self._publish(ErrorEvent(session=self.session_id, code="speech_too_fast",
+                                     message="You are speaking faster than I can follow; that last part was not "
+                                             "heard, please say it again after a pause."))
+            return
         except Exception:  # noqa: BLE001 - a failed recognition loses one turn, never the socket
             log.exception("speech recognition failed")
             self._publish(ErrorEvent(session=self.session_id, code="backend_error",

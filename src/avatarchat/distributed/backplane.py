@@ -22,6 +22,8 @@ from avatarchat.distributed.jobqueue import JobQueue
 from avatarchat.distributed.keys import Keys, loads
 from avatarchat.distributed.outage import reachable
 from avatarchat.distributed.session_store import RedisSessionStore
+from avatarchat.distributed.subscriber import Subscriber
+from avatarchat.pipeline.reply import new_id
 
 
 class Backplane:
@@ -31,6 +33,8 @@ class Backplane:
         self.sessions = RedisSessionStore(redis, keys, session_ttl_s, history_turns)
         self.admission = ClusterAdmission(redis, keys, self.workers)
         self.jobs = JobQueue(redis, keys)
+        # One pub/sub connection for every session this node holds (not one each: the pool has 100).
+        self.subscriber = Subscriber(redis, keys.node(new_id()))
 
     @classmethod
     def connect(cls, url: str, session_ttl_s: float, history_turns: int = 20,
@@ -90,4 +94,5 @@ class Backplane:
         return "\n".join(lines) + "\n"
 
     async def aclose(self) -> None:
+        await self.subscriber.aclose()
         await self.redis.aclose()

@@ -9,14 +9,13 @@ however long it was away (a Redis blip, a node joining) and whichever process wr
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from avatarchat.distributed.keys import Keys, dumps, loads
+from avatarchat.distributed.subscriber import Channel, Subscriber
 from avatarchat.pipeline.eventlog import EVENT_LOG_SIZE, START, event_key
 
 # KEYS[1]: the stream (and channel); ARGV: the event (a JSON object), MAXLEN, TTL in ms. The id goes first in
@@ -28,7 +27,6 @@ redis.call('PUBLISH', KEYS[1], '{"id":"' .. id .. '",' .. string.sub(ARGV[1], 2)
 return id
 """
 READ_BATCH = 500
-RETRY_S = 1.0
 WORKER_TTL_S = 60.0  # a worker's events: the web nodes set the stream's real TTL (session_idle_s)
 
 
@@ -57,30 +55,24 @@ class EventStream:
         self.key = keys.events(session_id)
         self.position: str | None = None
 
-    async def follow(self, on_message: Callable[[dict[str, Any]], None], on_joined: Callable[[], None],
-                     on_lost: Callable[[BaseException], None]) -> None:
-        """Hand every message of the channel to ``on_message`` until cancelled: events in the stream's order,
-        each once, those recorded while the channel was away included; the nodes' own messages (no ``id``)
-        as they come. Each subscription (redis-py resubscribes by itself after a dropped connection) first
-        catches up from the stream, then calls ``on_joined``."""
-        while True:
-            try:
-                if self.position is None:  # joining: what came before is the other nodes' to tell (_sync)
-                    self.position = await self.tail()
-                async with self._redis.pubsub() as sub:
-                    await sub.subscribe(self.key)
-                    async for message in sub.listen():
-                        if message.get("type") == "subscribe":
-                            for event in await self.since(self.position):
-                                self._take(event, on_message)
-                            on_joined()
-                        elif message.get("type") == "message":
-                            self._take(loads(message["data"]), on_message)
-            except asyncio.CancelledError:
-                raise
-            except (RedisError, OSError) as exc:
-                on_lost(exc)
-                await asyncio.sleep(RETRY_S)
+    async def attach(self, subscriber: Subscriber, on_message: Callable[[dict[str, Any]], None],
+                     on_joined: Callable[[], None], on_lost: Callable[[BaseException], None]) -> None:
+        """Hand every message of the channel to ``on_message`` (through the process's one ``subscriber``):
+        events in the stream's order, each once, those recorded while the channel was away included; the nodes'
+        own messages (no ``id``) as they come. Each (re)subscription first catches up from the stream, then
+        calls ``on_joined``. Raises ``RedisError`` if Redis cannot be read to join (the caller retries)."""
+        if self.position is None:  # joining: what came before is the other nodes' to tell (_sync)
+            self.position = await self.tail()
+
+        async def subscribed() -> None:
+            for event in await self.since(self.position or START):
+                self._take(event, on_message)
+            on_joined()
+
+        await subscriber.add(self.key, Channel(lambda raw: self._take(loads(raw), on_message), subscribed, on_lost))
+
+    async def detach(self, subscriber: Subscriber) -> None:
+        await subscriber.remove(self.key)
 
     def _take(self, msg: dict[str, Any], on_message: Callable[[dict[str, Any]], None]) -> None:
         event_id = msg.get("id")

@@ -72,6 +72,10 @@ class Keys:
     def events(self, session: str) -> str:
         return f"{self.prefix}:events:{session}"
 
+    def node(self, node_id: str) -> str:
+        """A process's own channel: its pub/sub subscription stays open on it while it holds no session."""
+        return f"{self.prefix}:node:{node_id}"
+
     def session(self, session: str) -> str:
         return f"{self.prefix}:session:{session}"
 

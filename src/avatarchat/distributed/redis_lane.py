@@ -29,6 +29,7 @@ from avatarchat.distributed.event_stream import EventRecorder, EventStream
 from avatarchat.distributed.jobqueue import JobQueue
 from avatarchat.distributed.keys import Keys, dumps
 from avatarchat.distributed.outage import reachable
+from avatarchat.distributed.subscriber import Subscriber
 from avatarchat.errors import QueueFull
 from avatarchat.events import ErrorEvent, Event, SpeechCancelled, SpeechDone
 from avatarchat.metrics import Metrics
@@ -43,9 +44,12 @@ Op = Callable[[Redis], Awaitable[Any]]
 
 class RedisLane:
     def __init__(self, session_id: str, redis: Redis, keys: Keys, deliver: Callable[[dict], None],
-                 queue_size: int, job_timeout_s: float, metrics: Metrics, events_ttl_s: float = 900.0) -> None:
-        """``events_ttl_s``: how long the session's event stream outlives its last event."""
+                 queue_size: int, job_timeout_s: float, metrics: Metrics, subscriber: Subscriber,
+                 events_ttl_s: float = 900.0) -> None:
+        """``events_ttl_s``: how long the session's event stream outlives its last event; ``subscriber``: the
+        process's one pub/sub connection (distributed/subscriber.py), where this lane adds its channel."""
         self.session_id = session_id
+        self._subscriber = subscriber
         self._redis, self._keys, self._deliver = redis, keys, deliver
         self._jobs = JobQueue(redis, keys)
         self._limit, self._timeout_s, self._metrics = queue_size, job_timeout_s, metrics
@@ -153,6 +157,7 @@ class RedisLane:
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._stream.detach(self._subscriber)
 
     def _unqueue(self, rid: str, seqs: Iterable[int]) -> None:
         """Out of the cluster's backlog: announced, failed, timed out or cancelled."""
@@ -198,7 +203,13 @@ class RedisLane:
 
     # -- in: the session's stream and channel ----------------------------------------------------------------
     async def _listen(self) -> None:
-        await self._stream.follow(self._on, self._joined, self._lost)
+        while True:
+            try:
+                await self._stream.attach(self._subscriber, self._on, self._joined, self._lost)
+                return
+            except (RedisError, OSError) as exc:
+                self._lost(exc)
+                await asyncio.sleep(RETRY_S)
 
     def _joined(self) -> None:
         self._subscribed.set()
@@ -215,6 +226,9 @@ class RedisLane:
         kind, rid = msg.get("type", ""), msg.get("reply")
         reply = self._replies.get(rid) if rid else None
         if kind == "_begin" and reply is None:
+            # Another node's reply: keep the ones still speaking only, as begin() does for this node's own (a
+            # node that only holds the socket never begins one, so this is where its copies are pruned).
+            self._replies = {r_id: r for r_id, r in self._replies.items() if r.speaking() or r_id in self._owned}
             self._replies[rid] = Reply(reply_id=rid)
         elif kind == "_sentence" and reply is not None and rid not in self._mine:
             reply.add_sentence(msg["text"])

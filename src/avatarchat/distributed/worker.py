@@ -55,8 +55,12 @@ class WorkerStats:
 
 class SpeechWorker:
     def __init__(self, redis: Redis, keys: Keys, engine: SpeechEngine, *, visibility_s: float, clip_ttl_s: float,
-                 clips_in_redis: bool, loops: int = 1, name: str | None = None) -> None:
+                 clips_in_redis: bool, loops: int = 1, name: str | None = None,
+                 job_timeout_s: float | None = None) -> None:
+        """``job_timeout_s``: a job queued longer ago than this was already given up by its web node (an
+        ``error`` event ``no_worker``), so it is dropped unrendered."""
         self._redis, self._keys, self._engine = redis, keys, engine
+        self._job_timeout_s = job_timeout_s
         self._visibility_s, self._ttl_s = visibility_s, int(max(1, clip_ttl_s))
         self._clips_in_redis, self._loops = clips_in_redis, loops
         self.name = name or f"{socket.gethostname()}-{os.getpid()}"
@@ -132,8 +136,10 @@ class SpeechWorker:
         t0 = time.perf_counter()
         self.stats.running += 1
         try:
-            if await self._redis.exists(self._keys.cancel(job.reply), self._keys.done(job.id)):
-                self.stats.cancelled += 1  # barge-in dropped it, or a retry of a job already announced
+            late = self._job_timeout_s is not None and time.time() - raw["queued_at"] > self._job_timeout_s
+            if late or await self._redis.exists(self._keys.cancel(job.reply), self._keys.done(job.id)):
+                # barge-in dropped it, a retry of a job already announced, or one its node gave up on
+                self.stats.cancelled += 1
             else:
                 await self._work(raw["session"], job, stand_in, wait_ms)
             await self._queue.ack(claimed)

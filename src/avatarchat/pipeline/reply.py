@@ -181,7 +181,7 @@ class Reply:
         return {"reply": self.id, "clips": [self._clips[s] for s in sorted(self._clips)],
                 "failed": sorted(self._failed), "played": sorted(self._started_seqs),
                 "ended": sorted(self._ended_seqs), "done": self._rendered,
-                "sentences": self.sentences if self._written else None}
+                "sentences": self.sentences if self._written else None, "text": " ".join(self.texts())}
 
     def texts(self) -> list[str]:
         """Every sentence so far, in seq order."""

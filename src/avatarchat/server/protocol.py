@@ -118,6 +118,9 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         "timeout_graceful_shutdown": 10,  # SIGTERM never waits without bound for a streaming LLM
         "ws_max_size": settings.ws_max_frame_bytes,  # a bigger frame closes the socket (1009) unread
         "timeout_keep_alive": settings.timeout_keep_alive_s,
+        # Forwarded headers are read by our own middleware, only from AVATARCHAT_TRUSTED_PROXIES (server/clients.py);
+        # uvicorn's would trust 127.0.0.1 by default, letting any local client spoof X-Forwarded-For.
+        "proxy_headers": False,
     }
 
 

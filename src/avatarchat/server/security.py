@@ -25,6 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from avatarchat.errors import error_body
 from avatarchat.server.access import COOKIE, cookie_token, http_error, security_router
+from avatarchat.server.clients import ClientResolver
 from avatarchat.server.health import DETAIL_KEY as HEALTH_DETAILS
 from avatarchat.server.limits import RateLimiter, json_depth
 from avatarchat.settings import Settings
@@ -126,8 +127,11 @@ class SecurityMiddleware:
         self.per_client = RateLimiter(settings.rate_per_client)
         self.per_session = RateLimiter(settings.rate_per_session)
         self.sockets: dict[str, int] = {}
+        self.clients = ClientResolver(settings.trusted_proxies)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            scope = self.clients.resolve(scope)  # the real client behind a trusted proxy, for every limit below
         if scope["type"] == "http":
             await self._http(scope, receive, send)
         elif scope["type"] == "websocket":

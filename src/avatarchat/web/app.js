@@ -7,6 +7,8 @@
   "use strict";
   const FADE_MS = 300;
   const PING_MS = 30000;
+  const PONG_WAIT_MS = 10000;   // no answer to a ping for this long: the connection is dead though not closed
+  const THINKING_MAX_MS = 20000; // the "answer coming" cue never outstays a reply that went missing
   const MAX_LOG_LINES = 200;    // the chat log and the stats stay bounded on a long visit
   const MAX_STATS = 500;
 
@@ -16,7 +18,7 @@
   const layers = [$("clipA"), $("clipB")];
 
   // Observable state for people and tests.
-  const stats = { clipsPlayed: [], gapsMs: [], events: [], errors: [] };
+  const stats = { clipsPlayed: [], gapsMs: [], events: [], errors: [], thinking: [] };
   window.avatarchat = { stats };
   const remember = (list, item) => { list.push(item); if (list.length > MAX_STATS) list.splice(0, list.length - MAX_STATS); };
 
@@ -125,17 +127,7 @@
     },
     time: (slot) => layers[slot].currentTime,
     paused: (slot) => layers[slot].paused,
-    // Why did a clip fail? "offline": the server cannot be reached; "gone": it no longer has the clip; "retry":
-    // it answered otherwise (429, a proxy's 5xx); "ok": it serves it, so the failure was on the way.
-    async probe(url) {
-      try {
-        const res = await fetch(url, { headers: { Range: "bytes=0-0" }, cache: "no-store" });
-        if (res.ok) return "ok";
-        return res.status === 404 || res.status === 410 ? "gone" : "retry";
-      } catch {
-        return "offline";
-      }
-    },
+    probe: (url) => window.AvatarPlayback.probeClip(url, (u, o) => fetch(u, o)),
   };
   let waitingLine = null;
   const player = window.AvatarPlayback.createPlayer(media, {
@@ -143,6 +135,7 @@
     stats,
     remember,
     report(type, reply, seq) {
+      if (type === "clip_started") setThinking(false);  // the answer is here: its first clip plays
       reports.push(JSON.stringify({ type, reply, seq }));
       reports.flush(sendNow);
     },
@@ -173,25 +166,37 @@
 
   // ---- socket -------------------------------------------------------------------------------------------
   // lastId: the last event of this session the page has; a reconnect asks for the ones after it (any node).
-  let ws = null, pingTimer = null, attempts = 0, lastId = null, lastSession = null;
+  let ws = null, pingTimer = null, attempts = 0, lastId = null, lastSession = null, linkText = "connecting…";
+  let heard = 0, pongTimer = null;  // messages received on this socket; a ping checks that the count moves
+  // The status line: the socket's state, or that the device itself is offline (the browser knows that first).
+  function showNetwork() {
+    statusEl.textContent = navigator.onLine ? linkText : "offline — this device has no network; waiting for it…";
+  }
+  function setLink(text) { linkText = text; showNetwork(); }
+  window.addEventListener("offline", () => showNetwork());
   async function connect() {
-    try { await ensureSession(); } catch (err) { statusEl.textContent = `offline — ${err.message}`; return reconnectLater(); }
+    try { await ensureSession(); } catch (err) {
+      setLink(`offline — could not start a conversation: ${plainReason(err)}`);
+      return reconnectLater();
+    }
     if (lastSession !== sessionId) { lastId = null; lastSession = sessionId; }
     const proto = location.protocol === "https:" ? "wss" : "ws";
     const after = lastId ? `&after=${encodeURIComponent(lastId)}` : "";
     ws = new WebSocket(`${proto}://${location.host}/ws?session_id=${encodeURIComponent(sessionId)}${after}`);
     ws.onopen = () => {
       attempts = 0;
-      statusEl.textContent = "connected";
+      setLink("connected");
       reports.flush(sendNow);
-      pingTimer = setInterval(() => { if (ws.readyState === 1) ws.send(JSON.stringify({ type: "ping" })); }, PING_MS);
+      pingTimer = setInterval(ping, PING_MS);
     };
     ws.onclose = (e) => {
       clearInterval(pingTimer);
+      clearTimeout(pongTimer);
       if (e.code === 4404) { sessionId = null; sessionStorage.removeItem("avatarchat.session"); }  // expired: get a new one
       reconnectLater();
     };
     ws.onmessage = (msg) => {
+      heard += 1;
       let ev;
       try { ev = JSON.parse(msg.data); } catch { return; }
       if (typeof ev.id === "string") lastId = ev.id;
@@ -199,27 +204,77 @@
       handle(ev);
     };
   }
+  // A half-open connection (a laptop waking up, a NAT that forgot us) looks open for minutes: a ping that gets
+  // no answer drops it and reconnects, and the catch-up (after=) brings what was missed.
+  function ping() {
+    if (!ws || ws.readyState !== 1) return;
+    ws.send(JSON.stringify({ type: "ping" }));
+    const before = heard, sock = ws;
+    clearTimeout(pongTimer);
+    pongTimer = setTimeout(() => { if (ws === sock && heard === before) dropSocket(); }, PONG_WAIT_MS);
+  }
+  function dropSocket() {
+    const dead = ws;
+    ws = null;
+    clearInterval(pingTimer);
+    dead.onclose = dead.onmessage = null;
+    try { dead.close(); } catch { /* already closing */ }
+    reconnectLater();
+  }
   // Back off 1, 2, 4 … 30 s with jitter, so a restarted server is not hit by every page at the same instant.
+  let reconnectTimer = null;
   function reconnectLater() {
     const delay = Math.min(30000, 1000 * 2 ** attempts) * (0.5 + Math.random());
     attempts += 1;
-    statusEl.textContent = `disconnected — reconnecting in ${Math.round(delay / 1000)} s…`;
-    setTimeout(connect, delay);
+    setLink(`disconnected — reconnecting in ${Math.round(delay / 1000)} s…`);
+    clearTimeout(reconnectTimer);
+    reconnectTimer = setTimeout(connect, delay);
   }
+  window.addEventListener("online", () => {  // the network is back: reconnect now, not at the end of the backoff
+    showNetwork();
+    if (ws && ws.readyState <= 1) return;
+    attempts = 0;
+    clearTimeout(reconnectTimer);
+    connect();
+  });
+
+  // Words for a person, not a developer: what went wrong, and what to do about it.
+  function plainReason(err) {
+    if (err instanceof TypeError || !navigator.onLine) return "the server could not be reached (check the connection)";
+    return (err && err.message) || String(err);
+  }
+  const PLAIN = {
+    unknown_session: "This conversation has ended on the server. Send your message again to start a new one.",
+    too_many_sessions: "The server is busy with other conversations. Please try again in a minute.",
+    queue_full: "The avatar is still busy with earlier messages. Please wait a moment and try again.",
+    store_unavailable: "The server is having trouble right now. Please try again in a moment.",
+    internal: "Something went wrong on the server. Please try again.",
+  };
+  const plainError = (body, res) => (body.error && (PLAIN[body.error.code] || body.error.message))
+    || `The server could not answer (${res.status}).`;
 
   function handle(ev) {
     remember(stats.events, { type: ev.type, at: performance.now(), seq: ev.seq, reply: ev.reply, voice: ev.voice });
     if (ev.type === "clip_ready") player.clip(ev);
-    else if (ev.type === "speech_done") player.done(ev);
+    else if (ev.type === "speech_done") { player.done(ev); if (!ev.clips) setThinking(false); }
     else if (ev.type === "speech_cancelled") player.cancel(ev.reply);
-    else if (ev.type === "session_state") player.resume(ev);
+    else if (ev.type === "session_state") { restoreLog(ev); player.resume(ev); }
     else if (ev.type === "reply_text") showReply(ev.reply, ev.text);
     else if (ev.type === "reply_partial") showReply(ev.reply, ev.text, true);
     else if (ev.type === "error") onError(ev);
-    else if (ev.type === "speech_skipped") addLine("info", `🔇 ${ev.message}`);
-    else if ((ev.type === "vad" || ev.type === "transcript") && window.avatarchat.voiceEvent) window.avatarchat.voiceEvent(ev);
+    else if (ev.type === "speech_skipped") { setThinking(false); addLine("info", `🔇 ${ev.message}`); }
+    else if (ev.type === "vad" || ev.type === "transcript") {
+      if (ev.type === "vad" && ev.state === "silence") setThinking(true);  // the spoken turn is over
+      if (ev.type === "transcript" && ev.final && !ev.text) setThinking(false);  // it held no words: no answer
+      if (window.avatarchat.voiceEvent) window.avatarchat.voiceEvent(ev);
+    }
   }
   function onError(ev) {
+    if (ev.code === "unknown_session") {  // the socket's session ended; connect() starts a new one
+      addLine("info", "The earlier conversation has ended on the server; a new one has started.");
+      return;
+    }
+    setThinking(false);
     addLine("error", `⚠ ${ev.message}`);
     if (ev.reply && Number.isInteger(ev.seq)) player.sentenceFailed(ev.reply, ev.seq);
   }
@@ -231,8 +286,20 @@
   // For voice.js: the socket (audio frames, voice_end), the chat log, and stopping the avatar at once.
   window.avatarchat.send = sendNow;
   window.avatarchat.addLine = addLine;
-  window.avatarchat.stopSpeaking = () => player.cancelAll();
+  window.avatarchat.stopSpeaking = () => { setThinking(false); player.cancelAll(); };
   window.avatarchat.handle = handle;  // the same entry point the socket uses; tests replay events through it
+
+  // ---- "an answer is coming": a small nod of the avatar (style.css), and words for screen readers --------------
+  const stage = $("layers"), thinkingText = $("thinking");
+  let thinkingTimer = null;
+  function setThinking(on) {
+    clearTimeout(thinkingTimer);
+    if (on) thinkingTimer = setTimeout(() => setThinking(false), THINKING_MAX_MS);
+    if (on === stage.classList.contains("thinking")) return;
+    stage.classList.toggle("thinking", on);
+    thinkingText.textContent = on ? "The avatar is preparing an answer…" : "";
+    remember(stats.thinking, { on, at: performance.now() });
+  }
 
   // ---- chat ---------------------------------------------------------------------------------------------
   const replyLines = new Map();  // reply id -> its <li>; partial text grows in place, the final text replaces it
@@ -249,6 +316,18 @@
     if (!partial) li.dataset.final = "1";
     else li.classList.add("partial");
     if (!partial) li.classList.remove("partial");
+  }
+
+  // A reloaded page: the conversation so far from the server's session_state (once, into an empty log). Answers
+  // carry their reply id, so the text of a reply still being spoken is one line, not two.
+  function restoreLog(ev) {
+    if (log.children.length || !Array.isArray(ev.history)) return;
+    for (const m of ev.history) {
+      if (m.role === "user") addLine("user", m.content);
+      else if (m.role === "assistant" && m.reply) showReply(m.reply, m.content);
+      else if (m.role === "assistant") addLine("avatar", m.content);
+    }
+    for (const r of ev.replies) if (r.text) showReply(r.reply, r.text, r.sentences === null);  // null: still written
   }
 
   async function postChat(message) {
@@ -268,6 +347,7 @@
     addLine("user", message);
     // Barge-in starts here: the avatar stops at once, without waiting for the server's speech_cancelled.
     player.cancelAll();
+    setThinking(true);
     try {
       let res = await postChat(message);
       let body = await res.json().catch(() => ({}));
@@ -278,12 +358,14 @@
         body = await res.json().catch(() => ({}));
       }
       if (!res.ok) {
-        addLine("error", `⚠ ${(body.error && body.error.message) || res.statusText}`);
+        setThinking(false);
+        addLine("error", `⚠ ${plainError(body, res)}`);
         return;
       }
       showReply(body.reply_id, body.text);
     } catch (err) {
-      addLine("error", `⚠ could not reach the server: ${err}`);
+      setThinking(false);
+      addLine("error", `⚠ Your message was not sent: ${plainReason(err)}.`);
     }
   });
 

@@ -314,5 +314,19 @@
     };
   }
 
-  return { createPlayer, createReportQueue, DEFAULTS };
+  // Why did a clip fail? Asked with `fetch` (the page's, or a fake): "ok": the server serves it, so the failure
+  // was on the way; "gone": it no longer has it (404/410, its TTL passed); "retry": it answered otherwise (429, a
+  // proxy's 5xx), or only this request failed while `health` answers; "offline": the server cannot be reached.
+  async function probeClip(url, fetch, health = "/healthz") {
+    try {
+      const res = await fetch(url, { headers: { Range: "bytes=0-0" }, cache: "no-store" });
+      if (res.ok) return "ok";
+      return res.status === 404 || res.status === 410 ? "gone" : "retry";
+    } catch {
+      const up = await fetch(health, { cache: "no-store" }).then(() => true, () => false);
+      return up ? "retry" : "offline";
+    }
+  }
+
+  return { createPlayer, createReportQueue, probeClip, DEFAULTS };
 });
