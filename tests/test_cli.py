@@ -134,3 +134,22 @@ def test_serve_on_port_0_says_its_port_and_keeps_secrets_out_of_its_log(tmp_path
         out, _ = proc.communicate(timeout=60)
     assert "/voices" in out and "WebSocket" in out, out[-2000:]  # the lines are there ...
     assert "sesame-0123456789" not in out and sid not in out, out[-2000:]  # ... without the secrets
+
+
+def test_avatar_add_checks_the_face_and_fills_a_gallery_directory(tmp_path: Path) -> None:
+    import json
+
+    from tests import media_files as mf
+
+    gallery = tmp_path / "gallery"
+    r = run_cli("avatar", "add", str(mf.PHOTO), "--dir", str(gallery), "--name", "Grace Hopper", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "added grace-hopper" in r.stdout
+    index = json.loads((gallery / "gallery.json").read_text())
+    assert index["avatars"] == [{"id": "grace-hopper", "name": "Grace Hopper", "file": "grace-hopper.png",
+                                 "voice": None}]
+    two = tmp_path / "two.png"
+    two.write_bytes(mf.two_faces())
+    r = run_cli("avatar", "add", str(two), "--dir", str(gallery), cwd=tmp_path)
+    assert r.returncode == 1 and "2 faces were found" in r.stderr
+    assert len(json.loads((gallery / "gallery.json").read_text())["avatars"]) == 1

@@ -210,11 +210,18 @@ def test_a_worker_killed_mid_render_loses_nothing_and_nothing_is_announced_twice
         time.sleep(0.2)  # mid-render
         victim.send_signal(signal.SIGKILL)
         victim.wait()
+        killed_at = time.monotonic()
+        wait_until(lambda: not any(c["consumer"].decode() == holder for c in claimed(client)), 10,
+                   "the killed worker's job taken over")
+        # Liveness TTL 1.5 s + an orphan check (0.5 s) of the other worker, once its loop is free: it may be in the
+        # middle of a clip of its own (a visibility timeout of 2 s here; 10 s by default) under CI's load.
+        took_s = time.monotonic() - killed_at
         events = events_until(ws, "speech_done", reply, timeout_s=120)
     clips = clips_of(events, reply)
     assert sorted(c["seq"] for c in clips) == [0, 1, 2]  # each exactly once
     assert len({c["job"] for c in clips}) == 3
     assert int(client.get("avatarchat:stats:reclaimed") or 0) >= 1
+    assert took_s < 4.0, f"the killed worker's job waited {took_s:.1f} s"
     d.workers.remove(victim)
 
 

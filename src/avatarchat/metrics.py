@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0)
@@ -52,6 +52,13 @@ class Metrics:
                                  registry=self.registry)
         self.voice_cpu = Counter("avatarchat_voice_input_cpu_seconds", "CPU seconds spent on voice input "
                                  "(speech detection and recognition), all sockets", ["stage"], registry=self.registry)
+        self.avatar_uploads = Counter("avatarchat_avatar_uploads", "Avatar uploads, by result (ok or the refusal "
+                                      "code)", ["result"], registry=self.registry)
+        self.avatar_register = hist("avatarchat_avatar_register_seconds", "An accepted upload: checks, decoding "
+                                    "and face registration")
+        self.avatars = Gauge("avatarchat_avatars_uploaded", "Uploaded avatars held", registry=self.registry)
+        self.avatar_bytes = Gauge("avatarchat_avatar_bytes", "Decoded frames of the uploaded avatars held, in bytes",
+                                  registry=self.registry)
 
     def watch_queues(self, depths: Callable[[], dict[str, int]]) -> None:
         self.registry.register(_QueueDepths(depths))

@@ -100,6 +100,30 @@ class Settings(BaseSettings):
                                      "webm, mov, mkv, m4v; up to 10 s, looped ping-pong); default: the bundled "
                                      "portrait.")
     render_max_side: int = Field(512, ge=64, le=2048, description="Longest side of rendered video, in pixels.")
+    avatar_gallery_dir: Path | None = Field(None, description="A gallery directory made with `avatarchat avatar "
+                                            "add FILE --dir DIR`: its avatars are offered to every session (Redis "
+                                            "mode: give every node and worker the same one).")
+    avatar_uploads: bool = Field(True, description="Let sessions upload their own avatar (POST /avatars); off: "
+                                 "only the bundled avatar. Not yet in Redis mode (uploads answer 501 there).")
+    avatar_max_upload_bytes: int = Field(25_000_000, ge=10_000, description="Largest avatar upload (photo or "
+                                         "video), in bytes (413 beyond); POST /avatars only, other bodies keep "
+                                         "max_body_bytes.")
+    avatar_max_pixels: int = Field(36_000_000, ge=10_000, description="Most pixels (width x height) of an uploaded "
+                                   "photo, read from its header before decoding (413 beyond).")
+    avatar_max_side_px: int = Field(12_000, ge=64, description="Longest side of an uploaded photo, in pixels.")
+    avatar_max_video_s: float = Field(10.0, gt=0, le=60, description="Longest uploaded video, in seconds "
+                                      "(from its container; 413 beyond).")
+    avatar_max_video_side: int = Field(1920, ge=64, description="Longest side of an uploaded video's frames.")
+    avatar_decode_timeout_s: float = Field(15.0, gt=0, description="Seconds an upload may take to decode "
+                                           "(422 `too_slow` beyond).")
+    avatar_min_face_px: int = Field(64, ge=16, description="Narrowest accepted face in an upload, in pixels of the "
+                                    "rendered frame (render_max_side on the long side).")
+    avatars_per_session: int = Field(3, ge=1, description="Uploaded avatars one session may hold (429 beyond; "
+                                     "DELETE /avatars/<id> frees one).")
+    avatar_uploads_per_client: int = Field(10, ge=0, description="Avatar uploads per minute one client address "
+                                           "may make (429; 0: no limit).")
+    avatar_max_total_mb: float = Field(1024.0, gt=0, description="Memory all uploaded avatars' frames may take "
+                                       "together, in MB (503 beyond); a 10 s video avatar holds ~110 MB.")
     motion_scale: float = Field(1.0, ge=0, le=3, description="Head, brow and gaze motion driven by the voice, and "
                                 "the idle loop's breathing: 0 = a still head (mouth and lids only), 1 = default.")
 

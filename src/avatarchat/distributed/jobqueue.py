@@ -16,16 +16,19 @@ with ``BLPOP`` and claims the moment a job arrives, without polling.
 from __future__ import annotations
 
 import math
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
 from avatarchat.distributed.keys import GROUP, Keys, dumps, loads
 
 BUCKET_S = 0.25  # jobs due within the same quarter second are taken in arrival order
 PAGE = 16  # buckets a claim looks at per round trip
 WAKE_MAX = 1000  # tokens kept on the wake list (more would only wake idle workers that find nothing)
+ORPHAN_MIN_IDLE_MS = 300  # a dead worker's job untouched this long may be taken (once: taking it resets this)
 
 _ADD = """
 if redis.call('EXISTS', KEYS[1]) == 0 then
@@ -130,6 +133,32 @@ class JobQueue:
             return None
         got = await self._reclaim(keys=[self._keys.jobs_active, *buckets], args=[GROUP, consumer, min_idle_ms])
         return _claimed(got) if got else None
+
+    async def orphaned(self, consumer: str, alive: Callable[[str], Awaitable[bool]],
+                       min_idle_ms: int = ORPHAN_MIN_IDLE_MS) -> Claimed | None:
+        """A job claimed by a worker whose heartbeat has stopped (``alive`` says no), earliest bucket first,
+        now ``consumer``'s: a killed worker's jobs move on within a heartbeat's lifetime instead of waiting out
+        the visibility timeout. ``min_idle_ms`` keeps two workers from taking the same job (the first claim
+        resets its idle time)."""
+        for bucket in await self._redis.zrange(self._keys.jobs_active, 0, -1):
+            try:
+                summary = await self._redis.xpending(bucket, GROUP)
+            except ResponseError:
+                continue  # drained and deleted meanwhile
+            for row in summary.get("consumers") or []:
+                name = row["name"].decode() if isinstance(row["name"], bytes) else row["name"]
+                if name == consumer or await alive(name):
+                    continue
+                pending = await self._redis.xpending_range(bucket, GROUP, min="-", max="+", count=1,
+                                                           consumername=name)
+                if not pending:
+                    continue
+                got = await self._redis.xclaim(bucket, GROUP, consumer, min_idle_ms, [pending[0]["message_id"]])
+                if got and got[0] and got[0][1]:
+                    entry_id, fields = got[0]
+                    return Claimed(bucket.decode() if isinstance(bucket, bytes) else bucket, entry_id,
+                                   loads(fields[b"job"]))
+        return None
 
     async def touch(self, claimed: Claimed, consumer: str) -> None:
         """Reset the job's idle time, so nobody reclaims it from a live worker."""

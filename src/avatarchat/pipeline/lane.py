@@ -79,7 +79,7 @@ class SpeechLane:
     def has_room(self) -> bool:
         return self._waiting < self._limit
 
-    def submit(self, reply: Reply, text: str, voice: str) -> int:
+    def submit(self, reply: Reply, text: str, voice: str, avatar: str | None = None) -> int:
         """Queue one sentence of ``reply``; returns its seq. A full lane raises ``QueueFull`` (the seq is
         then already taken and marked failed, so the page skips it instead of waiting)."""
         seq = reply.add_sentence(text)
@@ -87,7 +87,8 @@ class SpeechLane:
             reply.fail(seq)
             raise QueueFull(f"{self._limit} sentences are already waiting to be spoken; this one was not queued.")
         self._waiting += 1
-        self._jobs.put_nowait(SpeechJob(id=new_id(), reply=reply.id, seq=seq, text=text, voice=voice))
+        self._jobs.put_nowait(SpeechJob(id=new_id(), reply=reply.id, seq=seq, text=text, voice=voice,
+                                        avatar=avatar))
         return seq
 
     def end(self, reply: Reply) -> None:

@@ -16,7 +16,7 @@ from avatarchat.asr import ASR
 from avatarchat.errors import AvatarChatError, error_body, redact
 from avatarchat.llm import LLM
 from avatarchat.render import Renderer
-from avatarchat.server import routes, ws
+from avatarchat.server import avatars, routes, ws
 from avatarchat.server.access import docs_urls
 from avatarchat.server.health import DEFAULT_CHECKS, HealthCheck
 from avatarchat.server.security import secure
@@ -65,5 +65,6 @@ def create_app(settings: Settings | None = None, *, llm: LLM | None = None, tts:
 
     app.include_router(routes.router)
     app.include_router(ws.router)
+    app.include_router(avatars.router)
     app.mount("/static", StaticFiles(directory=routes.WEB_DIR), name="static")
     return app

@@ -34,7 +34,7 @@ class HeadDeadline(HttpToolsProtocol):
     _head_timer: asyncio.TimerHandle | None = None
     _body_timer: asyncio.TimerHandle | None = None
     _head_bytes: int = 0
-    _head_tail: bytes = b""  # the last bytes of the head so far: its end may straddle two packets
+    _head_tail: bytes = b""  # the last bytes seen, so a blank line split between two reads is still found
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -46,20 +46,16 @@ class HeadDeadline(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        if self._head_timer is not None and self._head_too_large(data):
-            self._disarm()
-            self.send_400_response("Request head too large.")
-            return
+        if self._head_timer is not None:  # still reading a head: count its bytes, not the body's after it
+            seen = self._head_tail + data
+            end = seen.find(b"\r\n\r\n")
+            self._head_bytes += len(data) if end < 0 else max(0, end + 4 - len(self._head_tail))
+            self._head_tail = seen[-3:]
+            if self._head_bytes > self.max_head_bytes:
+                self._disarm()
+                self.send_400_response("Request head too large.")
+                return
         super().data_received(data)
-
-    def _head_too_large(self, data: bytes) -> bool:
-        """Count the bytes of ``data`` up to the end of the head (the blank line), not the body behind it."""
-        seen = self._head_tail + data
-        end = seen.find(b"\r\n\r\n")
-        head_part = len(data) if end < 0 else end + 4 - len(self._head_tail)
-        self._head_bytes += head_part
-        self._head_tail = seen[-3:]
-        return self._head_bytes > self.max_head_bytes
 
     def on_message_begin(self) -> None:
         super().on_message_begin()

@@ -30,6 +30,7 @@ class ChatRequest(BaseModel):
     message: str = Field(..., description="What the user typed.")
     queue: bool = Field(False, description="Queue behind the current reply instead of interrupting it.")
     voice: str | None = Field(None, description="Voice id from GET /voices; kept for the session's next replies.")
+    avatar: str | None = Field(None, description="Avatar id from GET /avatars; kept for the session's next clips.")
 
 
 def services(request: Request) -> Services:
@@ -103,5 +104,9 @@ async def chat(request: Request, body: ChatRequest) -> dict:
     check_message(s, body.message)
     voice = s.tts.resolve(body.voice).id if body.voice else None  # an unknown voice is refused before the session
     session = await s.sessions.find(body.session_id, refresh=True)
+    if body.avatar:  # another session's avatar is unknown here (404), and the choice is kept only if it exists
+        chosen = s.avatars.get(body.avatar, session.id)
+        session.avatar = chosen.id
+        voice = voice or chosen.voice  # a gallery avatar speaks with its own voice unless one is asked for
     reply, text = await converse(s, session, body.message, queue=body.queue, voice=voice)
     return {"session_id": session.id, "reply_id": reply.id, "text": text, "sentences": reply.sentences}

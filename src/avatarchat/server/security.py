@@ -49,6 +49,7 @@ SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
 #: Reachable without the access key: the page must load to ask for it, and monitors must see /healthz.
 OPEN_PATHS = frozenset({"/", "/healthz", "/favicon.ico", "/access"})
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+UPLOAD_PATH = "/avatars"  # POST: an avatar upload (multipart), limited by avatar_max_upload_bytes
 ANY_HOST = "*"
 
 
@@ -198,8 +199,10 @@ class SecurityMiddleware:
                 scope.setdefault("state", {})[HEALTH_DETAILS] = not self._needs_key("/metrics") or self._key_given(
                     headers, None)
             self._check_rate(path, scope)
-            body = await self._read_body(headers, method, receive)
-            if body:
+            upload = path == UPLOAD_PATH and method == "POST"  # a multipart file, with its own size limit
+            body = await self._read_body(headers, method, receive,
+                                         self.settings.avatar_max_upload_bytes + 65536 if upload else None)
+            if body and not upload:
                 self._check_json(headers, body)
                 self._check_session_rate(path, body)
         except Refused as refusal:
@@ -228,9 +231,11 @@ class SecurityMiddleware:
                 raise Refused(429, "rate_limited", f"This session sends too many messages; try again in "
                                                    f"{math.ceil(wait)} s.", [("retry-after", str(math.ceil(wait)))])
 
-    async def _read_body(self, headers: dict[str, str], method: str, receive: Receive) -> bytes | None:
-        """The whole body (at most ``max_body_bytes``) for methods that carry one; ``None`` for the others."""
-        limit = self.settings.max_body_bytes
+    async def _read_body(self, headers: dict[str, str], method: str, receive: Receive,
+                         limit: int | None = None) -> bytes | None:
+        """The whole body (at most ``limit``, by default ``max_body_bytes``) for methods that carry one; ``None``
+        for the others."""
+        limit = limit or self.settings.max_body_bytes
         too_big = Refused(413, "body_too_large", f"The request body is over the limit of {limit} bytes.")
         length = headers.get("content-length", "")
         if length.isdigit() and int(length) > limit:
