@@ -20,20 +20,25 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     from avatarchat.server import create_app
-    from avatarchat.server.protocol import uvicorn_options
+    from avatarchat.server.logs import log_config
+    from avatarchat.server.protocol import listening_socket, uvicorn_options
 
     if args.host:
         settings.host = args.host
     if args.port is not None:
         settings.port = args.port
-    print(f"avatarchat: starting on http://{settings.host}:{settings.port} "
-          f"(llm={settings.llm_backend}, tts={settings.tts_backend}, renderer={settings.renderer})", flush=True)
     if args.with_worker and not settings.redis_url:
         print("avatarchat serve: --with-worker needs AVATARCHAT_REDIS_URL (without it speech runs in-process "
               "anyway)", file=sys.stderr)
         return 2
-    uvicorn.run(create_app(settings, with_worker=args.with_worker), host=settings.host, port=settings.port,
-                log_level=args.log_level.lower(), **uvicorn_options(settings))
+    sock = listening_socket(settings.host, settings.port)  # bound first, so port 0 is known before we print it
+    port = sock.getsockname()[1]
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    print(f"avatarchat: starting on http://{host}:{port} "
+          f"(llm={settings.llm_backend}, tts={settings.tts_backend}, renderer={settings.renderer})", flush=True)
+    config = uvicorn.Config(create_app(settings, with_worker=args.with_worker), host=settings.host, port=port,
+                            log_level=args.log_level.lower(), log_config=log_config(), **uvicorn_options(settings))
+    uvicorn.Server(config).run(sockets=[sock])
     return 0
 
 

@@ -38,7 +38,8 @@ class Settings(BaseSettings):
     openai_base_url: str = Field("https://api.openai.com/v1", description="OpenAI-compatible endpoint.")
     openai_api_key: SecretStr = Field(SecretStr(""), description="Bearer key for the endpoint (may be empty).")
     openai_model: str = Field("gpt-4o-mini", description="Model name sent to the endpoint.")
-    openai_timeout_s: float = Field(60.0, gt=0, description="Per-request timeout for the LLM endpoint.")
+    openai_timeout_s: float = Field(60.0, gt=0, description="Timeout for a whole LLM reply, from the request "
+                                   "to the stream's last line.")
     system_prompt: str = Field(
         "You are {name}, a friendly talking avatar. Answer briefly in plain spoken sentences.",
         description="System prompt for chat LLMs; {name} is replaced by avatar_name.",
@@ -84,9 +85,15 @@ class Settings(BaseSettings):
     google_tts_api_key: SecretStr = Field(SecretStr(""), description="API key for Google Cloud Text-to-Speech.")
     google_tts_base_url: str = Field("https://texttospeech.googleapis.com", description="Google TTS endpoint.")
     google_tts_voice: str = Field("ko-KR-Neural2-A", description="Google voice; language code = its first two parts.")
+    openai_tts_base_url: str = Field("https://api.openai.com/v1", description="OpenAI-compatible endpoint of "
+                                     "the openai TTS backend (not the LLM's `openai_base_url`).")
+    openai_tts_api_key: SecretStr = Field(SecretStr(""), description="Bearer key for the openai TTS backend "
+                                          "(not the LLM's `openai_api_key`; may be empty).")
     openai_tts_model: str = Field("gpt-4o-mini-tts", description="Speech model for the openai TTS backend.")
     openai_tts_voice: str = Field("alloy", description="Voice for the openai TTS backend.")
     tts_timeout_s: float = Field(30.0, gt=0, description="Per-request timeout for the cloud TTS backends.")
+    cloud_tts_concurrency: int = Field(8, ge=1, description="Calls at once to one cloud TTS backend (they wait "
+                                       "on the network outside the render slots; more wait their turn).")
 
     renderer: Literal["meshwarp"] = Field("meshwarp", description="Lip-sync renderer.")
     avatar_path: Path | None = Field(None, description="Avatar image (png, jpg, webp, bmp) or short video (mp4, "
@@ -141,6 +148,8 @@ class Settings(BaseSettings):
     max_speech_wait_s: float = Field(15.0, gt=0, description="Admission control: when a new reply's first clip "
                                       "would wait longer than this behind others' speech, the reply comes as "
                                       "text only (a speech_skipped event).")
+    tts_stall_s: float = Field(10.0, gt=0, description="/healthz answers 503 (`tts_stalled`) while a TTS call "
+                               "has waited this many seconds.")
     render_stall_s: float = Field(30.0, gt=0, description="/healthz answers 503 when renders are running but "
                                   "none has produced a frame for this many seconds.")
     clip_ttl_s: float = Field(3600.0, gt=0, description="Finished clips are deleted this many seconds after writing.")
@@ -208,6 +217,8 @@ class Settings(BaseSettings):
     max_connections_per_client: int = Field(16, ge=1, description="Open WebSockets one client address may hold.")
     head_timeout_s: float = Field(10.0, gt=0, description="Seconds a client has to send a request's line and "
                                   "headers (slow clients are disconnected); heads over 16 KiB are refused.")
+    body_timeout_s: float = Field(30.0, gt=0, description="Seconds a client has, from the end of a request's "
+                                  "headers, to send its body (slow clients are disconnected).")
     timeout_keep_alive_s: int = Field(5, ge=1, description="Seconds uvicorn keeps an idle HTTP connection open.")
 
     @field_validator("access_keys", "allowed_hosts", "trusted_proxies", mode="before")
@@ -239,7 +250,7 @@ class Settings(BaseSettings):
 
     def secrets(self) -> tuple[str, ...]:
         """The configured API keys, masked wherever a log line might quote them."""
-        keys = (self.openai_api_key, self.google_tts_api_key, *self.access_keys)
+        keys = (self.openai_api_key, self.openai_tts_api_key, self.google_tts_api_key, *self.access_keys)
         return tuple(k.get_secret_value() for k in keys if k.get_secret_value())
 
     def resolved_avatar(self) -> Path:

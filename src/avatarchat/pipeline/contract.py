@@ -31,6 +31,10 @@ class SpeechEngine(Protocol):
 
     async def voice(self, job: SpeechJob) -> Speech: ...
 
+    def voice_needs_slot(self, job: SpeechJob) -> bool:
+        """Whether voicing ``job`` is CPU work that needs a scheduler slot (a cloud TTS only waits)."""
+        ...
+
     async def render(self, job: SpeechJob, speech: Speech, reply: Reply) -> RenderedClip: ...
 
 

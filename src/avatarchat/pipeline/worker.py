@@ -106,6 +106,8 @@ class SpeechPipeline:
     def _submit(self, session: Session, reply: Reply, sentence: str) -> None:
         if reply.cancelled or reply.speech_skipped or session.lane is None:
             return
+        if not any(ch.isalnum() for ch in sentence):  # "...", "!!!": nothing to say (Piper makes no audio)
+            return
         voice = self.tts.choose(sentence, session.voice).id  # Korean text to an English voice gets a Korean one
         try:
             session.lane.submit(reply, sentence, voice, session.avatar)
@@ -147,6 +149,9 @@ class SpeechPipeline:
         speech = await self.tts.synthesize(job.text, job.voice)
         self._cost(time.perf_counter() - t0)
         return speech
+
+    def voice_needs_slot(self, job: SpeechJob) -> bool:
+        return self.tts.needs_cpu(job.text, job.voice)
 
     async def render(self, job: SpeechJob, speech: Speech, reply: Reply) -> RenderedClip:
         path = self.clips_dir / f"{job.id}.mp4"
