@@ -7,10 +7,13 @@ is really loud, so the true start and end of each sentence are known. Reports:
   VAD onset and offset error against the true edges (after silence and after room noise);
   through ``avatarchat serve`` (echo LLM) and its WebSocket, audio streamed in real time in 60 ms frames as the
   page sends them: end of speech -> final transcript, -> reply_text, -> first clip_ready; speech onset ->
-  speech_cancelled while the avatar speaks (voice barge-in); and false barge-ins while a clip plays, from room
-  noise (what a microphone with echo cancellation hears) and from the clip's own audio fed back raw.
+  speech_cancelled while the avatar speaks (voice barge-in); false barge-ins while a clip plays, from room
+  noise (what a microphone with echo cancellation hears) and from the clip's own audio fed back raw; and false
+  early ends (a turn ended by the short hangover of a finished sentence, after which the person went on: the
+  server's ``avatarchat_voice_false_early_ends_total``), with a turn that pauses 0.3 s after a full stop.
 
-    .venv/bin/python benchmarks/voice.py [--runs 4]
+    .venv/bin/python benchmarks/voice.py [--runs 4] [--latency-only]   (--latency-only: the server part only,
+    printed with the machine's load, BENCHMARKS.md left alone: for short runs on a shared machine)
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -190,40 +194,86 @@ def conversation(base: str, first: np.ndarray, second: np.ndarray) -> dict[str, 
     return out
 
 
+def false_early_ends(base: str) -> float:
+    for line in httpx.get(base + "/metrics", timeout=10).text.splitlines():
+        if line.startswith("avatarchat_voice_false_early_ends_total "):
+            return float(line.split()[1])
+    return float("nan")
+
+
+def paused_turn(base: str, piper) -> dict[str, float]:
+    """A finished sentence, 0.3 s of silence (longer than the short hangover, shorter than the normal one),
+    then more: the server ends the turn early and then hears the person go on."""
+    sock = Socket(base)
+    time.sleep(0.3)
+    audio = np.concatenate([silence(0.5), speak(piper, "What time is it?"), silence(0.3),
+                            speak(piper, "And what is the weather like tomorrow?"), silence(1.5)])
+    sent = sock.stream(audio)
+    sock.first("clip_ready", time.perf_counter(), timeout=5)  # the answer to the rest, if any
+    finals = [ev for t, ev in sock.events if t >= sent.t0 and ev["type"] == "transcript" and ev["final"]]
+    sock.ws.close()
+    return {"turns": float(len(finals))}
+
+
+def latency_rows(runs: list[dict[str, float]]) -> list[list[object]]:
+    med = {k: statistics.median([r[k] for r in runs if k in r]) for k in runs[0]}
+    worst = {k: max(r[k] for r in runs if k in r) for k in runs[0]}
+    return [[name, f"{med[k]:.0f}", f"{worst[k]:.0f}", target] for name, k, target in (
+        ("end of speech -> final transcript", "final", ""),
+        ("end of speech -> reply_text", "reply_text", "< 600"),
+        ("end of speech -> first clip_ready", "clip_ready", "< 1100"),
+        ("speech onset -> speech_cancelled (voice barge-in)", "barge_in", "< 200"))]
+
+
+def server_runs(n: int, clips: list[np.ndarray], piper) -> tuple[list[dict[str, float]], dict[str, float]]:
+    """``n`` conversations and, after them, the false early ends they caused; then one paused turn."""
+    runs: list[dict[str, float]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        proc, base = start_server(Path(tmp))
+        try:
+            time.sleep(3)  # the ASR model loads in the background after start-up
+            for i in range(n):
+                runs.append(conversation(base, clips[i % len(clips)], clips[(i + 1) % len(clips)]))
+            early = {"conversations": false_early_ends(base)}
+            paused = paused_turn(base, piper)
+            early["paused"] = false_early_ends(base) - early["conversations"]
+            early["paused_turns"] = paused["turns"]
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+    return runs, early
+
+
+def early_rows(runs: list[dict[str, float]], early: dict[str, float]) -> list[list[object]]:
+    return [[f"{len(runs)} conversations (2 spoken turns each, full sentences)", f"{early['conversations']:.0f}"],
+            ["a full stop, 0.3 s of silence, then more (one turn)",
+             f"{early['paused']:.0f} ({early['paused_turns']:.0f} finals sent)"]]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=4)
+    parser.add_argument("--latency-only", action="store_true")
     args = parser.parse_args()
     from avatarchat.tts.espeak import EspeakTTS
     from avatarchat.tts.piper import PiperTTS
 
     piper = PiperTTS()
     piper.warm_up()
+    if args.latency_only:
+        load = os.getloadavg()
+        runs, early = server_runs(args.runs, [speak(piper, s) for s in SENTENCES], piper)
+        print(f"load average before: {load[0]:.2f}, after: {os.getloadavg()[0]:.2f}; {args.runs} conversations, ms")
+        print(table(["", "median", "worst", "target"], latency_rows(runs)))
+        print(table(["false early ends", "count"], early_rows(runs, early)))
+        return
     clips = {"piper:en_US-joe-medium": [speak(piper, s) for s in SENTENCES],
              "piper:en_US-joe-medium+female": [speak(piper, s, "en_US-joe-medium+female") for s in SENTENCES],
              "espeak:en-us": [speak(EspeakTTS(), s, "en-us") for s in SENTENCES]}
     wer_rows, rtf = asr_quality(clips)
     shape_rtf = reshape_cost(piper)
     vad_rows = vad_timing(clips["piper:en_US-joe-medium"] + clips["espeak:en-us"])
-    runs = []
-    with tempfile.TemporaryDirectory() as tmp:
-        proc, base = start_server(Path(tmp))
-        try:
-            time.sleep(3)  # the ASR model loads in the background after start-up
-            piper_clips = clips["piper:en_US-joe-medium"]
-            for i in range(args.runs):
-                first, second = piper_clips[i % len(piper_clips)], piper_clips[(i + 1) % len(piper_clips)]
-                runs.append(conversation(base, first, second))
-        finally:
-            proc.terminate()
-            proc.wait(timeout=30)
-    med = {k: statistics.median([r[k] for r in runs if k in r]) for k in runs[0]}
-    worst = {k: max(r[k] for r in runs if k in r) for k in runs[0]}
-    latency_rows = [[name, f"{med[k]:.0f}", f"{worst[k]:.0f}", target] for name, k, target in (
-        ("end of speech -> final transcript", "final", ""),
-        ("end of speech -> reply_text", "reply_text", "< 600"),
-        ("end of speech -> first clip_ready", "clip_ready", "< 1100"),
-        ("speech onset -> speech_cancelled (voice barge-in)", "barge_in", "< 200"))]
+    runs, early = server_runs(args.runs, clips["piper:en_US-joe-medium"], piper)
     false_rows = [["room noise (rms 150, ~-47 dBFS) while a clip plays",
                    f"{sum(r['false_noise'] for r in runs):.0f} / {len(runs)}"],
                   ["the clip's own audio fed back raw (no echo cancellation)",
@@ -234,13 +284,17 @@ def main() -> None:
             + f"\n\nASR real-time factor on one thread: **{rtf:.3f}** (compute seconds per second of audio). "
             "`+female` is the default voice: Joe's speech moved to a woman's register by the WORLD vocoder "
             f"(`tts/shape.py`), which costs **{shape_rtf:.3f}** s per second of speech on one thread.\n\n"
-            "VAD (Silero v6, threshold 0.5, hangover 350 ms) against the true edges of each sentence, ms "
+            "VAD (Silero v6, threshold 0.5, hangover 350 ms: the one for turns whose words do not tell) against "
+            "the true edges of each sentence, ms "
             "(positive: late):\n\n"
             + table(["padding", "sentences", "missed", "onset mean", "onset max abs", "offset mean",
                      "offset max abs"], vad_rows)
             + f"\n\nThrough `avatarchat serve` (echo LLM) and its WebSocket, audio streamed in real time in 60 ms "
             f"frames, {args.runs} conversations, ms:\n\n"
-            + table(["", "median", "worst", "target"], latency_rows)
+            + table(["", "median", "worst", "target"], latency_rows(runs))
+            + "\n\nFalse early ends (a turn ended after the short hangover of a finished sentence, then the person "
+            "went on within the normal one; `avatarchat_voice_false_early_ends_total`):\n\n"
+            + table(["turns", "false early ends"], early_rows(runs, early))
             + "\n\nFalse barge-ins (a `speech_cancelled` while the avatar speaks and nobody does):\n\n"
             + table(["microphone hears", "false barge-ins"], false_rows)
             + "\n\nThe page relies on the browser's echo cancellation (`getUserMedia` with `echoCancellation`); "

@@ -67,6 +67,9 @@ class FakeEngine:
         self.rendered: list[str] = []
         self.started: list[str] = []  # "voice <text>" / "render <text>", in the order the work began
 
+    def voice_needs_slot(self, job: SpeechJob) -> bool:
+        return True
+
     async def voice(self, job: SpeechJob) -> Speech:
         self.started.append(f"voice {job.text}")
         try:
@@ -129,3 +132,26 @@ def speak(lane, texts: list[str], voice: str = "fake:voice") -> Reply:
         lane.submit(reply, t, voice)
     lane.end(reply)
     return reply
+
+
+class FailOn:
+    """A TTS (wrapping a real one) that fails every sentence containing ``word``: a middle sentence that fails
+    on demand (punctuation-only sentences used to, and are now left out instead)."""
+
+    def __init__(self, inner, word: str = "Explode") -> None:
+        self.inner, self.word = inner, word
+        self.name, self.default_voice, self.network_bound = inner.name, inner.default_voice, False
+
+    async def synthesize(self, text: str, voice: str | None = None) -> Speech:
+        if self.word in text:
+            raise BackendError(f"{self.name} cannot say {self.word!r}")
+        return await self.inner.synthesize(text, voice)
+
+    def voices(self) -> list[str]:
+        return self.inner.voices()
+
+    def warm_up(self) -> None:
+        self.inner.warm_up()
+
+    async def aclose(self) -> None:
+        pass

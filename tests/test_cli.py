@@ -94,3 +94,62 @@ def test_listen_reads_the_speech_of_an_mp4_and_an_mp3(tmp_path: Path, tts) -> No
         assert r.returncode == 0, r.stderr
         said = "".join(c for c in r.stdout.lower() if c.isalpha() or c.isspace()).split()
         assert said == "please tell me a story".split(), (path.suffix, r.stdout)
+
+
+def test_serve_on_port_0_says_its_port_and_keeps_secrets_out_of_its_log(tmp_path: Path) -> None:
+    """``serve --port 0`` prints the port the OS gave (it printed ``:0``); uvicorn's access and socket lines
+    show neither the access key nor the session token (both travel in the socket's query string)."""
+    import re
+    import time
+
+    import httpx
+    from websockets.sync.client import connect
+
+    env = dict(os.environ, AVATARCHAT_DATA_DIR=str(tmp_path / "data"), AVATARCHAT_LLM_BACKEND="echo",
+               AVATARCHAT_ACCESS_KEYS="sesame-0123456789", AVATARCHAT_VOICE_ENABLED="false")
+    proc = subprocess.Popen([sys.executable, "-m", "avatarchat", "serve", "--host", "127.0.0.1", "--port", "0"],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        port = int(re.search(r"http://127\.0\.0\.1:(\d+)", first).group(1))  # type: ignore[union-attr]
+        assert port > 0, first
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                if httpx.get(base + "/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline and proc.poll() is None, "server did not start"
+            time.sleep(0.2)
+        key = {"authorization": "Bearer sesame-0123456789"}
+        sid = httpx.post(base + "/session", headers=key, timeout=10).json()["session_id"]
+        with connect(f"ws://127.0.0.1:{port}/ws?session_id={sid}&key=sesame-0123456789") as ws:
+            ws.recv(timeout=10)
+        httpx.get(base + f"/voices?key=sesame-0123456789&session_id={sid}", headers=key, timeout=10)
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=60)
+    assert "/voices" in out and "WebSocket" in out, out[-2000:]  # the lines are there ...
+    assert "sesame-0123456789" not in out and sid not in out, out[-2000:]  # ... without the secrets
+
+
+def test_avatar_add_checks_the_face_and_fills_a_gallery_directory(tmp_path: Path) -> None:
+    import json
+
+    from tests import media_files as mf
+
+    gallery = tmp_path / "gallery"
+    r = run_cli("avatar", "add", str(mf.PHOTO), "--dir", str(gallery), "--name", "Grace Hopper", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "added grace-hopper" in r.stdout
+    index = json.loads((gallery / "gallery.json").read_text())
+    assert index["avatars"] == [{"id": "grace-hopper", "name": "Grace Hopper", "file": "grace-hopper.png",
+                                 "voice": None}]
+    two = tmp_path / "two.png"
+    two.write_bytes(mf.two_faces())
+    r = run_cli("avatar", "add", str(two), "--dir", str(gallery), cwd=tmp_path)
+    assert r.returncode == 1 and "2 faces were found" in r.stderr
+    assert len(json.loads((gallery / "gallery.json").read_text())["avatars"]) == 1

@@ -17,6 +17,8 @@ from websockets.sync.client import connect
 from avatarchat.data import Message
 from avatarchat.llm.base import LLM
 from avatarchat.server import create_app
+from avatarchat.tts.router import VoiceRouter
+from tests.fakes import FailOn
 from tests.helpers import running, session_for
 from tests.test_browser import browser  # noqa: F401 - the module-scoped Chromium fixture
 from tests.test_ws import collect, open_ws, ws_url
@@ -47,6 +49,17 @@ def recording(settings, voices, renderer, tmp_path_factory) -> Iterator[tuple[st
         yield base, llm
 
 
+@pytest.fixture(scope="module")
+def breaking(settings, voices, renderer, tmp_path_factory) -> Iterator[str]:
+    """A server whose Piper fails every sentence that says "Explode"."""
+    tts = VoiceRouter({"piper": FailOn(voices.backends["piper"]), "espeak": voices.backends["espeak"]},
+                      primary="piper", script_defaults=voices.script_defaults)
+    app = create_app(settings.model_copy(update={"data_dir": tmp_path_factory.mktemp("breaking")}), tts=tts,
+                     renderer=renderer)
+    with running(app) as base:
+        yield base
+
+
 def chat(base: str, name: str, message: str, **extra) -> dict:
     r = httpx.post(base + "/chat", json={"session_id": session_for(base, name), "message": message, **extra},
                    timeout=60)
@@ -60,9 +73,9 @@ def played(ws, reply: str, seq: int) -> None:
     ws.send(json.dumps({"type": "clip_ended", "reply": reply, "seq": seq}))
 
 
-def test_a_failed_sentence_is_reported_with_its_reply_and_seq(server: str) -> None:
-    with open_ws(server, "conv-fail") as ws:
-        body = chat(server, "conv-fail", "First sentence here. ... Third sentence here.")
+def test_a_failed_sentence_is_reported_with_its_reply_and_seq(breaking: str) -> None:
+    with open_ws(breaking, "conv-fail") as ws:
+        body = chat(breaking, "conv-fail", "First sentence here. Explode now. Third sentence here.")
         events = collect(ws, "speech_done")
     assert body["sentences"] == 3
     errors = [e for e in events if e["type"] == "error"]
@@ -149,9 +162,9 @@ def _played(page) -> list[tuple[str, int]]:
 
 @pytest.mark.browser
 @pytest.mark.slow
-def test_page_plays_on_after_a_failed_middle_sentence(server: str, browser) -> None:  # noqa: F811
-    page = _page(server, browser)
-    _send(page, "First sentence here. ... Third sentence here.")
+def test_page_plays_on_after_a_failed_middle_sentence(breaking: str, browser) -> None:  # noqa: F811
+    page = _page(breaking, browser)
+    _send(page, "First sentence here. Explode now. Third sentence here.")
     page.wait_for_function("window.avatarchat.stats.clipsPlayed.length >= 2", timeout=60000)
     first = _played(page)
     assert [seq for _, seq in first] == [0, 2]

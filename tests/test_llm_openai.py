@@ -30,6 +30,7 @@ MALFORMED_MODEL = "malformed-model"
 INSTREAM_ERROR_MODEL = "instream-error-model"
 SLOW_MODEL = "slow-model"  # pauses before the final chunk
 SLOW_PAUSE_S = 0.3
+DRIP_MODEL = "drip-model"  # a keep-alive every 0.2 s for 8 s before the end: no read waits long, the reply does
 PIECE_LEN = 7  # characters per streamed content delta
 # Models whose stream carries, after two pieces, one ``data:`` line of valid JSON in the wrong shape.
 WRONG_SHAPES = {
@@ -130,6 +131,10 @@ def _make_app(server: FakeServer) -> FastAPI:
                     yield ": keep-alive\n\n"
             if model == SLOW_MODEL:
                 await asyncio.sleep(SLOW_PAUSE_S)
+            if model == DRIP_MODEL:
+                for _ in range(40):
+                    await asyncio.sleep(0.2)
+                    yield ": keep-alive\n\n"
             yield _chunk({}, model, finish="stop")
             yield "data: [DONE]\n\n"
 
@@ -222,6 +227,19 @@ async def test_first_piece_arrives_before_stream_ends(server: FakeServer) -> Non
     finally:
         await gen.aclose()
         await llm.aclose()
+
+
+async def test_the_timeout_bounds_the_whole_reply_not_each_read(server: FakeServer) -> None:
+    """A server that drips a keep-alive every 0.2 s never trips a per-read timeout of 1 s; the reply's
+    deadline ends it (it held a reply, and its sentence slots, for as long as the server dripped)."""
+    llm = OpenAILLM(server.base_url, API_KEY, DRIP_MODEL, timeout_s=1.0)
+    start = time.monotonic()
+    try:
+        with pytest.raises(BackendError, match="1 s"):
+            await _collect(llm, [Message("user", "drip")])
+    finally:
+        await llm.aclose()
+    assert time.monotonic() - start < 4.0
 
 
 async def test_request_carries_system_prompt_history_and_model(server: FakeServer) -> None:

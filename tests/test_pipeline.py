@@ -175,3 +175,42 @@ async def test_a_full_table_evicts_the_longest_idle_session_but_never_a_connecte
     with pytest.raises(TooManySessions):
         mgr.create()
     await mgr.close()
+
+
+def test_punctuation_only_sentences_are_not_spoken_and_blame_no_backend(server: str) -> None:
+    """"Hello there. ... !!! Bye now." splits into four sentences; "..." and "!!!" have nothing to say (Piper
+    made no audio for them and the page was told a backend failed). They are left out: two clips, no error."""
+    with open_ws(server, "punct") as ws:
+        r = httpx.post(server + "/chat", json={"session_id": session_for(server, "punct"),
+                                               "message": "Hello there. ... !!! Bye now."}, timeout=60)
+        assert r.status_code == 200
+        events = collect(ws, "speech_done")
+    assert [e for e in events if e["type"] == "error"] == []
+    assert len([e for e in events if e["type"] == "clip_ready"]) == 2
+    assert events[-1]["sentences"] == 2
+
+
+def test_tts_timing_counts_synthesis_not_the_wait_for_a_slot(settings, voices, renderer, tmp_path) -> None:
+    """One slot, held by another session's render for 2 s: the second session's sentence waits that long
+    for its TTS slot, and its clip's ``timings_ms.tts`` used to include the wait."""
+    from avatarchat.server import create_app
+    from tests.helpers import running
+    from tests.security.test_overload import GatedRenderer
+
+    gated = GatedRenderer(renderer)
+    one_slot = settings.model_copy(update={"data_dir": tmp_path, "render_threads": 1})
+    with running(create_app(one_slot, tts=voices, renderer=gated)) as base:
+        with open_ws(base, "holder") as a, open_ws(base, "waiter") as b:
+            httpx.post(base + "/chat", json={"session_id": session_for(base, "holder"), "message": "Stuck."},
+                       timeout=60)
+            deadline = time.monotonic() + 30
+            while httpx.get(base + "/healthz", timeout=10).json()["pipeline"]["renders_in_flight"] < 1:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+            httpx.post(base + "/chat", json={"session_id": session_for(base, "waiter"), "message": "Hi there."},
+                       timeout=60)
+            time.sleep(2.0)  # the waiter's sentence waits for the slot meanwhile
+            gated.gate.set()
+            clip = next(e for e in collect(b, "clip_ready") if e["type"] == "clip_ready")
+            collect(a, "speech_done")
+    assert clip["timings_ms"]["tts"] < 2000, clip["timings_ms"]

@@ -36,7 +36,7 @@ class Deployment:
 def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     server = RedisServer()
     server.start()
-    procs = Processes(server.url, tmp_path_factory.mktemp("cluster"), AVATARCHAT_REDIS_VISIBILITY_S="10",
+    procs = Processes(server.url, tmp_path_factory.mktemp("cluster"), AVATARCHAT_REDIS_VISIBILITY_S="2",
                       AVATARCHAT_REDIS_JOB_TIMEOUT_S="20", AVATARCHAT_RENDER_THREADS="1",
                       AVATARCHAT_TEST_FRAME_DELAY_S="0.02")
     try:
@@ -144,8 +144,7 @@ def test_a_page_that_missed_events_on_node_a_catches_up_on_node_b_once_and_in_or
         state = json.loads(ws.recv(timeout=30))
         assert state["type"] == "session_state" and state["resumed"] is True
         events = events_until(ws, "speech_done", reply)
-    recorded = [entry_id.decode() for entry_id, f in client.xrange(stream, min=last)  # after ``last``; the
-                if not json.loads(f[b"e"])["type"].startswith("_")][1:]  # nodes' bookkeeping is not the page's
+    recorded = [entry_id.decode() for entry_id, _ in client.xrange(stream, min=last)][1:]  # after ``last``
     assert [e["id"] for e in events] == recorded[:len(events)]  # each event once, in the stream's order
     assert sorted(c["seq"] for c in clips_of(events, reply)) == [0, 1, 2]
     assert any(e["type"] == "speech_cancelled" and e["reply"] == first for e in events)  # missed, then replayed
@@ -209,20 +208,20 @@ def test_a_worker_killed_mid_render_loses_nothing_and_nothing_is_announced_twice
         pid = int(holder.rsplit("-", 1)[1])
         victim = next(p for p in d.workers if p.pid == pid)
         time.sleep(0.2)  # mid-render
-        reclaimed = int(client.get("avatarchat:stats:reclaimed") or 0)
         victim.send_signal(signal.SIGKILL)
-        killed_at = time.monotonic()
         victim.wait()
-        wait_until(lambda: int(client.get("avatarchat:stats:reclaimed") or 0) > reclaimed, 30, "a reclaim")
-        reclaim_s = time.monotonic() - killed_at
+        killed_at = time.monotonic()
+        wait_until(lambda: not any(c["consumer"].decode() == holder for c in claimed(client)), 10,
+                   "the killed worker's job taken over")
+        # Liveness TTL 1.5 s + an orphan check (0.5 s) of the other worker, once its loop is free: it may be in the
+        # middle of a clip of its own (a visibility timeout of 2 s here; 10 s by default) under CI's load.
+        took_s = time.monotonic() - killed_at
         events = events_until(ws, "speech_done", reply, timeout_s=120)
-    # Its heartbeat expires within 1.2 s and the others look every 0.5 s: ~2 s (slack for a loaded machine);
-    # the visibility timeout (10 s here, the job touched every 3.3 s) would take 6.7 s at the least.
-    assert reclaim_s < 4.0, reclaim_s
     clips = clips_of(events, reply)
     assert sorted(c["seq"] for c in clips) == [0, 1, 2]  # each exactly once
     assert len({c["job"] for c in clips}) == 3
     assert int(client.get("avatarchat:stats:reclaimed") or 0) >= 1
+    assert took_s < 4.0, f"the killed worker's job waited {took_s:.1f} s"
     d.workers.remove(victim)
 
 

@@ -17,7 +17,7 @@ from redis.asyncio import Redis
 
 from avatarchat.distributed.backplane import Backplane
 from avatarchat.distributed.event_stream import EventRecorder, EventStream
-from avatarchat.distributed.keys import Keys
+from avatarchat.distributed.keys import Keys, loads
 from avatarchat.errors import QueueFull, StoreUnavailable
 from avatarchat.events import ReplyPartial, ReplyText
 from avatarchat.metrics import Metrics
@@ -373,3 +373,23 @@ async def test_the_reply_so_far_reaches_pages_but_is_not_kept_in_redis(nodes: tu
     assert [e["type"] for e in got[1:]] == ["reply_partial"] * 20 + ["reply_text"]
     kept = [json.loads(f[b"e"])["type"] for _, f in await redis.xrange(f"avatarchat:events:{on_a.id}")]
     assert "reply_partial" not in kept and "reply_text" in kept
+
+
+async def test_the_avatar_a_session_chose_on_one_node_is_its_avatar_on_the_other_and_in_its_jobs(
+        nodes: tuple[Node, Node], redis: Redis) -> None:
+    a, b = nodes
+    sid = (await new_session(a)).id
+    on_a = await a.sessions.find(sid, refresh=True)
+    on_a.avatar = "grace-hopper"  # a gallery avatar (every node serves the same gallery directory)
+    await a.sessions.save(on_a)
+    on_b = await b.sessions.find(sid, refresh=True)
+    assert on_b.avatar == "grace-hopper"
+    reply, _ = on_b.begin_reply("Hello?", barge_in=False)
+    on_b.lane.submit(reply, "Hello.", "piper:en_US-joe-medium", on_b.avatar)
+    await asyncio.sleep(0.3)  # the lane's writes to Redis are queued
+    streams = [k for k in await redis.keys("avatarchat:jobs:*") if await redis.type(k) == b"stream"]
+    jobs = [loads(f[b"job"]) for key in streams for _, f in await redis.xrange(key)]
+    assert any(j.get("session") == sid and j.get("avatar") == "grace-hopper" for j in jobs), jobs
+    on_a.avatar = None  # back to the default
+    await a.sessions.save(on_a)
+    assert (await b.sessions.find(sid, refresh=True)).avatar is None

@@ -13,6 +13,7 @@ import base64
 import io
 import json
 import subprocess
+import threading
 import time
 import wave
 from collections.abc import Iterator
@@ -33,7 +34,7 @@ from avatarchat.errors import BackendError, BadRequest, ConfigError
 from avatarchat.render.meshwarp import MeshWarpRenderer
 from avatarchat.server import create_app
 from avatarchat.settings import Settings
-from avatarchat.tts import GoogleTTS, OpenAITTS, create_tts
+from avatarchat.tts import GoogleTTS, OpenAITTS, VoiceRouter, create_tts
 from tests.helpers import free_port, running, session_for, wav_bytes
 from tests.test_ws import collect, open_ws
 
@@ -241,8 +242,10 @@ async def test_google_misconfiguration_and_unreachable_server() -> None:
 
 # -- OpenAI --------------------------------------------------------------------------------------------------------
 async def test_openai_speaks_with_settings(openai: Fake) -> None:
-    router = create_tts(Settings(_env_file=None, tts_backend="openai", openai_base_url=openai.base_url,
-                                 openai_api_key=OPENAI_KEY, openai_tts_voice="nova"))
+    """Its own URL and key (it used the LLM's, silently: a local LLM's URL and key went to the TTS)."""
+    router = create_tts(Settings(_env_file=None, tts_backend="openai", openai_tts_base_url=openai.base_url,
+                                 openai_tts_api_key=OPENAI_KEY, openai_tts_voice="nova",
+                                 openai_base_url="http://127.0.0.1:9/v1", openai_api_key="sk-the-llms-key"))
     assert router.default_voice == "openai:nova"
     tts = router.backends["openai"]
     assert isinstance(tts, OpenAITTS) and "nova" in tts.voices()
@@ -308,3 +311,45 @@ def test_bad_google_key_reaches_the_socket_and_the_reply_still_arrives(google: F
     assert types.index("speech_done") > max(i for i, t in enumerate(types) if t == "error")
     assert events[-1]["clips"] == 0 and events[-1]["reply"] == r.json()["reply_id"]
     assert "key=bad" not in json.dumps(events)
+
+
+def test_a_hanging_cloud_tts_holds_no_cpu_slot(settings, voices, renderer, tmp_path) -> None:
+    """Google hangs on a Korean sentence; another session's English reply is still voiced and rendered in the
+    server's one CPU slot while that call hangs (it used to hold the slot for the whole TTS timeout)."""
+    release = threading.Event()
+    calls: list[str] = []
+    hanging = FastAPI()
+
+    @hanging.get("/healthz")
+    def healthz() -> dict:
+        return {"status": "ok"}
+
+    @hanging.post("/v1/text:synthesize")
+    async def synthesize(body: dict[str, Any]) -> JSONResponse:
+        calls.append(body["input"]["text"])
+        await asyncio.to_thread(release.wait, 40)
+        audio = speech_wav(body["input"]["text"], "ko", body["audioConfig"]["sampleRateHertz"])
+        return JSONResponse({"audioContent": base64.b64encode(audio).decode("ascii")})
+
+    with running(hanging) as google_url:
+        google = GoogleTTS(api_key=GOOGLE_KEY, base_url=google_url, timeout_s=60)
+        router = VoiceRouter({"piper": voices.backends["piper"], "google": google}, primary="piper",
+                             script_defaults={"Latin": "piper:en_US-joe-medium", "Hangul": "google:ko-KR-Neural2-A"})
+        one_slot = settings.model_copy(update={"data_dir": tmp_path, "render_threads": 1})
+        try:
+            with running(create_app(one_slot, tts=router, renderer=renderer)) as base:
+                with open_ws(base, "ko") as ko, open_ws(base, "en") as en:
+                    httpx.post(base + "/chat", json={"session_id": session_for(base, "ko"), "message": KOREAN},
+                               timeout=30)
+                    deadline = time.monotonic() + 30
+                    while not calls:
+                        assert time.monotonic() < deadline, "the Korean sentence never reached Google"
+                        time.sleep(0.05)
+                    httpx.post(base + "/chat", json={"session_id": session_for(base, "en"), "message": "Hello there."},
+                               timeout=30)
+                    collect(en, "clip_ready", timeout_s=30)
+                    assert not release.is_set()  # the English clip came while Google still hung
+                    release.set()
+                    collect(ko, "speech_done", timeout_s=60)
+        finally:
+            release.set()

@@ -1,6 +1,7 @@
 """Command line: ``avatarchat serve`` runs the server (a web node in Redis mode); ``avatarchat worker`` runs a
 speech worker (Redis mode); ``avatarchat say "text" -o out.mp4`` renders one clip; ``avatarchat listen FILE``
-prints what is said in an audio or video file, with the server's VAD and ASR."""
+prints what is said in an audio or video file, with the server's VAD and ASR; ``avatarchat avatar add FILE --dir
+DIR`` adds a face to a gallery directory a server can offer (``AVATARCHAT_AVATAR_GALLERY_DIR``)."""
 
 from __future__ import annotations
 
@@ -19,20 +20,25 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     from avatarchat.server import create_app
-    from avatarchat.server.protocol import uvicorn_options
+    from avatarchat.server.logs import log_config
+    from avatarchat.server.protocol import listening_socket, uvicorn_options
 
     if args.host:
         settings.host = args.host
     if args.port is not None:
         settings.port = args.port
-    print(f"avatarchat: starting on http://{settings.host}:{settings.port} "
-          f"(llm={settings.llm_backend}, tts={settings.tts_backend}, renderer={settings.renderer})", flush=True)
     if args.with_worker and not settings.redis_url:
         print("avatarchat serve: --with-worker needs AVATARCHAT_REDIS_URL (without it speech runs in-process "
               "anyway)", file=sys.stderr)
         return 2
-    uvicorn.run(create_app(settings, with_worker=args.with_worker), host=settings.host, port=settings.port,
-                log_level=args.log_level.lower(), **uvicorn_options(settings))
+    sock = listening_socket(settings.host, settings.port)  # bound first, so port 0 is known before we print it
+    port = sock.getsockname()[1]
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    print(f"avatarchat: starting on http://{host}:{port} "
+          f"(llm={settings.llm_backend}, tts={settings.tts_backend}, renderer={settings.renderer})", flush=True)
+    config = uvicorn.Config(create_app(settings, with_worker=args.with_worker), host=settings.host, port=port,
+                            log_level=args.log_level.lower(), log_config=log_config(), **uvicorn_options(settings))
+    uvicorn.Server(config).run(sockets=[sock])
     return 0
 
 
@@ -142,6 +148,24 @@ def _listen(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _avatar(args: argparse.Namespace, settings: Settings) -> int:
+    from avatarchat.avatars.gallery import add
+    from avatarchat.avatars.intake import Limits
+    from avatarchat.render import create_renderer
+
+    st = settings
+    limits = Limits(max_bytes=st.avatar_max_upload_bytes, max_pixels=st.avatar_max_pixels,
+                    max_side_px=st.avatar_max_side_px, max_video_s=st.avatar_max_video_s,
+                    max_video_side=st.avatar_max_video_side, out_side=st.render_max_side,
+                    timeout_s=st.avatar_decode_timeout_s, min_face_px=st.avatar_min_face_px)
+    name = args.name or Path(args.file).stem
+    item = add(Path(args.dir), Path(args.file), name, args.voice, limits)
+    avatar = create_renderer(settings).register(Path(args.dir) / item.file)  # warms the landmark cache
+    print(f"added {item.id} ({item.name}, {len(avatar.frames)} frame(s) of {avatar.size[0]}x{avatar.size[1]}) to "
+          f"{args.dir}; serve it with AVATARCHAT_AVATAR_GALLERY_DIR={args.dir}")
+    return 0
+
+
 def _motion_scale(text: str) -> float:
     """``--motion``: a number from 0 to 3 (the range of the motion_scale setting)."""
     value = float(text)
@@ -166,6 +190,13 @@ def main(argv: list[str] | None = None) -> int:
     p_say.add_argument("-o", "--output", default="out.mp4")
     p_say.add_argument("--voice", default=None, help="voice id such as piper:en_US-joe-medium or espeak:ko")
     p_say.add_argument("--avatar", default=None, help="avatar image (default: the bundled portrait)")
+    p_avatar = sub.add_parser("avatar", help="manage a gallery directory of avatars a server can offer")
+    avatar_sub = p_avatar.add_subparsers(dest="avatar_command", required=True)
+    p_add = avatar_sub.add_parser("add", help="check a photo or short video and add it to a gallery directory")
+    p_add.add_argument("file")
+    p_add.add_argument("--dir", required=True, help="the gallery directory (AVATARCHAT_AVATAR_GALLERY_DIR)")
+    p_add.add_argument("--name", default=None, help="shown in the gallery (default: the file's name)")
+    p_add.add_argument("--voice", default=None, help="its voice, e.g. piper:en_US-joe-medium (default: none)")
     p_listen = sub.add_parser("listen", help="print the transcript of an audio or video file (WAV, MP3, MP4...)")
     p_listen.add_argument("file")
     p_listen.add_argument("--segments", action="store_true", help="one line per speech segment: start end text")
@@ -177,7 +208,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = Settings()
     try:
-        command = {"serve": _serve, "worker": _worker, "say": _say, "listen": _listen}[args.command]
+        command = {"serve": _serve, "worker": _worker, "say": _say, "listen": _listen,
+                   "avatar": _avatar}[args.command]
         return command(args, settings)
     except AvatarChatError as exc:
         print(f"avatarchat: {exc.message}", file=sys.stderr)

@@ -91,6 +91,27 @@ class NoFaceError(AvatarChatError):
     generic = "No usable face was found in the avatar media."
 
 
+class UploadRefused(AvatarChatError):
+    """An uploaded avatar file was refused before anything trusted it; ``code`` says why (``not_media``,
+    ``too_many_pixels``, ``no_face``, ``several_faces``, ...) and the message what to send instead."""
+
+    status = 422
+    message_is_public = True
+
+    def __init__(self, code: str, message: str, status: int = 422) -> None:
+        super().__init__(message)
+        self.code = code
+        self.status = status
+
+
+class UnknownAvatar(AvatarChatError):
+    """No avatar this session may use has this id (another session's is unknown too: ids leak nothing)."""
+
+    code = "unknown_avatar"
+    status = 404
+    message_is_public = True
+
+
 class ConfigError(AvatarChatError):
     """The server cannot start as configured (a missing binary, an unknown voice in settings, a bad key)."""
 

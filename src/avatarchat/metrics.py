@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0)
@@ -29,6 +29,21 @@ class _QueueDepths:
         yield s
 
 
+class _AsrLoad:
+    """Speech recognition waiting and running, read at scrape time."""
+
+    def __init__(self, pending: Callable[[], int], running: Callable[[], int]) -> None:
+        self._pending, self._running = pending, running
+
+    def collect(self):
+        p = GaugeMetricFamily("avatarchat_asr_pending", "Transcriptions waiting for an ASR thread, all sockets")
+        p.add_metric([], float(self._pending()))
+        yield p
+        r = GaugeMetricFamily("avatarchat_asr_running", "Transcriptions running")
+        r.add_metric([], float(self._running()))
+        yield r
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
@@ -50,8 +65,23 @@ class Metrics:
         self.errors = Counter("avatarchat_errors", "Error events sent", ["code"], registry=self.registry)
         self.cancelled = Counter("avatarchat_replies_cancelled", "Replies cut short by barge-in",
                                  registry=self.registry)
-        self.voice_cpu = Counter("avatarchat_voice_input_cpu_seconds", "CPU seconds spent on voice input "
-                                 "(speech detection and recognition), all sockets", ["stage"], registry=self.registry)
+        self.avatar_uploads = Counter("avatarchat_avatar_uploads", "Avatar uploads, by result (ok or the refusal "
+                                      "code)", ["result"], registry=self.registry)
+        self.avatar_register = hist("avatarchat_avatar_register_seconds", "An accepted upload: checks, decoding "
+                                    "and face registration")
+        self.avatars = Gauge("avatarchat_avatars_uploaded", "Uploaded avatars held", registry=self.registry)
+        self.avatar_bytes = Gauge("avatarchat_avatar_bytes", "Decoded frames of the uploaded avatars held, in bytes",
+                                  registry=self.registry)
+
+        self.voice_cpu = Counter("avatarchat_voice_cpu_seconds", "Voice input work, all sockets: asr = seconds "
+                                 "holding an ASR thread, vad = VAD CPU seconds", ["stage"], registry=self.registry)
+
+        self.false_early_ends = Counter("avatarchat_voice_false_early_ends", "Spoken turns ended sooner than "
+                                        "vad_hangover_ms because their words seemed finished, after which the "
+                                        "person went on speaking within that hangover", registry=self.registry)
+
+    def watch_asr(self, pending: Callable[[], int], running: Callable[[], int]) -> None:
+        self.registry.register(_AsrLoad(pending, running))
 
     def watch_queues(self, depths: Callable[[], dict[str, int]]) -> None:
         self.registry.register(_QueueDepths(depths))

@@ -17,6 +17,8 @@ from pathlib import Path
 from avatarchat.asr import ASR, asr_language, create_asr
 from avatarchat.asr.listener import VoiceInput
 from avatarchat.asr.vad import SileroModel
+from avatarchat.avatars.intake import Limits
+from avatarchat.avatars.library import AvatarLibrary, Quotas
 from avatarchat.distributed.backplane import Backplane
 from avatarchat.distributed.redis_lane import RedisLane
 from avatarchat.distributed.worker import SpeechWorker
@@ -50,6 +52,7 @@ class Services:
     sessions: SessionManager
     metrics: Metrics
     clips: ClipStore
+    avatars: AvatarLibrary
     voice: VoiceInput | None = None  # microphone input (ASR + VAD); None when voice_enabled is off
     backplane: Backplane | None = None  # Redis mode
     _tasks: list[asyncio.Task] = field(default_factory=list)
@@ -97,6 +100,7 @@ class Services:
         self.pipeline.close()
         if self.voice is not None:
             self.voice.close()
+        await self.avatars.aclose()
         await asyncio.to_thread(self.clips.remove_partials)
         if self.backplane is not None:
             await self.backplane.aclose()
@@ -134,10 +138,14 @@ async def start_services(settings: Settings, *, llm: LLM | None = None, tts: TTS
                               store=backplane.sessions if backplane else None,
                               per_client=settings.max_sessions_per_client)
     metrics.watch_queues(sessions.queue_depths)
+    avatars = _avatar_library(settings, the_renderer, avatar, idle, metrics)
+    if settings.avatar_gallery_dir is not None:
+        await avatars.load_gallery(settings.avatar_gallery_dir, lambda v: the_tts.resolve(v).id)
+    pipeline.avatars = avatars.avatar  # each clip renders its session's chosen face
     await pipeline.ensure_calibrated(the_tts.default_voice)
     voice = _voice_input(settings, asr, metrics)
     services = Services(settings, the_llm, the_tts, the_renderer, avatar, idle, pipeline, sessions, metrics, clips,
-                        voice, backplane)
+                        avatars, voice, backplane)
     if voice is not None:  # the ASR model loads in the background: the server answers typed messages meanwhile
         services._tasks.append(asyncio.create_task(asyncio.to_thread(voice.warm_up)))
     if housekeeping:
@@ -147,14 +155,32 @@ async def start_services(settings: Settings, *, llm: LLM | None = None, tts: TTS
     return services
 
 
+def _avatar_library(settings: Settings, renderer: Renderer, avatar: Avatar, idle: Path,
+                    metrics: Metrics) -> AvatarLibrary:
+    st = settings
+    limits = Limits(max_bytes=st.avatar_max_upload_bytes, max_pixels=st.avatar_max_pixels,
+                    max_side_px=st.avatar_max_side_px, max_video_s=st.avatar_max_video_s,
+                    max_video_side=st.avatar_max_video_side, out_side=st.render_max_side, fps=renderer.fps,
+                    timeout_s=st.avatar_decode_timeout_s, min_face_px=st.avatar_min_face_px)
+    quotas = Quotas(per_session=st.avatars_per_session, uploads_per_client=st.avatar_uploads_per_client,
+                    max_mb=st.avatar_max_total_mb)
+    return AvatarLibrary(renderer, avatar, idle, st.data_dir / "avatars", limits, quotas, metrics,
+                         default_name=st.avatar_name)
+
+
 def _voice_input(settings: Settings, asr: ASR | None, metrics: Metrics) -> VoiceInput | None:
     """Voice input as configured; a language the ASR cannot recognise stops the server at start-up."""
     if not settings.voice_enabled:
         return None
     the_asr = asr or create_asr(settings)
-    return VoiceInput(the_asr, SileroModel(), asr_language(settings, the_asr), settings.vad_threshold,
-                      settings.vad_hangover_ms,
-                      on_cpu=lambda stage, s: metrics.voice_cpu.labels(stage).inc(s))
+    voice = VoiceInput(the_asr, SileroModel(), asr_language(settings, the_asr), settings.vad_threshold,
+                       settings.vad_hangover_ms, settings.asr_threads,
+                       on_cpu=lambda stage, s: metrics.voice_cpu.labels(stage).inc(s),
+                       finished_hangover_ms=settings.vad_finished_hangover_ms,
+                       unfinished_hangover_ms=settings.vad_unfinished_hangover_ms,
+                       on_false_end=metrics.false_early_ends.inc)
+    metrics.watch_asr(lambda: voice.budget.pending, lambda: voice.budget.running)
+    return voice
 
 
 def _embedded_lanes(settings: Settings, pipeline: SpeechPipeline) -> Callable[[Session], Lane]:
@@ -190,6 +216,7 @@ async def _housekeeping(s: Services) -> None:
         await asyncio.sleep(HOUSEKEEPING_EVERY_S)
         try:
             await s.sessions.reap(s.settings.session_idle_s)
+            s.avatars.retain(s.sessions.sessions)  # uploads go with their session (reaped or evicted)
             await asyncio.to_thread(s.clips.prune)
         except Exception:  # noqa: BLE001 - housekeeping must never take the server down
             log.exception("housekeeping failed")

@@ -38,7 +38,8 @@ class Settings(BaseSettings):
     openai_base_url: str = Field("https://api.openai.com/v1", description="OpenAI-compatible endpoint.")
     openai_api_key: SecretStr = Field(SecretStr(""), description="Bearer key for the endpoint (may be empty).")
     openai_model: str = Field("gpt-4o-mini", description="Model name sent to the endpoint.")
-    openai_timeout_s: float = Field(60.0, gt=0, description="Per-request timeout for the LLM endpoint.")
+    openai_timeout_s: float = Field(60.0, gt=0, description="Timeout for a whole LLM reply, from the request "
+                                   "to the stream's last line.")
     system_prompt: str = Field(
         "You are {name}, a friendly talking avatar. Answer briefly in plain spoken sentences.",
         description="System prompt for chat LLMs; {name} is replaced by avatar_name.",
@@ -84,15 +85,45 @@ class Settings(BaseSettings):
     google_tts_api_key: SecretStr = Field(SecretStr(""), description="API key for Google Cloud Text-to-Speech.")
     google_tts_base_url: str = Field("https://texttospeech.googleapis.com", description="Google TTS endpoint.")
     google_tts_voice: str = Field("ko-KR-Neural2-A", description="Google voice; language code = its first two parts.")
+    openai_tts_base_url: str = Field("https://api.openai.com/v1", description="OpenAI-compatible endpoint of "
+                                     "the openai TTS backend (not the LLM's `openai_base_url`).")
+    openai_tts_api_key: SecretStr = Field(SecretStr(""), description="Bearer key for the openai TTS backend "
+                                          "(not the LLM's `openai_api_key`; may be empty).")
     openai_tts_model: str = Field("gpt-4o-mini-tts", description="Speech model for the openai TTS backend.")
     openai_tts_voice: str = Field("alloy", description="Voice for the openai TTS backend.")
     tts_timeout_s: float = Field(30.0, gt=0, description="Per-request timeout for the cloud TTS backends.")
+    cloud_tts_concurrency: int = Field(8, ge=1, description="Calls at once to one cloud TTS backend (they wait "
+                                       "on the network outside the render slots; more wait their turn).")
 
     renderer: Literal["meshwarp"] = Field("meshwarp", description="Lip-sync renderer.")
     avatar_path: Path | None = Field(None, description="Avatar image (png, jpg, webp, bmp) or short video (mp4, "
                                      "webm, mov, mkv, m4v; up to 10 s, looped ping-pong); default: the bundled "
                                      "portrait.")
     render_max_side: int = Field(512, ge=64, le=2048, description="Longest side of rendered video, in pixels.")
+    avatar_gallery_dir: Path | None = Field(None, description="A gallery directory made with `avatarchat avatar "
+                                            "add FILE --dir DIR`: its avatars are offered to every session (Redis "
+                                            "mode: give every node and worker the same one).")
+    avatar_uploads: bool = Field(True, description="Let sessions upload their own avatar (POST /avatars); off: "
+                                 "only the bundled avatar. Not yet in Redis mode (uploads answer 501 there).")
+    avatar_max_upload_bytes: int = Field(25_000_000, ge=10_000, description="Largest avatar upload (photo or "
+                                         "video), in bytes (413 beyond); POST /avatars only, other bodies keep "
+                                         "max_body_bytes.")
+    avatar_max_pixels: int = Field(36_000_000, ge=10_000, description="Most pixels (width x height) of an uploaded "
+                                   "photo, read from its header before decoding (413 beyond).")
+    avatar_max_side_px: int = Field(12_000, ge=64, description="Longest side of an uploaded photo, in pixels.")
+    avatar_max_video_s: float = Field(10.0, gt=0, le=60, description="Longest uploaded video, in seconds "
+                                      "(from its container; 413 beyond).")
+    avatar_max_video_side: int = Field(1920, ge=64, description="Longest side of an uploaded video's frames.")
+    avatar_decode_timeout_s: float = Field(15.0, gt=0, description="Seconds an upload may take to decode "
+                                           "(422 `too_slow` beyond).")
+    avatar_min_face_px: int = Field(64, ge=16, description="Narrowest accepted face in an upload, in pixels of the "
+                                    "rendered frame (render_max_side on the long side).")
+    avatars_per_session: int = Field(3, ge=1, description="Uploaded avatars one session may hold (429 beyond; "
+                                     "DELETE /avatars/<id> frees one).")
+    avatar_uploads_per_client: int = Field(10, ge=0, description="Avatar uploads per minute one client address "
+                                           "may make (429; 0: no limit).")
+    avatar_max_total_mb: float = Field(1024.0, gt=0, description="Memory all uploaded avatars' frames may take "
+                                       "together, in MB (503 beyond); a 10 s video avatar holds ~110 MB.")
     motion_scale: float = Field(1.0, ge=0, le=3, description="Head, brow and gaze motion driven by the voice, and "
                                 "the idle loop's breathing: 0 = a still head (mouth and lids only), 1 = default.")
 
@@ -117,6 +148,8 @@ class Settings(BaseSettings):
     max_speech_wait_s: float = Field(15.0, gt=0, description="Admission control: when a new reply's first clip "
                                       "would wait longer than this behind others' speech, the reply comes as "
                                       "text only (a speech_skipped event).")
+    tts_stall_s: float = Field(10.0, gt=0, description="/healthz answers 503 (`tts_stalled`) while a TTS call "
+                               "has waited this many seconds.")
     render_stall_s: float = Field(30.0, gt=0, description="/healthz answers 503 when renders are running but "
                                   "none has produced a frame for this many seconds.")
     clip_ttl_s: float = Field(3600.0, gt=0, description="Finished clips are deleted this many seconds after writing.")
@@ -129,9 +162,17 @@ class Settings(BaseSettings):
     asr_language: Literal["auto", "en", "ko"] = Field("auto", description="Language spoken to the avatar; auto: "
                                                       "whatever the model recognises (tiny.en: English). ko needs a "
                                                       "multilingual model.")
+    asr_threads: int = Field(2, ge=1, le=16, description="Speech recognitions running at once, all sockets "
+                             "together; sockets take turns (round-robin, finished turns first), each with at most "
+                             "one running and one speculative waiting.")
     vad_threshold: float = Field(0.5, gt=0, lt=1, description="Silero VAD speech probability at which speech "
                                                               "starts (it ends below this minus 0.15).")
-    vad_hangover_ms: int = Field(350, ge=32, le=3000, description="Silence (ms) that ends a spoken turn.")
+    vad_hangover_ms: int = Field(350, ge=32, le=3000, description="Silence (ms) that ends a spoken turn when "
+                                 "its words do not tell (no transcript yet, or no final punctuation).")
+    vad_finished_hangover_ms: int = Field(200, ge=32, le=3000, description="Silence (ms) that ends a spoken turn "
+                                          "whose transcript so far is a finished sentence (ends in . ? or !).")
+    vad_unfinished_hangover_ms: int = Field(700, ge=32, le=3000, description="Silence (ms) that ends a spoken "
+                                            "turn whose transcript so far trails off (and, so, um, a comma...).")
     redis_url: str | None = Field(None, description="Redis mode: `serve` hands speech jobs to `avatarchat "
                                   "worker` processes through this Redis (e.g. redis://host:6379/0); unset: "
                                   "everything runs in one process.")
@@ -180,6 +221,8 @@ class Settings(BaseSettings):
     max_connections_per_client: int = Field(16, ge=1, description="Open WebSockets one client address may hold.")
     head_timeout_s: float = Field(10.0, gt=0, description="Seconds a client has to send a request's line and "
                                   "headers (slow clients are disconnected); heads over 16 KiB are refused.")
+    body_timeout_s: float = Field(30.0, gt=0, description="Seconds a client has, from the end of a request's "
+                                  "headers, to send its body (slow clients are disconnected).")
     timeout_keep_alive_s: int = Field(5, ge=1, description="Seconds uvicorn keeps an idle HTTP connection open.")
 
     @field_validator("access_keys", "allowed_hosts", "trusted_proxies", mode="before")
@@ -211,7 +254,7 @@ class Settings(BaseSettings):
 
     def secrets(self) -> tuple[str, ...]:
         """The configured API keys, masked wherever a log line might quote them."""
-        keys = (self.openai_api_key, self.google_tts_api_key, *self.access_keys)
+        keys = (self.openai_api_key, self.openai_tts_api_key, self.google_tts_api_key, *self.access_keys)
         return tuple(k.get_secret_value() for k in keys if k.get_secret_value())
 
     def resolved_avatar(self) -> Path:

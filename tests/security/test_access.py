@@ -110,3 +110,22 @@ def test_a_rebound_socket_is_refused(settings, voices, renderer, tmp_path) -> No
         assert httpx.get(base.replace("127.0.0.1", "localhost") + "/voices", timeout=10).status_code == 400
         with connect(_ws(base, token)) as ws:
             assert json.loads(ws.recv(timeout=10))["type"] == "session_state"
+
+
+def test_an_origin_on_another_port_or_scheme_of_our_host_is_refused(server: str) -> None:
+    """Another local app (``http://127.0.0.1:8080``) is another site: its page may not post to us or open our
+    socket; neither may a non-web scheme. The page's own origin still may."""
+    token = httpx.post(server + "/session", timeout=10).json()["session_id"]
+    port = int(server.rsplit(":", 1)[1])
+    for origin in (f"http://127.0.0.1:{port + 1}", f"ftp://127.0.0.1:{port}", "http://127.0.0.1"):
+        r = httpx.post(server + "/session", headers={"Origin": origin}, timeout=10)
+        assert r.status_code == 403 and r.json()["error"]["code"] == "bad_origin", origin
+        with pytest.raises(InvalidStatus):
+            with connect(_ws(server, token), origin=origin):
+                pass
+    r = httpx.post(server + "/session", headers={"Origin": f"http://127.0.0.1:{port}"}, timeout=10)
+    assert r.status_code == 200
+    # Behind a proxy that passes Host without its port, the host name is all there is to compare.
+    r = httpx.post(server + "/session", headers={"Origin": "https://127.0.0.1:8443", "Host": "127.0.0.1"},
+                   timeout=10)
+    assert r.status_code == 200

@@ -8,7 +8,9 @@ A turn: the VAD's ``start`` is reported at once (``on_speech``: the server cance
 which is what makes voice barge-in fast); while the person speaks, a partial transcript at most every
 ``PARTIAL_EVERY_S`` when the ASR threads are idle; at the first silent window the whole turn is transcribed
 speculatively, so when the hangover has passed the final text is usually ready; speech during the hangover
-throws that guess away. Finals are delivered in order.
+throws that guess away. How long the silence must last depends on that guess (``endpoint.py``): a finished
+sentence ends the turn sooner than a trailing "and". Finals are delivered in order. Recognition goes through
+the shared ``AsrBudget``, which takes turns between sockets.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from avatarchat.asr.base import ASR, SAMPLE_RATE
-from avatarchat.asr.scheduler import FairRecognizer, Owner, Superseded, TooFast
+from avatarchat.asr.budget import AsrBudget, Superseded, TooMuchSpeech
+from avatarchat.asr.endpoint import Ending, ending
 from avatarchat.asr.vad import SileroModel, VadEvent, VadStream
 from avatarchat.events import ErrorEvent, Event, TranscriptEvent, VadState
 
@@ -35,60 +38,69 @@ QUEUE_FRAMES = 64  # frames waiting for the VAD (64 x 60 ms: about 4 s of audio)
 
 
 class VoiceInput:
-    """What every listener shares; ``asr_threads`` bounds the CPU all sessions' recognition may take, shared
-    fairly between clients (asr/scheduler.py)."""
+    """What every listener shares. ``asr_threads`` bounds the CPU all sessions' recognition may take, shared
+    round-robin between sockets (``AsrBudget``); ``on_cpu(stage, seconds)`` hears of every second spent."""
 
     def __init__(self, asr: ASR, vad: SileroModel, language: str | None, threshold: float = 0.5,
                  hangover_ms: float = 350.0, asr_threads: int = 2,
-                 on_cpu: Callable[[str, float], None] | None = None) -> None:
+                 on_cpu: Callable[[str, float], None] | None = None, finished_hangover_ms: float | None = None,
+                 unfinished_hangover_ms: float | None = None,
+                 on_false_end: Callable[[], None] | None = None) -> None:
         self.asr, self.vad_model, self.language = asr, vad, language
         self.threshold, self.hangover_ms = threshold, hangover_ms
-        count = on_cpu or (lambda kind, s: None)
-        self.recognizer = FairRecognizer(lambda pcm: asr.transcribe(pcm, language), asr_threads,
-                                         on_cpu=lambda s: count("asr", s))
-        self._count = count
+        self.hangovers_ms: dict[Ending, float] = {
+            "unknown": hangover_ms,
+            "finished": hangover_ms if finished_hangover_ms is None else finished_hangover_ms,
+            "unfinished": hangover_ms if unfinished_hangover_ms is None else unfinished_hangover_ms}
+        self._on_cpu = on_cpu
+        self.on_false_end = on_false_end  # a turn ended sooner than the normal hangover, and the person went on
+        self.budget = AsrBudget(asr, language, asr_threads, on_spent=self._asr_spent)
         self._vad_pool = ThreadPoolExecutor(1, thread_name_prefix="avatarchat-vad")
-
-    @property
-    def asr_running(self) -> int:
-        return self.recognizer.running
 
     def warm_up(self) -> None:
         self.vad_model.warm_up()
         self.asr.warm_up()
 
-    def transcribe(self, pcm: np.ndarray, owner: Owner, final: bool = True) -> asyncio.Future:
-        """``owner``'s transcription of ``pcm``: queued fairly, superseded by the owner's next unless final."""
-        return self.recognizer.submit(owner, pcm, final)
+    def _asr_spent(self, owner: object, seconds: float) -> None:
+        if isinstance(owner, Listener):
+            owner.asr_s += seconds
+        if self._on_cpu is not None:
+            self._on_cpu("asr", seconds)
 
-    async def detect(self, stream: VadStream, pcm: np.ndarray, owner: Owner) -> list[VadEvent]:
-        def timed() -> tuple[list[VadEvent], float]:
-            t0 = time.thread_time()
-            events = stream.feed(pcm)
-            return events, time.thread_time() - t0
-
-        events, cpu = await asyncio.get_running_loop().run_in_executor(self._vad_pool, timed)
-        owner.cpu_s += cpu
-        self._count("vad", cpu)
+    async def detect(self, listener: Listener, pcm: np.ndarray) -> list[VadEvent]:
+        events, cpu = await asyncio.get_running_loop().run_in_executor(self._vad_pool, _timed_feed, listener.stream,
+                                                                       pcm)
+        listener.vad_s += cpu
+        if self._on_cpu is not None:
+            self._on_cpu("vad", cpu)
         return events
 
     def listener(self, session_id: str, publish: Callable[[Event], None], on_speech: Callable[[], None],
-                 on_final: Callable[[str], Awaitable[object]], client: str = "") -> Listener:
-        return Listener(self, session_id, publish, on_speech, on_final, client)
+                 on_final: Callable[[str], Awaitable[object]]) -> Listener:
+        return Listener(self, session_id, publish, on_speech, on_final)
 
     def close(self) -> None:
-        self.recognizer.close()
+        self.budget.close()
         self._vad_pool.shutdown(wait=False, cancel_futures=True)
 
 
+def _timed_feed(stream: VadStream, pcm: np.ndarray) -> tuple[list[VadEvent], float]:
+    """The VAD runs in this thread (onnxruntime with one intra-op thread), so the thread's CPU clock counts it."""
+    t0 = time.thread_time()
+    events = stream.feed(pcm)
+    return events, time.thread_time() - t0
+
+
 class Listener:
+    """One socket's voice input. ``asr_s`` and ``vad_s``: seconds of recognition and detection it has cost
+    (ASR: time holding an ASR thread, as CTranslate2 computes in threads of its own; VAD: CPU time)."""
+
     def __init__(self, voice: VoiceInput, session_id: str, publish: Callable[[Event], None],
-                 on_speech: Callable[[], None], on_final: Callable[[str], Awaitable[object]],
-                 client: str = "") -> None:
+                 on_speech: Callable[[], None], on_final: Callable[[str], Awaitable[object]]) -> None:
         self.voice, self.session_id = voice, session_id
-        self.owner = Owner(client or session_id)  # recognition is shared fairly per client address
         self._publish, self._on_speech, self._on_final = publish, on_speech, on_final
-        self.stream = VadStream(voice.vad_model, voice.threshold, voice.hangover_ms)
+        # The stream's own hangover is the longest; the listener ends a turn sooner when its words allow.
+        self.stream = VadStream(voice.vad_model, voice.threshold, max(voice.hangovers_ms.values()))
         self.queue: asyncio.Queue[np.ndarray | None] = asyncio.Queue(maxsize=QUEUE_FRAMES)
         self._chunks: list[np.ndarray] = []
         self._base = 0  # absolute sample index of self._chunks[0][0]
@@ -99,6 +111,10 @@ class Listener:
         self._partial_at = 0
         self._final: asyncio.Task | None = None
         self._tasks: set[asyncio.Task] = set()
+        self.asr_s = 0.0
+        self.vad_s = 0.0
+        self.false_ends = 0
+        self.last_end: tuple[Ending, int, int] | None = None  # the last turn: its ending, last sample, decided at
         self._runner = asyncio.create_task(self._run())
 
     # -- input ----------------------------------------------------------------------------------------------
@@ -118,11 +134,13 @@ class Listener:
             pass
 
     async def aclose(self) -> None:
-        self.voice.recognizer.forget(self.owner)
         tasks = [self._runner, *self._tasks]
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        self.voice.budget.forget(self)
+        log.info("voice input of session %s closed: %.2f s of ASR, %.2f s of VAD CPU", self.session_id[:8],
+                 self.asr_s, self.vad_s)
 
     # -- the loop -------------------------------------------------------------------------------------------
     async def _run(self) -> None:
@@ -132,74 +150,107 @@ class Listener:
                 events = self._cut()
             else:
                 self._chunks.append(pcm)
-                events = await self.voice.detect(self.stream, pcm, self.owner)
+                events = await self.voice.detect(self, pcm)
             for ev in events:
                 self._on_event(ev)
             if self.stream.speaking and self._end() - self._start > MAX_TURN_S * SAMPLE_RATE:
                 for ev in self._cut():
                     self._on_event(ev)
+            self._maybe_end()
             self._maybe_partial()
             if not self.stream.speaking:
                 self._trim(self._end() - int(PRE_ROLL_S * SAMPLE_RATE))
+
+    def _maybe_end(self) -> None:
+        """End the turn once its silence is as long as its words ask for (see ``endpoint.py``)."""
+        since = self.stream.silence_since
+        if since is None:
+            return
+        if (self.stream.samples - since) * 1000 / SAMPLE_RATE >= self.voice.hangovers_ms[self._said_until(since)]:
+            for ev in self._cut():
+                self._on_event(ev)
+
+    def _count_false_end(self, start: int) -> None:
+        """Speech again within the normal hangover after a turn its words ended sooner: that end was false."""
+        if self.last_end is None:
+            return
+        said, end, _ = self.last_end
+        normal = self.voice.hangovers_ms["unknown"] * SAMPLE_RATE / 1000
+        if self.voice.hangovers_ms[said] < self.voice.hangovers_ms["unknown"] and start - end < normal:
+            self.false_ends += 1
+            if self.voice.on_false_end is not None:
+                self.voice.on_false_end()
+
+    def _said_until(self, since: int) -> Ending:
+        """How the words before the silence at ``since`` end, if their speculative transcript is ready."""
+        if self._guess is not None and self._guess[0] == since and self._guess[1].done():
+            future = self._guess[1]
+            if not future.cancelled() and future.exception() is None:
+                return ending(future.result().text)
+        return "unknown"
 
     def _cut(self) -> list[VadEvent]:
         return self.stream.flush()
 
     def _on_event(self, ev: VadEvent) -> None:
         if ev.kind == "start":
+            self._count_false_end(ev.sample)
             self._turn += 1
-            self._start, self._partial_at, self._guess = ev.sample, ev.sample, None
+            self._drop_guess()
+            self._start, self._partial_at = ev.sample, ev.sample
             self._publish(VadState(session=self.session_id, state="speech"))
             self._on_speech()
         elif ev.kind == "pause":
-            self._drop_guess()
-            self._guess = (ev.sample, self.voice.transcribe(self._audio(ev.sample), self.owner, final=False))
+            self._guess = (ev.sample, self._transcribe(self._audio(ev.sample), final=False))
         elif ev.kind == "resume":
             self._drop_guess()
         elif ev.kind == "end":
+            self.last_end = (self._said_until(ev.sample), ev.sample, self.stream.samples)
             guess = self._guess[1] if self._guess and self._guess[0] == ev.sample else None
-            if guess is None:
-                self._drop_guess()
             self._guess = None
             self._publish(VadState(session=self.session_id, state="silence"))
             self._final = self._spawn(self._finish(self._audio(ev.sample), guess, self._final))
 
     def _drop_guess(self) -> None:
-        """The person went on speaking: a guess not yet started is not worth the CPU."""
         if self._guess is not None:
-            self._guess[1].cancel()
+            self.voice.budget.withdraw(self._guess[1])
             self._guess = None
 
     def _maybe_partial(self) -> None:
         due = self.stream.samples - self._partial_at >= PARTIAL_EVERY_S * SAMPLE_RATE
         idle = self._partial is None or self._partial.done()
-        if self.stream.speaking and self._guess is None and due and idle and not self.voice.asr_running:
+        if self.stream.speaking and self._guess is None and due and idle and not self.voice.budget.running:
             self._partial_at = self.stream.samples
             self._partial = self._spawn(self._send_partial(self._turn, self._audio(self.stream.samples)))
 
+    def _transcribe(self, audio: np.ndarray, final: bool) -> asyncio.Future:
+        future = self.voice.budget.transcribe(self, audio, final)
+        future.add_done_callback(_retrieved)
+        return future
+
     async def _send_partial(self, turn: int, audio: np.ndarray) -> None:
         try:
-            result = await self.voice.transcribe(audio, self.owner, final=False)
-        except (Superseded, asyncio.CancelledError):
+            result = await self._transcribe(audio, final=False)
+        except Superseded:
             return
         if turn == self._turn and self.stream.speaking and result.text:
             self._publish(TranscriptEvent(session=self.session_id, text=result.text, final=False))
 
     async def _finish(self, audio: np.ndarray, guess: asyncio.Future | None, previous: asyncio.Task | None) -> None:
-        final = self.voice.transcribe(audio, self.owner, final=True) if guess is None else None
+        if guess is not None:
+            self.voice.budget.promote(guess)  # not started yet: it waits with the finals now
+        else:
+            guess = self._transcribe(audio, final=True)  # queued now, so its place in the round is kept
         if previous is not None:
             await asyncio.gather(previous, return_exceptions=True)  # finals in the order they were said
         try:
             try:
-                result = await (guess if guess is not None else final)
-            except (Superseded, asyncio.CancelledError):
-                if guess is None or asyncio.current_task().cancelling():
-                    raise
-                result = await self.voice.transcribe(audio, self.owner, final=True)  # the guess gave way
-        except TooFast:
-            self._publish(ErrorEvent(session=self.session_id, code="speech_too_fast",
-                                     message="You are speaking faster than I can follow; that last part was not "
-                                             "heard, please say it again after a pause."))
+                result = await guess
+            except Superseded:
+                result = await self._transcribe(audio, final=True)
+        except TooMuchSpeech:
+            self._publish(ErrorEvent(session=self.session_id, code="rate_limited",
+                                     message="You spoke faster than I could follow; please say that again."))
             return
         except Exception:  # noqa: BLE001 - a failed recognition loses one turn, never the socket
             log.exception("speech recognition failed")
@@ -229,3 +280,9 @@ class Listener:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
+
+
+def _retrieved(future: asyncio.Future) -> None:
+    """A speculative result nobody awaited any more (the person went on speaking) is dropped without a warning."""
+    if not future.cancelled():
+        future.exception()

@@ -133,6 +133,11 @@ class VadStream:
             return [VadEvent("resume", at)]
         return []
 
+    @property
+    def silence_since(self) -> int | None:
+        """While speaking: the first sample of the silence the hangover is counting, or None (no silence)."""
+        return self._pause_at if self.speaking and self._silent else None
+
     def flush(self) -> list[VadEvent]:
         """End of the stream: a turn still open ends where the audio does (or at its pause)."""
         if not self.speaking:

@@ -16,16 +16,19 @@ with ``BLPOP`` and claims the moment a job arrives, without polling.
 from __future__ import annotations
 
 import math
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
 from avatarchat.distributed.keys import GROUP, Keys, dumps, loads
 
 BUCKET_S = 0.25  # jobs due within the same quarter second are taken in arrival order
 PAGE = 16  # buckets a claim looks at per round trip
 WAKE_MAX = 1000  # tokens kept on the wake list (more would only wake idle workers that find nothing)
+ORPHAN_MIN_IDLE_MS = 300  # a dead worker's job untouched this long may be taken (once: taking it resets this)
 
 _ADD = """
 if redis.call('EXISTS', KEYS[1]) == 0 then
@@ -76,32 +79,6 @@ end
 return false
 """
 
-# KEYS[1]: jobs:active; KEYS[2..]: bucket streams, earliest first; ARGV: group, consumer, the heartbeat keys'
-# prefix, min idle (ms: a job claimed or touched since the script was called is not taken twice). The first
-# job pending for a consumer whose heartbeat key is gone (the worker died) becomes ARGV[2]'s. The heartbeat
-# keys are read though not declared: Redis mode runs on one Redis, not a cluster.
-_RECLAIM_DEAD = """
-for i = 2, #KEYS do
-  if redis.call('EXISTS', KEYS[i]) == 1 then
-    local consumers = redis.call('XPENDING', KEYS[i], ARGV[1])[4]
-    if consumers then
-      for _, c in ipairs(consumers) do
-        if redis.call('EXISTS', ARGV[3] .. c[1]) == 0 then
-          local first = redis.call('XPENDING', KEYS[i], ARGV[1], 'IDLE', ARGV[4], '-', '+', 1, c[1])[1]
-          if first then
-            local got = redis.call('XCLAIM', KEYS[i], ARGV[1], ARGV[2], ARGV[4], first[1])[1]
-            if got then
-              return {KEYS[i], got[1], got[2]}
-            end
-          end
-        end
-      end
-    end
-  end
-end
-return false
-"""
-
 # An entry is deleted only once acknowledged, so an empty stream has nothing waiting and nothing pending.
 _ACK = """
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
@@ -128,7 +105,6 @@ class JobQueue:
         self._add = redis.register_script(_ADD)
         self._claim = redis.register_script(_CLAIM)
         self._reclaim = redis.register_script(_RECLAIM)
-        self._reclaim_dead = redis.register_script(_RECLAIM_DEAD)
         self._ack = redis.register_script(_ACK)
 
     async def add(self, job: dict[str, Any], due: float) -> None:
@@ -158,15 +134,31 @@ class JobQueue:
         got = await self._reclaim(keys=[self._keys.jobs_active, *buckets], args=[GROUP, consumer, min_idle_ms])
         return _claimed(got) if got else None
 
-    async def reclaim_dead(self, consumer: str, min_idle_ms: int = 500) -> Claimed | None:
-        """The claimed job due soonest whose worker's heartbeat (``Keys.worker``) has expired, now ``consumer``'s:
-        a worker killed outright loses its jobs within its heartbeat TTL, not after ``visibility_s``."""
-        buckets = await self._redis.zrange(self._keys.jobs_active, 0, -1)
-        if not buckets:
-            return None
-        got = await self._reclaim_dead(keys=[self._keys.jobs_active, *buckets],
-                                       args=[GROUP, consumer, self._keys.worker(""), min_idle_ms])
-        return _claimed(got) if got else None
+    async def orphaned(self, consumer: str, alive: Callable[[str], Awaitable[bool]],
+                       min_idle_ms: int = ORPHAN_MIN_IDLE_MS) -> Claimed | None:
+        """A job claimed by a worker whose heartbeat has stopped (``alive`` says no), earliest bucket first,
+        now ``consumer``'s: a killed worker's jobs move on within a heartbeat's lifetime instead of waiting out
+        the visibility timeout. ``min_idle_ms`` keeps two workers from taking the same job (the first claim
+        resets its idle time)."""
+        for bucket in await self._redis.zrange(self._keys.jobs_active, 0, -1):
+            try:
+                summary = await self._redis.xpending(bucket, GROUP)
+            except ResponseError:
+                continue  # drained and deleted meanwhile
+            for row in summary.get("consumers") or []:
+                name = row["name"].decode() if isinstance(row["name"], bytes) else row["name"]
+                if name == consumer or await alive(name):
+                    continue
+                pending = await self._redis.xpending_range(bucket, GROUP, min="-", max="+", count=1,
+                                                           consumername=name)
+                if not pending:
+                    continue
+                got = await self._redis.xclaim(bucket, GROUP, consumer, min_idle_ms, [pending[0]["message_id"]])
+                if got and got[0] and got[0][1]:
+                    entry_id, fields = got[0]
+                    return Claimed(bucket.decode() if isinstance(bucket, bytes) else bucket, entry_id,
+                                   loads(fields[b"job"]))
+        return None
 
     async def touch(self, claimed: Claimed, consumer: str) -> None:
         """Reset the job's idle time, so nobody reclaims it from a live worker."""

@@ -15,7 +15,7 @@ Events:   ``<p>:events:<session>``, a stream and a channel of the same name. The
           channel with its stream id as ``id`` (one Lua script: the channel's order is the stream's), which
           wakes the nodes holding the session within a millisecond. The nodes' own bookkeeping messages
           (types starting with ``_``) go on the channel only.
-Sessions: ``<p>:session:<id>`` (hash: ``live``, ``voice``; TTL) and ``<p>:history:<id>`` (list, same TTL,
+Sessions: ``<p>:session:<id>`` (hash: ``live``, ``voice``, ``avatar``; TTL) and ``<p>:history:<id>`` (list, same TTL,
           trimmed): the history as appended entries (a user message, an answer, a forgotten turn) keyed
           by their turn, so two nodes' turns merge instead of overwriting each other.
 Backlog:  ``<p>:backlog`` (sorted set): every sentence queued and not yet announced, cluster-wide, scored by
@@ -71,6 +71,10 @@ class Keys:
 
     def events(self, session: str) -> str:
         return f"{self.prefix}:events:{session}"
+
+    def worker_alive(self, name: str) -> str:
+        """A worker's liveness (a short TTL): gone, its claimed jobs are taken over (jobqueue.orphaned)."""
+        return f"{self.prefix}:alive:{name}"
 
     def node(self, node_id: str) -> str:
         """A process's own channel: its pub/sub subscription stays open on it while it holds no session."""

@@ -113,7 +113,7 @@ class RedisLane:
         self._owned[reply.id] = {}
         self._replicate(Begin(reply.id))
 
-    def submit(self, reply: Reply, text: str, voice: str) -> int:
+    def submit(self, reply: Reply, text: str, voice: str, avatar: str | None = None) -> int:
         seq = reply.add_sentence(text)
         self._replicate(Sentence(reply.id, seq, text))
         if not self.has_room():
@@ -122,7 +122,7 @@ class RedisLane:
         self._owned.setdefault(reply.id, {})[seq] = time.monotonic()
         due = reply.due(seq) - time.monotonic() + time.time()  # wall clock: workers on other machines compare it
         job = {"id": new_id(), "session": self.session_id, "reply": reply.id, "seq": seq, "text": text,
-               "voice": voice, "due": due, "queued_at": time.time()}
+               "voice": voice, "avatar": avatar or "", "due": due, "queued_at": time.time()}
         self._op(lambda _: self._jobs.add(job, due))
         deadline = time.time() + self._timeout_s  # in the cluster's backlog until announced (or timed out)
         self._op(lambda r: r.zadd(self._keys.backlog, {f"{reply.id}:{seq}": deadline}))

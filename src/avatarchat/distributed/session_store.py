@@ -34,13 +34,16 @@ class RedisSessionStore:
         fields, raw = await reachable(pipe.execute())
         if not fields:
             return None
-        voice = fields.get(b"voice")
-        return {"voice": voice.decode() if voice else None, "history": _entries(raw)}
+        voice, avatar = fields.get(b"voice"), fields.get(b"avatar")
+        return {"voice": voice.decode() if voice else None, "avatar": avatar.decode() if avatar else None,
+                "history": _entries(raw)}
 
     async def save(self, session_id: str, changes: dict[str, Any]) -> None:
-        """Append ``changes["history"]`` and set ``changes["voice"]`` (when given); renew both TTLs."""
+        """Append ``changes["history"]`` and set ``changes["voice"]`` and ``changes["avatar"]`` (when given; an
+        empty avatar is the default); renew both TTLs."""
         state, history = self._keys.session(session_id), self._keys.history(session_id)
-        fields = {"live": 1, **({"voice": changes["voice"]} if changes.get("voice") else {})}
+        fields = {"live": 1, **({"voice": changes["voice"]} if changes.get("voice") else {}),
+                  **({"avatar": changes["avatar"]} if "avatar" in changes else {})}
         pipe = self._redis.pipeline(transaction=True)
         pipe.hset(state, mapping=fields)
         pipe.expire(state, self._ttl_s)

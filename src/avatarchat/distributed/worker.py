@@ -3,9 +3,8 @@ each clip.
 
 Jobs come from ``JobQueue`` (deadline-bucketed streams, see ``distributed/jobqueue.py``). A job is
 acknowledged only after its clip is stored and announced (or its failure is), so a worker killed at any
-point loses nothing: its claimed job stays pending and another worker takes it over once its heartbeat key
-has expired (``ALIVE_MS``), or with ``XAUTOCLAIM`` once it has not been touched for ``visibility_s`` (a live
-worker touches its job while working on it; a worker that hangs but keeps beating).
+point loses nothing: its claimed job stays pending and another worker takes it over with ``XAUTOCLAIM`` once
+it has not been touched for ``visibility_s`` (a live worker touches its job while working on it).
 Announcing goes through ``SET NX`` on the job id, so a retried job is announced once. A barge-in on any web
 node reaches the render running here through the cancel channel, between frames.
 """
@@ -36,11 +35,10 @@ from avatarchat.pipeline.reply import Reply
 
 log = logging.getLogger(__name__)
 RETRY_S = 1.0
-# A worker's heartbeat key lives ALIVE_MS after its last beat; once it is gone the other workers take its jobs
-# (looked for every DEAD_CHECK_S), so a worker killed with SIGKILL delays its jobs by at most ~2 s.
-HEARTBEAT_S = 0.4
-ALIVE_MS = 1200
-DEAD_CHECK_S = 0.5
+HEARTBEAT_S = 1.0  # the worker's stats (admission control, /healthz, metrics), kept 5 beats
+ALIVE_EVERY_S = 0.25  # its liveness key, kept ALIVE_TTL_MS: a worker silent that long is dead and its claimed
+ALIVE_TTL_MS = 1500  # jobs are taken over at the next orphan check, so within ~2 s of a kill -9
+ORPHAN_EVERY_S = 0.5
 
 
 @dataclass
@@ -74,13 +72,15 @@ class SpeechWorker:
         self._running: dict[str, Reply] = {}  # job id -> the stand-in whose stop event the render watches
         self._queue = JobQueue(redis, keys)
         # How often a worker looks for a dead worker's jobs; an idle worker waits for new jobs at most this long.
-        self._reclaim_every_s = max(0.05, min(DEAD_CHECK_S, visibility_s / 4))
+        self._reclaim_every_s = max(0.05, min(1.0, visibility_s / 4))
         self._next_reclaim = 0.0
+        self._next_orphan_check = 0.0
         self._reclaimed = Counter("avatarchat_worker_reclaimed", "Jobs this worker took over from a dead one",
                                   registry=engine.metrics.registry)
 
     async def run(self) -> None:
         """Runs until cancelled; a Redis outage is logged once a second and waited out, never fatal."""
+        await self._beat()  # alive before claiming: nobody takes a job of a worker it has not heard of yet
         loops = [self._supervised(self._claim_loop, f"claim-{i}") for i in range(self._loops)]
         await asyncio.gather(*loops, self._supervised(self._cancel_listener, "cancel"),
                              self._supervised(self._heartbeat, "heartbeat"))
@@ -108,20 +108,31 @@ class SpeechWorker:
         while it was idle (the queue's transport time, in ms)."""
         asked = time.time()
         while True:
+            if time.monotonic() >= self._next_orphan_check:
+                self._next_orphan_check = time.monotonic() + ORPHAN_EVERY_S
+                got = await self._queue.orphaned(self.name, self._alive)
+                if got is not None:
+                    await self._took_over(got, "whose heartbeat stopped")
+                    return got, 0.0
             if time.monotonic() >= self._next_reclaim:
                 self._next_reclaim = time.monotonic() + self._reclaim_every_s
-                got = (await self._queue.reclaim_dead(self.name)
-                       or await self._queue.reclaim(self.name, int(self._visibility_s * 1000)))
+                got = await self._queue.reclaim(self.name, int(self._visibility_s * 1000))
                 if got is not None:
-                    self.stats.reclaimed += 1
-                    self._reclaimed.inc()
-                    await self._redis.incr(self._keys.reclaimed)
-                    log.info("worker %s: reclaimed job %s of a worker that stopped", self.name, got.entry_id)
+                    await self._took_over(got, "that stopped touching it")
                     return got, 0.0
             got = await self._queue.claim(self.name)
             if got is not None:
                 return got, max(0.0, (time.time() - max(asked, got.job["queued_at"])) * 1000)
-            await self._queue.wait(self._reclaim_every_s)
+            await self._queue.wait(min(self._reclaim_every_s, ORPHAN_EVERY_S))
+
+    async def _took_over(self, got: Claimed, why: str) -> None:
+        self.stats.reclaimed += 1
+        self._reclaimed.inc()
+        await self._redis.incr(self._keys.reclaimed)
+        log.info("worker %s: took over job %s of a worker %s", self.name, got.entry_id, why)
+
+    async def _alive(self, worker: str) -> bool:
+        return bool(await self._redis.exists(self._keys.worker_alive(worker)))
 
     async def _keep_claimed(self, claimed: Claimed) -> None:
         """Touch the job while working on it, so nobody reclaims it from a live worker."""
@@ -135,7 +146,8 @@ class SpeechWorker:
     # -- one job ---------------------------------------------------------------------------------------------
     async def _handle(self, claimed: Claimed, wait_ms: float) -> None:
         raw = claimed.job
-        job = SpeechJob(id=raw["id"], reply=raw["reply"], seq=raw["seq"], text=raw["text"], voice=raw["voice"])
+        job = SpeechJob(id=raw["id"], reply=raw["reply"], seq=raw["seq"], text=raw["text"], voice=raw["voice"],
+                        avatar=raw.get("avatar") or None)  # a gallery avatar (the same gallery dir on every node)
         stand_in = Reply(reply_id=job.reply)
         self._running[job.id] = stand_in
         toucher = asyncio.create_task(self._keep_claimed(claimed))
@@ -225,8 +237,17 @@ class SpeechWorker:
                     if stand_in.id == reply:
                         stand_in.cancel()  # the render checks this between frames
 
+    async def _beat(self) -> None:
+        await self._redis.set(self._keys.worker_alive(self.name), b"1", px=ALIVE_TTL_MS)
+        await self._redis.set(self._keys.worker(self.name), dumps(asdict(self.stats)),
+                              ex=max(3, int(HEARTBEAT_S * 5)))
+
     async def _heartbeat(self) -> None:
+        beats = 0
         while True:
-            await self._redis.set(self._keys.worker(self.name), dumps(asdict(self.stats)),
-                                  px=ALIVE_MS)
-            await asyncio.sleep(HEARTBEAT_S)
+            await self._redis.set(self._keys.worker_alive(self.name), b"1", px=ALIVE_TTL_MS)
+            if beats % round(HEARTBEAT_S / ALIVE_EVERY_S) == 0:
+                await self._redis.set(self._keys.worker(self.name), dumps(asdict(self.stats)),
+                                      ex=max(3, int(HEARTBEAT_S * 5)))
+            beats += 1
+            await asyncio.sleep(ALIVE_EVERY_S)

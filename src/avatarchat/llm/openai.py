@@ -6,7 +6,9 @@ so no vendor SDK is needed and any compatible server works.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 
 import httpx
@@ -32,11 +34,13 @@ class OpenAILLM(LLM):
         timeout_s: float = 60.0,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        """``timeout_s`` bounds connecting and each wait for the next bytes of the stream, not the whole reply.
-        ``transport`` replaces the network (tests pass ``httpx.MockTransport``)."""
+        """``timeout_s`` bounds the whole reply, from the request to the stream's last line (a server that
+        drips keep-alives never trips a per-read timeout). ``transport`` replaces the network (tests pass
+        ``httpx.MockTransport``)."""
         self._url = base_url.rstrip("/") + "/chat/completions"
         self._model = model
         self._system = system_prompt
+        self._timeout_s = timeout_s
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._client = HttpClient(SERVICE, timeout_s, headers, transport)
 
@@ -46,12 +50,20 @@ class OpenAILLM(LLM):
         return {"model": self._model, "messages": msgs, "stream": True}
 
     async def stream(self, history: list[Message]) -> AsyncIterator[str]:
+        deadline = time.monotonic() + self._timeout_s
         async with self._client.stream("POST", self._url, json=self._payload(history)) as resp:
             if resp.status_code != 200:
                 body = await resp.aread()
                 raise BackendError(f"{SERVICE} {self._url} answered "
                                    f"{openai_error_text(body, resp.status_code, resp.reason_phrase)}")
-            async for line in resp.aiter_lines():
+            lines = resp.aiter_lines()
+            while True:
+                try:
+                    line = await asyncio.wait_for(anext(lines), max(0.0, deadline - time.monotonic()))
+                except StopAsyncIteration:
+                    return
+                except TimeoutError:
+                    raise BackendError(f"{SERVICE}: the reply took longer than {self._timeout_s:g} s") from None
                 piece = _parse_sse_line(line)
                 if piece is None:
                     continue

@@ -15,6 +15,7 @@ class SpeechJob:
     seq: int
     text: str
     voice: str | None = None
+    avatar: str | None = None  # the session's chosen avatar id; None: the server's default
 
 
 @dataclass(frozen=True)

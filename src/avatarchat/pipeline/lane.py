@@ -79,7 +79,7 @@ class SpeechLane:
     def has_room(self) -> bool:
         return self._waiting < self._limit
 
-    def submit(self, reply: Reply, text: str, voice: str) -> int:
+    def submit(self, reply: Reply, text: str, voice: str, avatar: str | None = None) -> int:
         """Queue one sentence of ``reply``; returns its seq. A full lane raises ``QueueFull`` (the seq is
         then already taken and marked failed, so the page skips it instead of waiting)."""
         seq = reply.add_sentence(text)
@@ -87,7 +87,8 @@ class SpeechLane:
             reply.fail(seq)
             raise QueueFull(f"{self._limit} sentences are already waiting to be spoken; this one was not queued.")
         self._waiting += 1
-        self._jobs.put_nowait(SpeechJob(id=new_id(), reply=reply.id, seq=seq, text=text, voice=voice))
+        self._jobs.put_nowait(SpeechJob(id=new_id(), reply=reply.id, seq=seq, text=text, voice=voice,
+                                        avatar=avatar))
         return seq
 
     def end(self, reply: Reply) -> None:
@@ -171,25 +172,27 @@ class SpeechLane:
             if isinstance(item, ReplyEnd):
                 await self._voiced.put(item)
                 continue
-            t0 = time.perf_counter()
             try:
-                speech, lease = await self._voice(reply, item)
+                speech, lease, tts_s = await self._voice(reply, item)
             except ReplyCancelled:
                 continue
             except Exception as exc:  # noqa: BLE001 - a backend bug must not kill the lane
                 self._job_failed(reply, item, exc, "Speech synthesis failed.")
                 continue
-            self._engine.metrics.tts.observe(time.perf_counter() - t0)
+            self._engine.metrics.tts.observe(tts_s)
             reply.voiced(item.seq, speech.duration_s)
             lease = self._pass_on(lease, reply.due(item.seq))
-            await self._voiced.put(Voiced(item, speech, (time.perf_counter() - t0) * 1000, lease))
+            await self._voiced.put(Voiced(item, speech, tts_s * 1000, lease))
 
-    async def _voice(self, reply: Reply, job: SpeechJob) -> tuple[Speech, Lease | None]:
+    async def _voice(self, reply: Reply, job: SpeechJob) -> tuple[Speech, Lease | None, float]:
         """Voice ``job`` in a scheduler slot; the slot is returned still held (``ReplyCancelled`` on
-        barge-in, with the slot freed)."""
-        lease = await self._acquire(reply, job.seq)
+        barge-in, with the slot freed). A cloud voice takes no slot: it waits on the network, not the CPU.
+        The seconds returned are the synthesis alone, not the wait for the slot."""
+        lease = await self._acquire(reply, job.seq) if self._engine.voice_needs_slot(job) else None
         try:
-            return await unless_cancelled(reply, self._engine.voice(job)), lease
+            t0 = time.perf_counter()
+            speech = await unless_cancelled(reply, self._engine.voice(job))
+            return speech, lease, time.perf_counter() - t0
         except BaseException:
             if lease is not None:
                 lease.release()

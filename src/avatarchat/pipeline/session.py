@@ -63,6 +63,8 @@ class Session:
         self.last_seen = time.monotonic()
         self._voice: str | None = None
         self._voice_changed = False
+        self._avatar: str | None = None  # the id of the avatar it chose (POST /avatars, /chat); None: the default
+        self._avatar_changed = False
         # Redis mode: events go out through the lane (to every node holding this session) and come back in
         # through ``deliver``; embedded, they go straight to this process's sockets. Either way ``log`` keeps
         # the recent ones for a page that reconnects.
@@ -91,23 +93,37 @@ class Session:
     def voice(self, voice: str | None) -> None:
         self._voice, self._voice_changed = voice, True
 
+    @property
+    def avatar(self) -> str | None:
+        return self._avatar
+
+    @avatar.setter
+    def avatar(self, avatar: str | None) -> None:
+        self._avatar, self._avatar_changed = avatar, True
+
     def take_changes(self) -> dict[str, Any]:
         """What this process changed since the last call, for the store: ``history`` entries to append and,
-        if it was set here, ``voice``. ``put_back`` returns them when they could not be saved."""
+        if they were set here, ``voice`` and ``avatar`` ("" for the default). ``put_back`` returns them when they
+        could not be saved."""
         changes: dict[str, Any] = {"history": self.chat.take()}
         if self._voice_changed and self._voice is not None:
             changes["voice"] = self._voice
-        self._voice_changed = False
+        if self._avatar_changed:
+            changes["avatar"] = self._avatar or ""
+        self._voice_changed = self._avatar_changed = False
         return changes
 
     def put_back(self, changes: dict[str, Any]) -> None:
         self.chat.put_back(changes["history"])
         self._voice_changed = self._voice_changed or "voice" in changes
+        self._avatar_changed = self._avatar_changed or "avatar" in changes
 
     def restore(self, state: dict[str, Any]) -> None:
         """The store's state, with what this process changed and has not saved yet on top."""
         if not self._voice_changed:
             self._voice = state.get("voice")
+        if not self._avatar_changed:
+            self._avatar = state.get("avatar") or None
         self.chat.restore(state.get("history", []))
 
     # -- history ------------------------------------------------------------------------------------------
@@ -177,8 +193,8 @@ class Session:
 
 class SessionStore(Protocol):
     """Where sessions' shared state lives when several nodes serve them (Redis mode): ``load`` gives
-    ``{"voice", "history": entries}``; ``save`` appends ``changes["history"]`` (and sets ``voice`` if given),
-    so what two nodes save merges."""
+    ``{"voice", "avatar", "history": entries}``; ``save`` appends ``changes["history"]`` (and sets ``voice`` and
+    ``avatar`` if given), so what two nodes save merges."""
 
     async def load(self, session_id: str) -> dict[str, Any] | None: ...
 

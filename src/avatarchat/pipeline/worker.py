@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import aclosing
 from pathlib import Path
@@ -42,6 +43,7 @@ class SpeechPipeline:
         self.tts = tts
         self.renderer = renderer
         self.avatar = avatar
+        self.avatars: Callable[[str | None], Avatar] = lambda _id: self.avatar  # services plug the library in
         self.clips_dir = Path(clips_dir)
         self.clips_dir.mkdir(parents=True, exist_ok=True)
         self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="avatarchat-work")
@@ -104,9 +106,11 @@ class SpeechPipeline:
     def _submit(self, session: Session, reply: Reply, sentence: str) -> None:
         if reply.cancelled or reply.speech_skipped or session.lane is None:
             return
+        if not any(ch.isalnum() for ch in sentence):  # "...", "!!!": nothing to say (Piper makes no audio)
+            return
         voice = self.tts.choose(sentence, session.voice).id  # Korean text to an English voice gets a Korean one
         try:
-            session.lane.submit(reply, sentence, voice)
+            session.lane.submit(reply, sentence, voice, session.avatar)
         except AvatarChatError as exc:
             self._error(session, reply, exc, f"Sentence {reply.sentences} was not queued",
                         seq=reply.sentences - 1, public=f"{exc.public} Not spoken: {sentence[:80]!r}")
@@ -146,6 +150,9 @@ class SpeechPipeline:
         self._cost(time.perf_counter() - t0)
         return speech
 
+    def voice_needs_slot(self, job: SpeechJob) -> bool:
+        return self.tts.needs_cpu(job.text, job.voice)
+
     async def render(self, job: SpeechJob, speech: Speech, reply: Reply) -> RenderedClip:
         path = self.clips_dir / f"{job.id}.mp4"
         t0 = time.perf_counter()
@@ -153,7 +160,8 @@ class SpeechPipeline:
         key = id(path)
         self._in_flight[key] = time.monotonic()
         try:
-            render_s = await loop.run_in_executor(self.pool, self._render_encode, path, speech, reply, job.voice)
+            render_s = await loop.run_in_executor(self.pool, self._render_encode, path, speech, reply, job.voice,
+                                                  self.avatars(job.avatar))
         finally:
             self._in_flight.pop(key, None)
         self._cost(time.perf_counter() - t0)
@@ -180,11 +188,12 @@ class SpeechPipeline:
     def _beat(self) -> None:
         self._last_frame = time.monotonic()
 
-    def _render_encode(self, path: Path, speech: Speech, reply: Reply, voice: str | None) -> float:
+    def _render_encode(self, path: Path, speech: Speech, reply: Reply, voice: str | None,
+                       avatar: Avatar | None = None) -> float:
         """Render and encode in one worker thread, frame by frame; returns the seconds spent rendering."""
         stop = reply.stop_event
         self._beat()
-        timed = _Timed(self.renderer.render(self.avatar, speech, stop, voice=voice), self._beat)
+        timed = _Timed(self.renderer.render(avatar or self.avatar, speech, stop, voice=voice), self._beat)
         encode_clip(path, timed, speech.pcm, speech.sample_rate, self.renderer.fps, cancel=stop)
         return timed.seconds
 

@@ -31,16 +31,21 @@ def register_avatar(media: Path, cache_dir: Path, max_side: int) -> Avatar:
     """Frames and landmarks of an image or short video, at most ``max_side`` px on the long side; the landmarks
     are cached under ``cache_dir/<avatar id>/`` and found again for the same content under any file name."""
     media = Path(media)
-    frames = load_media(media, max_side)
+    return register_frames(load_media(media, max_side), cache_dir, str(media))
+
+
+def register_frames(frames: np.ndarray, cache_dir: Path, what: str, first_face: np.ndarray | None = None) -> Avatar:
+    """The avatar in already decoded frames (an upload checked by avatars/intake.py, or a file). ``first_face``:
+    the landmarks of a still's one face when the caller has already found them (no second detection)."""
     avatar_id = content_id(frames)
     cache = Path(cache_dir) / avatar_id / "landmarks.npz"
     if cache.is_file():
         lm = np.load(cache)["landmarks"]
-        log.info("avatar %s: landmarks from cache %s", media.name, cache)
+        log.info("avatar %s: landmarks from cache %s", what, cache)
     else:
-        lm = detect_landmarks(frames, str(media))
-        save_landmarks(cache, lm, media, frames)
-        log.info("avatar %s: registered %d frame(s), landmarks cached in %s", media.name, len(frames), cache)
+        lm = first_face[None] if first_face is not None and len(frames) == 1 else detect_landmarks(frames, what)
+        save_landmarks(cache, lm, what, frames)
+        log.info("avatar %s: registered %d frame(s), landmarks cached in %s", what, len(frames), cache)
     return Avatar(id=avatar_id, frames=frames, frame_landmarks=lm.astype(np.float32))
 
 
@@ -51,14 +56,14 @@ def content_id(frames: np.ndarray) -> str:
     return f"{h.hexdigest()[:16]}-v{CACHE_VERSION}"
 
 
-def save_landmarks(cache: Path, lm: np.ndarray, media: Path, frames: np.ndarray) -> None:
+def save_landmarks(cache: Path, lm: np.ndarray, source: str, frames: np.ndarray) -> None:
     """Write the landmarks atomically (a reader never sees half a file), with a small note of where they came from."""
     cache.parent.mkdir(parents=True, exist_ok=True)
     tmp = cache.with_name("landmarks.tmp.npz")
     np.savez(tmp, landmarks=lm)
     tmp.replace(cache)
     (cache.parent / "meta.json").write_text(json.dumps(
-        {"source": str(media), "frames": len(frames), "size": [frames.shape[2], frames.shape[1]],
+        {"source": source, "frames": len(frames), "size": [frames.shape[2], frames.shape[1]],
          "version": CACHE_VERSION}))
 
 

@@ -70,6 +70,9 @@ class Renderer(ABC):
         """Exactly ``frame_count(speech)`` RGB frames at ``fps``; raises ``Cancelled`` once ``cancel`` is set.
         ``voice`` names the TTS voice, for renderers that calibrate mouth shapes per voice."""
 
+    def forget(self, avatar: Avatar) -> None:
+        """Drop what was built for ``avatar`` (an uploaded avatar whose session is gone); it may come back."""
+
     def warm_up(self) -> None:
         """Load models or build caches before the first request (blocking; run it off the event loop)."""
 

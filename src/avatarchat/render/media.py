@@ -13,7 +13,7 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
 VIDEO_SUFFIXES = {".mp4", ".webm", ".mov", ".mkv", ".m4v"}
 
 
-def _fit(rgb: np.ndarray, max_side: int) -> np.ndarray:
+def fit(rgb: np.ndarray, max_side: int) -> np.ndarray:
     """Scale down (never up) so the long side is at most ``max_side``; crop to even sides (H.264 needs them)."""
     h, w = rgb.shape[:2]
     scale = min(1.0, max_side / max(h, w))
@@ -31,7 +31,7 @@ def load_image(path: Path, max_side: int) -> np.ndarray:
     bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
     if bgr is None:
         raise BadRequest(f"Avatar image {path} could not be decoded; is it a valid picture?")
-    return _fit(bgr[:, :, ::-1], max_side)
+    return fit(bgr[:, :, ::-1], max_side)
 
 
 def load_video(path: Path, max_side: int, max_seconds: float = 10.0, fps: int = 25) -> np.ndarray:
@@ -51,7 +51,7 @@ def load_video(path: Path, max_side: int, max_seconds: float = 10.0, fps: int = 
                     continue  # resample to our frame rate by dropping early frames
                 if t >= max_seconds:
                     break
-                frames.append(_fit(frame.to_ndarray(format="rgb24"), max_side))
+                frames.append(fit(frame.to_ndarray(format="rgb24"), max_side))
                 next_t += 1.0 / fps
     except (av.error.FFmpegError, IndexError) as exc:
         raise BadRequest(f"Avatar video {path} could not be decoded: {exc}") from exc
@@ -70,3 +70,9 @@ def load_media(path: Path, max_side: int) -> np.ndarray:
         return load_video(path, max_side)
     raise BadRequest(f"Avatar {path} must be an image ({', '.join(sorted(IMAGE_SUFFIXES))}) or a short video "
                      f"({', '.join(sorted(VIDEO_SUFFIXES))}).")
+
+
+def save_image(path: Path, rgb: np.ndarray) -> None:
+    """Write RGB pixels as a PNG (no metadata: only what was decoded)."""
+    if not cv2.imwrite(str(path), np.ascontiguousarray(rgb[:, :, ::-1])):
+        raise BadRequest(f"Could not write {path}.")

@@ -127,6 +127,11 @@ class MeshWarpRenderer(Renderer):
                     self._rigs.popitem(last=False)
         return rig
 
+    def forget(self, avatar: Avatar) -> None:
+        with self._lock:
+            for key in [k for k in self._rigs if k[0] == avatar.id]:
+                del self._rigs[key]
+
     # -- frames -------------------------------------------------------------------------------------------
     def idle_frames(self, avatar: Avatar) -> Iterator[np.ndarray]:
         """A seamless loop starting on the rest frame. A video avatar plays ping-pong over its own frames

@@ -4,6 +4,7 @@ build the real app around any backend; ``services.start_services`` builds what r
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
@@ -15,8 +16,9 @@ from avatarchat.asr import ASR
 from avatarchat.errors import AvatarChatError, error_body, redact
 from avatarchat.llm import LLM
 from avatarchat.render import Renderer
-from avatarchat.server import routes, ws
+from avatarchat.server import avatars, routes, ws
 from avatarchat.server.access import docs_urls
+from avatarchat.server.health import DEFAULT_CHECKS, HealthCheck
 from avatarchat.server.security import secure
 from avatarchat.services import start_services
 from avatarchat.settings import Settings
@@ -26,8 +28,10 @@ log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings | None = None, *, llm: LLM | None = None, tts: TTS | None = None,
-               renderer: Renderer | None = None, asr: ASR | None = None, with_worker: bool = False) -> FastAPI:
-    """``with_worker`` (Redis mode): this process also claims and renders speech jobs."""
+               renderer: Renderer | None = None, asr: ASR | None = None, with_worker: bool = False,
+               health_checks: Sequence[HealthCheck] = DEFAULT_CHECKS) -> FastAPI:
+    """``with_worker`` (Redis mode): this process also claims and renders speech jobs; ``health_checks``: what
+    /healthz asks (``server/health.py``)."""
     settings = settings or Settings()
 
     @asynccontextmanager
@@ -45,6 +49,7 @@ def create_app(settings: Settings | None = None, *, llm: LLM | None = None, tts:
             await app.state.services.aclose()
 
     app = FastAPI(title="avatarchat", lifespan=lifespan, **docs_urls(settings))
+    app.state.health_checks = tuple(health_checks)
     secure(app, settings)  # Host/Origin/access key, rates, body limits, security headers, favicon
 
     @app.exception_handler(AvatarChatError)
@@ -60,5 +65,6 @@ def create_app(settings: Settings | None = None, *, llm: LLM | None = None, tts:
 
     app.include_router(routes.router)
     app.include_router(ws.router)
+    app.include_router(avatars.router)
     app.mount("/static", StaticFiles(directory=routes.WEB_DIR), name="static")
     return app

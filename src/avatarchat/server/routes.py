@@ -5,7 +5,6 @@ Handlers only translate between HTTP and the services; they know nothing of pixe
 
 from __future__ import annotations
 
-import asyncio
 import re
 from importlib.resources import files
 from pathlib import Path
@@ -16,6 +15,7 @@ from pydantic import BaseModel, Field
 
 from avatarchat.errors import BadRequest, error_body
 from avatarchat.pipeline.session import check_session_id
+from avatarchat.server import health
 from avatarchat.server.chat import check_message, converse
 from avatarchat.services import Services
 
@@ -30,6 +30,7 @@ class ChatRequest(BaseModel):
     message: str = Field(..., description="What the user typed.")
     queue: bool = Field(False, description="Queue behind the current reply instead of interrupting it.")
     voice: str | None = Field(None, description="Voice id from GET /voices; kept for the session's next replies.")
+    avatar: str | None = Field(None, description="Avatar id from GET /avatars; kept for the session's next clips.")
 
 
 def services(request: Request) -> Services:
@@ -43,20 +44,12 @@ async def index() -> FileResponse:
 
 @router.get("/healthz")
 async def healthz(request: Request) -> JSONResponse:
-    """The truth about the pipeline: 503 when renders are running but none makes progress."""
-    s = services(request)
-    pipeline = s.pipeline.health(s.settings.render_stall_s)
-    waiting, wait_s = await s.speech_backlog()  # Redis mode: the cluster's
-    pipeline.update(jobs_waiting=waiting, expected_wait_s=round(wait_s, 2))
-    body = {"status": "stalled" if pipeline["stalled"] else "ok", "llm": s.llm.name, "tts": s.tts.primary,
-            "voice": s.tts.default_voice, "renderer": s.renderer.name, "avatar": s.avatar.id,
-            "voice_input": s.voice is not None,
-            "sessions": len(s.sessions.sessions), "tasks": len(asyncio.all_tasks()), "pipeline": pipeline}
-    if s.backplane is not None:  # Redis mode: can this node reach Redis, and who renders?
-        body.update(await s.backplane.health())
-        if body["redis"] != "ok":
-            body["status"] = "redis_unreachable"
-    return JSONResponse(body, status_code=200 if body["status"] == "ok" else 503)
+    """The truth about the server (``server/health.py``): 503 when a check names a problem; details only for
+    callers who may read /metrics."""
+    checks = getattr(request.app.state, "health_checks", health.DEFAULT_CHECKS)
+    details = bool(request.scope.get("state", {}).get(health.DETAIL_KEY))
+    code, body = await health.report(services(request), checks, details)
+    return JSONResponse(body, status_code=code)
 
 
 @router.get("/voices")
@@ -111,5 +104,9 @@ async def chat(request: Request, body: ChatRequest) -> dict:
     check_message(s, body.message)
     voice = s.tts.resolve(body.voice).id if body.voice else None  # an unknown voice is refused before the session
     session = await s.sessions.find(body.session_id, refresh=True)
+    if body.avatar:  # another session's avatar is unknown here (404), and the choice is kept only if it exists
+        chosen = s.avatars.get(body.avatar, session.id)
+        session.avatar = chosen.id
+        voice = voice or chosen.voice  # a gallery avatar speaks with its own voice unless one is asked for
     reply, text = await converse(s, session, body.message, queue=body.queue, voice=voice)
     return {"session_id": session.id, "reply_id": reply.id, "text": text, "sentences": reply.sentences}

@@ -26,6 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from avatarchat.errors import error_body
 from avatarchat.server.access import COOKIE, cookie_token, http_error, security_router
 from avatarchat.server.clients import ClientResolver
+from avatarchat.server.health import DETAIL_KEY as HEALTH_DETAILS
 from avatarchat.server.limits import RateLimiter, json_depth
 from avatarchat.settings import Settings
 
@@ -48,6 +49,7 @@ SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
 #: Reachable without the access key: the page must load to ask for it, and monitors must see /healthz.
 OPEN_PATHS = frozenset({"/", "/healthz", "/favicon.ico", "/access"})
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+UPLOAD_PATH = "/avatars"  # POST: an avatar upload (multipart), limited by avatar_max_upload_bytes
 ANY_HOST = "*"
 
 
@@ -69,6 +71,22 @@ def host_part(value: str) -> str:
     if value.startswith("["):
         return value[1:].split("]", 1)[0]
     return value.rsplit(":", 1)[0] if value.count(":") == 1 else value
+
+
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _same_origin(origin: str, host: str) -> bool:
+    """Whether ``origin`` (``scheme://host[:port]``) names the host and port of the ``Host`` header."""
+    try:
+        parts = urlsplit(origin)
+        origin_port = parts.port or DEFAULT_PORTS.get(parts.scheme)
+        host_port = urlsplit("//" + host.strip()).port
+    except ValueError:  # a port that is not a number
+        return False
+    if parts.scheme not in DEFAULT_PORTS or not parts.hostname or parts.hostname != host_part(host):
+        return False
+    return host_port is None or host_port == origin_port
 
 
 # ---- the middleware ---------------------------------------------------------------------------------------------
@@ -132,11 +150,13 @@ class SecurityMiddleware:
                                            "(see AVATARCHAT_ALLOWED_HOSTS).")
 
     def _check_origin(self, headers: dict[str, str]) -> None:
+        """A browser's Origin must be the page's own: http(s), an allowed host, and the host and port the
+        request came to (another app on our host, ``http://127.0.0.1:8080``, is another site). A proxy that
+        passes Host without its port leaves only the host name to compare."""
         origin = headers.get("origin")
         if origin is None:  # not a browser, or a same-origin GET: nothing a foreign page could abuse
             return
-        netloc = urlsplit(origin).netloc if origin != "null" else ""
-        if not netloc or not self._host_allowed(netloc):
+        if not _same_origin(origin, headers.get("host", "")) or not self._host_allowed(urlsplit(origin).netloc):
             raise Refused(403, "bad_origin", "Requests from pages of another site are refused.")
 
     def _key_given(self, headers: dict[str, str], query_key: str | None) -> bool:
@@ -175,9 +195,14 @@ class SecurityMiddleware:
             if path == "/metrics" and not self.settings.metrics_enabled:
                 raise Refused(404, "not_found", "Metrics are turned off on this server.")
             self._check_key(path, headers)
+            if path == "/healthz":  # its details (backends, workers, addresses) for whoever may read /metrics
+                scope.setdefault("state", {})[HEALTH_DETAILS] = not self._needs_key("/metrics") or self._key_given(
+                    headers, None)
             self._check_rate(path, scope)
-            body = await self._read_body(headers, method, receive)
-            if body:
+            upload = path == UPLOAD_PATH and method == "POST"  # a multipart file, with its own size limit
+            body = await self._read_body(headers, method, receive,
+                                         self.settings.avatar_max_upload_bytes + 65536 if upload else None)
+            if body and not upload:
                 self._check_json(headers, body)
                 self._check_session_rate(path, body)
         except Refused as refusal:
@@ -206,9 +231,11 @@ class SecurityMiddleware:
                 raise Refused(429, "rate_limited", f"This session sends too many messages; try again in "
                                                    f"{math.ceil(wait)} s.", [("retry-after", str(math.ceil(wait)))])
 
-    async def _read_body(self, headers: dict[str, str], method: str, receive: Receive) -> bytes | None:
-        """The whole body (at most ``max_body_bytes``) for methods that carry one; ``None`` for the others."""
-        limit = self.settings.max_body_bytes
+    async def _read_body(self, headers: dict[str, str], method: str, receive: Receive,
+                         limit: int | None = None) -> bytes | None:
+        """The whole body (at most ``limit``, by default ``max_body_bytes``) for methods that carry one; ``None``
+        for the others."""
+        limit = limit or self.settings.max_body_bytes
         too_big = Refused(413, "body_too_large", f"The request body is over the limit of {limit} bytes.")
         length = headers.get("content-length", "")
         if length.isdigit() and int(length) > limit:

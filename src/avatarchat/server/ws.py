@@ -54,7 +54,7 @@ async def ws(websocket: WebSocket, session_id: str = Query(""), after: str | Non
             if isinstance(raw, FrameRefused):
                 box.put(ErrorEvent(session=session.id, code=raw.code, message=raw.message).wire())
             elif isinstance(raw, bytes):
-                listener = listener or _listen(s, session, websocket.client.host if websocket.client else "")
+                listener = listener or _listen(s, session)
                 if not listener.push(np.frombuffer(raw, dtype="<i2").astype(np.int16)):
                     box.put(ErrorEvent(session=session.id, code="rate_limited",
                                        message="Audio is arriving faster than it can be processed; "
@@ -71,9 +71,8 @@ async def ws(websocket: WebSocket, session_id: str = Query(""), after: str | Non
             await listener.aclose()
 
 
-def _listen(s: Services, session: Session, client: str) -> Listener:
-    """This socket's listener: onsets interrupt the avatar, final transcripts are chat messages; ``client`` (the
-    address) is who its recognition is shared fairly with and counted for."""
+def _listen(s: Services, session: Session) -> Listener:
+    """This socket's listener: onsets interrupt the avatar, final transcripts are chat messages."""
     assert s.voice is not None  # the guard refuses audio when voice input is off
 
     def on_speech() -> None:
@@ -90,7 +89,7 @@ def _listen(s: Services, session: Session, client: str) -> Listener:
             else:
                 log.info("voice message of session %s… not answered: %s", session.label, exc.code)
 
-    return s.voice.listener(session.id, session.publish, on_speech, on_final, client)
+    return s.voice.listener(session.id, session.publish, on_speech, on_final)
 
 
 def client_frame(session: Session, box: Outbox, raw: str, listener: Listener | None = None) -> None:

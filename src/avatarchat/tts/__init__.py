@@ -20,7 +20,7 @@ REGISTRY: dict[str, Callable[[Settings], TTS]] = {
                                   variant=s.espeak_variant, max_procs=s.espeak_max_procs),
     "google": lambda s: GoogleTTS(api_key=s.google_tts_api_key.get_secret_value(), base_url=s.google_tts_base_url,
                                   default_voice=s.google_tts_voice, timeout_s=s.tts_timeout_s),
-    "openai": lambda s: OpenAITTS(base_url=s.openai_base_url, api_key=s.openai_api_key.get_secret_value(),
+    "openai": lambda s: OpenAITTS(base_url=s.openai_tts_base_url, api_key=s.openai_tts_api_key.get_secret_value(),
                                   model=s.openai_tts_model, default_voice=s.openai_tts_voice,
                                   timeout_s=s.tts_timeout_s),
 }
@@ -37,7 +37,8 @@ def create_tts(settings: Settings) -> VoiceRouter:
             continue
         backends[name] = REGISTRY[name](settings)
     return VoiceRouter(backends, primary=settings.tts_backend,
-                       script_defaults={"Latin": settings.voice_en, "Hangul": settings.voice_ko})
+                       script_defaults={"Latin": settings.voice_en, "Hangul": settings.voice_ko},
+                       network_concurrency=settings.cloud_tts_concurrency)
 
 
 def as_router(tts: TTS) -> VoiceRouter:

@@ -23,6 +23,9 @@ class TTS(ABC):
 
     name: str
     default_voice: str
+    #: Waits on a remote service, not on this machine's CPU: its calls run outside the CPU work slots, with
+    #: the voice router's own limit on calls at once (a hanging cloud TTS once held a slot for its timeout).
+    network_bound: bool = False
 
     @abstractmethod
     async def synthesize(self, text: str, voice: str | None = None) -> Speech:

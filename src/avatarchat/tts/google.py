@@ -32,6 +32,7 @@ def language_code(voice: str) -> str:
 
 class GoogleTTS(TTS):
     name = "google"
+    network_bound = True
 
     def __init__(self, api_key: str, base_url: str = "https://texttospeech.googleapis.com",
                  default_voice: str = "ko-KR-Neural2-A", timeout_s: float = 30.0, sample_rate: int = 24000,

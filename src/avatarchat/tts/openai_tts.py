@@ -20,6 +20,7 @@ BUILTIN_VOICES = ("alloy", "ash", "ballad", "coral", "echo", "fable", "nova", "o
 
 
 class OpenAITTS(TTS):
+    network_bound = True
     name = "openai"
 
     def __init__(self, base_url: str = "https://api.openai.com/v1", api_key: str = "", model: str = "gpt-4o-mini-tts",

@@ -11,12 +11,14 @@ and sentences without letters keep the chosen voice.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 from avatarchat.data import Speech
 from avatarchat.errors import BadRequest
 from avatarchat.languages import SCRIPT_LANGUAGE, voice_language, voice_scripts
 from avatarchat.tts.base import TTS
+from avatarchat.tts.health import BackendHealth
 from avatarchat.writing import dominant_script
 
 __all__ = ["Voice", "VoiceRouter", "voice_language"]
@@ -42,13 +44,18 @@ class VoiceRouter(TTS):
 
     name = "router"
 
-    def __init__(self, backends: dict[str, TTS], primary: str, script_defaults: dict[str, str]) -> None:
+    def __init__(self, backends: dict[str, TTS], primary: str, script_defaults: dict[str, str],
+                 network_concurrency: int = 8) -> None:
         """``backends`` by name; the ``primary`` backend's default voice is the router's; ``script_defaults`` maps
         a script (``Latin``, ``Hangul``: see ``scripts.SCRIPTS``) to the voice id that speaks it when the chosen
         voice cannot. Defaults whose voice is not listed are ignored; a script without one goes to a voice of
-        its main language (Cyrillic to ``ru``, Greek to ``el``: ``languages.SCRIPT_LANGUAGE``) if there is one."""
+        its main language (Cyrillic to ``ru``, Greek to ``el``: ``languages.SCRIPT_LANGUAGE``) if there is one.
+        ``network_concurrency``: calls at once to each network-bound (cloud) backend."""
         self.backends = backends
         self.primary = primary
+        self._network = {name: asyncio.Semaphore(network_concurrency)
+                         for name, tts in backends.items() if tts.network_bound}
+        self.health = BackendHealth()  # calls in flight and failures in a row, per backend (/healthz)
         self._voices: dict[str, Voice] = {}
         for bname, tts in backends.items():
             for v in tts.voices():
@@ -104,7 +111,18 @@ class VoiceRouter(TTS):
         """Speak ``text`` with the voice ``choose`` picks, or with exactly ``voice`` when ``route`` is False
         (calibration: a voice must be heard saying its own calibration words, whatever their script)."""
         v = self.choose(text, voice) if route else self.resolve(voice)
-        return await self.backends[v.backend].synthesize(text, v.name)
+        limit = self._network.get(v.backend)
+        if limit is None:
+            with self.health.call(v.backend):
+                return await self.backends[v.backend].synthesize(text, v.name)
+        async with limit:
+            with self.health.call(v.backend):
+                return await self.backends[v.backend].synthesize(text, v.name)
+
+    def needs_cpu(self, text: str, voice: str | None = None) -> bool:
+        """Whether speaking ``text`` with ``voice`` works this machine's CPU (False for a cloud backend, which
+        only waits on the network and so needs no CPU slot)."""
+        return not self.backends[self.choose(text, voice).backend].network_bound
 
     async def aclose(self) -> None:
         """Close every backend, even when one fails to close; then raise the first failure."""

@@ -288,6 +288,8 @@
   window.avatarchat.addLine = addLine;
   window.avatarchat.stopSpeaking = () => { setThinking(false); player.cancelAll(); };
   window.avatarchat.handle = handle;  // the same entry point the socket uses; tests replay events through it
+  // Your own avatar (POST /avatars, docs/protocol.md): the idle layer loops the chosen avatar's idle_url.
+  window.avatarchat.setAvatar = (idleUrl) => { idle.src = idleUrl; idle.play().catch(() => {}); };
 
   // ---- "an answer is coming": a small nod of the avatar (style.css), and words for screen readers --------------
   const stage = $("layers"), thinkingText = $("thinking");
