@@ -121,15 +121,8 @@ class EspeakTTS(TTS):
     async def synthesize(self, text: str, voice: str | None = None) -> Speech:
         voice = voice or self.default_voice
         self._check_voice(voice)
-        run = _Run(self._args(voice) + ["--stdout"], text.encode("utf-8"), self._timeout_s, self._slots)
-        work = asyncio.ensure_future(asyncio.to_thread(run))
-        try:
-            out, err, code = await asyncio.shield(work)
-        except asyncio.CancelledError:  # barge-in or shutdown: do not leave the child running
-            run.kill()
-            with contextlib.suppress(BaseException):
-                await asyncio.wait_for(work, 10)  # the thread reaps the killed child
-            raise
+        out, err, code = await run_espeak(self._args(voice) + ["--stdout"], text.encode("utf-8"),
+                                          self._timeout_s, self._slots)
         if code is None:
             raise BackendError(f"espeak-ng took over {self._timeout_s:g} s on {text[:60]!r}")
         if code != 0:
@@ -137,6 +130,21 @@ class EspeakTTS(TTS):
         if not out:
             raise BackendError(f"espeak-ng produced no audio for {text[:60]!r}")
         return speech_from_wav(out, "espeak-ng")
+
+
+async def run_espeak(args: list[str], stdin: bytes, timeout_s: float,
+                     slots: threading.BoundedSemaphore) -> tuple[bytes, bytes, int | None]:
+    """Run espeak-ng once as described above (a worker thread, at most ``slots`` at once): (stdout, stderr, exit
+    code; None when it timed out). Cancelling the caller kills the child; the kokoro backend phonemizes with it."""
+    run = _Run(args, stdin, timeout_s, slots)
+    work = asyncio.ensure_future(asyncio.to_thread(run))
+    try:
+        return await asyncio.shield(work)
+    except asyncio.CancelledError:  # barge-in or shutdown: do not leave the child running
+        run.kill()
+        with contextlib.suppress(BaseException):
+            await asyncio.wait_for(work, 10)  # the thread reaps the killed child
+        raise
 
 
 class _Run:
