@@ -76,6 +76,9 @@ def test_voices_are_each_speaker_in_english_and_korean_with_those_languages() ->
     assert set(tts.voices()) == {*SPEAKERS, *(f"{s}+ko" for s in SPEAKERS)}
     assert voice_language("kokoro", "jf_alpha") == "en" and voice_language("kokoro", "jm_kumo+ko") == "ko"
     assert calibration_words("kokoro:jf_alpha") == calibration_words("piper:en_US-joe-medium")
+    alpha, kumo = tts.describe("jf_alpha"), tts.describe("jm_kumo+ko")
+    assert (alpha.label, alpha.language_name, alpha.gender, alpha.tier) == ("Alpha", "English", "female", "natural")
+    assert (kumo.label, kumo.language_name, kumo.gender, kumo.tier) == ("Kumo", "Korean", "male", "natural")
 
 
 def test_a_sentence_comes_out_as_speech_whisper_reads_back(kokoro: KokoroTTS) -> None:

@@ -30,7 +30,7 @@ import threading
 
 from avatarchat.data import Speech
 from avatarchat.errors import BackendError, BadRequest, ConfigError
-from avatarchat.tts.base import TTS, speech_from_wav
+from avatarchat.tts.base import TTS, VoiceLabel, speech_from_wav
 
 INSTALL_HINT = "install espeak-ng: apt-get install espeak-ng"
 _NO_VOICE = "voice does not exist"  # espeak-ng's stderr for an unknown -v
@@ -53,7 +53,7 @@ class EspeakTTS(TTS):
         self._pitch = pitch
         self._binary = binary
         self._timeout_s = timeout_s
-        self._listings: dict[str, list[str]] = {}  # espeak-ng's voice tables, by flag
+        self._listings: dict[str, list[list[str]]] = {}  # espeak-ng's voice tables, by flag
         self._lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(max_procs)
 
@@ -94,17 +94,28 @@ class EspeakTTS(TTS):
         """Variant names from ``espeak-ng --voices=variant`` (the file column, ``!v/f3``); read once, then cached."""
         return [name.removeprefix("!v/") for name in self._listing("--voices=variant", 4)]
 
+    def describe(self, voice: str) -> VoiceLabel:
+        """``Korean``, robotic, in the espeak-ng group; the gender is the variant's (espeak-ng's own voices are
+        male)."""
+        names = {r[1]: r[3] for r in self._rows("--voices") if len(r) > 3}
+        language = names.get(voice, voice).replace("_", " ")
+        gender = {"f": "female", "m": "male"}.get(self.variant[:1]) if self.variant else "male"
+        return VoiceLabel(label=language, language_name=language, gender=gender, tier="robotic", group="espeak-ng")
+
     def _listing(self, flag: str, column: int) -> list[str]:
-        """The distinct values of one column of an ``espeak-ng`` voice table, sorted; read once per flag."""
+        """The distinct values of one column of an ``espeak-ng`` voice table, sorted."""
+        return sorted({r[column] for r in self._rows(flag) if len(r) > column})
+
+    def _rows(self, flag: str) -> list[list[str]]:
+        """The rows of an ``espeak-ng`` voice table (split at blanks, header dropped); read once per flag."""
         with self._lock:
             if flag not in self._listings:
                 try:
                     out = subprocess.run([self._exe(), flag], capture_output=True, timeout=30, check=True).stdout
                 except (OSError, subprocess.SubprocessError) as exc:
                     raise BackendError(f"espeak-ng {flag} failed: {exc}") from exc
-                rows = [row.split() for row in out.decode("utf-8", "replace").splitlines()[1:]]  # after the header
-                self._listings[flag] = sorted({r[column] for r in rows if len(r) > column})
-            return list(self._listings[flag])
+                self._listings[flag] = [row.split() for row in out.decode("utf-8", "replace").splitlines()[1:]]
+            return self._listings[flag]
 
     def _failure(self, voice: str, code: int | None, stderr: bytes) -> BadRequest | BackendError:
         err = stderr.decode("utf-8", "replace").strip()

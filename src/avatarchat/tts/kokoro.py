@@ -28,13 +28,15 @@ import numpy as np
 from avatarchat.data import Speech
 from avatarchat.errors import BackendError, BadRequest, ConfigError
 from avatarchat.tts import kokoro_model
-from avatarchat.tts.base import TTS
+from avatarchat.tts.base import TTS, VoiceLabel
 from avatarchat.tts.espeak import run_espeak
 from avatarchat.tts.kokoro_ipa import to_kokoro, tokens, unknown, with_punctuation
 
 log = logging.getLogger(__name__)
 
 LANGUAGES = {"en": "en-us", "ko": "ko"}  # a voice's language -> the espeak-ng voice that phonemizes it
+LANGUAGE_NAMES = {"en": "English", "ko": "Korean"}
+GENDERS = {"f": "female", "m": "male"}  # the second letter of a Kokoro speaker's name
 SPEAKERS = ("jf_alpha", "jf_gongitsune", "jf_nezumi", "jf_tebukuro", "jm_kumo")
 _CLAUSE_END = re.compile(r"(?<=[,.;:!?…])\s+")
 
@@ -66,6 +68,13 @@ class KokoroTTS(TTS):
 
     def voices(self) -> list[str]:
         return sorted(self._voices)
+
+    def describe(self, voice: str) -> VoiceLabel:
+        """``Alpha`` (English, female), ``Kumo`` (Korean, male): the speaker's name after its jf_/jm_ prefix."""
+        speaker, language = self.speaker(voice)
+        prefix, _, name = speaker.partition("_")
+        return VoiceLabel(label=name.title(), language_name=LANGUAGE_NAMES[language],
+                          gender=GENDERS.get(prefix[1:2]), tier="natural")
 
     def speaker(self, voice: str) -> tuple[str, str]:
         """(speaker, language) of a listed voice; anything else is refused before espeak-ng or the model sees it."""
