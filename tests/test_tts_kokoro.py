@@ -56,12 +56,13 @@ def test_english_rewrites_are_misakis_symbols() -> None:
     assert to_kokoro("bˈɔɪ fˈaɪɚ", "en") == "bˈY fˈIəɹ"
 
 
-def test_korean_ipa_passes_through_but_for_two_marks_and_fits_the_vocabulary() -> None:
+def test_korean_ipa_passes_through_but_for_three_symbols_and_fits_the_vocabulary() -> None:
     vocab = kokoro_model.vocabulary()
-    lines = _espeak_ipa("안녕하세요. 저는 아바타입니다. 날씨가 좋네요! 서울에서 한국어를 말할 수 있어요.", "ko")
-    assert unknown("".join(lines), vocab) == {"ɫ", "-"}  # what KOREAN_REWRITES is for
+    lines = _espeak_ipa("안녕하세요. 저는 아바타입니다. 날씨가 좋네요! 아버지가 가지를 좋아해요. "
+                        "서울에서 한국어를 말할 수 있어요. 지하철역에 갔어요.", "ko")
+    assert unknown("".join(lines), vocab) == {"ɫ", "ʑ", "-"}  # what KOREAN_REWRITES is for
     mapped = [to_kokoro(line, "ko") for line in lines]
-    assert mapped == [line.strip().replace("ɫ", "l").replace("-", "") for line in lines]
+    assert mapped == [line.strip().replace("ɫ", "l").replace("dʑ", "ʥ").replace("-", "") for line in lines]
     assert unknown("".join(mapped), vocab) == set()
 
 

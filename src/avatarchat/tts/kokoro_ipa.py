@@ -3,9 +3,9 @@
 Kokoro-82M reads phonemes in misaki's alphabet (``vocab.json``, 114 symbols), not text. espeak-ng's IPA is close:
 English needs a few rewrites (misaki writes diphthongs and affricates as one symbol, ``oʊ`` -> ``O``,
 ``dʒ`` -> ``ʤ``; American English has no length marks; espeak-ng's ``ɐ`` and ``ɚ`` are ``ə`` and ``əɹ``).
-These are the rewrites misaki's own espeak fallback makes. Korean IPA is passed through, but for two marks. Symbols left
-outside the vocabulary are dropped by ``tokens`` and named by ``unknown`` (the tests run every English
-espeak-ng phoneme through it).
+These are the rewrites misaki's own espeak fallback makes. Korean IPA is passed through, but for three
+symbols. Symbols left outside the vocabulary are dropped by ``tokens`` and named by ``unknown`` (the tests run
+every English espeak-ng phoneme through it).
 
 espeak-ng prints one line per clause and no punctuation; ``with_punctuation`` puts the text's clause marks back,
 because Kokoro phrases (pauses, a question's rise) from them.
@@ -24,9 +24,10 @@ ENGLISH_REWRITES: tuple[tuple[str, str], ...] = (
     ("\u0329", ""),  # syllabic mark (button: bˈʌʔn̩): misaki writes ʔn
     ("e", "A"),  # a bare e (before ɹ in "air" is ɛ already); misaki has no plain e in English
 )
-# Korean IPA is Kokoro's as it is, but for two marks outside its vocabulary: dark l, and the hyphen espeak-ng
-# writes after a tense consonant (날씨 nˈɐɫs-i), which Kokoro would drop anyway.
-KOREAN_REWRITES: tuple[tuple[str, str], ...] = (("ɫ", "l"), ("-", ""))
+# Korean IPA is Kokoro's as it is, but for three symbols outside its vocabulary: dark l, the voiced affricate
+# (아버지 ɐbʌdʑi: Kokoro writes dʑ as one symbol, ʥ), and the hyphen espeak-ng writes after a tense consonant
+# (날씨 nˈɐɫs-i), which Kokoro would drop anyway.
+KOREAN_REWRITES: tuple[tuple[str, str], ...] = (("ɫ", "l"), ("dʑ", "ʥ"), ("ʑ", "ʥ"), ("-", ""))
 REWRITES = {"en": ENGLISH_REWRITES, "ko": KOREAN_REWRITES}
 _PATTERNS = {lang: (re.compile("|".join(re.escape(a) for a, _ in rules)), dict(rules))
              for lang, rules in REWRITES.items()}
