@@ -9,6 +9,7 @@ Needs the benchmark environment (PyTorch for Distill-MOS, Whisper base): ``scrip
 
     .venv-bench/bin/python benchmarks/voices.py            # all voices, all sentences, writes BENCHMARKS.md
     .venv-bench/bin/python benchmarks/voices.py --sample   # two voices a language, three sentences: a check only
+    .venv-bench/bin/python benchmarks/voices.py --sentences 2   # every voice, two sentences: printed only
 """
 
 from __future__ import annotations
@@ -165,7 +166,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sample", action="store_true",
                         help="two voices a language, three sentences: checks the script, writes nothing")
+    parser.add_argument("--sentences", type=int, default=10,
+                        help="sentences a language (fewer than 10: printed only, BENCHMARKS.md is left alone)")
     args = parser.parse_args()
+    args.sample = args.sample or args.sentences < len(ENGLISH)
     cache = Settings(_env_file=None).model_cache_dir
     judges = Judges(cache)
     tts = routers(cache)
@@ -176,7 +180,9 @@ def main() -> int:
     for language in ("en", "ko"):
         voices = candidates(language)
         sentences = SENTENCES[language]
-        if args.sample:
+        if args.sentences < len(ENGLISH):
+            sentences = sentences[:args.sentences]
+        elif args.sample:
             voices, sentences = [voices[1], voices[2]] if language == "en" else [voices[0], voices[-1]], sentences[:3]
         for voice in voices:
             rows.append(asyncio.run(measure(voice, language, sentences, tts, judges)))
@@ -186,7 +192,7 @@ def main() -> int:
                   f"{r.rtf2:.2f}, first chunk {r.first_chunk_s:.2f} s for {r.first_chunk_audio_s:.2f} s", flush=True)
     load_after = os.getloadavg()
     body = "\n".join([
-        "Held-out sentences (10 a language unless noted) spoken by each voice; Distill-MOS 1 (bad) to 5; WER "
+        f"Held-out sentences ({len(SENTENCES['en'] if not args.sample else sentences)} a language) spoken by each voice; Distill-MOS 1 (bad) to 5; WER "
         "(English) or CER (Korean) of Whisper base (multilingual, int8, language forced, beam 1); real-time "
         "factor with the engine on 1 and 2 threads (espeak-ng is one process either way); first chunk: "
         f"seconds to synthesize \"{FIRST_CHUNK['en']}\" / \"{FIRST_CHUNK['ko']}\" (about 1 s of speech), "
