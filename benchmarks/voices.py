@@ -192,7 +192,7 @@ def main() -> int:
                   f"{r.rtf2:.2f}, first chunk {r.first_chunk_s:.2f} s for {r.first_chunk_audio_s:.2f} s", flush=True)
     load_after = os.getloadavg()
     body = "\n".join([
-        f"Held-out sentences ({len(SENTENCES['en'] if not args.sample else sentences)} a language) spoken by each voice; Distill-MOS 1 (bad) to 5; WER "
+        f"Held-out sentences ({len(sentences)} a language) spoken by each voice; Distill-MOS 1 (bad) to 5; WER "
         "(English) or CER (Korean) of Whisper base (multilingual, int8, language forced, beam 1); real-time "
         "factor with the engine on 1 and 2 threads (espeak-ng is one process either way); first chunk: "
         f"seconds to synthesize \"{FIRST_CHUNK['en']}\" / \"{FIRST_CHUNK['ko']}\" (about 1 s of speech), "
