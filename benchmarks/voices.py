@@ -33,6 +33,7 @@ from benchmarks.report import table, write_section  # noqa: E402
 from benchmarks.voice import edit_distance, words  # noqa: E402
 from tests.voice_audio import RATE, to_16k, trim  # noqa: E402
 
+# No numbers in them: Whisper writes "nine" as 9, which would count as an error of every voice alike.
 ENGLISH = [
     "The library opens early in the morning and closes before dinner.",
     "My sister bought a green bicycle with a basket on the front.",
@@ -57,7 +58,6 @@ KOREAN = [
     "따뜻한 차 한 잔은 추운 날을 시작하는 가장 좋은 방법이에요.",
     "박물관에 오래된 배에 관한 새로운 전시가 열렸습니다.",
 ]
-# No numbers in them: Whisper writes "nine" as 9, which would count as an error of every voice alike.
 FIRST_CHUNK = {"en": "Hello there, nice to meet you.", "ko": "안녕하세요, 반가워요."}
 SENTENCES = {"en": ENGLISH, "ko": KOREAN}
 
