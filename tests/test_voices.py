@@ -123,6 +123,19 @@ def test_voices_endpoint(server: str) -> None:
     assert ids["espeak:ko"]["language"] == "ko" and ids["piper:en_US-joe-medium"]["language"] == "en"
 
 
+def test_voices_carry_human_labels_with_espeak_grouped_apart_as_robotic(server: str) -> None:
+    ids = {v["id"]: v for v in httpx.get(server + "/voices").json()["voices"]}
+    joe, ko = ids["piper:en_US-joe-medium"], ids["espeak:ko"]
+    assert (joe["label"], joe["language_name"], joe["gender"], joe["tier"], joe["group"]) == (
+        "Joe", "English (US)", "male", "natural", None)
+    assert ids["piper:en_US-joe-medium+female"]["gender"] == "female"
+    assert (ko["label"], ko["tier"], ko["group"]) == ("Korean", "robotic", "espeak-ng")
+    espeak = [v for v in ids.values() if v["backend"] == "espeak"]
+    assert len(espeak) > 100 and {v["group"] for v in espeak} == {"espeak-ng"}
+    assert {v["tier"] for v in espeak} == {"robotic"}
+    assert ids["espeak:de"]["label"] == "German"
+
+
 def test_chat_rejects_unknown_voice(server: str) -> None:
     r = httpx.post(server + "/chat", json={"session_id": session_for(server, "v-bad"), "message": "hi", "voice": "x:y"})
     assert r.status_code == 422 and "Unknown voice" in r.json()["error"]["message"]

@@ -60,6 +60,8 @@ def voice_language(backend: str, voice: str) -> str | None:
     """The language a voice speaks, from its name; None for voices that speak any language (OpenAI's)."""
     if backend in ANY_LANGUAGE_BACKENDS:
         return None
+    if backend == "kokoro":  # speakers (jf_alpha) speak English; jf_alpha+ko speaks the language after the +
+        return voice.lower().rpartition("+")[2] if "+" in voice else "en"
     return re.split(r"[-_+]", voice.lower(), maxsplit=1)[0] or None
 
 

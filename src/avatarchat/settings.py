@@ -64,12 +64,20 @@ class Settings(BaseSettings):
         3000, ge=0, description="Estimated tokens of history kept per session (0: no limit); oldest messages go first."
     )
 
-    tts_backend: Literal["piper", "espeak", "google", "openai"] = Field("piper", description="Who speaks the reply.")
+    tts_backend: Literal["piper", "kokoro", "espeak", "google", "openai"] = Field(
+        "piper", description="Who speaks the reply.")
     piper_voice: str = Field("en_US-joe-medium+female", description="Piper voice: a bundled voice name "
                              "(en_US-joe-medium as recorded, male; +female: the same voice moved to a woman's "
                              "register, to match the default avatar) or a .onnx path (listed under its file name).")
     piper_threads: int = Field(1, ge=1, le=16,
                                description="CPU threads Piper may use (the rest are left to rendering).")
+    kokoro_voice: str = Field("jf_alpha", description="Kokoro voice: jf_alpha, jf_gongitsune, jf_nezumi, "
+                              "jf_tebukuro (female), jm_kumo (male), speaking English; +ko (jf_alpha+ko): Korean.")
+    model_cache_dir: Path = Field(Path.home() / ".cache" / "avatarchat", description="Where model files "
+                                  "assembled from packages are kept (Kokoro's, 92 MB, joined and checked once).")
+    kokoro_threads: int = Field(1, ge=1, le=16, description="CPU threads Kokoro's one shared model may use "
+                                "(the rest are left to rendering).")
+    kokoro_speed: float = Field(1.0, ge=0.5, le=2.0, description="Kokoro speaking speed (1: as trained).")
     voice_en: str = Field("piper:en_US-joe-medium+female",
                           description="Voice id for Latin-script text when the session's voice cannot read Latin.")
     voice_ko: str = Field("espeak:ko",

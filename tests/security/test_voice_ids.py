@@ -72,3 +72,18 @@ def test_piper_backend_never_opens_a_path_it_was_given(tts: PiperTTS, tmp_path) 
         with pytest.raises(BadRequest, match="no voice"):
             asyncio.run(tts.synthesize("hello", voice=voice))
     assert tts.voices() == ["en_US-joe-medium", "en_US-joe-medium+female"]
+
+
+KOKORO_HOSTILE = ["kokoro:../../../../etc/passwd", "kokoro:/etc/passwd", "kokoro:jf_alpha/../../x",
+                  "kokoro:jf_alpha+../../x", "kokoro:jf_alpha+ja", "kokoro:jf_alpha+", "kokoro:JF_ALPHA",
+                  "kokoro:jf_alpha ", "kokoro:-w", "kokoro:jf_alpha\n-w /tmp/x", "kokoro:", "kokoro"]
+
+
+def test_router_with_kokoro_lists_its_voices_and_refuses_anything_else() -> None:
+    from avatarchat.tts.kokoro import KokoroTTS
+
+    router = VoiceRouter({"kokoro": KokoroTTS()}, primary="kokoro", script_defaults={})
+    assert "kokoro:jf_alpha" in router.voices() and "kokoro:jm_kumo+ko" in router.voices()
+    for voice in KOKORO_HOSTILE:
+        with pytest.raises(BadRequest, match="Unknown voice"):
+            router.resolve(voice)

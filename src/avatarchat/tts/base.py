@@ -18,6 +18,19 @@ from avatarchat.data import Speech
 from avatarchat.errors import BackendError
 
 
+@dataclass(frozen=True)
+class VoiceLabel:
+    """What a person choosing a voice reads: a name, its language, gender where known, and how it sounds
+    (``natural``: neural; ``robotic``: formant synthesis). ``group`` sets voices apart in a picker (espeak-ng's
+    ~130 languages go under their own heading)."""
+
+    label: str
+    language_name: str | None = None
+    gender: str | None = None  # "female", "male" or None (unknown)
+    tier: str | None = None  # "natural", "robotic" or None (unknown)
+    group: str | None = None
+
+
 class TTS(ABC):
     """A speech backend; subclasses set ``name`` (the settings name, such as ``piper``) and ``default_voice``."""
 
@@ -35,6 +48,10 @@ class TTS(ABC):
     @abstractmethod
     def voices(self) -> list[str]:
         """The voice names requests may use (blocking; cheap after the first call)."""
+
+    def describe(self, voice: str) -> VoiceLabel:
+        """A listed voice's human label (blocking; cheap after ``voices()``). Default: its name, nothing known."""
+        return VoiceLabel(label=voice)
 
     def warm_up(self) -> None:
         """Blocking start-up work (load the default voice, check the binary or the configured voice); the server

@@ -30,7 +30,7 @@ import threading
 
 from avatarchat.data import Speech
 from avatarchat.errors import BackendError, BadRequest, ConfigError
-from avatarchat.tts.base import TTS, speech_from_wav
+from avatarchat.tts.base import TTS, VoiceLabel, speech_from_wav
 
 INSTALL_HINT = "install espeak-ng: apt-get install espeak-ng"
 _NO_VOICE = "voice does not exist"  # espeak-ng's stderr for an unknown -v
@@ -53,7 +53,7 @@ class EspeakTTS(TTS):
         self._pitch = pitch
         self._binary = binary
         self._timeout_s = timeout_s
-        self._listings: dict[str, list[str]] = {}  # espeak-ng's voice tables, by flag
+        self._listings: dict[str, list[list[str]]] = {}  # espeak-ng's voice tables, by flag
         self._lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(max_procs)
 
@@ -94,17 +94,28 @@ class EspeakTTS(TTS):
         """Variant names from ``espeak-ng --voices=variant`` (the file column, ``!v/f3``); read once, then cached."""
         return [name.removeprefix("!v/") for name in self._listing("--voices=variant", 4)]
 
+    def describe(self, voice: str) -> VoiceLabel:
+        """``Korean``, robotic, in the espeak-ng group; the gender is the variant's (espeak-ng's own voices are
+        male)."""
+        names = {r[1]: r[3] for r in self._rows("--voices") if len(r) > 3}
+        language = names.get(voice, voice).replace("_", " ")
+        gender = {"f": "female", "m": "male"}.get(self.variant[:1]) if self.variant else "male"
+        return VoiceLabel(label=language, language_name=language, gender=gender, tier="robotic", group="espeak-ng")
+
     def _listing(self, flag: str, column: int) -> list[str]:
-        """The distinct values of one column of an ``espeak-ng`` voice table, sorted; read once per flag."""
+        """The distinct values of one column of an ``espeak-ng`` voice table, sorted."""
+        return sorted({r[column] for r in self._rows(flag) if len(r) > column})
+
+    def _rows(self, flag: str) -> list[list[str]]:
+        """The rows of an ``espeak-ng`` voice table (split at blanks, header dropped); read once per flag."""
         with self._lock:
             if flag not in self._listings:
                 try:
                     out = subprocess.run([self._exe(), flag], capture_output=True, timeout=30, check=True).stdout
                 except (OSError, subprocess.SubprocessError) as exc:
                     raise BackendError(f"espeak-ng {flag} failed: {exc}") from exc
-                rows = [row.split() for row in out.decode("utf-8", "replace").splitlines()[1:]]  # after the header
-                self._listings[flag] = sorted({r[column] for r in rows if len(r) > column})
-            return list(self._listings[flag])
+                self._listings[flag] = [row.split() for row in out.decode("utf-8", "replace").splitlines()[1:]]
+            return self._listings[flag]
 
     def _failure(self, voice: str, code: int | None, stderr: bytes) -> BadRequest | BackendError:
         err = stderr.decode("utf-8", "replace").strip()
@@ -121,15 +132,8 @@ class EspeakTTS(TTS):
     async def synthesize(self, text: str, voice: str | None = None) -> Speech:
         voice = voice or self.default_voice
         self._check_voice(voice)
-        run = _Run(self._args(voice) + ["--stdout"], text.encode("utf-8"), self._timeout_s, self._slots)
-        work = asyncio.ensure_future(asyncio.to_thread(run))
-        try:
-            out, err, code = await asyncio.shield(work)
-        except asyncio.CancelledError:  # barge-in or shutdown: do not leave the child running
-            run.kill()
-            with contextlib.suppress(BaseException):
-                await asyncio.wait_for(work, 10)  # the thread reaps the killed child
-            raise
+        out, err, code = await run_espeak(self._args(voice) + ["--stdout"], text.encode("utf-8"),
+                                          self._timeout_s, self._slots)
         if code is None:
             raise BackendError(f"espeak-ng took over {self._timeout_s:g} s on {text[:60]!r}")
         if code != 0:
@@ -137,6 +141,21 @@ class EspeakTTS(TTS):
         if not out:
             raise BackendError(f"espeak-ng produced no audio for {text[:60]!r}")
         return speech_from_wav(out, "espeak-ng")
+
+
+async def run_espeak(args: list[str], stdin: bytes, timeout_s: float,
+                     slots: threading.BoundedSemaphore) -> tuple[bytes, bytes, int | None]:
+    """Run espeak-ng once as described above (a worker thread, at most ``slots`` at once): (stdout, stderr, exit
+    code; None when it timed out). Cancelling the caller kills the child; the kokoro backend phonemizes with it."""
+    run = _Run(args, stdin, timeout_s, slots)
+    work = asyncio.ensure_future(asyncio.to_thread(run))
+    try:
+        return await asyncio.shield(work)
+    except asyncio.CancelledError:  # barge-in or shutdown: do not leave the child running
+        run.kill()
+        with contextlib.suppress(BaseException):
+            await asyncio.wait_for(work, 10)  # the thread reaps the killed child
+        raise
 
 
 class _Run:

@@ -16,7 +16,7 @@ import httpx
 from avatarchat.data import Speech
 from avatarchat.errors import BackendError, BadRequest, ConfigError
 from avatarchat.http import HttpClient
-from avatarchat.tts.base import TTS, speech_from_wav
+from avatarchat.tts.base import TTS, VoiceLabel, speech_from_wav
 
 SERVICE = "Google TTS"
 KEY_HINT = "check AVATARCHAT_GOOGLE_TTS_API_KEY"
@@ -54,6 +54,11 @@ class GoogleTTS(TTS):
     def voices(self) -> list[str]:
         """Only the configured voice: Google's catalogue needs a network call (``GET /v1/voices``)."""
         return [self.default_voice]
+
+    def describe(self, voice: str) -> VoiceLabel:
+        """Google's voice name as its label (its gender is in the catalogue we do not fetch); neural voices."""
+        return VoiceLabel(label=voice, tier="natural" if any(k in voice for k in ("Neural", "Wavenet", "Chirp",
+                                                                                    "Studio")) else None)
 
     async def aclose(self) -> None:
         await self._client.aclose()

@@ -13,7 +13,7 @@ from avatarchat.data import Speech
 from avatarchat.errors import BackendError
 from avatarchat.http import HttpClient
 from avatarchat.openai_errors import openai_error_text
-from avatarchat.tts.base import TTS, speech_from_wav
+from avatarchat.tts.base import TTS, VoiceLabel, speech_from_wav
 
 SERVICE = "OpenAI TTS"
 BUILTIN_VOICES = ("alloy", "ash", "ballad", "coral", "echo", "fable", "nova", "onyx", "sage", "shimmer", "verse")
@@ -38,6 +38,10 @@ class OpenAITTS(TTS):
     def voices(self) -> list[str]:
         """OpenAI's built-in voices plus the configured one (compatible servers have their own names)."""
         return sorted({*BUILTIN_VOICES, self.default_voice})
+
+    def describe(self, voice: str) -> VoiceLabel:
+        """OpenAI's voice name, capitalised; neural voices that speak any language."""
+        return VoiceLabel(label=voice.title(), tier="natural")
 
     async def aclose(self) -> None:
         await self._client.aclose()

@@ -15,10 +15,12 @@ import numpy as np
 
 from avatarchat.data import Speech
 from avatarchat.errors import BackendError, BadRequest, ConfigError
-from avatarchat.tts.base import TTS
+from avatarchat.tts.base import TTS, VoiceLabel
 from avatarchat.tts.shape import FEMALE, VoiceShape, reshape
 
 SHAPED_SUFFIX = {"+female": FEMALE}  # a bundled voice's name + suffix: that voice reshaped
+SPEAKER_GENDER = {"joe": "male"}  # the bundled voices' speakers as recorded
+LANGUAGE_NAMES = {"en_US": "English (US)", "en_GB": "English (UK)"}
 
 
 def bundled_voices() -> dict[str, Path]:
@@ -79,6 +81,17 @@ class PiperTTS(TTS):
 
     def voices(self) -> list[str]:
         return sorted([*self._paths, *self._shapes])
+
+    def describe(self, voice: str) -> VoiceLabel:
+        """``Joe`` (as recorded, male) or ``Joe, woman's register`` (+female); natural (neural)."""
+        base, shape = self._recorded_as(voice)
+        lang, _, rest = base.partition("-")
+        speaker = rest.split("-")[0] if rest else base
+        if shape is not None:
+            return VoiceLabel(label=f"{speaker.title()}, woman's register", language_name=LANGUAGE_NAMES.get(lang),
+                              gender="female", tier="natural")
+        return VoiceLabel(label=speaker.title(), language_name=LANGUAGE_NAMES.get(lang),
+                          gender=SPEAKER_GENDER.get(speaker), tier="natural")
 
     def _voice(self, name: str):
         with self._lock:

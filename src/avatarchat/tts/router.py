@@ -12,12 +12,12 @@ and sentences without letters keep the chosen voice.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from avatarchat.data import Speech
 from avatarchat.errors import BadRequest
 from avatarchat.languages import SCRIPT_LANGUAGE, voice_language, voice_scripts
-from avatarchat.tts.base import TTS
+from avatarchat.tts.base import TTS, VoiceLabel
 from avatarchat.tts.health import BackendHealth
 from avatarchat.writing import dominant_script
 
@@ -31,12 +31,16 @@ class Voice:
     name: str
     language: str | None
     scripts: frozenset[str] | None = None  # what its language reads; None: anything
+    about: VoiceLabel | None = field(default=None, compare=False)  # the backend's human label
 
     def reads(self, script: str | None) -> bool:
         return script is None or self.scripts is None or script in self.scripts
 
     def wire(self) -> dict[str, str | None]:
-        return {"id": self.id, "backend": self.backend, "name": self.name, "language": self.language}
+        about = self.about or VoiceLabel(label=self.name)
+        return {"id": self.id, "backend": self.backend, "name": self.name, "language": self.language,
+                "label": about.label, "language_name": about.language_name, "gender": about.gender,
+                "tier": about.tier, "group": about.group}
 
 
 class VoiceRouter(TTS):
@@ -60,7 +64,8 @@ class VoiceRouter(TTS):
         for bname, tts in backends.items():
             for v in tts.voices():
                 vid = f"{bname}:{v}"
-                self._voices[vid] = Voice(vid, bname, v, voice_language(bname, v), voice_scripts(bname, v))
+                self._voices[vid] = Voice(vid, bname, v, voice_language(bname, v), voice_scripts(bname, v),
+                                          tts.describe(v))
         primary_voice = backends[primary].default_voice
         self.default_voice = self.resolve(f"{primary}:{primary_voice}").id
         self.script_defaults = self._catalogue_defaults()

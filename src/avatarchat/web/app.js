@@ -377,29 +377,42 @@
       const res = await api("/voices");
       const body = await res.json();
       voiceSel.textContent = "";
-      const groups = new Map();  // one <optgroup> per backend, the default voice's backend first
-      const backendOf = (id) => id.split(":")[0];
-      const backends = [...new Set([backendOf(body.default), ...body.voices.map((v) => v.backend)])];
-      for (const b of backends) {
-        const g = document.createElement("optgroup");
-        g.label = b;
-        groups.set(b, g);
-        voiceSel.appendChild(g);
-      }
-      for (const v of body.voices) {
+      // Natural (neural) voices first, then the robotic ones; espeak-ng's ~130 languages under their own heading.
+      const heading = (v) => v.group || (v.tier === "robotic" ? "Robotic voices" : "Natural voices");
+      const groups = new Map();
+      const order = (v) => (v.id === body.default ? 0 : v.tier === "natural" ? 1 : v.group ? 3 : 2);
+      for (const v of [...body.voices].sort((a, b) => order(a) - order(b))) {  // stable: the server's order within
+        const name = heading(v);
+        if (!groups.has(name)) {
+          const g = document.createElement("optgroup");
+          g.label = name;
+          groups.set(name, g);
+          voiceSel.appendChild(g);
+        }
         const opt = document.createElement("option");
         opt.value = v.id;
-        opt.textContent = `${v.name}${v.language ? ` (${v.language})` : ""}`;
+        const about = [v.language_name || v.language, v.gender].filter(Boolean).join(", ");
+        opt.textContent = `${v.label || v.name}${about ? ` (${about})` : ""}`;
+        if (v.language) opt.lang = v.language;
         if (v.id === body.default) opt.selected = true;
-        groups.get(v.backend).appendChild(opt);
+        groups.get(name).appendChild(opt);
       }
       const saved = sessionStorage.getItem("avatarchat.voice");
       if (saved && body.voices.some((v) => v.id === saved)) voiceSel.value = saved;
+      followVoiceLanguage();
     } catch (err) {
       voiceSel.hidden = true;
     }
   }
-  voiceSel.addEventListener("change", () => sessionStorage.setItem("avatarchat.voice", voiceSel.value));
+  // The page's language (and so the lang of what it shows) follows the chosen voice's.
+  function followVoiceLanguage() {
+    const opt = voiceSel.selectedOptions[0];
+    if (opt && opt.lang) document.documentElement.lang = opt.lang;
+  }
+  voiceSel.addEventListener("change", () => {
+    sessionStorage.setItem("avatarchat.voice", voiceSel.value);
+    followVoiceLanguage();
+  });
 
   loadVoices();
   connect();
