@@ -194,4 +194,3 @@ async def test_an_idle_worker_takes_a_new_job_at_once(redis: Redis) -> None:
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
-
