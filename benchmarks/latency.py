@@ -38,10 +38,12 @@ SENTENCES = [
 ]
 
 
-def start_server(data_dir: Path) -> tuple[subprocess.Popen, str]:
+def start_server(data_dir: Path, llm: str | None = "echo") -> tuple[subprocess.Popen, str]:
+    """``avatarchat serve`` on a free loopback port; ``llm=None`` keeps the server's default reply backend."""
     port = free_port()
-    env = dict(os.environ, AVATARCHAT_DATA_DIR=str(data_dir), AVATARCHAT_LLM_BACKEND="echo",
-               AVATARCHAT_PORT=str(port))
+    env = dict(os.environ, AVATARCHAT_DATA_DIR=str(data_dir), AVATARCHAT_PORT=str(port))
+    if llm is not None:
+        env["AVATARCHAT_LLM_BACKEND"] = llm
     proc = subprocess.Popen([sys.executable, "-m", "avatarchat", "--log-level", "WARNING", "serve"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     base = f"http://127.0.0.1:{port}"
