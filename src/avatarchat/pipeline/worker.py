@@ -24,7 +24,7 @@ from avatarchat.pipeline.failures import error_event
 from avatarchat.pipeline.jobs import SpeechJob
 from avatarchat.pipeline.lane import RenderedClip
 from avatarchat.pipeline.reply import Reply
-from avatarchat.pipeline.sentences import SentenceSplitter
+from avatarchat.pipeline.sentences import FIRST_SECONDS, SentenceSplitter
 from avatarchat.pipeline.session import Session
 from avatarchat.render.base import Avatar, Renderer, VoiceCalibrated, frame_count
 from avatarchat.tts.router import VoiceRouter
@@ -67,7 +67,8 @@ class SpeechPipeline:
             reply.cancel_speech()
             session.publish(SpeechSkipped(session=session.id, reply=reply.id,
                                           message="The avatar is too busy to speak right now; here is the text."))
-        splitter = SentenceSplitter(max_seconds=self.max_sentence_s)  # clips of at most ~8 s of speech
+        # Clips of at most ~8 s of speech; the first one about 1 s, so the avatar starts speaking sooner.
+        splitter = SentenceSplitter(max_seconds=self.max_sentence_s, first_seconds=FIRST_SECONDS)
         parts: list[str] = []
         spoken: list[str] = []
         first_token_ms: float | None = None
