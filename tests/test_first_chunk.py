@@ -11,6 +11,7 @@ import time
 
 import httpx
 import numpy as np
+import pytest
 
 from avatarchat.server import create_app
 from avatarchat.tts.pitch import f0_track
@@ -137,3 +138,32 @@ def _eight_at_once(server: str) -> None:
     firsts = [at for clips in ready.values() for at, s in clips if s == 0]
     thirds = [at for clips in ready.values() for at, s in clips if s == 2]
     assert max(firsts) < min(thirds), (max(firsts), min(thirds))
+
+
+@pytest.mark.browser
+def test_the_page_starts_a_reply_on_its_first_chunk(server: str) -> None:
+    """Real Chromium: the first clip the page plays is the short first chunk, then the rest of the sentence,
+    in order; the reply's text is shown whole."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.test_browser import ARGS, CHROMIUM
+
+    message = LONG_FIRST + " It runs on an ordinary processor."
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        page = browser.new_page(bypass_csp=True)
+        page.add_init_script("""window.__played = [];
+            document.addEventListener('playing', (e) => { const v = e.target;
+              if (v.classList && v.classList.contains('clip'))
+                window.__played.push({src: v.getAttribute('src'), duration: v.duration}); }, true);""")
+        page.goto(server + "/")
+        page.wait_for_function("document.getElementById('status').textContent === 'connected'", timeout=15000)
+        page.fill("#message", message)
+        page.click("#send")
+        page.wait_for_function("window.avatarchat.stats.clipsPlayed.length >= 3", timeout=90000)
+        played = page.evaluate("window.avatarchat.stats.clipsPlayed.map(c => c.seq)")
+        starts = page.evaluate("window.__played")
+        assert page.inner_text(".log li.avatar") == message
+        browser.close()
+    assert played[:3] == [0, 1, 2]
+    assert starts[0]["duration"] <= 1.8 < starts[1]["duration"], starts

@@ -12,8 +12,8 @@ lets a Korean sentence or a URL run to a 20 s clip.
 
 The first clip of a reply is what the person waits for, and its cost (TTS, render, encode) grows with its
 length. So with ``first_seconds`` set, the reply's first sentence, when it would take more than about
-``first_seconds`` + 0.6 s to say, is cut once: at a clause boundary whose head takes 0.5 s to ``first_seconds`` +
-0.6 s to say (the one nearest ``first_seconds``), failing that at the space before a function word ("and",
+``first_seconds`` + 0.8 s to say, is cut once: at a clause boundary whose head takes 0.5 s to ``first_seconds`` +
+0.8 s to say (the one nearest ``first_seconds``), failing that at the space before a function word ("and",
 "the", "to", ...) in that range, failing that at the space nearest ``first_seconds`` (or the first space after a
 slow start such as a version number); never inside a word, a number or a URL, and never leaving less than 0.5 s
 for the rest. Text without spaces or clause marks (Japanese,
@@ -35,7 +35,7 @@ _NUMBERED = re.compile(r"\s*\d")  # "No. 5" is an abbreviation; "No." alone is a
 _FUNCTION_WORDS = {"and", "but", "or", "so", "because", "that", "which", "who", "where", "when", "while", "if",
                    "to", "of", "in", "on", "at", "for", "with", "from", "by", "about", "the", "a", "an", "as"}
 FIRST_SECONDS = 1.0  # the reply's first clip: about this much speech (see the module docstring)
-_FIRST_SLACK_S = 0.6  # a first sentence up to FIRST_SECONDS + this is said whole
+_FIRST_SLACK_S = 0.8  # a first sentence up to FIRST_SECONDS + this is said whole
 _MIN_PIECE_S = 0.5  # neither side of a first-chunk cut is shorter than this
 
 MAX_SECONDS = 8.0
