@@ -25,6 +25,7 @@ import httpx
 from websockets.sync.client import connect
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from avatarchat.pipeline.sentences import FIRST_SECONDS, split_sentences  # noqa: E402
 from benchmarks.report import table, write_section  # noqa: E402
 from tests.helpers import free_port  # noqa: E402
 
@@ -38,10 +39,12 @@ SENTENCES = [
 ]
 
 
-def start_server(data_dir: Path) -> tuple[subprocess.Popen, str]:
+def start_server(data_dir: Path, llm: str | None = "echo") -> tuple[subprocess.Popen, str]:
+    """``avatarchat serve`` on a free loopback port; ``llm=None`` keeps the server's default reply backend."""
     port = free_port()
-    env = dict(os.environ, AVATARCHAT_DATA_DIR=str(data_dir), AVATARCHAT_LLM_BACKEND="echo",
-               AVATARCHAT_PORT=str(port))
+    env = dict(os.environ, AVATARCHAT_DATA_DIR=str(data_dir), AVATARCHAT_PORT=str(port))
+    if llm is not None:
+        env["AVATARCHAT_LLM_BACKEND"] = llm
     proc = subprocess.Popen([sys.executable, "-m", "avatarchat", "--log-level", "WARNING", "serve"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     base = f"http://127.0.0.1:{port}"
@@ -80,7 +83,8 @@ def one_reply(base: str, n: int) -> dict[str, float]:
                 raise RuntimeError(ev["message"])
             elif ev["type"] == "speech_done":
                 break
-    assert len(clips) == n, (len(clips), n)
+    expected = len(split_sentences(" ".join(SENTENCES[:n]), first_seconds=FIRST_SECONDS))  # the first one is cut
+    assert len(clips) == expected, (len(clips), expected)
     speech_s = sum(d for _, d in clips)
     end, gaps = None, []
     for ready, dur in clips:
@@ -160,7 +164,9 @@ def browser_gaps(base: str, replies: int = 3) -> list[float]:
             played = page.evaluate("window.avatarchat.stats.clipsPlayed.length")
             page.fill("#message", " ".join(SENTENCES[:3]))
             page.click("#send")
-            page.wait_for_function(f"window.avatarchat.stats.clipsPlayed.length >= {played + 3}", timeout=120000)
+            clips = len(split_sentences(" ".join(SENTENCES[:3]), first_seconds=FIRST_SECONDS))
+            page.wait_for_function(f"window.avatarchat.stats.clipsPlayed.length >= {played + clips}",
+                                   timeout=120000)
         gaps = page.evaluate("window.avatarchat.stats.gapsMs")
         browser.close()
     return gaps

@@ -85,7 +85,7 @@ def test_consecutive_clips_play_in_order_without_gaps(server: str, browser) -> N
     page = browser.new_page(bypass_csp=True)
     page.goto(server + "/")
     page.wait_for_function("document.getElementById('status').textContent === 'connected'", timeout=15000)
-    page.fill("#message", "This is the first sentence of the reply. And this is the second one.")
+    page.fill("#message", "This is the first one. And this is the second one.")  # a first sentence too short to cut
     page.click("#send")
     page.wait_for_function("window.avatarchat.stats.clipsPlayed.length >= 2", timeout=60000)
     gaps = page.evaluate("window.avatarchat.stats.gapsMs")

@@ -16,11 +16,13 @@ import pytest
 import redis
 from websockets.sync.client import ClientConnection, connect
 
+from avatarchat.pipeline.sentences import FIRST_SECONDS, split_sentences
 from tests.helpers import decode_clip
 from tests.redis_cluster import Processes, RedisServer, live_workers, wait_until
 
 MESSAGE = ("Hello there, it is good to see you again today. I can tell you about the weather, the news, or "
            "anything else. Speaking of which, the sky looks clear this afternoon.")
+CLIPS = len(split_sentences(MESSAGE, first_seconds=FIRST_SECONDS))  # 4: the first sentence starts on a short chunk
 LONG = MESSAGE + " Tomorrow might bring a little rain in the morning. Remember to take an umbrella if you go out."
 
 pytestmark = pytest.mark.timeout(600)
@@ -94,8 +96,8 @@ def test_chat_on_node_a_reaches_the_socket_on_node_b_and_node_b_serves_the_clips
         reply = chat(d.a, session, MESSAGE)
         events = events_until(ws, "speech_done", reply["reply_id"])
     clips = clips_of(events, reply["reply_id"])
-    assert sorted(c["seq"] for c in clips) == [0, 1, 2] == list(range(reply["sentences"]))
-    assert events[-1]["sentences"] == 3 and events[-1]["clips"] == 3
+    assert sorted(c["seq"] for c in clips) == list(range(CLIPS)) == list(range(reply["sentences"]))
+    assert events[-1]["sentences"] == CLIPS and events[-1]["clips"] == CLIPS
     assert any(e["type"] == "reply_text" for e in events)  # the writer's own events cross nodes too
     for c in clips:
         r = httpx.get(d.b + c["url"], timeout=30)
@@ -219,8 +221,8 @@ def test_a_worker_killed_mid_render_loses_nothing_and_nothing_is_announced_twice
         took_s = time.monotonic() - killed_at
         events = events_until(ws, "speech_done", reply, timeout_s=120)
     clips = clips_of(events, reply)
-    assert sorted(c["seq"] for c in clips) == [0, 1, 2]  # each exactly once
-    assert len({c["job"] for c in clips}) == 3
+    assert sorted(c["seq"] for c in clips) == list(range(CLIPS))  # each exactly once
+    assert len({c["job"] for c in clips}) == CLIPS
     assert int(client.get("avatarchat:stats:reclaimed") or 0) >= 1
     assert took_s < 4.0, f"the killed worker's job waited {took_s:.1f} s"
     d.workers.remove(victim)

@@ -271,3 +271,78 @@ def test_time_cuts_streamed_char_by_char_match_one_shot(text: str) -> None:
 def test_the_estimate_is_within_a_quarter_of_what_the_voices_took(text: str, measured_s: float) -> None:
     """Each script's rate is calibrated: the estimate is within 25 % of a real synthesis of the same text."""
     assert abs(spoken_seconds(text) - measured_s) <= 0.25 * measured_s
+
+
+# -- the reply's first chunk: about 1 s of speech, cut where a speaker may pause ------------------------------
+def first(text: str) -> list[str]:
+    return split_sentences(text, first_seconds=1.0)
+
+
+def test_first_sentence_is_cut_at_a_clause_near_one_second() -> None:
+    assert first("Hello there, it is good to see you again today.") == [
+        "Hello there,", "it is good to see you again today."]
+    assert first("안녕하세요, 저는 아바타챗의 말하는 아바타입니다.") == [
+        "안녕하세요,", "저는 아바타챗의 말하는 아바타입니다."]
+    # "Well," is too short a piece (< 0.5 s): the cut moves on to a word boundary before a function word
+    assert first("Well, I can tell you about the weather and the news today. Then more.") == [
+        "Well, I can tell you", "about the weather and the news today.", "Then more."]
+
+
+def test_first_chunk_falls_back_to_a_word_boundary_before_a_function_word() -> None:
+    for text in ["I can tell you about the weather, the news, or anything else you would like to hear.",
+                 "Our renderer draws the mouth from the phonemes of the voice on an ordinary processor.",
+                 "Avatarchat speaks every reply aloud with a face that moves in time with the voice."]:
+        head, *rest = first(text)
+        assert 0.5 <= spoken_seconds(head) <= 1.8 and len(rest) == 1, (head, rest)
+        assert " ".join([head, *rest]) == text
+    assert first("I can tell you about the weather, the news, or anything else you would like to hear.")[0] == (
+        "I can tell you about")  # before "the", not after it
+
+
+def test_only_the_first_sentence_is_cut() -> None:
+    text = "Hi. Avatarchat speaks every reply aloud with a face that moves in time with the voice."
+    assert first(text) == split_sentences(text)  # "Hi." is a short first chunk already
+    parts = first("Avatarchat speaks every reply aloud with a face that moves. It does this on an ordinary processor.")
+    assert len(parts) == 3 and parts[-1] == "It does this on an ordinary processor."
+
+
+def test_short_first_sentences_and_one_word_are_not_cut() -> None:
+    assert first("Yes.") == ["Yes."]
+    assert first("Absolutely") == ["Absolutely"]
+    assert first("Supercalifragilisticexpialidocious!") == ["Supercalifragilisticexpialidocious!"]
+    assert first("Hello! I'm Ava.") == ["Hello!", "I'm Ava."]
+    assert first("My name is Ava.") == ["My name is Ava."]
+    assert first("Okay then, sure thing.") == ["Okay then, sure thing."]  # cut, a piece would be under 0.5 s
+
+
+def test_first_chunk_never_cuts_inside_a_number_or_a_url() -> None:
+    url = "https://github.com/example/avatarchat/blob/main/README.md"
+    assert first(f"Open {url} to read the setup guide for your machine.") == [
+        f"Open {url}", "to read the setup guide for your machine."]
+    assert first("The price is 3 500 dollars and 25 cents for the whole thing, taxes included.") == [
+        "The price is", "3 500 dollars and 25 cents for the whole thing, taxes included."]
+    # digits take long to say: the first word boundary after "Version 2.10.3", not a cut inside it
+    assert first("Version 2.10.3 added 1,000 new voices in 14 languages for everyone to try.") == [
+        "Version 2.10.3", "added 1,000 new voices in 14 languages for everyone to try."]
+
+
+def test_first_chunk_without_spaces_is_not_cut() -> None:
+    assert first("グラフィックカードは要りません。") == ["グラフィックカードは要りません。"]
+    assert first("아바타챗은 일반 CPU에서 실행되며 그래픽 카드가 전혀 필요하지 않습니다. 좋아요.")[-1] == "좋아요."
+
+
+def test_first_chunk_streamed_word_by_word_is_cut_before_the_sentence_ends() -> None:
+    splitter = SentenceSplitter(first_seconds=1.0)
+    text = "I can tell you about the weather and the news and anything else you like today. Then more."
+    words = text.split(" ")
+    got_at = None
+    out: list[str] = []
+    for i, word in enumerate(words):
+        done = splitter.feed(word + " ")
+        if done and got_at is None:
+            got_at = i
+        out += done
+    out += splitter.flush()
+    # it waits for 0.5 s of text after the longest possible head, not for the sentence's end (word 16)
+    assert got_at is not None and got_at <= 9, got_at
+    assert out == ["I can tell you about", "the weather and the news and anything else you like today.", "Then more."]

@@ -9,6 +9,15 @@ that (a long URL, a digit string) after a ``/``, ``-`` or ``.``, or anywhere. "T
 estimated spoken seconds, not characters: a Korean syllable takes about as long to say as three Latin letters,
 and a digit or a symbol in a URL is read out as a word of its own, so a character limit that suits English
 lets a Korean sentence or a URL run to a 20 s clip.
+
+The first clip of a reply is what the person waits for, and its cost (TTS, render, encode) grows with its
+length. So with ``first_seconds`` set, the reply's first sentence, when it would take more than about
+``first_seconds`` + 0.8 s to say, is cut once: at a clause boundary whose head takes 0.5 s to ``first_seconds`` +
+0.8 s to say (the one nearest ``first_seconds``), failing that at the space before a function word ("and",
+"the", "to", ...) in that range, failing that at the space nearest ``first_seconds`` (or the first space after a
+slow start such as a version number); never inside a word, a number or a URL, and never leaving less than 0.5 s
+for the rest. Text without spaces or clause marks (Japanese,
+Chinese) is not cut. The rest of the sentence becomes the next clip; later sentences are not cut this way.
 """
 
 from __future__ import annotations
@@ -22,6 +31,12 @@ _CLAUSE = re.compile(r"[,;:]\s|[，、；：]\s*|\s[-–—]\s")
 _JOINT = re.compile(r"[/\-_.&?=#@]")  # inside a URL or a path: cut after one of these rather than mid-word
 _ABBREV = {"mr.", "mrs.", "ms.", "dr.", "prof.", "st.", "vs.", "e.g.", "i.e.", "etc."}
 _NUMBERED = re.compile(r"\s*\d")  # "No. 5" is an abbreviation; "No." alone is an answer
+# Words a clause or phrase starts with: the space before one is where a speaker may pause.
+_FUNCTION_WORDS = {"and", "but", "or", "so", "because", "that", "which", "who", "where", "when", "while", "if",
+                   "to", "of", "in", "on", "at", "for", "with", "from", "by", "about", "the", "a", "an", "as"}
+FIRST_SECONDS = 1.0  # the reply's first clip: about this much speech (see the module docstring)
+_FIRST_SLACK_S = 0.8  # a first sentence up to FIRST_SECONDS + this is said whole
+_MIN_PIECE_S = 0.5  # neither side of a first-chunk cut is shorter than this
 
 MAX_SECONDS = 8.0
 # Seconds per character, measured against the offline voices (Piper en_US-joe-medium, espeak-ng at rate 175):
@@ -63,15 +78,19 @@ class SentenceSplitter:
     ``max_chars``, when given, is an extra ceiling in characters on top of the time limit.
     """
 
-    def __init__(self, max_chars: int | None = None, *, max_seconds: float = MAX_SECONDS) -> None:
+    def __init__(self, max_chars: int | None = None, *, max_seconds: float = MAX_SECONDS,
+                 first_seconds: float | None = None) -> None:
+        """``first_seconds``: cut the first sentence to about this much speech (None: never)."""
         self.max_chars = max_chars
         self.max_seconds = max_seconds
+        self.first_seconds = first_seconds
+        self._first = first_seconds is not None  # the first chunk is still to come
         self._buf = ""
 
     def feed(self, piece: str) -> list[str]:
         """Add streamed text; return the sentences it completed (possibly none)."""
         self._buf += piece
-        out: list[str] = []
+        out: list[str] = self._first_chunk(final=False)
         while True:
             cut = self._find_end(self._buf, final=False)
             if cut is None:
@@ -85,8 +104,25 @@ class SentenceSplitter:
 
     def flush(self) -> list[str]:
         """End of stream: whatever is left is the last sentence."""
+        head = self._first_chunk(final=True)
         rest, self._buf = self._buf, ""
-        return self._emit(rest)
+        return head + self._emit(rest)
+
+    def _first_chunk(self, final: bool) -> list[str]:
+        """The reply's first chunk, cut from its first sentence as soon as the cut is known (else nothing)."""
+        if not self._first or not self._buf.strip():
+            return []
+        end = self._find_end(self._buf, final=final)
+        complete = end is not None or final
+        sentence = self._buf[:end] if end is not None else self._buf
+        cut = first_cut(sentence, self.first_seconds or FIRST_SECONDS, complete=complete)
+        if cut is None:
+            if complete or spoken_seconds(sentence) > self.max_seconds:
+                self._first = False  # said whole (short, or cut by the long-sentence rule)
+            return []
+        self._first = False
+        head, self._buf = self._buf[:cut], self._buf[cut:]
+        return self._emit(head)
 
     def _find_end(self, text: str, final: bool) -> int | None:
         for m in _END.finditer(text):
@@ -140,7 +176,48 @@ class SentenceSplitter:
         return text[:cut], text[cut:]
 
 
-def split_sentences(text: str, max_chars: int | None = None, *, max_seconds: float = MAX_SECONDS) -> list[str]:
+def split_sentences(text: str, max_chars: int | None = None, *, max_seconds: float = MAX_SECONDS,
+                    first_seconds: float | None = None) -> list[str]:
     """All sentences of a complete text, cut as ``SentenceSplitter`` cuts a stream."""
-    s = SentenceSplitter(max_chars, max_seconds=max_seconds)
+    s = SentenceSplitter(max_chars, max_seconds=max_seconds, first_seconds=first_seconds)
     return s.feed(text) + s.flush()
+
+
+def first_cut(sentence: str, target_s: float = FIRST_SECONDS, complete: bool = True) -> int | None:
+    """Where to cut a first sentence so that its head takes about ``target_s`` to say (None: do not cut).
+    ``complete`` False: ``sentence`` is the start of one still being written; a cut is given only once enough
+    of it follows the cut."""
+    total = spoken_seconds(sentence)
+    longest = target_s + _FIRST_SLACK_S
+    if (complete and total <= longest) or (not complete and total < longest + _MIN_PIECE_S):
+        return None
+    clauses: list[tuple[float, int]] = []
+    before_function: list[tuple[float, int]] = []
+    spaces: list[tuple[float, int]] = []
+    clause_ends = {m.end() for m in _CLAUSE.finditer(sentence)}
+    spent = 0.0
+    for i, ch in enumerate(sentence):
+        spent += char_seconds(ch)
+        cut = i + 1
+        if spent > longest and (clauses or spaces):
+            break
+        if spent < _MIN_PIECE_S or total - spent < _MIN_PIECE_S:
+            continue
+        if spent > longest:  # a slow start (digits, symbols): the first word boundary after it will do
+            if ch == " " and cut < len(sentence) and not sentence[cut].isspace():
+                return cut
+            continue
+        rest = sentence[cut:]
+        if cut in clause_ends:
+            clauses.append((abs(spent - target_s), cut))
+        if ch == " " and rest and not rest[0].isspace():
+            prev, nxt = sentence[:i].rsplit(None, 1)[-1] if sentence[:i].strip() else "", rest.split(None, 1)[0]
+            if prev[-1:].isdigit() and nxt[:1].isdigit():
+                continue  # "3 500": one number
+            spaces.append((abs(spent - target_s), cut))
+            if nxt.lower().strip("\"'(") in _FUNCTION_WORDS:
+                before_function.append((abs(spent - target_s), cut))
+    for found in (clauses, before_function, spaces):
+        if found:
+            return min(found)[1]
+    return None

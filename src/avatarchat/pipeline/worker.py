@@ -25,7 +25,7 @@ from avatarchat.pipeline.failures import error_event
 from avatarchat.pipeline.jobs import SpeechJob
 from avatarchat.pipeline.lane import RenderedClip
 from avatarchat.pipeline.reply import Reply
-from avatarchat.pipeline.sentences import SentenceSplitter
+from avatarchat.pipeline.sentences import FIRST_SECONDS, SentenceSplitter
 from avatarchat.pipeline.session import Session
 from avatarchat.render.base import Avatar, Renderer, VoiceCalibrated, frame_count
 from avatarchat.tts.router import VoiceRouter
@@ -52,7 +52,9 @@ class SpeechPipeline:
         self._uncalibratable: set[str | None] = set()
         self._calibrating: dict[str | None, asyncio.Lock] = {}
         self.threads = threads
-        self._job_s = 1.0  # running mean of one sentence's TTS + render + encode time (admission control)
+        # Admission control: running means of one sentence's TTS time and its render + encode time, kept apart
+        # because a sentence costs both (averaged together they counted half of it). None: not measured yet.
+        self._stage_s: dict[str, float | None] = {"voice": None, "render": None}
         self._in_flight: dict[int, float] = {}  # renders running: id -> monotonic start
         self._last_frame = time.monotonic()  # heartbeat: the last frame any render produced
 
@@ -67,7 +69,8 @@ class SpeechPipeline:
             reply.cancel_speech()
             session.publish(SpeechSkipped(session=session.id, reply=reply.id,
                                           message="The avatar is too busy to speak right now; here is the text."))
-        splitter = SentenceSplitter(max_seconds=self.max_sentence_s)  # clips of at most ~8 s of speech
+        # Clips of at most ~8 s of speech; the first one about 1 s, so the avatar starts speaking sooner.
+        splitter = SentenceSplitter(max_seconds=self.max_sentence_s, first_seconds=FIRST_SECONDS)
         parts: list[str] = []
         spoken: list[str] = []
         first_token_ms: float | None = None
@@ -147,7 +150,7 @@ class SpeechPipeline:
         await self.ensure_calibrated(job.voice)
         t0 = time.perf_counter()
         speech = await self.tts.synthesize(job.text, job.voice)
-        self._cost(time.perf_counter() - t0)
+        self._cost("voice", time.perf_counter() - t0)
         return speech
 
     def voice_needs_slot(self, job: SpeechJob) -> bool:
@@ -164,25 +167,34 @@ class SpeechPipeline:
                                                   self.avatars(job.avatar))
         finally:
             self._in_flight.pop(key, None)
-        self._cost(time.perf_counter() - t0)
+        self._cost("render", time.perf_counter() - t0)
         n = frame_count(speech.duration_s, self.renderer.fps)
         return RenderedClip(path=path, url=f"/clips/{job.id}.mp4", duration_s=n / self.renderer.fps,
                             render_s=render_s, total_s=time.perf_counter() - t0)
 
-    def _cost(self, seconds: float) -> None:
-        self._job_s = 0.8 * self._job_s + 0.2 * seconds
+    def _cost(self, stage: str, seconds: float) -> None:
+        old = self._stage_s[stage]
+        self._stage_s[stage] = seconds if old is None else 0.8 * old + 0.2 * seconds
+
+    @property
+    def sentence_s(self) -> float:
+        """Measured cost of one sentence: its TTS plus its render and encode (1 s until both are measured)."""
+        voice, render = self._stage_s["voice"], self._stage_s["render"]
+        return 1.0 if voice is None or render is None else voice + render
 
     def expected_wait_s(self, jobs_waiting: int) -> float:
         """How long a sentence queued now would wait for its clip: the work ahead of it spread over the
-        worker threads (TTS and rendering of one sentence take ``_job_s`` together, measured)."""
-        return (jobs_waiting + len(self._in_flight)) * self._job_s / self.threads
+        worker threads. A waiting sentence still needs its TTS and its render; a running render, about its
+        render."""
+        render = self._stage_s["render"] if self._stage_s["render"] is not None else self.sentence_s
+        return (jobs_waiting * self.sentence_s + len(self._in_flight) * render) / self.threads
 
     def health(self, stall_s: float) -> dict:
         """Renders in flight and the time since any of them produced a frame; ``stalled`` when renders are
         running but none has made progress for ``stall_s`` seconds."""
         idle_s = time.monotonic() - self._last_frame
         return {"renders_in_flight": len(self._in_flight), "seconds_since_last_frame": round(idle_s, 1),
-                "seconds_per_sentence": round(self._job_s, 3),
+                "seconds_per_sentence": round(self.sentence_s, 3),
                 "stalled": bool(self._in_flight) and idle_s > stall_s}
 
     def _beat(self) -> None:
