@@ -106,6 +106,10 @@ def test_an_upload_through_the_page_frames_the_face_joins_the_gallery_and_speaks
     assert chats and chats[-1]["avatar"] == mine  # the choice goes with the message
     page.screenshot(path=str(output_dir / "avatar-reply-390x844.png"))
     assert page.evaluate("window.avatarchat.stats.errors") == []
+    page.reload()  # the same session: its idle loop is the uploaded face again, not the bundled one
+    page.wait_for_function(CONNECTED, timeout=15000)
+    page.wait_for_function(f"() => {{ const v = document.getElementById('idle'); return v.videoWidth === {w} "
+                           f"&& v.currentTime > 0.2; }}", timeout=30000)
     context.close()
     assert not errors, errors  # nothing the CSP refused
 
@@ -117,7 +121,10 @@ def test_a_refused_picture_says_what_to_do_and_the_previous_avatar_stays(server:
     context, page = _open(browser, server, PHONE)
     page.wait_for_function("() => getComputedStyle(document.getElementById('layers'))"
                            ".getPropertyValue('--face-pos') !== ''", timeout=10000)  # the gallery has answered
-    page.click("#avatarbtn")
+    page.focus("#avatarbtn")
+    page.keyboard.press("Enter")  # the dialog opens from the keyboard, focus inside it
+    page.wait_for_selector("#avatars[open]", timeout=5000)
+    assert page.evaluate("document.getElementById('avatars').contains(document.activeElement)")
     page.set_input_files("#avatarcamera", str(blank))
     page.wait_for_selector("#avatarstate.refused", timeout=30000)
     text = page.inner_text("#avatarstate")

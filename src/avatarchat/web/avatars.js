@@ -68,7 +68,12 @@
     const body = await res.json();
     entries = body.avatars;
     const shown = entries.find((e) => e.avatar_id === (ac.avatar || body.current));
-    if (shown) { current = shown; frame(); }
+    if (shown) {
+      current = shown;
+      frame();
+      // A reloaded page starts on the bundled idle loop; the session may have another face already.
+      if (new URL(shown.idle_url, location.href).href !== $("idle").src) ac.setAvatar(shown.idle_url);
+    }
     render();
   }
   function render() {
