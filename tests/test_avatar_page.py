@@ -4,6 +4,8 @@ reply), says in words why a picture was refused, and the stage is filled and fra
 
 from __future__ import annotations
 
+import base64
+
 import cv2
 import httpx
 import numpy as np
@@ -171,4 +173,23 @@ def test_the_stage_is_filled_and_framed_on_the_face_without_letterbox_bars(serve
     cx = px * (bw - w * s) + (f["x"] + f["width"] / 2) * s
     cy = py * (bh - h * s) + (f["y"] + f["height"] / 2) * s
     assert 0.35 < cx / bw < 0.65 and 0.3 < cy / bh < 0.6, (cx / bw, cy / bh, position)
+    context.close()
+
+
+def test_a_photo_dropped_on_the_stage_becomes_the_avatar(server: str, browser) -> None:  # noqa: F811
+    context, page = _open(browser, server, DESKTOP)
+    data = base64.b64encode(mf.PHOTO.read_bytes()).decode()
+    page.evaluate("""b64 => {
+        const bytes = Uint8Array.from(atob(b64), c => c.charCodeAt(0));
+        const dt = new DataTransfer();
+        dt.items.add(new File([bytes], 'me.jpg', { type: 'image/jpeg' }));
+        const stage = document.getElementById('layers');
+        for (const type of ['dragover', 'drop']) stage.dispatchEvent(new DragEvent(type, { dataTransfer: dt,
+            bubbles: true, cancelable: true }));
+    }""", data)
+    page.wait_for_selector("#avatars[open]", timeout=5000)  # the dialog shows the progress and the preview
+    page.wait_for_selector("#avatarpreview", state="visible", timeout=60000)
+    mine = page.evaluate("window.avatarchat.avatarState.uploaded[0]")
+    assert mine and _current(server, page) == mine
+    assert page.evaluate("window.avatarchat.avatar") == mine
     context.close()
