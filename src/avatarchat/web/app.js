@@ -84,6 +84,7 @@
         sessionId = (await res.json()).session_id;
         sessionStorage.setItem("avatarchat.session", sessionId);
         window.avatarchat.sessionId = sessionId;
+        window.dispatchEvent(new Event("avatarchat:session"));  // avatars.js: a new session has the default avatar
         return sessionId;
       })().finally(() => { creating = null; });
     }
@@ -290,6 +291,8 @@
   window.avatarchat.handle = handle;  // the same entry point the socket uses; tests replay events through it
   // Your own avatar (POST /avatars, docs/protocol.md): the idle layer loops the chosen avatar's idle_url.
   window.avatarchat.setAvatar = (idleUrl) => { idle.src = idleUrl; idle.play().catch(() => {}); };
+  window.avatarchat.api = api;  // for avatars.js: the same access-key handling
+  window.avatarchat.ensureSession = ensureSession;
 
   // ---- "an answer is coming": a small nod of the avatar (style.css), and words for screen readers --------------
   const stage = $("layers"), thinkingText = $("thinking");
@@ -337,7 +340,8 @@
     return api("/chat", {
       method: "POST",
       headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ session_id: sessionId, message, voice: voiceSel.value || null }),
+      body: JSON.stringify({ session_id: sessionId, message, voice: voiceSel.value || null,
+                             avatar: window.avatarchat.avatar || null }),  // avatars.js's choice
     });
   }
 
