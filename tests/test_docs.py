@@ -15,6 +15,16 @@ def test_every_setting_is_in_the_readme() -> None:
     assert not missing, f"README.md lacks settings: {missing}"
 
 
+def test_the_readme_settings_table_is_generated_from_settings() -> None:
+    """One source per fact: the table is what scripts/settings_table.py writes from the field descriptions."""
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, str(ROOT / "scripts" / "settings_table.py"), "--check"],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+
+
 def test_ci_runs_the_readme_test_command() -> None:
     readme = (ROOT / "README.md").read_text()
     assert "./scripts/test.sh" in readme and "./scripts/serve.sh" in readme

