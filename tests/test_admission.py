@@ -8,7 +8,7 @@ import time
 from avatarchat.llm.echo import EchoLLM
 from avatarchat.pipeline.jobs import SpeechJob
 from avatarchat.pipeline.reply import Reply
-from avatarchat.pipeline.worker import SpeechPipeline
+from avatarchat.pipeline.speech import SpeechPipeline
 from avatarchat.tts import as_router
 
 SENTENCES = ["The quick brown fox jumps over the lazy dog near the river.",

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from avatarchat.server import create_app
-from avatarchat.server.protocol import uvicorn_options
+from avatarchat.server.serving import uvicorn_options
 from avatarchat.settings import Settings
 from tests import media_files as mf
 from tests.helpers import decode_clip, new_session, running

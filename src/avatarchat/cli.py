@@ -21,7 +21,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
     from avatarchat.server import create_app
     from avatarchat.server.logs import log_config
-    from avatarchat.server.protocol import listening_socket, uvicorn_options
+    from avatarchat.server.serving import listening_socket, uvicorn_options
 
     if args.host:
         settings.host = args.host

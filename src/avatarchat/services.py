@@ -28,7 +28,7 @@ from avatarchat.pipeline.clips import ClipStore
 from avatarchat.pipeline.lane import Lane, SpeechLane
 from avatarchat.pipeline.schedule import DeadlineScheduler
 from avatarchat.pipeline.session import Session, SessionManager, fair_backlog
-from avatarchat.pipeline.worker import SpeechPipeline
+from avatarchat.pipeline.speech import SpeechPipeline
 from avatarchat.render import Avatar, Renderer, create_renderer
 from avatarchat.render.idle import build_idle_clip
 from avatarchat.runtime import single_threaded_blas

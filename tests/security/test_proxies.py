@@ -21,7 +21,7 @@ from websockets.sync.client import connect
 
 from avatarchat.server import create_app
 from avatarchat.server.clients import ClientResolver
-from avatarchat.server.protocol import uvicorn_options
+from avatarchat.server.serving import uvicorn_options
 from avatarchat.settings import Settings
 from tests.helpers import free_port, running
 

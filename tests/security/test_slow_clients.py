@@ -10,7 +10,7 @@ import time
 import httpx
 
 from avatarchat.server import create_app
-from avatarchat.server.protocol import uvicorn_options
+from avatarchat.server.serving import uvicorn_options
 from tests.helpers import running
 
 
