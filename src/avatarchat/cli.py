@@ -36,10 +36,32 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     print(f"avatarchat: starting on http://{host}:{port} "
           f"(llm={settings.llm_backend}, tts={settings.tts_backend}, renderer={settings.renderer})", flush=True)
-    config = uvicorn.Config(create_app(settings, with_worker=args.with_worker), host=settings.host, port=port,
-                            log_level=args.log_level.lower(), log_config=log_config(), **uvicorn_options(settings))
-    uvicorn.Server(config).run(sockets=[sock])
+    app = create_app(settings, with_worker=args.with_worker)
+    config = uvicorn.Config(app, host=settings.host, port=port, log_level=args.log_level.lower(),
+                            log_config=log_config(), **uvicorn_options(settings))
+    _draining_server(config, app).run(sockets=[sock])
     return 0
+
+
+def _draining_server(config, app):  # noqa: ANN001, ANN202 - uvicorn is imported here, not at the module's top
+    """uvicorn's server, told about SIGTERM/SIGINT before it waits for the requests in flight: the services stop
+    speaking first (``Services.drain``), so those requests end at once instead of rendering on until the
+    graceful timeout and then failing with a 500."""
+    import asyncio
+
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig, frame) -> None:  # noqa: ANN001 - uvicorn's signature
+            services = getattr(app.state, "services", None)
+            if services is not None:
+                try:
+                    asyncio.get_event_loop().call_soon_threadsafe(services.drain)
+                except RuntimeError:
+                    pass  # no loop running: nothing to drain
+            super().handle_exit(sig, frame)
+
+    return Server(config)
 
 
 def _worker(args: argparse.Namespace, settings: Settings) -> int:

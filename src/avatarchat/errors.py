@@ -55,6 +55,14 @@ class TooManySessions(AvatarChatError):
     message_is_public = True
 
 
+class ShuttingDown(AvatarChatError):
+    """The server is stopping (SIGTERM): the message was not taken."""
+
+    code = "shutting_down"
+    status = 503
+    message_is_public = True
+
+
 class TooManyForClient(AvatarChatError):
     """One client address holds as many sessions as it may (``max_sessions_per_client``)."""
 

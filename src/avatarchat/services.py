@@ -55,7 +55,24 @@ class Services:
     avatars: AvatarLibrary
     voice: VoiceInput | None = None  # microphone input (ASR + VAD); None when voice_enabled is off
     backplane: Backplane | None = None  # Redis mode
+    draining: bool = False  # SIGTERM: new messages are refused while in-flight requests end
     _tasks: list[asyncio.Task] = field(default_factory=list)
+
+    def drain(self) -> None:
+        """SIGTERM (``avatarchat serve``): refuse new messages (503 ``shutting_down``) and, embedded, cancel every
+        reply still queued or rendering, so the in-flight ``/chat`` returns its text at once and no more clips
+        are made for pages that are about to lose the server. (Redis mode: the workers speak, not this node;
+        its replies go on and ``aclose`` cancels only those it was still writing.)"""
+        if self.draining:
+            return
+        self.draining = True
+        if self.backplane is not None:
+            return
+        stopped = 0
+        for session in list(self.sessions.sessions.values()):
+            if session.lane is not None:
+                stopped += len(session.interrupt())
+        log.info("shutting down: new messages refused, %d replies stopped", stopped)
 
     def start_worker(self) -> SpeechWorker:
         """A speech worker in this process, claiming jobs from Redis (``avatarchat worker``, or ``serve

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 
-from avatarchat.errors import BadRequest, StoreUnavailable
+from avatarchat.errors import BadRequest, ShuttingDown, StoreUnavailable
 from avatarchat.pipeline.reply import Reply
 from avatarchat.pipeline.session import Session
 from avatarchat.services import Services
@@ -27,6 +27,8 @@ def check_message(s: Services, message: str) -> str:
 async def converse(s: Services, session: Session, message: str, *, queue: bool = False,
                    voice: str | None = None) -> tuple[Reply, str]:
     """Answer ``message`` in ``session``: returns the reply handle and its whole text (clips follow as events)."""
+    if s.draining:
+        raise ShuttingDown("The server is restarting; send your message again in a moment.")
     message = check_message(s, message)
     voice_id = s.tts.resolve(voice).id if voice else None
     if voice_id is not None:
