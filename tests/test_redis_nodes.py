@@ -286,9 +286,9 @@ async def test_a_node_that_only_holds_the_socket_prunes_its_copies_of_finished_r
         reply, _ = on_a.begin_reply(question, barge_in=True)  # each new one cancels the one before
         ids.append(reply.id)
         async with asyncio.timeout(5):
-            while reply.id not in on_b.lane._replies:
+            while reply.id not in on_b.lane._replicas:
                 await asyncio.sleep(0.02)
-    assert set(on_b.lane._replies) == {ids[-1]}
+    assert on_b.lane._replicas.ids() == {ids[-1]}
 
 
 async def test_a_cancel_sent_while_a_nodes_channel_is_down_still_reaches_its_copy(

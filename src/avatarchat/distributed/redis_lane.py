@@ -5,10 +5,9 @@ deadline first across all sessions and nodes); the session's events (a Redis str
 speed: see event_stream.py) bring back what the workers announce and what the other nodes holding the
 session did, and let a page reconnecting here catch up (the lane is the session's ``EventLog``). The nodes'
 own bookkeeping (typed messages: distributed/replication.py) is recorded in the same stream (a node that was
-away catches up on it too) and never shown to a page. Every node that holds the session
-keeps the same picture of its replies (``Reply`` objects, fed by that channel), so a page connected to node
-B sees the clips of a reply node A writes, B's barge-in cancels it (A's LLM stream stops, the worker's
-render stops), and either node's ``state()`` lets a page resume.
+away catches up on it too) and never shown to a page; this node's copies of the replies are kept by
+``Replicas`` (replicas.py). Three owners, then: the lane (jobs, Redis calls), the event stream (order and
+catch-up), the replicas (what each node knows of the replies).
 
 The node that wrote a reply (its owner) sends ``speech_done`` once every sentence is announced or failed,
 and turns a sentence nobody rendered within ``job_timeout_s`` into an ``error`` event. Redis calls happen in
@@ -30,15 +29,14 @@ from avatarchat.distributed.event_stream import EventRecorder, EventStream
 from avatarchat.distributed.jobqueue import JobQueue
 from avatarchat.distributed.keys import Keys, dumps
 from avatarchat.distributed.outage import reachable
+from avatarchat.distributed.replicas import Replicas
 from avatarchat.distributed.replication import (
     EPHEMERAL,
-    Begin,
     Cancel,
     End,
     Message,
     Played,
     Sentence,
-    Sync,
     SyncRequest,
     parse,
     wire,
@@ -67,9 +65,7 @@ class RedisLane:
         self._redis, self._keys, self._deliver = redis, keys, deliver
         self._jobs = JobQueue(redis, keys)
         self._limit, self._timeout_s, self._metrics = queue_size, job_timeout_s, metrics
-        self._replies: dict[str, Reply] = {}
         self._owned: dict[str, dict[int, float]] = {}  # replies written here: seq -> queued at (monotonic)
-        self._mine: set[str] = set()  # ids of the replies written here (their own echoes are not news)
         self._done_sent: set[str] = set()
         self._ops: asyncio.Queue[Op] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
@@ -78,7 +74,7 @@ class RedisLane:
         self._stream = EventStream(redis, keys, session_id)
         self._subscribed = asyncio.Event()
         self._synced = asyncio.Event()  # heard the other nodes' replies of this session (or waited SYNC_S)
-        self._node = new_id()  # this lane, for the other nodes' answers to its sync request
+        self._replicas = Replicas(new_id(), self._replicate, self._cancelled_elsewhere, self._synced.set)
 
     # -- the Lane protocol -------------------------------------------------------------------------------
     def start(self) -> None:
@@ -98,20 +94,15 @@ class RedisLane:
     def waiting(self) -> int:
         """The session's sentences queued and not yet announced or failed, whichever node queued them (each
         node holding the session hears the others' ``_sentence``), so the per-session limit is cluster-wide."""
-        theirs = sum(r.waiting() for rid, r in self._replies.items() if rid not in self._owned and not r.cancelled)
-        return sum(len(seqs) for seqs in self._owned.values()) + theirs
+        return sum(len(seqs) for seqs in self._owned.values()) + self._replicas.waiting_elsewhere()
 
     def has_room(self) -> bool:
         return self.waiting < self._limit
 
     def begin(self, reply: Reply) -> None:
-        self._replies = {rid: r for rid, r in self._replies.items() if r.speaking()}
-        self._mine &= set(self._replies)
-        self._done_sent &= set(self._replies)
-        self._replies[reply.id] = reply
-        self._mine.add(reply.id)
+        self._replicas.own(reply)
+        self._done_sent &= self._replicas.ids()
         self._owned[reply.id] = {}
-        self._replicate(Begin(reply.id))
 
     def submit(self, reply: Reply, text: str, voice: str, avatar: str | None = None) -> int:
         seq = reply.add_sentence(text)
@@ -134,7 +125,7 @@ class RedisLane:
         self._check_done(reply)
 
     def speaking(self) -> list[Reply]:
-        return [r for r in self._replies.values() if r.speaking()]
+        return self._replicas.speaking()
 
     def cancel_all(self) -> list[Reply]:
         """Barge-in, whichever node wrote the replies: queued jobs are skipped (the cancel key), running
@@ -161,7 +152,7 @@ class RedisLane:
         """Replies this node is still writing are cancelled everywhere (nobody else would ever finish them),
         with a bounded wait for Redis to hear it."""
         for rid in list(self._owned):
-            reply = self._replies.get(rid)
+            reply = self._replicas.get(rid)
             if reply is not None and reply.cancel():
                 self._cancel_everywhere(rid)
         try:
@@ -241,7 +232,7 @@ class RedisLane:
     def _joined(self) -> None:
         self._subscribed.set()
         if not self._synced.is_set():
-            self._replicate(SyncRequest(self._node))
+            self._replicate(SyncRequest(self._replicas.node))
             asyncio.get_running_loop().call_later(SYNC_S, self._synced.set)
 
     def _lost(self, exc: BaseException) -> None:
@@ -253,35 +244,14 @@ class RedisLane:
         if str(msg.get("type", "")).startswith("_"):
             m = parse(msg)
             if m is not None:
-                self._replica(m)
+                self._replicas.apply(m, writing=set(self._owned))
             return
         rid = msg.get("reply")
-        self._event(msg, self._replies.get(rid) if isinstance(rid, str) else None)
+        self._event(msg, self._replicas.get(rid) if isinstance(rid, str) else None)
 
-    def _replica(self, m: Message) -> None:
-        """Another node's (or this one's echoed) bookkeeping, applied to this node's copies of the replies."""
-        reply = self._replies.get(m.reply) if m.reply else None
-        if isinstance(m, Begin) and reply is None:
-            # Another node's reply: keep the ones still speaking only, as begin() does for this node's own (a
-            # node that only holds the socket never begins one, so this is where its copies are pruned).
-            self._replies = {r_id: r for r_id, r in self._replies.items() if r.speaking() or r_id in self._owned}
-            self._replies[m.reply] = Reply(reply_id=m.reply)
-        elif isinstance(m, Sentence) and reply is not None and m.reply not in self._mine:
-            reply.add_sentence(m.text)
-        elif isinstance(m, End) and reply is not None and m.reply not in self._mine:
-            reply.finish_writing()
-        elif isinstance(m, Cancel) and reply is not None:
-            reply.cancel()  # the writer's LLM loop sees this and stops
-            self._unqueue(m.reply, self._owned.pop(m.reply, {}))
-        elif isinstance(m, Played) and reply is not None:
-            reply.played(m.seq, m.ended)
-        elif isinstance(m, SyncRequest) and m.node != self._node and self.speaking():
-            copies = [{"state": r.state(), "texts": r.texts()} for r in self.speaking()]
-            self._replicate(Sync(m.node, copies))
-        elif isinstance(m, Sync) and m.to == self._node:
-            for copy in m.replies:
-                self._replies.setdefault(copy["state"]["reply"], Reply.copy_of(copy["state"], copy["texts"]))
-            self._synced.set()
+    def _cancelled_elsewhere(self, rid: str) -> None:
+        """A barge-in on another node: this node's queued jobs of the reply leave the backlog."""
+        self._unqueue(rid, self._owned.pop(rid, {}))
 
     def _event(self, msg: dict[str, Any], reply: Reply | None) -> None:
         kind = msg["type"]
