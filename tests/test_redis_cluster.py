@@ -29,9 +29,22 @@ pytestmark = pytest.mark.timeout(600)
 
 
 class Deployment:
+    """Two web nodes and two workers. A test that kills workers puts new ones in their place before it ends (see
+    ``replace``), so no test depends on another having run first."""
+
     def __init__(self, redis: RedisServer, procs: Processes, a: str, b: str) -> None:
         self.redis, self.procs, self.a, self.b = redis, procs, a, b
-        self.workers = [procs.worker("worker-1"), procs.worker("worker-2")]
+        self.names = ["worker-1", "worker-2"]
+        self.workers = [procs.worker(n) for n in self.names]
+
+    def replace(self, dead: list) -> None:
+        """New workers for ``dead`` ones (killed by the test), live before the next test starts."""
+        for proc in dead:
+            self.workers.remove(proc)
+            name = f"worker-{len(self.names) + 1}"
+            self.names.append(name)
+            self.workers.append(self.procs.worker(name))
+        wait_until(lambda: len(live_workers(self.a)) == len(self.workers), 180, "the new workers")
 
 
 @pytest.fixture(scope="module")
@@ -213,19 +226,21 @@ def test_a_worker_killed_mid_render_loses_nothing_and_nothing_is_announced_twice
         time.sleep(0.2)  # mid-render
         victim.send_signal(signal.SIGKILL)
         victim.wait()
-        killed_at = time.monotonic()
-        wait_until(lambda: not any(c["consumer"].decode() == holder for c in claimed(client)), 10,
-                   "the killed worker's job taken over")
-        # Liveness TTL 1.5 s + an orphan check (0.5 s) of the other worker, once its loop is free: it may be in the
-        # middle of a clip of its own (a visibility timeout of 2 s here; 10 s by default) under CI's load.
-        took_s = time.monotonic() - killed_at
-        events = events_until(ws, "speech_done", reply, timeout_s=120)
+        try:
+            killed_at = time.monotonic()
+            wait_until(lambda: not any(c["consumer"].decode() == holder for c in claimed(client)), 10,
+                       "the killed worker's job taken over")
+            # Liveness TTL 1.5 s + an orphan check (0.5 s) of the other worker, once its loop is free: it may be
+            # in the middle of a clip of its own (a visibility timeout of 2 s here; 10 s by default).
+            took_s = time.monotonic() - killed_at
+            events = events_until(ws, "speech_done", reply, timeout_s=120)
+        finally:
+            d.replace([victim])
     clips = clips_of(events, reply)
     assert sorted(c["seq"] for c in clips) == list(range(CLIPS))  # each exactly once
     assert len({c["job"] for c in clips}) == CLIPS
     assert int(client.get("avatarchat:stats:reclaimed") or 0) >= 1
     assert took_s < 4.0, f"the killed worker's job waited {took_s:.1f} s"
-    d.workers.remove(victim)
 
 
 def test_nodes_and_workers_recover_when_redis_restarts_and_no_job_is_acked_without_its_clip(
@@ -243,9 +258,9 @@ def test_nodes_and_workers_recover_when_redis_restarts_and_no_job_is_acked_witho
         after = chat(d.a, session, "Are you still there?")["reply_id"]
         events = events_until(ws, "speech_done", after, timeout_s=120)
     assert [c["seq"] for c in clips_of(events, after)] == [0]
-    killed = -signal.SIGKILL  # the worker the test before killed
+    killed = -signal.SIGKILL  # workers other tests killed on purpose
     assert all(p.poll() is None or p.returncode == killed for p in d.procs.procs)  # nobody crashed
-    assert "Redis unreachable" in d.procs.log("worker-2") or "Redis unreachable" in d.procs.log("worker-1")
+    assert any("Redis unreachable" in d.procs.log(name) for name in d.names)
     client = d.redis.client()
     done = [k.decode().rsplit(":", 1)[1] for k in client.scan_iter(match="avatarchat:done:*")]
     assert done  # every job announced since the restart (then acknowledged) has its clip
@@ -254,13 +269,17 @@ def test_nodes_and_workers_recover_when_redis_restarts_and_no_job_is_acked_witho
 
 def test_with_no_worker_left_a_sentence_gets_an_error_after_the_timeout(deployment: Deployment) -> None:
     d = deployment
-    for w in d.workers:
+    dead = list(d.workers)
+    for w in dead:
         w.send_signal(signal.SIGKILL)
         w.wait()
-    session = httpx.post(d.a + "/session", timeout=30).json()["session_id"]
-    with socket(d.b, session) as ws:
-        reply = chat(d.a, session, "Is anybody there?")["reply_id"]
-        events = events_until(ws, "speech_done", reply, timeout_s=60)
+    try:
+        session = httpx.post(d.a + "/session", timeout=30).json()["session_id"]
+        with socket(d.b, session) as ws:
+            reply = chat(d.a, session, "Is anybody there?")["reply_id"]
+            events = events_until(ws, "speech_done", reply, timeout_s=60)
+    finally:
+        d.replace(dead)  # whatever runs after this test finds two workers again
     [error] = [e for e in events if e["type"] == "error"]
     assert error["code"] == "no_worker" and error["seq"] == 0
     assert events[-1]["clips"] == 0 and events[-1]["sentences"] == 1
