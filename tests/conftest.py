@@ -12,7 +12,7 @@ from avatarchat.settings import Settings, bundled_avatar
 from avatarchat.tts.espeak import EspeakTTS
 from avatarchat.tts.piper import PiperTTS
 from avatarchat.tts.router import VoiceRouter
-from tests.helpers import running
+from tests.helpers import ARGS, CHROMIUM, running
 from tests.redis_cluster import RedisServer
 
 OUTPUT = Path(__file__).resolve().parent.parent / "test-output"
@@ -69,6 +69,19 @@ def server(settings: Settings, voices: VoiceRouter, renderer: MeshWarpRenderer) 
     """The real app (echo LLM, Piper + espeak-ng, meshwarp) under uvicorn on a loopback port."""
     with running(create_app(settings, tts=voices, renderer=renderer)) as base:
         yield base
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator:
+    """A headless Debian Chromium driven by Playwright, one per test module (every browser test shares this)."""
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Debian's chromium is not installed; scripts/test.sh installs it")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        yield b
+        b.close()
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import shutil
 import socket
 import threading
 import time
@@ -15,6 +16,12 @@ import httpx
 import numpy as np
 import uvicorn
 from fastapi import FastAPI
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"  # Debian's; scripts/test.sh installs it
+ARGS = [  # what a headless Chromium needs on a machine with no network and no GPU (see the env notes)
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--autoplay-policy=no-user-gesture-required",
+]
 
 
 def free_port() -> int:

@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 
 from tests import media_files as mf
-from tests.test_browser import browser  # noqa: F401 - the module's Chromium fixture
 
 pytestmark = pytest.mark.browser
 

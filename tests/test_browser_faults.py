@@ -14,7 +14,6 @@ from pydantic import SecretStr
 from avatarchat.server import create_app
 from avatarchat.settings import Settings
 from tests.helpers import running
-from tests.test_browser import browser  # noqa: F401 - the module-scoped Chromium fixture
 
 pytestmark = pytest.mark.browser
 FOUR = "One sentence comes first here. Then the second one follows. A third sentence is next. And the last one ends it."

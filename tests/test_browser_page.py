@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_browser import ARGS, CHROMIUM, browser  # noqa: F401 - the module-scoped Chromium fixture
+from tests.helpers import ARGS, CHROMIUM
 from tests.test_browser_faults import CONNECTED, FOUR, first_reply, open_page, played, say
 
 pytestmark = pytest.mark.browser

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy.signal import resample_poly
 
-from tests.test_browser import ARGS, CHROMIUM, browser  # noqa: F401 - the module's browser fixture
+from tests.helpers import ARGS, CHROMIUM
 from tests.voice_audio import noise, silence, speak, write_wav
 
 pytestmark = pytest.mark.browser

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from tests.test_browser import browser  # noqa: F401 - the shared Chromium fixture
-
 
 def test_picker_lists_natural_voices_apart_from_espeak_and_the_page_lang_follows(server: str, browser) -> None:  # noqa: F811
     page = browser.new_page(bypass_csp=True)

@@ -20,7 +20,6 @@ from avatarchat.server import create_app
 from avatarchat.tts.router import VoiceRouter
 from tests.fakes import FailOn
 from tests.helpers import running, session_for
-from tests.test_browser import browser  # noqa: F401 - the module-scoped Chromium fixture
 from tests.test_ws import collect, open_ws, ws_url
 
 SIX = ("The first sentence is here. The second one follows. Then comes a third. A fourth is next. "

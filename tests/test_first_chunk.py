@@ -146,7 +146,7 @@ def test_the_page_starts_a_reply_on_its_first_chunk(server: str) -> None:
     in order; the reply's text is shown whole."""
     from playwright.sync_api import sync_playwright
 
-    from tests.test_browser import ARGS, CHROMIUM
+    from tests.helpers import ARGS, CHROMIUM
 
     message = LONG_FIRST + " It runs on an ordinary processor."
     with sync_playwright() as p:

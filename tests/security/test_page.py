@@ -11,7 +11,6 @@ from pydantic import SecretStr
 
 from avatarchat.server import create_app
 from tests.helpers import running
-from tests.test_browser import browser  # noqa: F401 - the module-scoped Chromium fixture
 
 pytestmark = pytest.mark.browser
 KEY = "page-key-123"
