@@ -150,6 +150,9 @@ class FailOn:
     def voices(self) -> list[str]:
         return self.inner.voices()
 
+    def describe(self, voice: str):  # noqa: ANN201 - the inner backend's VoiceLabel
+        return self.inner.describe(voice)
+
     def warm_up(self) -> None:
         self.inner.warm_up()
 
