@@ -37,7 +37,8 @@ def settings(data_dir: Path) -> Settings:
     # Every test client is 127.0.0.1: the per-client session quota is lifted here and tested on its own
     # (tests/security/test_fairness.py).
     return Settings(_env_file=None, data_dir=data_dir, port=0, llm_backend="echo", motion_scale=0.0,
-                    max_sessions_per_client=200, max_client_backlog=1000)
+                    max_sessions_per_client=200, max_client_backlog=1000,
+                    first_chunk_max_wait_s=600.0)  # always the short first chunk; its busy rule: test_first_chunk
 
 
 @pytest.fixture(scope="session")

@@ -98,9 +98,29 @@ def test_eight_sessions_at_once_every_first_chunk_before_anyones_third_clip(sett
                                                                            tmp_path) -> None:
     """Scheduling, not admission: a wait limit high enough that nobody is answered in text only on a busy
     machine (admission has its own tests)."""
-    patient = settings.model_copy(update={"max_speech_wait_s": 600.0, "data_dir": tmp_path})
+    patient = settings.model_copy(update={"max_speech_wait_s": 600.0, "first_chunk_max_wait_s": 600.0,
+                                          "data_dir": tmp_path})
     with running(create_app(patient, tts=voices, renderer=renderer)) as server:
         _eight_at_once(server)
+
+
+def test_a_busy_server_says_the_first_sentence_whole(settings, voices, renderer, tmp_path) -> None:
+    """With speech already waiting (another session's long answer), a short first chunk would end before the rest
+    of its sentence is ready, so the avatar would stop mid-sentence: the first sentence is said whole instead.
+    Idle, the same message starts on the short chunk."""
+    st = settings.model_copy(update={"first_chunk_max_wait_s": 0.8, "max_speech_wait_s": 600.0,
+                                     "data_dir": tmp_path})
+    message = LONG_FIRST + " It runs on an ordinary processor."
+    with running(create_app(st, tts=voices, renderer=renderer)) as server:
+        idle = _reply(server, "idle", message)
+        assert len(idle) == 3 and idle[0]["duration_s"] <= 1.8  # cut: the server had nothing else to do
+        with open_ws(server, "busy-other") as other:
+            long = " ".join(f"Sentence number {i} of another long answer goes here." for i in range(10))
+            httpx.post(server + "/chat", json={"session_id": ws_session(server, "busy-other"), "message": long},
+                       timeout=60)
+            busy = _reply(server, "busy", message)
+            collect(other, "speech_done", timeout_s=180)
+    assert len(busy) == 2 and busy[0]["duration_s"] > 3.0, busy  # said whole: no seam to arrive late
 
 
 def _eight_at_once(server: str) -> None:

@@ -164,6 +164,11 @@ class Settings(BaseSettings):
                                       "text only (a speech_skipped event).")
     tts_stall_s: float = Field(10.0, gt=0, description="/healthz answers 503 (`tts_stalled`) while a TTS call "
                                "has waited this many seconds.")
+    first_chunk_max_wait_s: float = Field(0.8, ge=0, description="A reply starts on a short first chunk (about "
+                                          "1 s of its first sentence) only while the speech already waiting would "
+                                          "take at most this long; busier, the rest of the sentence would not be "
+                                          "ready when that chunk ends (a stop mid-sentence), so the first sentence "
+                                          "is said whole.")
     render_stall_s: float = Field(30.0, gt=0, description="/healthz answers 503 when renders are running but "
                                   "none has produced a frame for this many seconds.")
     clip_ttl_s: float = Field(3600.0, gt=0, description="Finished clips are deleted this many seconds after writing.")

@@ -37,18 +37,19 @@ async def converse(s: Services, session: Session, message: str, *, queue: bool =
     if cancelled:
         s.metrics.cancelled.inc(len(cancelled))
     try:
-        speak = await _admit(s, session)
+        speak, wait_s = await _admit(s, session)
     except BaseException:
         session.lane.end(reply)  # never left "speaking" with nothing to say
         raise
     try:
-        text = await s.pipeline.reply(session, reply, speak=speak)
+        short_first = wait_s <= s.settings.first_chunk_max_wait_s  # busier: the first sentence is said whole
+        text = await s.pipeline.reply(session, reply, speak=speak, short_first=short_first)
     finally:
         await s.sessions.save(session)  # Redis mode: history and voice for whichever node takes the next turn
     return reply, text
 
 
-async def _admit(s: Services, session: Session) -> bool:
+async def _admit(s: Services, session: Session) -> tuple[bool, float]:
     """Share the new message at once (Redis mode: a /chat that another node takes meanwhile sees it; if Redis
     blinks, the save after the reply tries again), then admission control: rather than a minute of silence,
     a busy server (or cluster) answers in text only."""
@@ -56,6 +57,6 @@ async def _admit(s: Services, session: Session) -> bool:
         await s.sessions.save(session)
     client = session.owner or None  # unknown for a session adopted from another node (Redis mode)
     if client is not None and s.client_backlog(client) >= s.settings.max_client_backlog:
-        return False  # this client already has more speech waiting than its share
+        return False, float("inf")  # this client already has more speech waiting than its share
     _, wait_s = await s.speech_backlog(client)
-    return wait_s <= s.settings.max_speech_wait_s
+    return wait_s <= s.settings.max_speech_wait_s, wait_s
