@@ -53,7 +53,8 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
     server.start()
     procs = Processes(server.url, tmp_path_factory.mktemp("cluster"), AVATARCHAT_REDIS_VISIBILITY_S="2",
                       AVATARCHAT_REDIS_JOB_TIMEOUT_S="20", AVATARCHAT_RENDER_THREADS="1",
-                      AVATARCHAT_TEST_FRAME_DELAY_S="0.02")
+                      AVATARCHAT_TEST_FRAME_DELAY_S="0.02",
+                      AVATARCHAT_FIRST_CHUNK_MAX_WAIT_S="600")  # always the short first chunk: CLIPS clips a reply
     try:
         a, b = procs.web("web-a"), procs.web("web-b")
         d = Deployment(server, procs, a, b)
@@ -240,7 +241,9 @@ def test_a_worker_killed_mid_render_loses_nothing_and_nothing_is_announced_twice
     assert sorted(c["seq"] for c in clips) == list(range(CLIPS))  # each exactly once
     assert len({c["job"] for c in clips}) == CLIPS
     assert int(client.get("avatarchat:stats:reclaimed") or 0) >= 1
-    assert took_s < 4.0, f"the killed worker's job waited {took_s:.1f} s"
+    # A sanity bound only (the survivor finishes its own clip first, slowed 20 ms a frame here); the 2 s
+    # takeover itself is asserted in test_redis_worker.py, without a clip in the way.
+    assert took_s < 8.0, f"the killed worker's job waited {took_s:.1f} s"
 
 
 def test_nodes_and_workers_recover_when_redis_restarts_and_no_job_is_acked_without_its_clip(
