@@ -195,9 +195,10 @@ class Settings(BaseSettings):
                                                                    "words do not tell (no transcript yet, or no final "
                                                                    "punctuation). Longer: fewer turns cut at a pause; "
                                                                    "shorter: a faster answer."))
-    vad_finished_hangover_ms: int = Field(200, ge=32, le=3000, description=("Silence, in ms, that ends a spoken turn "
-                                                                            "whose transcript so far is a finished "
-                                                                            "sentence (ends in `.`, `?` or `!`)."))
+    vad_finished_hangover_ms: int = Field(350, ge=32, le=3000, description=(
+        "Silence, in ms, that ends a spoken turn whose transcript so far is a finished sentence (ends in `.`, `?` "
+        "or `!`). As long as vad_hangover_ms by default: at 200 ms Whisper's full stop after a comma pause ('Hello "
+        "avatar, what...' heard as 'Hello avatar.') ended turns early in a browser test."))
     vad_unfinished_hangover_ms: int = Field(700, ge=32, le=3000, description=("Silence, in ms, that ends a spoken turn"
                                                                               " whose transcript so far trails off "
                                                                               "(`and`, `so`, `um`, a comma...)."))
