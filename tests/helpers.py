@@ -7,7 +7,7 @@ import shutil
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -30,6 +30,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_healthy(base: str, timeout_s: float, alive: Callable[[], bool], what: str = "server") -> None:
+    """Until ``base``/healthz answers 200; RuntimeError if ``alive()`` turns false or ``timeout_s`` passes."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if httpx.get(base + "/healthz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline or not alive():
+            raise RuntimeError(f"{what} did not start")
+        time.sleep(0.05)
+
+
 @contextmanager
 def running(app: FastAPI, timeout_s: float = 120.0, **options) -> Iterator[str]:
     """Serve ``app`` with uvicorn in a thread; yields its base URL and stops it afterwards. ``options`` go to
@@ -40,16 +54,7 @@ def running(app: FastAPI, timeout_s: float = 120.0, **options) -> Iterator[str]:
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            if httpx.get(base + "/healthz", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("test server did not start")
-        time.sleep(0.1)
+    wait_healthy(base, timeout_s, thread.is_alive, "test server")
     try:
         yield base
     finally:

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.helpers import decode_clip
+from tests.helpers import decode_clip, wait_healthy
 
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -100,7 +100,6 @@ def test_serve_on_port_0_says_its_port_and_keeps_secrets_out_of_its_log(tmp_path
     """``serve --port 0`` prints the port the OS gave (it printed ``:0``); uvicorn's access and socket lines
     show neither the access key nor the session token (both travel in the socket's query string)."""
     import re
-    import time
 
     import httpx
     from websockets.sync.client import connect
@@ -115,15 +114,7 @@ def test_serve_on_port_0_says_its_port_and_keeps_secrets_out_of_its_log(tmp_path
         port = int(re.search(r"http://127\.0\.0\.1:(\d+)", first).group(1))  # type: ignore[union-attr]
         assert port > 0, first
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                if httpx.get(base + "/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline and proc.poll() is None, "server did not start"
-            time.sleep(0.2)
+        wait_healthy(base, 180, lambda: proc.poll() is None)
         key = {"authorization": "Bearer sesame-0123456789"}
         sid = httpx.post(base + "/session", headers=key, timeout=10).json()["session_id"]
         with connect(f"ws://127.0.0.1:{port}/ws?session_id={sid}&key=sesame-0123456789") as ws:

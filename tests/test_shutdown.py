@@ -24,7 +24,7 @@ from fastapi import FastAPI
 from fastapi.responses import StreamingResponse
 from websockets.sync.client import connect
 
-from tests.helpers import free_port
+from tests.helpers import free_port, wait_healthy
 
 SENTENCES = 40
 
@@ -70,15 +70,7 @@ def test_sigterm_stops_speaking_at_once_and_the_chat_in_flight_gets_its_text(llm
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(base + "/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.2)
+        wait_healthy(base, 120, lambda: proc.poll() is None)
         sid = httpx.post(base + "/session").json()["session_id"]
         result: dict = {}
 

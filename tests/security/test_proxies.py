@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from avatarchat.server import create_app
 from avatarchat.server.clients import ClientResolver
 from avatarchat.server.serving import uvicorn_options
 from avatarchat.settings import Settings
-from tests.helpers import free_port, running
+from tests.helpers import free_port, running, wait_healthy
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 
@@ -122,16 +121,7 @@ def behind_nginx(settings: Settings, voices, renderer, tmp_path_factory) -> Iter
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         base = f"http://127.0.0.1:{port}"
         try:
-            deadline = time.monotonic() + 10
-            while True:
-                try:
-                    if httpx.get(base + "/healthz", timeout=2).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError(f"nginx did not start: {proc.stderr.read().decode() if proc.stderr else ''}")
-                time.sleep(0.05)
+            wait_healthy(base, 10, lambda: proc.poll() is None, "nginx")
             yield base
         finally:
             proc.terminate()
