@@ -11,11 +11,20 @@ is the ``presentationTime`` (same time base) of the first frame of a clip layer 
 past the frame shown before it (``requestVideoFrameCallback``), that is the first frame of the answer's clip
 shown while the clip plays. Each question waits for the previous answer to finish (no barge-in).
 
-Three runs: one session asking in turn, 8 pages (each its own browser context, so its own session) pressing
-Enter at once, and spoken questions (each said by Piper into Chromium's fake microphone, a browser per question;
+Four runs: one session asking in turn; 8 sessions asking at once, twice: as 8 pages (each its own browser
+context, so its own session) pressing Enter at once, and as one page plus 7 socket clients (below); and spoken
+questions (each said by Piper into Chromium's fake microphone, a browser per question;
 timed from the last microphone frame with speech the page sent). Reported per run: P50, P95 and worst, the late
 clips (a clip-to-clip gap of more than one frame, from the page's ``ended`` -> next ``playing``), and the
 1-minute load average before and after.
+
+Eight Chromium pages on the server's own 2 cores measure the server *and* eight browsers' video decoding and
+compositing (every page plays its idle loop all the time), which no deployment has: each person's browser runs
+on their own device. So the 8-session target is also measured with one real page and 7 ``SocketClient``s that
+do on the wire what a page does (socket open, ``POST /chat`` at the page's Enter, every clip downloaded when
+announced, ``clip_started``/``clip_ended`` reported as back-to-back playback would) without decoding video.
+The page's first frame in motion is its figure; the clients' figure is the first clip downloaded, and their late
+clips are counted as scale.py counts them.
 
     .venv/bin/python benchmarks/page_latency.py [--questions 12] [--rounds 2] [--spoken 8]
 """
@@ -23,20 +32,26 @@ clips (a clip-to-clip gap of more than one frame, from the page's ``ended`` -> n
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import shutil
 import statistics
 import sys
 import tempfile
+import threading
+import time
 from pathlib import Path
 
+import httpx
 import numpy as np
 from scipy.signal import resample_poly
+from websockets.sync.client import connect
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.latency import start_server  # noqa: E402
 from benchmarks.report import table, write_section  # noqa: E402
+from benchmarks.scale import late_clips  # noqa: E402
 
 KNOWLEDGE = Path(__file__).resolve().parent.parent / "src/avatarchat/knowledge/avatarchat.md"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -79,6 +94,26 @@ PROBE = """
   };
 })();
 """
+
+NOTES = (
+    "Enter -> the first frame of the answer's clip presented with its media time advancing, on the page's own "
+    "`performance.now()` clock (keydown of Enter; `requestVideoFrameCallback`'s `presentationTime`). Headless "
+    'Debian Chromium, default autoplay policy (the Enter key press is the user\'s gesture; "tap to hear" was '
+    "clicked {unlocked} times), the server's defaults (`faq` answers, default voice), questions drawn from the "
+    'bundled knowledge file, each asked after the previous answer finished. 8 pages: 8 browser contexts '
+    'pressing Enter within a few ms of each other; late clip = a clip-to-clip gap over one frame (40 ms). 1 '
+    'page + 7 socket clients: the same, with 7 of the sessions played by clients that do on the wire what the '
+    "page does (post at the page's Enter, download each clip when announced, report playback back to back) "
+    "without decoding video, since each person's browser runs on their own device, not on the server's 2 cores; "
+    "the clients' figure is /chat -> first clip downloaded, their late clips are clips downloaded after "
+    'back-to-back playback needs them. Load: `os.getloadavg()` 1-minute average before and after the run (the '
+    'whole machine, Chromium included). Targets (2 cores, load < 1.5): typed, 1 session P50 <= 500 ms, P95 <= '
+    '800 ms; 8 sessions P50 <= 1200 ms, no clip late; spoken P50 <= 900 ms, P95 <= 1300 ms. Spoken: each '
+    "question said by Piper (en_US-joe-medium) into Chromium's fake microphone (48 kHz WAV, 1 s of silence "
+    "before), the page's hands-free microphone on, timed from the last 60 ms frame with speech that the page "
+    'sent (so the end of speech is known to within one frame, and the figure may be up to 60 ms short) to the '
+    "answer's first clip frame in motion; its late-clip column is not measured."
+)
 
 SPEAKING = "[...document.querySelectorAll('video.clip')].some(v => v.classList.contains('shown'))"
 
@@ -148,6 +183,111 @@ class Page:
 
     def close(self) -> None:
         self.context.close()
+
+
+class SocketClient:
+    """A session that behaves on the wire as a page does, without a browser: it posts when told, downloads
+    every clip as it is announced, and reports playback as a page playing the clips back to back would (so the
+    server's scheduling sees what it would see from a page). Its own thread; ``ask`` returns at once."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.session = httpx.post(base + "/session", timeout=30).json()["session_id"]
+        self.ws = connect(base.replace("http://", "ws://") + f"/ws?session_id={self.session}")
+        self.http = httpx.Client(timeout=120)
+        self.firsts: list[float] = []
+        self.late = 0
+        self.seams = 0
+        self._thread: threading.Thread | None = None
+
+    def ask(self, question: str, go: threading.Barrier) -> None:
+        self._thread = threading.Thread(target=self._round, args=(question, go))
+        self._thread.start()
+
+    def wait(self) -> None:
+        if self._thread is not None:
+            self._thread.join()
+
+    def _round(self, question: str, go: threading.Barrier) -> None:
+        go.wait()
+        t0 = time.perf_counter()
+        reply = self.http.post(self.base + "/chat", json={"session_id": self.session, "message": question})
+        reply.raise_for_status()
+        clips: list[tuple[float, float, float]] = []  # (downloaded since t0, duration, absolute)
+        play_end: float | None = None
+        reports: list[tuple[float, dict]] = []  # (when, frame): playback reports due, sent as their time comes
+        deadline = time.perf_counter() + 120
+        done = False
+        while (not done or reports) and time.perf_counter() < deadline:
+            reports.sort(key=lambda r: r[0])
+            while reports and reports[0][0] <= time.perf_counter():
+                self.ws.send(json.dumps(reports.pop(0)[1]))
+            wait = max(0.005, reports[0][0] - time.perf_counter()) if reports else 1.0
+            try:
+                ev = json.loads(self.ws.recv(timeout=wait if not done else wait))
+            except TimeoutError:
+                continue
+            if ev["type"] == "clip_ready":
+                self.http.get(self.base + ev["url"]).raise_for_status()
+                now = time.perf_counter()
+                clips.append((now - t0, ev["duration_s"], now))
+                start = now if play_end is None else max(now, play_end)
+                play_end = start + ev["duration_s"]
+                frame = {"reply": ev["reply"], "seq": ev["seq"]}
+                reports += [(start, {"type": "clip_started", **frame}), (play_end, {"type": "clip_ended", **frame})]
+            elif ev["type"] in ("speech_done", "speech_cancelled"):
+                done = True
+        if clips:
+            self.firsts.append(clips[0][0] * 1000)
+            self.late += late_clips(clips)
+            self.seams += len(clips) - 1
+
+    def close(self) -> None:
+        self.ws.close()
+        self.http.close()
+
+
+def mixed(browser, base: str, clients: int, rounds: int, pool: list[str]) -> tuple[dict, dict]:
+    """One real page and ``clients`` socket clients asking at once; the page's figures and the clients'."""
+    page = Page(browser, base)
+    socks = [SocketClient(base) for _ in range(clients)]
+    for c in socks:  # warm-up: the sockets see their session_state, the server its first clips
+        c.ws.recv(timeout=30)
+    page.type("Hello!")
+    page.enter()
+    page.wait_answer()
+    page.wait_idle()
+    gaps_before = len(page.gaps())
+    load = [os.getloadavg()[0]]
+    times: list[float] = []
+    missing = 0
+    for _ in range(rounds):
+        asked = random.sample(pool, clients + 1)
+        page.type(asked[0])
+        go = threading.Barrier(clients + 1)
+        for c, q in zip(socks, asked[1:], strict=True):
+            c.ask(q, go)
+        go.wait()
+        page.enter()
+        t = page.wait_answer()
+        if t is None:
+            missing += 1
+        else:
+            times.append(t)
+        for c in socks:
+            c.wait()
+        page.wait_idle()
+    load.append(os.getloadavg()[0])
+    gaps = page.gaps()[gaps_before:]
+    page.close()
+    firsts = [f for c in socks for f in c.firsts]
+    late, seams = sum(c.late for c in socks), sum(c.seams for c in socks)
+    for c in socks:
+        c.close()
+    page_result = {"times": times, "missing": missing, "gaps": gaps, "load": load, "unlocked": page.unlocked}
+    client_result = {"times": firsts, "missing": clients * rounds - len(firsts), "late": late, "seams": seams,
+                     "load": load, "unlocked": 0}
+    return page_result, client_result
 
 
 def spoken(pw, base: str, pool: list[str], count: int, tmp: Path) -> dict:
@@ -225,9 +365,12 @@ def run(browser, base: str, sessions: int, rounds: int, pool: list[str]) -> dict
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--questions", type=int, default=12, help="questions asked by the single session")
-    ap.add_argument("--rounds", type=int, default=2, help="rounds of 8 sessions pressing Enter at once")
+    ap.add_argument("--rounds", type=int, default=2, help="rounds of 8 pages pressing Enter at once (0: none)")
     ap.add_argument("--seed", type=int, default=18)
     ap.add_argument("--spoken", type=int, default=8, help="questions said into the fake microphone (0: none)")
+    ap.add_argument("--note", default="", help="a paragraph added to the section (e.g. figures before a change)")
+    ap.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
+    ap.add_argument("--mixed-rounds", type=int, default=3, help="rounds of 1 page + 7 socket clients at once")
     args = ap.parse_args()
     random.seed(args.seed)
     pool = questions()
@@ -238,8 +381,13 @@ def main() -> None:
         try:
             with sync_playwright() as pw:
                 browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-                results = {"typed, 1 session": run(browser, base, 1, args.questions, pool),
-                           "typed, 8 sessions": run(browser, base, 8, args.rounds, pool)}
+                results = {"typed, 1 session": run(browser, base, 1, args.questions, pool)}
+                if args.rounds:
+                    results["typed, 8 sessions (8 pages)"] = run(browser, base, 8, args.rounds, pool)
+                if args.mixed_rounds:
+                    page_r, client_r = mixed(browser, base, 7, args.mixed_rounds, pool)
+                    results["typed, 8 sessions: the page (1 page + 7 socket clients)"] = page_r
+                    results["typed, 8 sessions: the 7 socket clients (first clip downloaded)"] = client_r
                 browser.close()
                 if args.spoken:
                     results["spoken, 1 session"] = spoken(pw, base, pool, args.spoken, Path(tmp))
@@ -249,28 +397,23 @@ def main() -> None:
     rows = []
     for name, r in results.items():
         t = r["times"]
-        late = [g for g in r["gaps"] if g > FRAME_MS]
+        if "late" in r:  # socket clients: late clips counted from arrivals, no page to measure gaps
+            late_text, worst_gap = f"{r['late']} of {r['seams']}", "-"
+        else:
+            late = [g for g in r["gaps"] if g > FRAME_MS]
+            late_text, worst_gap = f"{len(late)} of {len(r['gaps'])}", round(max(r["gaps"], default=0.0))
         rows.append([name, len(t),
                      round(statistics.median(t)) if t else "-", round(percentile(t, 0.95)) if t else "-",
-                     round(max(t)) if t else "-", r["missing"], f"{len(late)} of {len(r['gaps'])}",
-                     round(max(r["gaps"], default=0.0)), f"{r['load'][0]:.2f} -> {r['load'][1]:.2f}"])
+                     round(max(t)) if t else "-", r["missing"], late_text, worst_gap,
+                     f"{r['load'][0]:.2f} -> {r['load'][1]:.2f}"])
     body = table(["path", "answers", "P50 (ms)", "P95 (ms)", "worst (ms)", "no clip", "late clips (gap > 1 frame)",
                   "worst gap (ms)", "load (1 min avg)"], rows)
     unlocked = sum(r["unlocked"] for r in results.values())
-    body += ("\n\nEnter -> the first frame of the answer's clip presented with its media time advancing, on the "
-             "page's own `performance.now()` clock (keydown of Enter; `requestVideoFrameCallback`'s "
-             "`presentationTime`). Headless Debian Chromium, default autoplay policy (the Enter key press is the "
-             f"user's gesture; \"tap to hear\" was clicked {unlocked} times), the server's defaults (`faq` answers, "
-             "default voice), questions drawn from the bundled knowledge file, each asked after the previous "
-             "answer finished. 8 sessions: 8 browser contexts pressing Enter within a few ms of each other; "
-             "late clip = a clip-to-clip gap over one frame (40 ms). Load: `os.getloadavg()` 1-minute average "
-             "before and after the run (the whole machine, Chromium included). Targets (2 cores, load < 1.5): "
-             "typed, 1 session P50 <= 500 ms, P95 <= 800 ms; 8 sessions P50 <= 1200 ms, no clip late; spoken P50 <= "
-             "900 ms, P95 <= 1300 ms. Spoken: each question said by Piper (en_US-joe-medium) into Chromium's fake "
-             "microphone (48 kHz WAV, 1 s of silence before), the page's hands-free microphone on, timed from the "
-             "last 60 ms frame with speech that the page sent (so the end of speech is known to within one frame, "
-             "and the figure may be up to 60 ms short) to the answer's first clip frame in motion; its late-clip "
-             "column is not measured.")
+    body += "\n\n" + NOTES.format(unlocked=unlocked)
+    body += f"\n\n{args.note}" if args.note else ""
+    if args.no_write:
+        print(body)
+        return
     write_section("page_latency", "Perceived latency in the browser (benchmarks/page_latency.py)", body,
                   "benchmarks/page_latency.py")
 

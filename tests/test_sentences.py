@@ -346,3 +346,31 @@ def test_first_chunk_streamed_word_by_word_is_cut_before_the_sentence_ends() -> 
     # it waits for 0.5 s of text after the longest possible head, not for the sentence's end (word 16)
     assert got_at is not None and got_at <= 9, got_at
     assert out == ["I can tell you about", "the weather and the news and anything else you like today.", "Then more."]
+
+
+GROWING = ("Set the LLM backend setting to openai, and point the OpenAI base URL at any server that speaks its "
+           "protocol, such as Ollama, vLLM or a llama.cpp server. Then a real language model writes my answers, "
+           "and I still speak them as before. The face is analysed once and cached, and every clip after that "
+           "uses it.")
+
+
+def test_growing_chunks_lose_nothing_and_grow_until_sentences_fit() -> None:
+    """A busy server's rule: after the short first chunk each chunk lasts about ``growth`` times the speech before
+    it allows, never shorter than the last by much, cut only at word boundaries, and nothing lost or repeated."""
+    whole = split_sentences(GROWING, first_seconds=1.0)
+    grown = split_sentences(GROWING, first_seconds=1.0, growth=1.5)
+    assert " ".join(grown).split() == GROWING.split()
+    assert len(grown) > len(whole)  # later sentences were cut too
+    secs = [spoken_seconds(p) for p in grown]
+    assert secs[0] <= 1.8 and secs[1] <= (1.5 - 1) * secs[0] + secs[0] + 0.8 + 0.01
+    said = 0.0
+    for i, (piece, s) in enumerate(zip(grown, secs, strict=True)):
+        if i:  # each cut piece stays within its budget (a sentence's natural end may come sooner)
+            assert s <= 0.5 * said + secs[0] + 0.8 + 0.01, (piece, s, said)
+        said += s
+    assert grown[-1] == whole[-1]  # by then the budget holds a whole sentence: said whole again
+
+
+def test_growth_must_grow() -> None:
+    with pytest.raises(ValueError):
+        SentenceSplitter(first_seconds=1.0, growth=1.0)

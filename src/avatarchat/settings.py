@@ -164,11 +164,14 @@ class Settings(BaseSettings):
                                       "text only (a speech_skipped event).")
     tts_stall_s: float = Field(10.0, gt=0, description="/healthz answers 503 (`tts_stalled`) while a TTS call "
                                "has waited this many seconds.")
-    first_chunk_max_wait_s: float = Field(0.8, ge=0, description="A reply starts on a short first chunk (about "
-                                          "1 s of its first sentence) only while the speech already waiting would "
-                                          "take at most this long; busier, the rest of the sentence would not be "
-                                          "ready when that chunk ends (a stop mid-sentence), so the first sentence "
-                                          "is said whole.")
+    first_chunk_max_wait_s: float = Field(0.8, ge=0, description="Every reply starts on a short first chunk "
+                                          "(about 1 s of its first sentence). While the speech already waiting "
+                                          "would take at most this long, later sentences are said whole; busier, "
+                                          "each later chunk is cut to about `chunk_growth` times the one before, "
+                                          "so the next piece is ready before the one playing ends.")
+    chunk_growth: float = Field(1.5, ge=0, description="On a busy server (see `first_chunk_max_wait_s`) each chunk "
+                                "after the first lasts about this many times the one before (1 s, 1.5 s, 2.3 s, "
+                                "...). 0: the old rule, the first sentence said whole when busy, no short chunk.")
     render_stall_s: float = Field(30.0, gt=0, description="/healthz answers 503 when renders are running but "
                                   "none has produced a frame for this many seconds.")
     clip_ttl_s: float = Field(3600.0, gt=0, description="Finished clips are deleted this many seconds after writing.")
@@ -270,6 +273,13 @@ class Settings(BaseSettings):
                                   "headers, to send its body (slow clients are disconnected).")
     timeout_keep_alive_s: int = Field(5, ge=1, description=("Seconds uvicorn keeps an idle HTTP connection open "
                                                             "(`avatarchat serve`)."))
+
+    @field_validator("chunk_growth")
+    @classmethod
+    def _growth(cls, v: float) -> float:
+        if 0 < v <= 1:
+            raise ValueError("chunk_growth must be 0 (off) or more than 1")
+        return v
 
     @field_validator("access_keys", "allowed_hosts", "trusted_proxies", mode="before")
     @classmethod

@@ -17,7 +17,14 @@ length. So with ``first_seconds`` set, the reply's first sentence, when it would
 "the", "to", ...) in that range, failing that at the space nearest ``first_seconds`` (or the first space after a
 slow start such as a version number); never inside a word, a number or a URL, and never leaving less than 0.5 s
 for the rest. Text without spaces or clause marks (Japanese,
-Chinese) is not cut. The rest of the sentence becomes the next clip; later sentences are not cut this way.
+Chinese) is not cut. The rest of the sentence becomes the next clip; later sentences are not cut this way,
+unless ``growth`` is set.
+
+On a busy server a short first chunk alone does not help: the whole sentence after it costs several times as
+much as the chunk lasts, so with many sessions it is not ready when the chunk ends and the avatar stops
+mid-sentence. With ``growth`` (say 1.5) every later chunk is cut, by the same rule, to about ``growth`` times the
+one before it (1 s, 1.5 s, 2.3 s, ... up to the ``max_seconds`` limit), so each chunk's cost stays within what
+the chunks already ready take to play: the buffer of speech grows geometrically instead of running dry.
 """
 
 from __future__ import annotations
@@ -79,12 +86,18 @@ class SentenceSplitter:
     """
 
     def __init__(self, max_chars: int | None = None, *, max_seconds: float = MAX_SECONDS,
-                 first_seconds: float | None = None) -> None:
-        """``first_seconds``: cut the first sentence to about this much speech (None: never)."""
+                 first_seconds: float | None = None, growth: float | None = None) -> None:
+        """``first_seconds``: cut the first sentence to about this much speech (None: never); ``growth``: cut
+        every later chunk to about this many times the one before it (None: later sentences whole)."""
+        if growth is not None and growth <= 1.0:
+            raise ValueError("growth must be more than 1 (each chunk longer than the one before)")
         self.max_chars = max_chars
         self.max_seconds = max_seconds
         self.first_seconds = first_seconds
+        self.growth = growth
         self._first = first_seconds is not None  # the first chunk is still to come
+        self._said_s = 0.0  # estimated seconds of the chunks given out so far (for ``growth``)
+        self._first_s = 0.0  # ... and of the first of them
         self._buf = ""
 
     def feed(self, piece: str) -> list[str]:
@@ -144,7 +157,27 @@ class SentenceSplitter:
             out.append(head.strip())
         if text.strip():
             out.append(text.strip())
-        return [s for s in out if s]
+        return self._grow([s for s in out if s])
+
+    def _grow(self, pieces: list[str]) -> list[str]:
+        """With ``growth``: cut each piece after the first so that chunks grow geometrically. Chunk k may last
+        ``(growth - 1) * (speech before it) + first chunk``: for a geometric series that is ``growth`` times the
+        chunk before, and it never shrinks after a sentence that happened to end short."""
+        if self.growth is None:
+            return pieces
+        out = []
+        for piece in pieces:
+            while self._said_s and (target := (self.growth - 1) * self._said_s + self._first_s) < self.max_seconds:
+                cut = first_cut(piece, target, min_head_s=target / self.growth)
+                if cut is None:
+                    break
+                head, piece = piece[:cut].strip(), piece[cut:].strip()
+                out.append(head)
+                self._said_s += spoken_seconds(head)
+            out.append(piece)
+            self._first_s = self._first_s or spoken_seconds(piece)
+            self._said_s += spoken_seconds(piece)
+        return out
 
     def _fits(self, text: str) -> int:
         """Length of the longest prefix of ``text`` within both limits (at least 1 character of a non-empty text)."""
@@ -177,16 +210,17 @@ class SentenceSplitter:
 
 
 def split_sentences(text: str, max_chars: int | None = None, *, max_seconds: float = MAX_SECONDS,
-                    first_seconds: float | None = None) -> list[str]:
+                    first_seconds: float | None = None, growth: float | None = None) -> list[str]:
     """All sentences of a complete text, cut as ``SentenceSplitter`` cuts a stream."""
-    s = SentenceSplitter(max_chars, max_seconds=max_seconds, first_seconds=first_seconds)
+    s = SentenceSplitter(max_chars, max_seconds=max_seconds, first_seconds=first_seconds, growth=growth)
     return s.feed(text) + s.flush()
 
 
-def first_cut(sentence: str, target_s: float = FIRST_SECONDS, complete: bool = True) -> int | None:
-    """Where to cut a first sentence so that its head takes about ``target_s`` to say (None: do not cut).
-    ``complete`` False: ``sentence`` is the start of one still being written; a cut is given only once enough
-    of it follows the cut."""
+def first_cut(sentence: str, target_s: float = FIRST_SECONDS, complete: bool = True,
+              min_head_s: float = _MIN_PIECE_S) -> int | None:
+    """Where to cut a first sentence (or, with ``growth``, a later one) so that its head takes about
+    ``target_s`` to say (None: do not cut), and at least ``min_head_s``. ``complete`` False: ``sentence`` is the
+    start of one still being written; a cut is given only once enough of it follows the cut."""
     total = spoken_seconds(sentence)
     longest = target_s + _FIRST_SLACK_S
     if (complete and total <= longest) or (not complete and total < longest + _MIN_PIECE_S):
@@ -201,7 +235,7 @@ def first_cut(sentence: str, target_s: float = FIRST_SECONDS, complete: bool = T
         cut = i + 1
         if spent > longest and (clauses or spaces):
             break
-        if spent < _MIN_PIECE_S or total - spent < _MIN_PIECE_S:
+        if spent < max(min_head_s, _MIN_PIECE_S) or total - spent < _MIN_PIECE_S:
             continue
         if spent > longest:  # a slow start (digits, symbols): the first word boundary after it will do
             if ch == " " and cut < len(sentence) and not sentence[cut].isspace():

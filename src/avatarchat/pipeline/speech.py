@@ -59,7 +59,8 @@ class SpeechPipeline:
         self._last_frame = time.monotonic()  # heartbeat: the last frame any render produced
 
     # -- reply: LLM stream -> sentences -> the session's lane -------------------------------------------------
-    async def reply(self, session: Session, reply: Reply, speak: bool = True, short_first: bool = True) -> str:
+    async def reply(self, session: Session, reply: Reply, speak: bool = True, short_first: bool = True,
+                    growth: float | None = None) -> str:
         """Stream the LLM's answer, submitting each sentence as soon as it is complete. Returns the full text.
         With ``speak`` False (the server is too busy) the text still arrives and the page is told why there
         is no voice."""
@@ -69,11 +70,10 @@ class SpeechPipeline:
             reply.cancel_speech()
             session.publish(SpeechSkipped(session=session.id, reply=reply.id,
                                           message="The avatar is too busy to speak right now; here is the text."))
-        # Clips of at most ~8 s of speech; the first one about 1 s, so the avatar starts speaking sooner, unless
-        # the server is busy (``short_first`` False): then the rest of the sentence would not be ready when the
-        # short piece ends, and the avatar would stop mid-sentence.
+        # Clips of at most ~8 s of speech; the first one about 1 s, so the avatar starts speaking sooner. On a busy
+        # server (``growth`` set) the later ones grow from there, so each is ready before the one playing ends.
         splitter = SentenceSplitter(max_seconds=self.max_sentence_s,
-                                    first_seconds=FIRST_SECONDS if short_first else None)
+                                    first_seconds=FIRST_SECONDS if short_first else None, growth=growth)
         parts: list[str] = []
         spoken: list[str] = []
         first_token_ms: float | None = None

@@ -42,8 +42,10 @@ async def converse(s: Services, session: Session, message: str, *, queue: bool =
         session.lane.end(reply)  # never left "speaking" with nothing to say
         raise
     try:
-        short_first = wait_s <= s.settings.first_chunk_max_wait_s  # busier: the first sentence is said whole
-        text = await s.pipeline.reply(session, reply, speak=speak, short_first=short_first)
+        busy = wait_s > s.settings.first_chunk_max_wait_s
+        growth = s.settings.chunk_growth or None
+        text = await s.pipeline.reply(session, reply, speak=speak, short_first=not busy or growth is not None,
+                                      growth=growth if busy else None)
     finally:
         await s.sessions.save(session)  # Redis mode: history and voice for whichever node takes the next turn
     return reply, text
