@@ -38,7 +38,8 @@ def settings(data_dir: Path) -> Settings:
     # (tests/security/test_fairness.py).
     return Settings(_env_file=None, data_dir=data_dir, port=0, llm_backend="echo", motion_scale=0.0,
                     max_sessions_per_client=200, max_client_backlog=1000,
-                    first_chunk_max_wait_s=600.0)  # always the short first chunk; its busy rule: test_first_chunk
+                    first_chunk_max_wait_s=600.0,  # always the short first chunk and whole sentences after it
+                    chunk_growth=0.0)  # (so clip counts are known); the busy rules: tests/test_first_chunk.py
 
 
 @pytest.fixture(scope="session")

@@ -166,9 +166,10 @@ class Settings(BaseSettings):
                                "has waited this many seconds.")
     first_chunk_max_wait_s: float = Field(0.8, ge=0, description="Every reply starts on a short first chunk "
                                           "(about 1 s of its first sentence). While the speech already waiting "
-                                          "would take at most this long, later sentences are said whole; busier, "
-                                          "each later chunk is cut to about `chunk_growth` times the one before, "
-                                          "so the next piece is ready before the one playing ends.")
+                                          "would take at most this long and no other session on this node is "
+                                          "speaking, later sentences are said whole; busier, each later chunk is "
+                                          "cut to about `chunk_growth` times the one before, so the next piece is "
+                                          "ready before the one playing ends.")
     chunk_growth: float = Field(1.5, ge=0, description="On a busy server (see `first_chunk_max_wait_s`) each chunk "
                                 "after the first lasts about this many times the one before (1 s, 1.5 s, 2.3 s, "
                                 "...). 0: the old rule, the first sentence said whole when busy, no short chunk.")

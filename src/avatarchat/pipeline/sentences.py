@@ -30,6 +30,7 @@ the chunks already ready take to play: the buffer of speech grows geometrically 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from avatarchat.writing import HANGUL
 
@@ -86,15 +87,18 @@ class SentenceSplitter:
     """
 
     def __init__(self, max_chars: int | None = None, *, max_seconds: float = MAX_SECONDS,
-                 first_seconds: float | None = None, growth: float | None = None) -> None:
+                 first_seconds: float | None = None, growth: float | None = None,
+                 grow_if: Callable[[], bool] | None = None) -> None:
         """``first_seconds``: cut the first sentence to about this much speech (None: never); ``growth``: cut
-        every later chunk to about this many times the one before it (None: later sentences whole)."""
+        every later chunk to about this many times the one before it (None: later sentences whole), only while
+        ``grow_if()`` says so when given (asked as each chunk is cut: whether the server is busy now)."""
         if growth is not None and growth <= 1.0:
             raise ValueError("growth must be more than 1 (each chunk longer than the one before)")
         self.max_chars = max_chars
         self.max_seconds = max_seconds
         self.first_seconds = first_seconds
         self.growth = growth
+        self.grow_if = grow_if
         self._first = first_seconds is not None  # the first chunk is still to come
         self._said_s = 0.0  # estimated seconds of the chunks given out so far (for ``growth``)
         self._first_s = 0.0  # ... and of the first of them
@@ -167,7 +171,8 @@ class SentenceSplitter:
             return pieces
         out = []
         for piece in pieces:
-            while self._said_s and (target := (self.growth - 1) * self._said_s + self._first_s) < self.max_seconds:
+            while self._said_s and (target := (self.growth - 1) * self._said_s + self._first_s) < self.max_seconds \
+                    and (self.grow_if is None or self.grow_if()):
                 cut = first_cut(piece, target, min_head_s=target / self.growth)
                 if cut is None:
                     break

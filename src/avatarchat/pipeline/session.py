@@ -332,6 +332,10 @@ class SessionManager:
     def jobs_waiting(self) -> int:
         return sum(s.lane.waiting for s in self.sessions.values() if s.lane is not None)
 
+    def others_speaking(self, session: Session) -> bool:
+        """Whether another session on this node has a reply still queued, rendering or playing."""
+        return any(x is not session and x.lane is not None and x.lane.speaking() for x in self.sessions.values())
+
     def jobs_waiting_by_owner(self) -> dict[str, int]:
         """Sentences waiting, per client (admission control shares the speech backlog fairly between them)."""
         out: dict[str, int] = {}

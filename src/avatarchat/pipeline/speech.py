@@ -60,7 +60,7 @@ class SpeechPipeline:
 
     # -- reply: LLM stream -> sentences -> the session's lane -------------------------------------------------
     async def reply(self, session: Session, reply: Reply, speak: bool = True, short_first: bool = True,
-                    growth: float | None = None) -> str:
+                    growth: float | None = None, grow_if: Callable[[], bool] | None = None) -> str:
         """Stream the LLM's answer, submitting each sentence as soon as it is complete. Returns the full text.
         With ``speak`` False (the server is too busy) the text still arrives and the page is told why there
         is no voice."""
@@ -71,9 +71,10 @@ class SpeechPipeline:
             session.publish(SpeechSkipped(session=session.id, reply=reply.id,
                                           message="The avatar is too busy to speak right now; here is the text."))
         # Clips of at most ~8 s of speech; the first one about 1 s, so the avatar starts speaking sooner. On a busy
-        # server (``growth`` set) the later ones grow from there, so each is ready before the one playing ends.
-        splitter = SentenceSplitter(max_seconds=self.max_sentence_s,
-                                    first_seconds=FIRST_SECONDS if short_first else None, growth=growth)
+        # server (``growth``, while ``grow_if()``) the later ones grow from there, so each is ready before the one
+        # playing ends.
+        splitter = SentenceSplitter(max_seconds=self.max_sentence_s, first_seconds=FIRST_SECONDS if short_first
+                                    else None, growth=growth, grow_if=grow_if)
         parts: list[str] = []
         spoken: list[str] = []
         first_token_ms: float | None = None

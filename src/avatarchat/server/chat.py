@@ -44,8 +44,11 @@ async def converse(s: Services, session: Session, message: str, *, queue: bool =
     try:
         busy = wait_s > s.settings.first_chunk_max_wait_s
         growth = s.settings.chunk_growth or None
-        text = await s.pipeline.reply(session, reply, speak=speak, short_first=not busy or growth is not None,
-                                      growth=growth if busy else None)
+        if growth is None:  # the old rule: busy, the first sentence is said whole
+            text = await s.pipeline.reply(session, reply, speak=speak, short_first=not busy)
+        else:  # busy at admission, or when a chunk is cut (replies that came in together see each other only then)
+            text = await s.pipeline.reply(session, reply, speak=speak, growth=growth,
+                                          grow_if=lambda: busy or s.sessions.others_speaking(session))
     finally:
         await s.sessions.save(session)  # Redis mode: history and voice for whichever node takes the next turn
     return reply, text
