@@ -159,6 +159,22 @@ def loop_rows(quick: bool) -> list[list[object]]:
     return rows
 
 
+def listening_rows(piper) -> list[list[object]]:
+    """The turn-taking table's listening rows (benchmarks/voice.py): the bundled avatar's loop, the page's nods."""
+    loop = loop_rows(quick=True)[0]
+    _, s = nod_rows(piper)
+    return [
+        ["head rotation std while the person speaks (listening loop, p/y/r °)", loop[2], ">= 0.5", loop[3]],
+        ["speech onset -> listening (ms)", f"median {s['onset_med']:.0f}, max {s['onset_max']:.0f}",
+         f"<= {ONSET_TARGET_MS}", "yes" if s["onset_max"] <= ONSET_TARGET_MS else "NO"],
+        ["pause -> nod onset (ms)", f"median {s['nod_med']:.0f}, max {s['nod_max']:.0f}, {s['missed']:.0f} of "
+         f"{s['pauses']:.0f} missed", f"<= {NOD_TARGET_MS}",
+         "yes" if s["nod_max"] <= NOD_TARGET_MS and s["missed"] == 0 else "NO"],
+        ["listening events while the avatar speaks", f"{s['while_speaking']:.0f}", "0",
+         "yes" if s["while_speaking"] == 0 else "NO"],
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="one face")

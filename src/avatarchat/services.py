@@ -159,7 +159,6 @@ async def start_services(settings: Settings, *, llm: LLM | None = None, tts: TTS
     if settings.avatar_gallery_dir is not None:
         await avatars.load_gallery(settings.avatar_gallery_dir, lambda v: the_tts.resolve(v).id)
     pipeline.avatars = avatars.avatar  # each clip renders its session's chosen face
-    avatars.prepare_listening(avatars.default)  # in the background: typed turns need no listening loop
     await pipeline.ensure_calibrated(the_tts.default_voice)
     voice = _voice_input(settings, asr, metrics)
     services = Services(settings, the_llm, the_tts, the_renderer, avatar, idle, pipeline, sessions, metrics, clips,
