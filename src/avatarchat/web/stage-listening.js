@@ -33,7 +33,8 @@
     if (value === on) return;
     on = value;
     clearTimeout(leaving);
-    if (on && loop.readyState >= 2) { loop.currentTime = 0; loop.play().catch(() => {}); }
+    // From its first frame, the rest frame; one still fading out (the person spoke again at once) plays on instead.
+    if (on && loop.readyState >= 2 && loop.paused) { loop.currentTime = 0; loop.play().catch(() => {}); }
     stage.classList.toggle("listening", on);
     remember(stats.changes, { on, at: performance.now(), why, onsetAt });
     if (!on) leaving = setTimeout(() => { loop.pause(); loop.currentTime = 0; }, FADE_MS + 50);
