@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from avatarchat.render.base import FPS
+from avatarchat.render.base import FPS, Avatar
 from avatarchat.render.head_motion import listening_motion
 from avatarchat.render.idle import build_idle_clip, build_listening_clip
 from avatarchat.render.landmarks import FaceMesh
@@ -75,6 +75,13 @@ def test_a_still_head_or_a_video_listens_with_its_idle_loop(tmp_path: Path, avat
     still = MeshWarpRenderer(cache_dir=tmp_path, motion_scale=0.0)
     for a, b in zip(still.listening_frames(avatar), still.idle_frames(avatar), strict=True):
         assert np.array_equal(a, b)
+    # A video avatar: its own recorded frames, out and back (its gaze is what was filmed).
+    video = Avatar("video-test", np.stack([avatar.image, avatar.image[::-1], avatar.image[:, ::-1]]),
+                   np.repeat(avatar.frame_landmarks, 3, axis=0))
+    moving = MeshWarpRenderer(cache_dir=tmp_path, motion_scale=1.0)
+    listened = list(moving.listening_frames(video))
+    assert len(listened) == 4 and all(np.array_equal(a, b) for a, b in zip(listened, moving.idle_frames(video),
+                                                                             strict=True))
 
 
 def test_the_listening_clip_is_encoded_once_beside_the_idle_clip(moving: MeshWarpRenderer, loops) -> None:
