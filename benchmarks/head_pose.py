@@ -92,3 +92,22 @@ def pose_series(rest: np.ndarray, lms: list[np.ndarray | None]) -> PoseSeries:
         shift[k] = 100.0 * moved[:2] / h
         brow[k] = brow_distance(lm)
     return PoseSeries(angles, shift, brow)
+
+
+IRIS_CENTRES = (468, 473)  # the iris centres of the eyes between LEFT_EYE_CORNERS and RIGHT_EYE_CORNERS
+
+
+def gaze(lm: np.ndarray) -> np.ndarray:
+    """Where the eyes look, as each iris centre's place in its eye: (x along the corner-to-corner line, y across
+    it) in eye widths from the eye's middle, averaged over both eyes. It moves with the eyes, not with the head
+    (a turned head carries the eye corners along), so it reads the gaze of a moving head too."""
+    out = []
+    for centre, (a, b) in zip(IRIS_CENTRES, (L.LEFT_EYE_CORNERS, L.RIGHT_EYE_CORNERS), strict=True):
+        pa, pb = lm[a, :2].astype(np.float64), lm[b, :2].astype(np.float64)
+        axis = pb - pa
+        width = float(np.linalg.norm(axis))
+        along = axis / width
+        across = np.array([-along[1], along[0]])
+        rel = lm[centre, :2] - (pa + pb) / 2
+        out.append([float(rel @ along) / width * np.sign(along[0]), float(rel @ across) / width])
+    return np.mean(out, axis=0)

@@ -10,7 +10,8 @@ is really loud, so the true start and end of each sentence are known. Reports:
   speech_cancelled while the avatar speaks (voice barge-in); false barge-ins while a clip plays, from room
   noise (what a microphone with echo cancellation hears) and from the clip's own audio fed back raw; and false
   early ends (a turn ended by the short hangover of a finished sentence, after which the person went on: the
-  server's ``avatarchat_voice_false_early_ends_total``), with a turn that pauses 0.3 s after a full stop.
+  server's ``avatarchat_voice_false_early_ends_total``), with a turn that pauses 0.3 s after a full stop;
+  listening (issue 20): the listening loop's head rotation and the page's nod timing (benchmarks/listening.py).
 
     .venv/bin/python benchmarks/voice.py [--runs 4] [--latency-only]   (--latency-only: the server part only,
     printed with the machine's load, BENCHMARKS.md left alone: for short runs on a shared machine)
@@ -35,6 +36,7 @@ from websockets.sync.client import connect
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.latency import new_session, start_server  # noqa: E402
+from benchmarks.listening import listening_rows  # noqa: E402
 from benchmarks.report import table, write_section  # noqa: E402
 from tests.voice_audio import RATE, noise, silence, speak, to_16k  # noqa: E402
 
@@ -298,7 +300,11 @@ def main() -> None:
             + "\n\nFalse barge-ins (a `speech_cancelled` while the avatar speaks and nobody does):\n\n"
             + table(["microphone hears", "false barge-ins"], false_rows)
             + "\n\nThe page relies on the browser's echo cancellation (`getUserMedia` with `echoCancellation`); "
-            "without it the avatar's own voice would interrupt it, as the last row shows.")
+            "without it the avatar's own voice would interrupt it, as the last row shows."
+            + "\n\nListening while the person speaks (issue 20; `benchmarks/listening.py`, whose section has the "
+            "details: the loop measured from its frames by a face-mesh pass, the page's rules fed Piper phrases "
+            "with known pauses):\n\n"
+            + table(["", "measured", "target", "met"], listening_rows(piper)))
     write_section("voice", "Voice input", body, "python benchmarks/voice.py")
 
 

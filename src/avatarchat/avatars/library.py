@@ -1,6 +1,6 @@
 """The avatars a server can show: the bundled one (the gallery, open to every session) and the faces each session
-uploaded (private to it). Owns upload quotas, registration off the event loop, the idle clip of each avatar, and
-clean-up when the owning session is gone.
+uploaded (private to it). Owns upload quotas, registration off the event loop, the idle and listening clips of
+each avatar, and clean-up when the owning session is gone.
 
 An uploaded avatar's public id is random (``u-`` and 16 url-safe characters), never the content hash: two
 sessions uploading the same picture get different ids, and an id says nothing about whose it is. A session
@@ -28,7 +28,7 @@ from avatarchat.errors import UnknownAvatar, UploadRefused
 from avatarchat.metrics import Metrics
 from avatarchat.render.avatar import register_frames
 from avatarchat.render.base import Avatar, Renderer
-from avatarchat.render.idle import build_idle_clip
+from avatarchat.render.idle import build_idle_clip, build_listening_clip
 from avatarchat.render.landmarks import FaceMesh
 
 log = logging.getLogger(__name__)
@@ -58,6 +58,8 @@ class Entry:
         return {"avatar_id": self.id, "name": self.name, "kind": self.kind,
                 "preview_url": f"/avatars/{self.id}/preview.jpg{query}",
                 "idle_url": "/avatar/idle.mp4" if self.id == DEFAULT_ID else f"/avatars/{self.id}/idle.mp4{query}",
+                "listen_url": ("/avatar/listen.mp4" if self.id == DEFAULT_ID
+                               else f"/avatars/{self.id}/listen.mp4{query}"),
                 "voice": self.voice, "width": w, "height": h, "frames": len(self.avatar.frames),
                 "face": {"x": x, "y": y, "width": fw, "height": fh}}
 
@@ -85,6 +87,7 @@ class AvatarLibrary:
                              idle)
         self._entries: dict[str, Entry] = {DEFAULT_ID: self.default}
         self._tasks: set[asyncio.Task] = set()
+        self._listening: dict[str, asyncio.Future[Path]] = {}  # entry id -> its listening loop, built on demand
 
     async def load_gallery(self, directory: Path, voice_id: Callable[[str], str]) -> None:
         """Offer every avatar of a gallery directory (avatars/gallery.py) to all sessions; ``voice_id`` resolves
@@ -117,6 +120,32 @@ class AvatarLibrary:
 
     async def idle_clip(self, entry: Entry) -> Path:
         return await asyncio.shield(entry.idle)
+
+    def prepare_listening(self, entry: Entry) -> asyncio.Future[Path]:
+        """Start building ``entry``'s listening loop (render/idle.py) in the background, once; it is cached on
+        disk beside the idle loop, so this is quick for an avatar seen before."""
+        future = self._listening.get(entry.id)
+        if future is None:
+            future = self._listening[entry.id] = asyncio.get_running_loop().create_future()
+
+            async def build() -> None:
+                try:
+                    path = await asyncio.to_thread(build_listening_clip, self.renderer, entry.avatar, self.cache_dir)
+                    if not future.done():
+                        future.set_result(path)
+                except Exception as exc:  # noqa: BLE001 - the page listens on its idle loop instead
+                    log.exception("listening clip of avatar %s failed", entry.id)
+                    if not future.done():
+                        future.set_exception(exc)
+
+            task = asyncio.create_task(build())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return future
+
+    async def listening_clip(self, entry: Entry) -> Path:
+        """The listening loop the page plays while the person speaks (built on first request)."""
+        return await asyncio.shield(self.prepare_listening(entry))
 
     # -- uploads ------------------------------------------------------------------------------------------
     async def add(self, session_id: str, client: str, data: bytes) -> Entry:
@@ -214,6 +243,9 @@ class AvatarLibrary:
             self._entries.pop(entry.id, None)
             if not entry.idle.done():
                 entry.idle.cancel()
+            listening = self._listening.pop(entry.id, None)
+            if listening is not None and not listening.done():
+                listening.cancel()
             in_use = {e.avatar.id for e in self._entries.values()}
             if entry.avatar.id not in in_use:
                 self.renderer.forget(entry.avatar)

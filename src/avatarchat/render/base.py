@@ -64,6 +64,11 @@ class Renderer(ABC):
     def idle_frames(self, avatar: Avatar) -> Iterator[np.ndarray]:
         """A loop that starts and ends on the rest frame (so clips and idle hand over without a jump)."""
 
+    def listening_frames(self, avatar: Avatar) -> Iterator[np.ndarray]:
+        """The loop shown while the person speaks (eyes on the camera, attentive); also starts and ends on the
+        rest frame. Backends without one listen with their idle loop."""
+        return self.idle_frames(avatar)
+
     @abstractmethod
     def render(self, avatar: Avatar, speech: Speech, cancel: threading.Event | None = None,
                voice: str | None = None) -> Iterator[np.ndarray]:

@@ -1,5 +1,5 @@
-"""How the head, brows and eyes move, frame by frame: from the voice's prosody while speaking, and a breathing
-loop while idle.
+"""How the head, brows and eyes move, frame by frame: from the voice's prosody while speaking, a breathing loop
+while idle, and an attentive loop while the person speaks (the listening loop).
 
 People nod on stressed syllables and at the ends of phrases, drift slowly across a sentence, keep still in pauses,
 lift their brows on pitch accents and knit them in questions, and keep their eyes on the listener with small
@@ -178,3 +178,32 @@ def idle_motion(n: int, fps: int, scale: float = 1.0) -> HeadMotion:
     gaze_x = -0.7 * look
     zero = np.zeros(n)
     return HeadMotion(pitch, yaw, roll, tx, ty, zero, zero.copy(), gaze_x, 0.1 * look).scaled(scale)
+
+
+def _bump(t: np.ndarray, start: float, length: float) -> np.ndarray:
+    """A sin^2 hump from ``start`` over ``length`` seconds: 0 with zero slope at both ends, 1 in the middle."""
+    x = np.clip((t - start) / length, 0.0, 1.0)
+    return np.sin(np.pi * x) ** 2
+
+
+def listening_motion(n: int, fps: int, scale: float = 1.0) -> HeadMotion:
+    """An ``n``-frame loop of a head listening to the person: eyes on the camera (no look aside, no saccades),
+    the head tilted a little to one side and leaning in over the loop, two slow nods, one brow raise, two
+    breaths. Every curve is 0 at frame 0 and periodic over ``n``, so the loop starts on the rest frame (as
+    clips and the idle loop do) and closes without a jump; the quick nods timed to the person's pauses are
+    the page's (web/listening.js), on top of this loop."""
+    if scale <= 0.0 or n < 3:
+        return HeadMotion.still(n)
+    ph = 2 * np.pi * np.arange(n) / n
+    t = np.arange(n) / fps
+    dur = n / fps
+    breath = (1 - np.cos(2 * ph)) / 2
+    lean = (1 - np.cos(ph)) / 2  # into the attentive pose and back, once a loop
+    nods = _bump(t, 0.28 * dur, 0.7) + 0.8 * _bump(t, 0.64 * dur, 0.6)
+    pitch = 0.5 * lean + 1.4 * nods - 0.3 * breath
+    yaw = 0.35 * np.sin(ph)
+    roll = 2.0 * lean  # the listener's head tilt
+    ty = -0.003 * breath - 0.004 * lean
+    brow = 0.7 * _bump(t, 0.42 * dur, 0.9)
+    zero = np.zeros(n)
+    return HeadMotion(pitch, yaw, roll, zero, ty, brow, zero.copy(), zero.copy(), zero.copy()).scaled(scale)

@@ -22,7 +22,7 @@ from avatarchat.errors import Cancelled
 from avatarchat.render.avatar import register_avatar
 from avatarchat.render.base import FPS, Avatar, Renderer, frame_count
 from avatarchat.render.face_rig import EyeRig, MouthRig
-from avatarchat.render.head_motion import HeadMotion, idle_motion, speech_motion
+from avatarchat.render.head_motion import HeadMotion, idle_motion, listening_motion, speech_motion
 from avatarchat.render.head_warp import HeadWarp
 from avatarchat.render.motion import blink_curve, blink_times, clip_path, edge_rested, phrase_blinks, ping_pong, sway
 from avatarchat.render.mouth_interior import MouthInterior
@@ -33,6 +33,8 @@ from avatarchat.render.warp import read_only
 
 IDLE_S = 8.0  # length of a still picture's idle loop
 IDLE_BLINKS_S = [1.6, 5.3]  # when it blinks in that loop
+LISTEN_S = 8.0  # length of the listening loop
+LISTEN_BLINKS_S = [2.3, 6.1]  # its blinks, clear of its nods and brow raise
 MAX_RIGS = 600  # rigs kept (all avatars): a 24 s video avatar's frames at 25 fps, ~60 MB at 512 px
 
 
@@ -150,6 +152,20 @@ class MeshWarpRenderer(Renderer):
                 yield sway(frame, k, n) if k else frame
             return
         motion = idle_motion(n, self.fps, self.motion_scale)
+        for k in range(n):
+            yield rig.frame(0.0, blink=float(blink[k]), pose=motion.pose(k))
+
+    def listening_frames(self, avatar: Avatar) -> Iterator[np.ndarray]:
+        """A seamless loop of the picture listening (render/head_motion.py's ``listening_motion``), starting on the
+        rest frame. A video avatar, or a still head (``motion_scale`` 0), listens with its idle loop: a video's own
+        recorded gaze and motion are all it has."""
+        if not self.animated(avatar):
+            yield from self.idle_frames(avatar)
+            return
+        rig = self.rig(avatar)
+        n = int(round(LISTEN_S * self.fps))
+        blink = blink_curve(n, self.fps, starts_s=LISTEN_BLINKS_S)
+        motion = listening_motion(n, self.fps, self.motion_scale)
         for k in range(n):
             yield rig.frame(0.0, blink=float(blink[k]), pose=motion.pose(k))
 

@@ -1,4 +1,5 @@
-"""The avatar routes: upload a face, list the ones a session may use, their previews and idle loops, delete one.
+"""The avatar routes: upload a face, list the ones a session may use, their previews, idle and listening loops,
+delete one.
 
 Handlers only translate between HTTP and the ``AvatarLibrary`` (avatars/library.py); the checks a hostile file
 meets live in avatars/intake.py. Every route names the session, and an avatar of another session is a 404.
@@ -11,6 +12,7 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import FileResponse, JSONResponse, Response
 
+from avatarchat.avatars.library import Entry
 from avatarchat.errors import UploadRefused
 from avatarchat.pipeline.session import check_session_id
 from avatarchat.services import Services
@@ -69,6 +71,30 @@ async def idle(request: Request, avatar_id: str, session_id: str | None = Query(
     except Exception:  # noqa: BLE001 - logged where it was built
         return JSONResponse({"error": {"code": "idle_unavailable", "message": "This avatar's idle loop could not "
                                        "be made; its replies still play."}}, status_code=503)
+    return FileResponse(path, media_type="video/mp4")
+
+
+@router.get("/avatar/listen.mp4")
+async def default_listen(request: Request) -> Response:
+    """The default avatar's listening loop (beside ``/avatar/idle.mp4``)."""
+    s = _services(request)
+    return await listening_response(s, s.avatars.default)
+
+
+@router.get("/avatars/{avatar_id}/listen.mp4")
+async def listen(request: Request, avatar_id: str, session_id: str | None = Query(None)) -> Response:
+    """The avatar's listening loop, played while the person speaks; built on first request, so this may wait."""
+    s = _services(request)
+    entry = s.avatars.get(avatar_id, _session(request, session_id))
+    return await listening_response(s, entry)
+
+
+async def listening_response(s: Services, entry: Entry) -> Response:
+    try:
+        path = await s.avatars.listening_clip(entry)
+    except Exception:  # noqa: BLE001 - logged where it was built
+        return JSONResponse({"error": {"code": "listen_unavailable", "message": "This avatar's listening loop "
+                                       "could not be made; it listens on its idle loop."}}, status_code=503)
     return FileResponse(path, media_type="video/mp4")
 
 

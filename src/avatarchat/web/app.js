@@ -1,4 +1,5 @@
-// avatarchat page: chat box + avatar stage with three stacked <video> layers (idle loop, two clip layers).
+// avatarchat page: chat box + avatar stage with four stacked <video> layers (idle loop, listening loop, two clip
+// layers; the listening loop is stage-listening.js's).
 // Clips arrive as WebSocket `clip_ready` events; playback.js decides what plays next (seq order, the next clip
 // pre-loaded in the hidden layer, retries and skips when a download fails); idle fades back (300 ms) when a reply
 // is played out. The page reports what it plays (`clip_started`, `clip_ended`), so the server knows a reply is
@@ -289,8 +290,13 @@
   window.avatarchat.addLine = addLine;
   window.avatarchat.stopSpeaking = () => { setThinking(false); player.cancelAll(); };
   window.avatarchat.handle = handle;  // the same entry point the socket uses; tests replay events through it
-  // Your own avatar (POST /avatars, docs/protocol.md): the idle layer loops the chosen avatar's idle_url.
-  window.avatarchat.setAvatar = (idleUrl) => { idle.src = idleUrl; idle.play().catch(() => {}); };
+  // Your own avatar (POST /avatars, docs/protocol.md): the idle layer loops the chosen avatar's idle_url, the
+  // listening layer (stage-listening.js) its listen_url.
+  window.avatarchat.setAvatar = (idleUrl, listenUrl) => {
+    idle.src = idleUrl;
+    idle.play().catch(() => {});
+    if (listenUrl && window.avatarchat.setListenLoop) window.avatarchat.setListenLoop(listenUrl);
+  };
   window.avatarchat.api = api;  // for avatars.js: the same access-key handling
   window.avatarchat.ensureSession = ensureSession;
 

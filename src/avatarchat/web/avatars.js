@@ -72,7 +72,7 @@
       current = shown;
       frame();
       // A reloaded page starts on the bundled idle loop; the session may have another face already.
-      if (new URL(shown.idle_url, location.href).href !== $("idle").src) ac.setAvatar(shown.idle_url);
+      if (new URL(shown.idle_url, location.href).href !== $("idle").src) ac.setAvatar(shown.idle_url, shown.listen_url);
     }
     render();
   }
@@ -99,7 +99,7 @@
   function choose(e, say = true) {
     current = e;
     ac.avatar = e.avatar_id;
-    ac.setAvatar(e.idle_url);
+    ac.setAvatar(e.idle_url, e.listen_url);
     frame();
     if (e.voice && [...voiceSel.options].some((o) => o.value === e.voice)) {  // a gallery face's own voice
       voiceSel.value = e.voice;

@@ -1,7 +1,9 @@
 // avatarchat microphone worklet: the capture rate (44.1/48 kHz…) -> 16 kHz mono int16, in 60 ms frames.
 // Each input sample block is low-passed (a moving average over one output period) and linearly interpolated
 // at 16 kHz; every 960 samples go to the page as one Int16Array (sent as one binary WebSocket frame), with the
-// frame's RMS level for the meter. Loaded with audioWorklet.addModule from /static (CSP script-src 'self').
+// frame's RMS level for the meter. Every 20 ms it also posts that stretch's RMS alone ({level}), which the page's
+// listening rules (listening.js) follow: the avatar starts listening within a few of those, not a whole frame later.
+// Loaded with audioWorklet.addModule from /static (CSP script-src 'self').
 class Pcm16k extends AudioWorkletProcessor {
   constructor() {
     super();
@@ -13,6 +15,7 @@ class Pcm16k extends AudioWorkletProcessor {
     this.out = new Int16Array(960);
     this.n = 0;
     this.sum = 0;
+    this.levelSum = 0;                // the current 20 ms (320 samples) for the listening level
   }
   process(inputs) {
     const input = inputs[0];
@@ -30,6 +33,11 @@ class Pcm16k extends AudioWorkletProcessor {
         const s = Math.max(-1, Math.min(1, y));
         this.out[this.n++] = s < 0 ? s * 0x8000 : s * 0x7fff;
         this.sum += s * s;
+        this.levelSum += s * s;
+        if (this.n % 320 === 0) {
+          this.port.postMessage({ level: Math.sqrt(this.levelSum / 320) });
+          this.levelSum = 0;
+        }
         this.pos += this.step;
         if (this.n === this.out.length) {
           this.port.postMessage({ pcm: this.out.buffer, rms: Math.sqrt(this.sum / this.n) }, [this.out.buffer]);

@@ -41,7 +41,7 @@
       ctx = new AudioContext();
       await ctx.audioWorklet.addModule("/static/mic-worklet.js");
       node = new AudioWorkletNode(ctx, "pcm16k");
-      node.port.onmessage = (e) => onFrame(e.data);
+      node.port.onmessage = (e) => (e.data.pcm ? onFrame(e.data) : onLevel(e.data.level));
       ctx.createMediaStreamSource(stream).connect(node);
       return true;
     } catch (err) {
@@ -56,6 +56,13 @@
     if (ctx) ctx.close().catch(() => {});
     stream = ctx = node = null;
     level.style.transform = "scaleX(0)";
+    if (app.hearLevel) app.hearLevel(null);
+  }
+
+  // Every 20 ms of captured audio: the avatar's listening (stage-listening.js) follows the person's voice while the
+  // microphone is theirs (hands-free on, or the button held); otherwise it forgets what it heard.
+  function onLevel(rms) {
+    if (app.hearLevel) app.hearLevel(on || holding ? rms : null);
   }
 
   function onFrame({ pcm, rms }) {
