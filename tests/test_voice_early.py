@@ -1,0 +1,141 @@
+"""Early answers through the real server and socket: a spoken question is answered at its pause, before the
+hangover has passed, and shown only when the turn ends with those words; when the person goes on speaking the
+early answer is thrown away unseen. Real Piper speech, the real VAD and Whisper, the echo LLM, real clips.
+
+The audio is sent in two parts and the test waits on the server's counters in between: the VAD counts the
+hangover in samples, so while no audio arrives the turn cannot end, however slow this machine is."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+
+import httpx
+import numpy as np
+import pytest
+from websockets.sync.client import connect
+
+from avatarchat.server import create_app
+from tests.helpers import running
+from tests.test_voice_ws import stream, words
+from tests.test_ws import collect, open_ws, ws_url
+from tests.voice_audio import silence, speak
+
+QUESTION = "What time is it?"
+MORE = "And what day is it today?"
+GAP_S = 0.15  # silence after the words: a pause for the VAD, well inside the 350 ms hangover
+
+
+def counters(base: str) -> dict[str, float]:
+    """The server's counters that these tests watch, from /metrics."""
+    text = httpx.get(base + "/metrics", timeout=30).text
+    out = {}
+    for name, key in (("early_started", r'avatarchat_voice_early_answers_total\{outcome="started"\}'),
+                      ("early_committed", r'avatarchat_voice_early_answers_total\{outcome="committed"\}'),
+                      ("early_discarded", r'avatarchat_voice_early_answers_total\{outcome="discarded"\}'),
+                      ("clips", r"avatarchat_clips_total")):
+        m = re.search(rf"^{key} ([0-9.e+]+)$", text, re.M)
+        out[name] = float(m.group(1)) if m else 0.0
+    return out
+
+
+def wait_for(base: str, what: str, above: float, timeout_s: float = 90.0) -> dict[str, float]:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        now = counters(base)
+        if now[what] > above:
+            return now
+        time.sleep(0.05)
+    raise AssertionError(f"{what} never went above {above}: {counters(base)}")
+
+
+def pending(ws, quiet_s: float = 0.5) -> list[dict]:
+    """The events the page has been sent so far (until ``quiet_s`` passes without one)."""
+    events = []
+    while True:
+        try:
+            events.append(json.loads(ws.recv(timeout=quiet_s)))
+        except TimeoutError:
+            return events
+
+
+def answered(ws, timeout_s: float = 90.0) -> list[dict]:
+    """The events up to the ``speech_done`` that follows the turn's final transcript."""
+    events: list[dict] = []
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        events.append(json.loads(ws.recv(timeout=max(0.1, deadline - time.monotonic()))))
+        heard = any(e["type"] == "transcript" and e["final"] for e in events)
+        if heard and events[-1]["type"] == "speech_done":
+            return events
+    raise AssertionError(f"no answer within {timeout_s}s; got {[e['type'] for e in events]}")
+
+
+def history(base: str, session: str) -> list[dict]:
+    """The conversation as a page (re)connecting gets it."""
+    with connect(ws_url(base, session)) as ws:
+        state = json.loads(ws.recv(timeout=10))
+    assert state["type"] == "session_state", state
+    return state["history"]
+
+
+@pytest.fixture(scope="module")
+def question(tts) -> np.ndarray:
+    return np.concatenate([silence(0.3), speak(tts, QUESTION)])
+
+
+def test_a_question_is_answered_at_its_pause_and_shown_when_the_turn_ends(server: str, question) -> None:
+    before = counters(server)
+    with open_ws(server, "early-1") as ws:
+        stream(ws, np.concatenate([question, silence(GAP_S)]), speed=4.0)
+        wait_for(server, "early_started", before["early_started"])
+        wait_for(server, "clips", before["clips"])  # its first clip is rendered while the turn is still open
+        early = pending(ws)
+        shown = {(e["type"], e.get("state"), e.get("final")) for e in early}
+        assert shown <= {("vad", "speech", None), ("transcript", None, False)}, early  # nothing of the answer
+        stream(ws, silence(0.8), speed=4.0)  # the hangover passes: the turn ends with the same words
+        events = answered(ws)
+    types = [e["type"] for e in events]
+    final = next(e for e in events if e["type"] == "transcript" and e["final"])
+    assert words(final["text"]) == words(QUESTION), final
+    assert types.index("transcript") < types.index("reply_text") and "clip_ready" in types, types
+    replies = {e["reply"] for e in events if "reply" in e}
+    assert len(replies) == 1, events
+    after = counters(server)
+    assert after["early_committed"] == before["early_committed"] + 1, (before, after)
+    assert after["early_discarded"] == before["early_discarded"], (before, after)
+    said = [(m["role"], words(m["content"])) for m in history(server, "early-1")]
+    assert said == [("user", words(QUESTION)), ("assistant", words(QUESTION))], said
+
+
+def test_an_early_answer_is_discarded_unseen_when_the_person_keeps_speaking(server: str, question, tts) -> None:
+    before = counters(server)
+    with open_ws(server, "early-2") as ws:
+        stream(ws, np.concatenate([question, silence(GAP_S)]), speed=4.0)
+        wait_for(server, "early_started", before["early_started"])
+        wait_for(server, "clips", before["clips"])  # the early answer has a clip, held back
+        stream(ws, np.concatenate([speak(tts, MORE), silence(1.0)]), speed=4.0)  # ...and goes on speaking
+        events = answered(ws)
+        events += pending(ws, quiet_s=1.0)
+    finals = [e for e in events if e["type"] == "transcript" and e["final"]]
+    assert len(finals) == 1 and "day" in words(finals[0]["text"]), finals
+    whole = words(finals[0]["text"])
+    texts = [e for e in events if e["type"] == "reply_text"]
+    assert len(texts) == 1 and words(texts[0]["text"]) == whole, texts  # one reply, to the whole sentence
+    assert {e["reply"] for e in events if "reply" in e} == {texts[0]["reply"]}, events
+    after = counters(server)
+    assert after["early_discarded"] >= before["early_discarded"] + 1, (before, after)
+    said = [(m["role"], words(m["content"])) for m in history(server, "early-2")]
+    assert said == [("user", whole), ("assistant", whole)], said  # no trace of the discarded answer
+
+
+def test_with_early_answers_off_the_turn_is_answered_only_when_it_ends(settings, voices, renderer,
+                                                                        question) -> None:
+    off = settings.model_copy(update={"voice_early_answer": False})
+    with running(create_app(off, tts=voices, renderer=renderer)) as base:
+        with open_ws(base, "early-off") as ws:
+            stream(ws, np.concatenate([question, silence(1.0)]), speed=4.0)
+            events = collect(ws, "speech_done", timeout_s=90)
+        assert "clip_ready" in [e["type"] for e in events]
+        assert counters(base)["early_started"] == 0
