@@ -7,6 +7,7 @@ hangover in samples, so while no audio arrives the turn cannot end, however slow
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
@@ -16,6 +17,9 @@ import numpy as np
 import pytest
 from websockets.sync.client import connect
 
+from avatarchat.asr.listener import VoiceInput
+from avatarchat.asr.vad import WINDOW, SileroModel
+from avatarchat.asr.whisper import WhisperASR
 from avatarchat.server import create_app
 from tests.helpers import running
 from tests.test_voice_ws import stream, words
@@ -24,7 +28,7 @@ from tests.voice_audio import silence, speak
 
 QUESTION = "What time is it?"
 MORE = "And what day is it today?"
-GAP_S = 0.15  # silence after the words: a pause for the VAD, well inside the 350 ms hangover
+GAP_S = 0.25  # silence after the words: past EARLY_AFTER_MS (150), inside the 350 ms hangover
 
 
 def counters(base: str) -> dict[str, float]:
@@ -139,3 +143,55 @@ def test_with_early_answers_off_the_turn_is_answered_only_when_it_ends(settings,
             events = collect(ws, "speech_done", timeout_s=90)
         assert "clip_ready" in [e["type"] for e in events]
         assert counters(base)["early_started"] == 0
+
+
+class FakeEarly:
+    """Records what the listener does with an early answer; commits when told to."""
+
+    def __init__(self, message: str, log: list[tuple[str, str]], commits: bool = True) -> None:
+        self.message, self._log, self._commits = message, log, commits
+        log.append(("started", message))
+
+    async def commit(self) -> bool:
+        self._log.append(("committed", self.message))
+        return self._commits
+
+    def discard(self) -> int:
+        self._log.append(("discarded", self.message))
+        return 0
+
+
+async def test_the_listener_starts_an_answer_at_a_finished_pause_and_drops_it_when_speech_resumes(tts) -> None:
+    voice = VoiceInput(WhisperASR(), SileroModel(), "en")
+    voice.warm_up()
+    log: list[tuple[str, str]] = []
+    finals: list[str] = []
+
+    async def on_final(text: str) -> None:
+        finals.append(text)
+
+    listener = voice.listener("early", lambda ev: None, lambda: None, on_final,
+                              start_early=lambda text: FakeEarly(text, log))
+    audio = np.concatenate([silence(0.3), speak(tts, QUESTION), silence(GAP_S), speak(tts, MORE), silence(1.0)])
+    try:
+        fed = 0
+        for i in range(0, len(audio) - 960 + 1, 960):  # each frame once the VAD and any recognition are done
+            assert listener.push(audio[i: i + 960])
+            fed += 960
+            for _ in range(3000):
+                if listener.stream.samples == fed // WINDOW * WINDOW and not voice.budget.running \
+                        and not voice.budget.pending:
+                    break
+                await asyncio.sleep(0.005)
+        for _ in range(1000):
+            if len(log) >= 4:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        await listener.aclose()
+        voice.close()
+    kinds = [k for k, _ in log]
+    assert kinds == ["started", "discarded", "started", "committed"], log
+    assert words(log[0][1]) == words(QUESTION) and "day" in words(log[2][1]), log  # the pause, then the whole
+    assert finals == []  # committed: the turn is not answered a second time
+    assert (listener.early.started, listener.early.committed, listener.early.discarded) == (2, 1, 1)

@@ -2,7 +2,9 @@
 
 At the first silent window the listener transcribes the turn so far (the speculative transcript). If those
 words are a finished sentence (``endpoint.ending``: the same rule that lets such a turn end after the short
-hangover), the answer starts at once, provisionally (the server's ``early_answer``: nothing of it is shown or
+hangover) and the silence has lasted ``listener.EARLY_AFTER_MS`` (150 ms: Whisper writes "What?" for the
+"What" of "What time is it?", and pauses that short are mostly inside a sentence), the answer starts,
+provisionally (the server's ``early_answer``: nothing of it is shown or
 remembered yet). The turn then either ends at that pause and its final transcript is those same words (the
 answer is *committed*: the page gets it at once), or the person goes on speaking, or the final words differ
 (it is *discarded*, without a trace, and the turn is answered when it ends). A finished sentence is the rule
@@ -47,15 +49,22 @@ class EarlyStarts:
                  on_outcome: Callable[[Outcome, int], None] | None = None) -> None:
         self._start, self._on_outcome = start, on_outcome
         self._pending: tuple[int, Early] | None = None
+        self._considered: int | None = None
         self.started = self.committed = self.discarded = self.wasted_clips = 0
 
     @property
     def enabled(self) -> bool:
         return self._start is not None
 
+    @property
+    def considered(self) -> int | None:
+        """The last pause whose words were considered (each pause once)."""
+        return self._considered
+
     def consider(self, pause: int, text: str) -> None:
         """The speculative transcript of the words before the pause at sample ``pause`` is ``text``: start the
         answer if they are a finished sentence."""
+        self._considered = pause
         if self._start is None or ending(text) != "finished":
             return
         self.drop()

@@ -37,6 +37,7 @@ PRE_ROLL_S = 0.25  # audio kept before the VAD's start: the first consonant ofte
 MAX_TURN_S = 28.0  # Whisper hears 30 s at a time: a longer turn is cut here
 PARTIAL_EVERY_S = 1.0
 QUEUE_FRAMES = 64  # frames waiting for the VAD (64 x 60 ms: about 4 s of audio)
+EARLY_AFTER_MS = 150.0  # silence before an answer may start early: shorter pauses are mostly inside a sentence
 
 
 class VoiceInput:
@@ -148,8 +149,10 @@ class Listener:
         await asyncio.gather(*tasks, return_exceptions=True)
         self.early.drop()
         self.voice.budget.forget(self)
-        log.info("voice input of session %s closed: %.2f s of ASR, %.2f s of VAD CPU", self.session_id[:8],
-                 self.asr_s, self.vad_s)
+        e = self.early
+        log.info("voice input of session %s closed: %.2f s of ASR, %.2f s of VAD CPU; early answers: %d started, "
+                 "%d committed, %d discarded", self.session_id[:8], self.asr_s, self.vad_s, e.started, e.committed,
+                 e.discarded)
 
     # -- the loop -------------------------------------------------------------------------------------------
     async def _run(self) -> None:
@@ -166,6 +169,7 @@ class Listener:
                 for ev in self._cut():
                     self._on_event(ev)
             self._maybe_end()
+            self._maybe_early()
             self._maybe_partial()
             if not self.stream.speaking:
                 self._trim(self._end() - int(PRE_ROLL_S * SAMPLE_RATE))
@@ -212,7 +216,7 @@ class Listener:
         elif ev.kind == "pause":
             self._guess = (ev.sample, self._transcribe(self._audio(ev.sample), final=False))
             if self.early.enabled:
-                self._guess[1].add_done_callback(lambda f, at=ev.sample: self._guessed(at, f))
+                self._guess[1].add_done_callback(lambda _: self._maybe_early())
         elif ev.kind == "resume":
             self._drop_guess()
         elif ev.kind == "end":
@@ -223,12 +227,18 @@ class Listener:
             self._final = self._spawn(self._finish(self._audio(ev.sample), guess, self._final,
                                                    self.early.take(ev.sample)))
 
-    def _guessed(self, pause: int, future: asyncio.Future) -> None:
-        """The speculative transcript of the pause at ``pause`` is ready: while that pause goes on, its words may
-        start the answer (early.py)."""
-        if self._guess is None or self._guess != (pause, future) or future.cancelled() or future.exception():
+    def _maybe_early(self) -> None:
+        """Once the pause's speculative transcript is ready and the silence has lasted ``EARLY_AFTER_MS``, its
+        words may start the answer (early.py); at most once a pause."""
+        since = self.stream.silence_since
+        if not self.early.enabled or since is None or self._guess is None or self._guess[0] != since \
+                or not self._guess[1].done():
             return
-        self.early.consider(pause, future.result().text)
+        if self.early.considered == since or (self.stream.samples - since) * 1000 / SAMPLE_RATE < EARLY_AFTER_MS:
+            return
+        future = self._guess[1]
+        if not future.cancelled() and future.exception() is None:
+            self.early.consider(since, future.result().text)
 
     def _early_outcome(self, outcome: Outcome, clips: int) -> None:
         if self.voice.on_early is not None:
