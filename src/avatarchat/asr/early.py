@@ -1,26 +1,23 @@
 """Answering a spoken turn at its pause, before the hangover has passed: when, and what becomes of it.
 
-At the first silent window the listener transcribes the turn so far (the speculative transcript). If those
-words are a finished sentence (``endpoint.ending``: the same rule that lets such a turn end after the short
-hangover) and the silence has lasted ``listener.EARLY_AFTER_MS`` (150 ms: Whisper writes "What?" for the
-"What" of "What time is it?", and pauses that short are mostly inside a sentence), the answer starts,
-provisionally (the server's ``early_answer``: nothing of it is shown or
-remembered yet). The turn then either ends at that pause and its final transcript is those same words (the
-answer is *committed*: the page gets it at once), or the person goes on speaking, or the final words differ
-(it is *discarded*, without a trace, and the turn is answered when it ends). A finished sentence is the rule
-because a trailing "and" or "um" says the person is only drawing breath: starting there would mostly be
-thrown away, while the finished-sentence guess is the one the turn ends on unless the person goes on.
+At the first silent window the listener transcribes the turn so far (the speculative transcript). If those words
+are a finished sentence (``endpoint.ending``: the same rule that lets such a turn end after the short hangover)
+and the silence has lasted ``listener.EARLY_AFTER_MS`` (150 ms: Whisper writes "What?" for the "What" of "What
+time is it?", and pauses that short are mostly inside a sentence), the answer starts, provisionally (the server's
+``early_answer``: nothing of it is shown or remembered yet). The turn then either ends at that pause and its final
+transcript is those same words (the answer is *committed*: the page gets it at once), or the person goes on
+speaking, or the final words differ (it is *discarded*, without a trace, and the turn is answered when it ends). A
+finished sentence is the rule because a trailing "and" or "um" says the person is only drawing breath: starting
+there would mostly be thrown away, while the finished-sentence guess is the one the turn ends on unless the person
+goes on.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from typing import Literal, Protocol
 
 from avatarchat.asr.endpoint import ending
-
-log = logging.getLogger(__name__)
 
 Outcome = Literal["started", "committed", "discarded"]
 

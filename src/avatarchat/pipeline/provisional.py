@@ -15,7 +15,6 @@ ends, as before (see docs/protocol.md).
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
@@ -27,7 +26,6 @@ from avatarchat.pipeline.reply import Reply, new_id
 if TYPE_CHECKING:
     from avatarchat.pipeline.session import Session
 
-log = logging.getLogger(__name__)
 DROPPED_KEPT = 16  # discarded replies whose late events are still swallowed (a cancelled render may finish)
 
 
