@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from websockets.sync.client import connect
 
+from avatarchat.asr.early import EarlyStarts
 from avatarchat.asr.listener import VoiceInput
 from avatarchat.asr.vad import WINDOW, SileroModel
 from avatarchat.asr.whisper import WhisperASR
@@ -195,3 +196,20 @@ async def test_the_listener_starts_an_answer_at_a_finished_pause_and_drops_it_wh
     assert words(log[0][1]) == words(QUESTION) and "day" in words(log[2][1]), log  # the pause, then the whole
     assert finals == []  # committed: the turn is not answered a second time
     assert (listener.early.started, listener.early.committed, listener.early.discarded) == (2, 1, 1)
+
+
+async def test_an_early_answer_is_discarded_when_the_final_words_differ_or_the_turn_ends_elsewhere() -> None:
+    log: list[tuple[str, str]] = []
+    early = EarlyStarts(lambda text: FakeEarly(text, log))
+    early.consider(100, "Hello there.")
+    assert await early.settle(early.take(100), "Hello there, friend.") is False  # recognised otherwise at the end
+    early.consider(200, "What time is it?")
+    assert early.take(300) is None  # the turn ended at another pause (hold-to-talk released mid-word)
+    early.consider(400, "I went to the shop and")  # unfinished: nothing starts
+    early.consider(500, "Thanks.")
+    assert await early.settle(early.take(500), None) is False  # recognition failed at the end
+    early.consider(600, "Thanks.")
+    assert await early.settle(early.take(600), " Thanks. ") is True
+    assert [k for k, _ in log] == ["started", "discarded", "started", "discarded", "started", "discarded",
+                                   "started", "committed"], log
+    assert (early.started, early.committed, early.discarded) == (4, 1, 3)
