@@ -79,6 +79,17 @@ class Metrics:
         self.false_early_ends = Counter("avatarchat_voice_false_early_ends", "Spoken turns ended sooner than "
                                         "vad_hangover_ms because their words seemed finished, after which the "
                                         "person went on speaking within that hangover", registry=self.registry)
+        self.early_answers = Counter("avatarchat_voice_early_answers", "Spoken turns answered at their pause, "
+                                     "before the hangover passed (voice_early_answer): started, committed (the "
+                                     "turn ended with those words; shown) or discarded (the person went on, or "
+                                     "the words changed; never shown)", ["outcome"], registry=self.registry)
+        self.early_wasted_clips = Counter("avatarchat_voice_early_wasted_clips", "Clips rendered for early answers "
+                                          "that were discarded (work thrown away)", registry=self.registry)
+
+    def early_answer(self, outcome: str, clips: int) -> None:
+        self.early_answers.labels(outcome).inc()
+        if clips:
+            self.early_wasted_clips.inc(clips)
 
     def watch_asr(self, pending: Callable[[], int], running: Callable[[], int]) -> None:
         self.registry.register(_AsrLoad(pending, running))

@@ -195,7 +195,7 @@ def _voice_input(settings: Settings, asr: ASR | None, metrics: Metrics) -> Voice
                        on_cpu=lambda stage, s: metrics.voice_cpu.labels(stage).inc(s),
                        finished_hangover_ms=settings.vad_finished_hangover_ms,
                        unfinished_hangover_ms=settings.vad_unfinished_hangover_ms,
-                       on_false_end=metrics.false_early_ends.inc)
+                       on_false_end=metrics.false_early_ends.inc, on_early=metrics.early_answer)
     metrics.watch_asr(lambda: voice.budget.pending, lambda: voice.budget.running)
     return voice
 

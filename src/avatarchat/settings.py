@@ -206,6 +206,12 @@ class Settings(BaseSettings):
     vad_unfinished_hangover_ms: int = Field(700, ge=32, le=3000, description=("Silence, in ms, that ends a spoken turn"
                                                                               " whose transcript so far trails off "
                                                                               "(`and`, `so`, `um`, a comma...)."))
+    voice_early_answer: bool = Field(True, description=("Start answering a spoken turn during its hangover, once "
+                                                        "the words before the pause are a finished sentence and "
+                                                        "the pause has lasted 150 ms; the page sees nothing of it "
+                                                        "until the turn ends with those words, and nothing at all if"
+                                                        " the person goes on (it is thrown away). Embedded mode "
+                                                        "only: Redis mode answers when the turn ends."))
     redis_url: str | None = Field(None, description=("Redis mode (see [docs/deploy.md](docs/deploy.md)): `serve` hands"
                                                      " speech jobs to `avatarchat worker` processes through this Redis"
                                                      " (e.g. `redis://host:6379/0`) and runs none itself unless given "

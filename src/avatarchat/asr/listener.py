@@ -9,8 +9,9 @@ which is what makes voice barge-in fast); while the person speaks, a partial tra
 ``PARTIAL_EVERY_S`` when the ASR threads are idle; at the first silent window the whole turn is transcribed
 speculatively, so when the hangover has passed the final text is usually ready; speech during the hangover
 throws that guess away. How long the silence must last depends on that guess (``endpoint.py``): a finished
-sentence ends the turn sooner than a trailing "and". Finals are delivered in order. Recognition goes through
-the shared ``AsrBudget``, which takes turns between sockets.
+sentence ends the turn sooner than a trailing "and". A guess that is a finished sentence may start the answer
+at once, held back until the turn ends with those words (``early.py``). Finals are delivered in order.
+Recognition goes through the shared ``AsrBudget``, which takes turns between sockets.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import numpy as np
 
 from avatarchat.asr.base import ASR, SAMPLE_RATE
 from avatarchat.asr.budget import AsrBudget, Superseded, TooMuchSpeech
+from avatarchat.asr.early import Early, EarlyStarts, Outcome
 from avatarchat.asr.endpoint import Ending, ending
 from avatarchat.asr.vad import SileroModel, VadEvent, VadStream
 from avatarchat.events import ErrorEvent, Event, TranscriptEvent, VadState
@@ -35,6 +37,7 @@ PRE_ROLL_S = 0.25  # audio kept before the VAD's start: the first consonant ofte
 MAX_TURN_S = 28.0  # Whisper hears 30 s at a time: a longer turn is cut here
 PARTIAL_EVERY_S = 1.0
 QUEUE_FRAMES = 64  # frames waiting for the VAD (64 x 60 ms: about 4 s of audio)
+EARLY_AFTER_MS = 150.0  # silence before an answer may start early: shorter pauses are mostly inside a sentence
 
 
 class VoiceInput:
@@ -45,7 +48,8 @@ class VoiceInput:
                  hangover_ms: float = 350.0, asr_threads: int = 2,
                  on_cpu: Callable[[str, float], None] | None = None, finished_hangover_ms: float | None = None,
                  unfinished_hangover_ms: float | None = None,
-                 on_false_end: Callable[[], None] | None = None) -> None:
+                 on_false_end: Callable[[], None] | None = None,
+                 on_early: Callable[[Outcome, int], None] | None = None) -> None:
         self.asr, self.vad_model, self.language = asr, vad, language
         self.threshold, self.hangover_ms = threshold, hangover_ms
         self.hangovers_ms: dict[Ending, float] = {
@@ -54,6 +58,7 @@ class VoiceInput:
             "unfinished": hangover_ms if unfinished_hangover_ms is None else unfinished_hangover_ms}
         self._on_cpu = on_cpu
         self.on_false_end = on_false_end  # a turn ended sooner than the normal hangover, and the person went on
+        self.on_early = on_early  # an early answer started, committed or discarded (with the clips it wasted)
         self.budget = AsrBudget(asr, language, asr_threads, on_spent=self._asr_spent)
         self._vad_pool = ThreadPoolExecutor(1, thread_name_prefix="avatarchat-vad")
 
@@ -76,8 +81,10 @@ class VoiceInput:
         return events
 
     def listener(self, session_id: str, publish: Callable[[Event], None], on_speech: Callable[[], None],
-                 on_final: Callable[[str], Awaitable[object]]) -> Listener:
-        return Listener(self, session_id, publish, on_speech, on_final)
+                 on_final: Callable[[str], Awaitable[object]],
+                 start_early: Callable[[str], Early | None] | None = None) -> Listener:
+        """``start_early(text)``: answer a turn provisionally at its pause (see early.py); None: never."""
+        return Listener(self, session_id, publish, on_speech, on_final, start_early)
 
     def close(self) -> None:
         self.budget.close()
@@ -96,7 +103,8 @@ class Listener:
     (ASR: time holding an ASR thread, as CTranslate2 computes in threads of its own; VAD: CPU time)."""
 
     def __init__(self, voice: VoiceInput, session_id: str, publish: Callable[[Event], None],
-                 on_speech: Callable[[], None], on_final: Callable[[str], Awaitable[object]]) -> None:
+                 on_speech: Callable[[], None], on_final: Callable[[str], Awaitable[object]],
+                 start_early: Callable[[str], Early | None] | None = None) -> None:
         self.voice, self.session_id = voice, session_id
         self._publish, self._on_speech, self._on_final = publish, on_speech, on_final
         # The stream's own hangover is the longest; the listener ends a turn sooner when its words allow.
@@ -114,6 +122,7 @@ class Listener:
         self.asr_s = 0.0
         self.vad_s = 0.0
         self.false_ends = 0
+        self.early = EarlyStarts(start_early, self._early_outcome)
         self.last_end: tuple[Ending, int, int] | None = None  # the last turn: its ending, last sample, decided at
         self._runner = asyncio.create_task(self._run())
 
@@ -138,9 +147,12 @@ class Listener:
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        self.early.drop()
         self.voice.budget.forget(self)
-        log.info("voice input of session %s closed: %.2f s of ASR, %.2f s of VAD CPU", self.session_id[:8],
-                 self.asr_s, self.vad_s)
+        e = self.early
+        log.info("voice input of session %s closed: %.2f s of ASR, %.2f s of VAD CPU; early answers: %d started, "
+                 "%d committed, %d discarded", self.session_id[:8], self.asr_s, self.vad_s, e.started, e.committed,
+                 e.discarded)
 
     # -- the loop -------------------------------------------------------------------------------------------
     async def _run(self) -> None:
@@ -157,6 +169,7 @@ class Listener:
                 for ev in self._cut():
                     self._on_event(ev)
             self._maybe_end()
+            self._maybe_early()
             self._maybe_partial()
             if not self.stream.speaking:
                 self._trim(self._end() - int(PRE_ROLL_S * SAMPLE_RATE))
@@ -202,6 +215,8 @@ class Listener:
             self._on_speech()
         elif ev.kind == "pause":
             self._guess = (ev.sample, self._transcribe(self._audio(ev.sample), final=False))
+            if self.early.enabled:
+                self._guess[1].add_done_callback(lambda _: self._maybe_early())
         elif ev.kind == "resume":
             self._drop_guess()
         elif ev.kind == "end":
@@ -209,9 +224,28 @@ class Listener:
             guess = self._guess[1] if self._guess and self._guess[0] == ev.sample else None
             self._guess = None
             self._publish(VadState(session=self.session_id, state="silence"))
-            self._final = self._spawn(self._finish(self._audio(ev.sample), guess, self._final))
+            self._final = self._spawn(self._finish(self._audio(ev.sample), guess, self._final,
+                                                   self.early.take(ev.sample)))
+
+    def _maybe_early(self) -> None:
+        """Once the pause's speculative transcript is ready and the silence has lasted ``EARLY_AFTER_MS``, its
+        words may start the answer (early.py); at most once a pause."""
+        since = self.stream.silence_since
+        if not self.early.enabled or since is None or self._guess is None or self._guess[0] != since \
+                or not self._guess[1].done():
+            return
+        if self.early.considered == since or (self.stream.samples - since) * 1000 / SAMPLE_RATE < EARLY_AFTER_MS:
+            return
+        future = self._guess[1]
+        if not future.cancelled() and future.exception() is None:
+            self.early.consider(since, future.result().text)
+
+    def _early_outcome(self, outcome: Outcome, clips: int) -> None:
+        if self.voice.on_early is not None:
+            self.voice.on_early(outcome, clips)
 
     def _drop_guess(self) -> None:
+        self.early.drop()  # speech again (or a new turn): an answer started at the pause is not the turn's
         if self._guess is not None:
             self.voice.budget.withdraw(self._guess[1])
             self._guess = None
@@ -236,7 +270,24 @@ class Listener:
         if turn == self._turn and self.stream.speaking and result.text:
             self._publish(TranscriptEvent(session=self.session_id, text=result.text, final=False))
 
-    async def _finish(self, audio: np.ndarray, guess: asyncio.Future | None, previous: asyncio.Task | None) -> None:
+    async def _finish(self, audio: np.ndarray, guess: asyncio.Future | None, previous: asyncio.Task | None,
+                      early: Early | None = None) -> None:
+        try:
+            text = await self._recognise(audio, guess, previous)
+        except BaseException:
+            if early is not None:
+                self.early.discard(early)
+            raise
+        if text is not None:
+            self._publish(TranscriptEvent(session=self.session_id, text=text, final=True))
+        if early is not None and await self.early.settle(early, text or None):
+            return  # answered at the pause: its events have just gone out
+        if text:
+            await self._on_final(text)
+
+    async def _recognise(self, audio: np.ndarray, guess: asyncio.Future | None,
+                         previous: asyncio.Task | None) -> str | None:
+        """The turn's final transcript, after the previous turn's; None (the page is told) when it failed."""
         if guess is not None:
             self.voice.budget.promote(guess)  # not started yet: it waits with the finals now
         else:
@@ -251,15 +302,13 @@ class Listener:
         except TooMuchSpeech:
             self._publish(ErrorEvent(session=self.session_id, code="rate_limited",
                                      message="You spoke faster than I could follow; please say that again."))
-            return
+            return None
         except Exception:  # noqa: BLE001 - a failed recognition loses one turn, never the socket
             log.exception("speech recognition failed")
             self._publish(ErrorEvent(session=self.session_id, code="backend_error",
                                      message="Speech recognition failed; please say it again or type it."))
-            return
-        self._publish(TranscriptEvent(session=self.session_id, text=result.text, final=True))
-        if result.text:
-            await self._on_final(result.text)
+            return None
+        return result.text
 
     # -- audio buffer ---------------------------------------------------------------------------------------
     def _end(self) -> int:

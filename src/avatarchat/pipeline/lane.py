@@ -69,7 +69,9 @@ class SpeechLane:
         return None
 
     def begin(self, reply: Reply) -> None:
-        self._replies = {rid: r for rid, r in self._replies.items() if r.speaking()}
+        """Track ``reply`` (and forget the ones that are over; a held one is not over: see provisional.py)."""
+        self._replies = {rid: r for rid, r in self._replies.items()
+                         if r.speaking() or (r.held and not r.cancelled)}
         self._replies[reply.id] = reply
 
     @property

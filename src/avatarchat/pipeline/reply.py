@@ -52,6 +52,7 @@ class Reply:
         self._rendered = False  # every sentence is announced or failed (speech_done sent)
         self._played_out = False
         self._skipped = False
+        self._held = False  # provisional (pipeline/provisional.py): worked on, not yet to be heard
 
     # -- cancellation ---------------------------------------------------------------------------------------
     def cancel(self) -> bool:
@@ -87,6 +88,23 @@ class Reply:
             if self._stop.is_set():
                 self._stopped.set()
         await self._stopped.wait()
+
+    # -- provisional (an answer started before its spoken turn was over) -----------------------------------
+    def hold(self) -> None:
+        """Provisional: the lane works on it, but it is not speaking (nothing to hear, nothing a barge-in
+        stops or stores) until ``release``."""
+        self._held = True
+
+    def release(self) -> None:
+        """Committed: it speaks from now on. Clips announced while it was held reach the page only now, so
+        the wait for a silent page's playback counts from here."""
+        self._held = False
+        if self._first_play is not None and not self._started_seqs:
+            self._first_play = time.monotonic()
+
+    @property
+    def held(self) -> bool:
+        return self._held
 
     # -- sentences and clips (the lane) ---------------------------------------------------------------------
     def add_sentence(self, text: str) -> int:
@@ -162,7 +180,7 @@ class Reply:
 
     def speaking(self, now: float | None = None) -> bool:
         """Still to be heard: being written, rendered, or played (or assumed played, if the page is silent)."""
-        if self.cancelled or self._played_out:
+        if self.cancelled or self._played_out or self._held:
             return False
         if not self._rendered or self._first_play is None:
             return not (self._rendered and not self._clips)  # nothing to play at all: over

@@ -32,6 +32,7 @@ from avatarchat.pipeline.eventlog import EventLog, MemoryLog
 from avatarchat.pipeline.history import MESSAGE_OVERHEAD_TOKENS, History, estimate_tokens
 from avatarchat.pipeline.lane import Lane
 from avatarchat.pipeline.outbox import Outbox
+from avatarchat.pipeline.provisional import Held
 from avatarchat.pipeline.reply import Reply, new_id
 
 __all__ = ["INTERRUPTED", "Outbox", "Session", "SessionManager", "SessionStore", "check_session_id"]
@@ -71,9 +72,12 @@ class Session:
         self.relay: Callable[[Event], None] | None = None
         self._memory = MemoryLog()
         self.log: EventLog = self._memory
+        self.held = Held()  # events of answers started before their spoken turn ended (pipeline/provisional.py)
 
     # -- events -------------------------------------------------------------------------------------------
     def publish(self, event: Event) -> None:
+        if self.held.catch(event):
+            return
         if self.relay is not None:
             self.relay(event)
         else:

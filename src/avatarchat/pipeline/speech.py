@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import aclosing
 from pathlib import Path
 
-from avatarchat.data import Speech
+from avatarchat.data import Message, Speech
 from avatarchat.encode import encode_clip
 from avatarchat.errors import AvatarChatError, redact
 from avatarchat.events import ReplyPartial, ReplyText, SpeechSkipped
@@ -60,10 +60,12 @@ class SpeechPipeline:
 
     # -- reply: LLM stream -> sentences -> the session's lane -------------------------------------------------
     async def reply(self, session: Session, reply: Reply, speak: bool = True, short_first: bool = True,
-                    growth: float | None = None, grow_if: Callable[[], bool] | None = None) -> str:
+                    growth: float | None = None, grow_if: Callable[[], bool] | None = None,
+                    history: list[Message] | None = None) -> str:
         """Stream the LLM's answer, submitting each sentence as soon as it is complete. Returns the full text.
         With ``speak`` False (the server is too busy) the text still arrives and the page is told why there
-        is no voice."""
+        is no voice. ``history``: what the LLM reads instead of the session's (a provisional answer's, whose
+        user message is not in the session's history yet: then its answer is stored by whoever commits it)."""
         lane = session.lane
         assert lane is not None
         if not speak:
@@ -79,7 +81,7 @@ class SpeechPipeline:
         spoken: list[str] = []
         first_token_ms: float | None = None
         try:
-            async with aclosing(self.llm.stream(list(session.history))) as stream:
+            async with aclosing(self.llm.stream(list(session.history if history is None else history))) as stream:
                 async for piece in stream:
                     if first_token_ms is None:
                         first_token_ms = reply.ms_since_start()
@@ -103,7 +105,9 @@ class SpeechPipeline:
             lane.end(reply)
         text = "".join(parts).strip()
         self.metrics.llm_total.observe(reply.ms_since_start() / 1000)
-        if not reply.cancelled:  # an interrupted reply's answer is what was heard (see Session.begin_reply)
+        # An interrupted reply's answer is what was heard (see Session.begin_reply); a provisional one's, stored
+        # when it is committed.
+        if not reply.cancelled and reply.user_message is not None:
             session.answer(reply, text)
         session.publish(ReplyText(session=session.id, reply=reply.id, text=text,
                                   timings_ms={"llm_first_token": first_token_ms or 0.0,

@@ -2,17 +2,23 @@
 
 Both paths validate the message the same way, interrupt or queue behind the avatar's current speech, apply
 admission control and stream the reply through the session's speech lane, so a spoken message is in every
-way a typed one.
+way a typed one. A spoken turn may also be answered early, at its pause (``early_answer``), and that answer
+shown only once the turn is over.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 
-from avatarchat.errors import BadRequest, ShuttingDown, StoreUnavailable
+from avatarchat.data import Message
+from avatarchat.errors import AvatarChatError, BadRequest, ShuttingDown, StoreUnavailable
+from avatarchat.pipeline.provisional import Provisional
 from avatarchat.pipeline.reply import Reply
 from avatarchat.pipeline.session import Session
 from avatarchat.services import Services
+
+log = logging.getLogger(__name__)
 
 
 def check_message(s: Services, message: str) -> str:
@@ -36,6 +42,11 @@ async def converse(s: Services, session: Session, message: str, *, queue: bool =
     reply, cancelled = session.begin_reply(message, barge_in=not queue)
     if cancelled:
         s.metrics.cancelled.inc(len(cancelled))
+    return reply, await _speak(s, session, reply)
+
+
+async def _speak(s: Services, session: Session, reply: Reply, history: list[Message] | None = None) -> str:
+    """Admission, then the reply written and spoken through the session's lane; its text."""
     try:
         speak, wait_s = await _admit(s, session)
     except BaseException:
@@ -45,13 +56,57 @@ async def converse(s: Services, session: Session, message: str, *, queue: bool =
         busy = wait_s > s.settings.first_chunk_max_wait_s
         growth = s.settings.chunk_growth or None
         if growth is None:  # the old rule: busy, the first sentence is said whole
-            text = await s.pipeline.reply(session, reply, speak=speak, short_first=not busy)
-        else:  # busy at admission, or when a chunk is cut (replies that came in together see each other only then)
-            text = await s.pipeline.reply(session, reply, speak=speak, growth=growth,
-                                          grow_if=lambda: busy or s.sessions.others_speaking(session))
+            return await s.pipeline.reply(session, reply, speak=speak, short_first=not busy, history=history)
+        # busy at admission, or when a chunk is cut (replies that came in together see each other only then)
+        return await s.pipeline.reply(session, reply, speak=speak, growth=growth, history=history,
+                                      grow_if=lambda: busy or s.sessions.others_speaking(session))
     finally:
         await s.sessions.save(session)  # Redis mode: history and voice for whichever node takes the next turn
-    return reply, text
+
+
+class EarlyAnswer:
+    """A spoken turn answered at its pause, before the turn is over (see pipeline/provisional.py): the
+    listener commits it when the turn ends with the same words and discards it when the person goes on."""
+
+    def __init__(self, s: Services, session: Session, message: str) -> None:
+        self._s, self._session = s, session
+        self._provisional = Provisional(session, message, lambda reply, history: _speak(s, session, reply, history))
+
+    @property
+    def message(self) -> str:
+        return self._provisional.message
+
+    def discard(self) -> int:
+        return self._provisional.discard()
+
+    async def commit(self) -> bool:
+        """True: the answer is the turn's, its events are out. False: it was discarded (it failed unseen, or
+        the conversation moved on meanwhile); the turn must be answered the ordinary way."""
+        if self._s.draining:
+            self.discard()
+            return False
+        try:
+            return await self._provisional.commit(self._interrupt) is not None
+        except AvatarChatError as exc:  # the page was told of the failure, as for any reply
+            log.info("early answer of session %s… failed: %s", self._session.label, exc.code)
+            return True
+
+    def _interrupt(self) -> None:
+        cancelled = self._session.interrupt()
+        if cancelled:
+            self._s.metrics.cancelled.inc(len(cancelled))
+
+
+def early_answer(s: Services, session: Session, message: str) -> EarlyAnswer | None:
+    """Start answering ``message`` provisionally; None where that is not done: turned off, shutting down,
+    Redis mode (its events cannot be held back), or a message ``converse`` would refuse."""
+    if not s.settings.voice_early_answer or s.backplane is not None or s.draining or session.lane is None:
+        return None
+    try:
+        message = check_message(s, message)
+    except BadRequest:
+        return None
+    return EarlyAnswer(s, session, message)
 
 
 async def _admit(s: Services, session: Session) -> tuple[bool, float]:

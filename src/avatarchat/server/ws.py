@@ -23,7 +23,7 @@ from avatarchat.errors import AvatarChatError
 from avatarchat.events import ErrorEvent, Pong
 from avatarchat.pipeline.eventlog import check_event_id
 from avatarchat.pipeline.session import Outbox, Session
-from avatarchat.server.chat import converse
+from avatarchat.server.chat import EarlyAnswer, converse, early_answer
 from avatarchat.server.frames import FrameGuard, FrameRefused, receive_frame
 from avatarchat.server.resume import attach
 from avatarchat.services import Services
@@ -72,7 +72,8 @@ async def ws(websocket: WebSocket, session_id: str = Query(""), after: str | Non
 
 
 def _listen(s: Services, session: Session) -> Listener:
-    """This socket's listener: onsets interrupt the avatar, final transcripts are chat messages."""
+    """This socket's listener: onsets interrupt the avatar, final transcripts are chat messages (answered at the
+    turn's pause and held back until the turn ends, where ``early_answer`` allows it)."""
     assert s.voice is not None  # the guard refuses audio when voice input is off
 
     def on_speech() -> None:
@@ -89,7 +90,10 @@ def _listen(s: Services, session: Session) -> Listener:
             else:
                 log.info("voice message of session %s… not answered: %s", session.label, exc.code)
 
-    return s.voice.listener(session.id, session.publish, on_speech, on_final)
+    def start_early(text: str) -> EarlyAnswer | None:
+        return early_answer(s, session, text)
+
+    return s.voice.listener(session.id, session.publish, on_speech, on_final, start_early)
 
 
 def client_frame(session: Session, box: Outbox, raw: str, listener: Listener | None = None) -> None:
