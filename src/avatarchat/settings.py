@@ -112,7 +112,8 @@ class Settings(BaseSettings):
                                             "add FILE --dir DIR`: its avatars are offered to every session (Redis "
                                             "mode: give every node and worker the same one).")
     avatar_uploads: bool = Field(True, description="Let sessions upload their own avatar (POST /avatars); off: "
-                                 "only the bundled avatar. Not yet in Redis mode (uploads answer 501 there).")
+                                 "only the bundled avatar. Redis mode: uploads are kept in Redis with their "
+                                 "session, for every node and worker.")
     avatar_max_upload_bytes: int = Field(25_000_000, ge=10_000, description="Largest avatar upload (photo or "
                                          "video), in bytes (413 beyond); POST /avatars only, other bodies keep "
                                          "max_body_bytes.")
@@ -131,7 +132,9 @@ class Settings(BaseSettings):
     avatar_uploads_per_client: int = Field(10, ge=0, description="Avatar uploads per minute one client address "
                                            "may make (429; 0: no limit).")
     avatar_max_total_mb: float = Field(1024.0, gt=0, description="Memory all uploaded avatars' frames may take "
-                                       "together, in MB (503 beyond); a 10 s video avatar holds ~110 MB.")
+                                       "together, in MB (503 beyond); a 10 s video avatar holds ~110 MB. Redis "
+                                       "mode: what each node and worker keeps registered (least recently used "
+                                       "dropped beyond, registered again from Redis when next used).")
     motion_scale: float = Field(1.0, ge=0, le=3, description="Head, brow and gaze motion driven by the voice, and "
                                 "the idle loop's breathing: 0 = a still head (mouth and lids only), 1 = default.")
 
