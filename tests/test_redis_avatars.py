@@ -187,7 +187,8 @@ def test_an_upload_through_node_a_is_the_face_node_b_and_the_worker_use(cluster:
     aid = body["avatar_id"]
 
     listed = httpx.get(c.b + "/avatars", params={"session_id": session}, timeout=30).json()
-    assert listed["current"] == aid and [x["avatar_id"] for x in listed["avatars"]] == ["default", aid]
+    assert listed["current"] == aid
+    assert [x["avatar_id"] for x in listed["avatars"]] == ["default", "grace", "ada", aid]  # the bundled gallery
     assert httpx.get(c.b + body["preview_url"], timeout=30).content[:3] == b"\xff\xd8\xff"
 
     frame = first_clip(c.b, session, "Hello there.")  # chat through B; the worker renders it

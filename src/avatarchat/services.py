@@ -33,7 +33,7 @@ from avatarchat.pipeline.speech import SpeechPipeline
 from avatarchat.render import Avatar, Renderer, create_renderer
 from avatarchat.render.idle import build_idle_clip
 from avatarchat.runtime import single_threaded_blas
-from avatarchat.settings import Settings
+from avatarchat.settings import Settings, bundled_gallery
 from avatarchat.tts import TTS, VoiceRouter, as_router, create_tts
 
 log = logging.getLogger(__name__)
@@ -157,6 +157,8 @@ async def start_services(settings: Settings, *, llm: LLM | None = None, tts: TTS
                               per_client=settings.max_sessions_per_client)
     metrics.watch_queues(sessions.queue_depths)
     avatars = _avatar_library(settings, the_renderer, avatar, idle, metrics, backplane)
+    if settings.avatar_bundled_gallery:
+        await avatars.load_gallery(bundled_gallery(), lambda v: the_tts.resolve(v).id, strict=False)
     if settings.avatar_gallery_dir is not None:
         await avatars.load_gallery(settings.avatar_gallery_dir, lambda v: the_tts.resolve(v).id)
     pipeline.avatars = avatars.face  # each clip renders its session's chosen face

@@ -20,6 +20,11 @@ def bundled_avatar() -> Path:
     return Path(str(files("avatarchat").joinpath("assets/astronaut.png")))
 
 
+def bundled_gallery() -> Path:
+    """The gallery directory shipped inside the package: more public-domain faces (see assets/ASSETS.md)."""
+    return Path(str(files("avatarchat").joinpath("assets/gallery")))
+
+
 #: About this many characters fit one sentence (one queued speech job): sentences are cut at ~8 s of speech,
 #: ~110 Latin characters (see pipeline/sentences.py). ``max_message_chars`` must fit ``session_queue_size`` of them.
 CHARS_PER_SENTENCE = 110
@@ -111,6 +116,10 @@ class Settings(BaseSettings):
     avatar_gallery_dir: Path | None = Field(None, description="A gallery directory made with `avatarchat avatar "
                                             "add FILE --dir DIR`: its avatars are offered to every session (Redis "
                                             "mode: give every node and worker the same one).")
+    avatar_bundled_gallery: bool = Field(True, description="Offer the bundled gallery to every session beside the "
+                                         "default avatar: public-domain portraits of Grace Hopper ('Grace', "
+                                         "Piper's joe+female voice) and Ada Lovelace ('Ada', espeak-ng en-gb-x-rp); "
+                                         "see src/avatarchat/assets/ASSETS.md.")
     avatar_uploads: bool = Field(True, description="Let sessions upload their own avatar (POST /avatars); off: "
                                  "only the bundled avatar. Redis mode: uploads are kept in Redis with their "
                                  "session, for every node and worker.")

@@ -31,7 +31,7 @@ import numpy as np
 from avatarchat.avatars.gallery import read_index
 from avatarchat.avatars.intake import Limits, Media, face_box, read_upload
 from avatarchat.avatars.shared import SharedAvatars, encode_source
-from avatarchat.errors import UnknownAvatar, UploadRefused
+from avatarchat.errors import AvatarChatError, UnknownAvatar, UploadRefused
 from avatarchat.metrics import Metrics
 from avatarchat.render.avatar import register_frames
 from avatarchat.render.base import Avatar, Renderer
@@ -99,17 +99,25 @@ class AvatarLibrary:
         self._entries: dict[str, Entry] = {DEFAULT_ID: self.default}
         self._tasks: set[asyncio.Task] = set()
 
-    async def load_gallery(self, directory: Path, voice_id: Callable[[str], str]) -> None:
+    async def load_gallery(self, directory: Path, voice_id: Callable[[str], str], strict: bool = True) -> None:
         """Offer every avatar of a gallery directory (avatars/gallery.py) to all sessions; ``voice_id`` resolves
-        an avatar's voice (an unknown one stops the start-up)."""
+        an avatar's voice. An unknown voice stops the start-up (``strict``: the operator's gallery) or leaves the
+        avatar with the session's voice (the bundled gallery, whose voices a server may not have). Each idle
+        loop is built when first asked for (a worker never is), then kept on disk."""
         for item in read_index(directory):
             avatar = await asyncio.to_thread(self.renderer.register, Path(directory) / item.file)
-            idle_path = await asyncio.to_thread(build_idle_clip, self.renderer, avatar, self.cache_dir)
-            idle: asyncio.Future[Path] = asyncio.get_running_loop().create_future()
-            idle.set_result(idle_path)
-            voice = voice_id(item.voice) if item.voice else None
+            voice = None
+            if item.voice:
+                try:
+                    voice = voice_id(item.voice)
+                except AvatarChatError:
+                    if strict:
+                        raise
+                    log.warning("gallery avatar %s: no voice %s here; it speaks with the session's voice", item.id,
+                                item.voice)
             self._entries[item.id] = Entry(item.id, item.name, "gallery", avatar, _face_of(avatar),
-                                           _jpeg(avatar.image), idle, voice=voice)
+                                           _jpeg(avatar.image), asyncio.get_running_loop().create_future(),
+                                           voice=voice)
             log.info("gallery avatar %s (%s) ready", item.id, item.name)
 
     # -- what a session sees ---------------------------------------------------------------------------------
