@@ -78,7 +78,8 @@ async def test_an_upload_on_one_node_is_registered_on_another_for_its_session_on
     assert (await b.preview(entry.id, "s1"))[:3] == b"\xff\xd8\xff"
     face = await b.face(entry.id, "s1")
     assert np.array_equal(face.frames, entry.avatar.frames)  # the same pixels on every node
-    assert (tmp_path / "b" / face.id / "landmarks.npz").is_file()  # registered here, not read from A's cache
+    assert np.array_equal(face.frame_landmarks, entry.avatar.frame_landmarks)  # and A's registration of them
+    assert face.id == entry.avatar.id and not (tmp_path / "b").exists()  # nothing detected or cached on B's disk
     assert await b.face(entry.id, "s1") is face and counted(b, "registered") == 1 and counted(b, "hit") == 1
     assert (await b.idle_clip(await b.find(entry.id, "s1"))).is_file()
 
@@ -106,6 +107,7 @@ async def test_a_video_upload_decodes_to_the_same_frames_everywhere(redis: Redis
     assert (await redis.hget(KEY.format("s1"), f"s:{entry.id}"))[4:8] == b"ftyp"  # re-encoded MP4
     face = await b.face(entry.id, "s1")
     assert len(face.frames) == 25 and np.array_equal(face.frames, entry.avatar.frames)  # no jump between nodes
+    assert np.array_equal(face.frame_landmarks, entry.avatar.frame_landmarks)  # no face tracking on B
     await a.aclose()
     await b.aclose()
 
@@ -125,6 +127,21 @@ async def test_the_quota_is_the_clusters_and_each_process_keeps_a_bounded_cache(
     assert a.metrics.avatars._value.get() == 1 and a.metrics.avatar_bytes._value.get() < 1e6
     again = await a.face(first.id, "s1")  # still in Redis: registered again
     assert np.array_equal(again.frames, first.avatar.frames) and counted(a, "registered") == 2
+    await a.aclose()
+    await b.aclose()
+
+
+async def test_stored_landmarks_that_do_not_fit_the_frames_are_detected_again(redis: Redis, renderer, avatar,
+                                                                            idle: Path, tmp_path: Path) -> None:
+    a = library(renderer, avatar, idle, tmp_path / "a", redis)
+    b = library(renderer, avatar, idle, tmp_path / "b", redis)
+    entry = await a.add("s1", "client", mf.PHOTO.read_bytes())
+    buf = io.BytesIO()
+    np.savez(buf, landmarks=np.zeros((3, 478, 3), np.float32))  # three frames' worth for a photo
+    await redis.hset(KEY.format("s1"), f"l:{entry.id}", buf.getvalue())
+    face = await b.face(entry.id, "s1")
+    assert (tmp_path / "b" / face.id / "landmarks.npz").is_file()  # detected here
+    assert np.abs(face.frame_landmarks - entry.avatar.frame_landmarks).max() < 1.0  # the same face
     await a.aclose()
     await b.aclose()
 

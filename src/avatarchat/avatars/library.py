@@ -30,10 +30,10 @@ import numpy as np
 
 from avatarchat.avatars.gallery import read_index
 from avatarchat.avatars.intake import Limits, Media, face_box, read_upload
-from avatarchat.avatars.shared import SharedAvatars, encode_source
+from avatarchat.avatars.shared import SharedAvatars, encode_source, pack_landmarks, unpack_landmarks
 from avatarchat.errors import AvatarChatError, UnknownAvatar, UploadRefused
 from avatarchat.metrics import Metrics
-from avatarchat.render.avatar import register_frames
+from avatarchat.render.avatar import content_id, register_frames
 from avatarchat.render.base import Avatar, Renderer
 from avatarchat.render.idle import build_idle_clip
 from avatarchat.render.landmarks import FaceMesh
@@ -201,11 +201,16 @@ class AvatarLibrary:
         got = await self.shared.source(session_id, avatar_id)
         if got is None:
             raise UnknownAvatar("No avatar with this id; GET /avatars?session_id=... lists the ones you can use.")
-        meta, source = got
+        meta, source, landmarks = got
         t0 = time.perf_counter()
         async with self._intake:  # one decode and registration at a time, uploads included
             media = await asyncio.to_thread(read_upload, source, self.limits)  # the upload's checks, again
-            avatar = await asyncio.to_thread(register_frames, media.frames, self.cache_dir, f"shared {avatar_id}")
+            lm = unpack_landmarks(landmarks, media.frames)
+            if lm is not None:  # the uploading node's registration of these very frames
+                avatar = Avatar(id=content_id(media.frames), frames=media.frames, frame_landmarks=lm)
+            else:
+                avatar = await asyncio.to_thread(register_frames, media.frames, self.cache_dir,
+                                                 f"shared {avatar_id}")
         face = meta.get("face") or {}
         entry = Entry(avatar_id, str(meta.get("name", "Your avatar")), "video" if media.is_video else "photo",
                       avatar, (face.get("x", 0), face.get("y", 0), face.get("width", 0), face.get("height", 0)),
@@ -215,8 +220,9 @@ class AvatarLibrary:
         self._evict(keep=entry)
         self._gauge()
         self.metrics.avatar_shared.labels(result="registered").inc()
-        log.info("avatar %s of session %s… registered from the shared store (%s, %d frame(s)) in %.0f ms",
-                 avatar_id, session_id[:6], entry.kind, len(avatar.frames), 1000 * (time.perf_counter() - t0))
+        log.info("avatar %s of session %s… registered from the shared store (%s, %d frame(s), landmarks %s) in "
+                 "%.0f ms", avatar_id, session_id[:6], entry.kind, len(avatar.frames),
+                 "shared" if lm is not None else "detected here", 1000 * (time.perf_counter() - t0))
         return entry
 
     def _evict(self, keep: Entry) -> None:
@@ -245,8 +251,8 @@ class AvatarLibrary:
                           "video" if media.is_video else "photo", avatar, face, _jpeg(avatar.image),
                           asyncio.get_running_loop().create_future(), owner=session_id)
             if self.shared is not None and not await self.shared.put(
-                    session_id, entry.id, {**entry.wire(), "created": entry.created}, source, entry.preview,
-                    self.quotas.per_session):
+                    session_id, entry.id, {**entry.wire(), "created": entry.created}, source,
+                    pack_landmarks(avatar.frame_landmarks), entry.preview, self.quotas.per_session):
                 raise self._too_many(self.quotas.per_session)
         except UploadRefused as exc:
             self.metrics.avatar_uploads.labels(result=exc.code).inc()

@@ -2,9 +2,10 @@
 can use an avatar whichever node took the upload.
 
 One hash per session, ``<p>:avatars:<session>``: for each avatar ``m:<id>`` (what GET /avatars lists, JSON),
-``s:<id>`` (its source: the checked frames re-encoded, PNG or MP4, at most the upload size limit) and ``p:<id>``
-(its preview JPEG). Keyed by the owning session, an avatar is found only through that session, so privacy holds
-on every node without a check that could be forgotten. The hash expires with the session: it gets the session's
+``s:<id>`` (its source: the checked frames re-encoded, PNG or MP4, at most the upload size limit), ``l:<id>``
+(the face landmarks of each of its frames, compressed .npz) and ``p:<id>`` (its preview JPEG). Keyed by the
+owning session, an avatar is found only through that session, so privacy holds on every node without a check
+that could be forgotten. The hash expires with the session: it gets the session's
 TTL when written, and the session store renews both together (distributed/session_store.py).
 """
 
@@ -24,7 +25,8 @@ for _, f in ipairs(redis.call('HKEYS', KEYS[1])) do
   if string.sub(f, 1, 2) == 'm:' then n = n + 1 end
 end
 if n >= tonumber(ARGV[1]) then return 0 end
-redis.call('HSET', KEYS[1], 'm:' .. ARGV[3], ARGV[4], 's:' .. ARGV[3], ARGV[5], 'p:' .. ARGV[3], ARGV[6])
+redis.call('HSET', KEYS[1], 'm:' .. ARGV[3], ARGV[4], 's:' .. ARGV[3], ARGV[5], 'p:' .. ARGV[3], ARGV[6],
+           'l:' .. ARGV[3], ARGV[7])
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 return 1
 """
@@ -38,12 +40,13 @@ class RedisAvatarStore:
         self._max_bytes = max_bytes
         self._put = redis.register_script(PUT)
 
-    async def put(self, session: str, avatar_id: str, meta: dict, source: bytes, preview: bytes,
+    async def put(self, session: str, avatar_id: str, meta: dict, source: bytes, landmarks: bytes, preview: bytes,
                   most: int) -> bool:
         if len(source) > self._max_bytes:
             raise ValueError(f"an avatar source of {len(source)} bytes is over the {self._max_bytes} limit")
         added = await reachable(self._put(keys=[self._keys.avatars(session)],
-                                          args=[most, self._ttl_s, avatar_id, dumps(meta), source, preview]))
+                                          args=[most, self._ttl_s, avatar_id, dumps(meta), source, preview,
+                                                landmarks]))
         return bool(added)
 
     async def count(self, session: str) -> int:
@@ -60,17 +63,17 @@ class RedisAvatarStore:
     async def exists(self, session: str, avatar_id: str) -> bool:
         return bool(await reachable(self._redis.hexists(self._keys.avatars(session), f"m:{avatar_id}")))
 
-    async def source(self, session: str, avatar_id: str) -> tuple[dict, bytes] | None:
-        meta, source = await reachable(self._redis.hmget(self._keys.avatars(session), f"m:{avatar_id}",
-                                                         f"s:{avatar_id}"))
+    async def source(self, session: str, avatar_id: str) -> tuple[dict, bytes, bytes | None] | None:
+        meta, source, landmarks = await reachable(self._redis.hmget(
+            self._keys.avatars(session), f"m:{avatar_id}", f"s:{avatar_id}", f"l:{avatar_id}"))
         if meta is None or source is None:
             return None
-        return json.loads(meta), source
+        return json.loads(meta), source, landmarks
 
     async def preview(self, session: str, avatar_id: str) -> bytes | None:
         return await reachable(self._redis.hget(self._keys.avatars(session), f"p:{avatar_id}"))
 
     async def delete(self, session: str, avatar_id: str) -> bool:
         gone = await reachable(self._redis.hdel(self._keys.avatars(session), f"m:{avatar_id}", f"s:{avatar_id}",
-                                                f"p:{avatar_id}"))
+                                                f"p:{avatar_id}", f"l:{avatar_id}"))
         return bool(gone)

@@ -19,7 +19,7 @@ Sessions: ``<p>:session:<id>`` (hash: ``live``, ``voice``, ``avatar``; TTL) and 
           trimmed): the history as appended entries (a user message, an answer, a forgotten turn) keyed
           by their turn, so two nodes' turns merge instead of overwriting each other.
 Avatars:  ``<p>:avatars:<id>`` (hash, the session's TTL): the session's uploaded avatars, each its listing,
-          source (PNG or MP4 we re-encoded) and preview (``distributed/avatar_store.py``).
+          source (PNG or MP4 we re-encoded), landmarks and preview (``distributed/avatar_store.py``).
 Backlog:  ``<p>:backlog`` (sorted set): every sentence queued and not yet announced, cluster-wide, scored by
           when it times out (so a dead node's entries stop counting); admission control reads it.
 Workers:  ``<p>:worker:<name>`` (JSON, TTL of a few seconds): a live worker's heartbeat and counters.
