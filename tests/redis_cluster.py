@@ -62,22 +62,23 @@ class Processes:
         self.logs.mkdir(parents=True, exist_ok=True)
         self.procs: list[subprocess.Popen] = []
 
-    def _spawn(self, name: str, args: list[str]) -> subprocess.Popen:
+    def _spawn(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen:
         log = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - the child keeps it
-        proc = subprocess.Popen([sys.executable, *args], env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                cwd=ROOT)
+        proc = subprocess.Popen([sys.executable, *args], env={**self.env, **env}, stdout=log,
+                                stderr=subprocess.STDOUT, cwd=ROOT)
         self.procs.append(proc)
         return proc
 
-    def web(self, name: str) -> str:
+    def web(self, name: str, **env: str) -> str:
+        """A web node; ``env``: settings of this node only (e.g. its own AVATARCHAT_DATA_DIR)."""
         port = free_port()
-        self._spawn(name, ["-m", "avatarchat", "--log-level", "INFO", "serve", "--port", str(port)])
+        self._spawn(name, ["-m", "avatarchat", "--log-level", "INFO", "serve", "--port", str(port)], env)
         base = f"http://127.0.0.1:{port}"
         wait_until(lambda: httpx.get(base + "/healthz", timeout=2).status_code == 200, 180, f"web node {name}")
         return base
 
-    def worker(self, name: str) -> subprocess.Popen:
-        return self._spawn(name, ["-m", "tests.cluster_worker"])
+    def worker(self, name: str, **env: str) -> subprocess.Popen:
+        return self._spawn(name, ["-m", "tests.cluster_worker"], env)
 
     def log(self, name: str) -> str:
         return (self.logs / f"{name}.log").read_text(errors="replace")

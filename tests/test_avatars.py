@@ -64,7 +64,7 @@ def test_a_photo_becomes_the_sessions_avatar_and_the_next_clip_shows_that_face(b
     assert preview.status_code == 200 and preview.content[:3] == b"\xff\xd8\xff"
     listed = httpx.get(base + "/avatars", params={"session_id": session}, timeout=30).json()
     assert listed["current"] == body["avatar_id"]
-    assert [a["avatar_id"] for a in listed["avatars"]] == ["default", body["avatar_id"]]
+    assert [a["avatar_id"] for a in listed["avatars"]] == ["default", "grace", "ada", body["avatar_id"]]
 
     idle = httpx.get(base + body["idle_url"], timeout=60)
     assert idle.status_code == 200
@@ -132,7 +132,7 @@ def test_a_hostile_file_gets_a_clear_4xx_and_leaves_the_session_as_it_was(base: 
     assert "/" not in err["message"].replace("DELETE /avatars", ""), err  # no paths
     print(f"{name}: {status} {code} in {took * 1000:.0f} ms")
     listed = httpx.get(base + "/avatars", params={"session_id": session}, timeout=30).json()
-    assert listed["current"] == good and len(listed["avatars"]) == 2  # still on the previous avatar
+    assert listed["current"] == good and [a["avatar_id"] for a in listed["avatars"]][3:] == [good]  # as it was
     assert httpx.get(base + "/healthz", timeout=30).status_code == 200
 
 
@@ -165,6 +165,29 @@ def test_a_gallery_avatar_can_be_chosen_in_chat_and_other_bodies_keep_their_smal
     big = httpx.post(base + "/chat", content=b"x" * 200_000, headers={"content-type": "application/json"},
                      timeout=30)
     assert big.status_code == 413  # only POST /avatars takes a large body
+
+
+def test_the_bundled_gallery_offers_three_different_faces_each_with_its_name_and_voice(base: str) -> None:
+    session = new_session(base)
+    listed = httpx.get(base + "/avatars", params={"session_id": session}, timeout=30).json()["avatars"]
+    gallery = {a["avatar_id"]: a for a in listed if a["kind"] == "gallery"}
+    assert [(a["name"], a["voice"]) for a in gallery.values()] == [
+        ("Ava", None), ("Grace", "piper:en_US-joe-medium+female"), ("Ada", "espeak:en-gb-x-rp")]
+    previews = [httpx.get(base + a["preview_url"], timeout=30).content for a in gallery.values()]
+    assert len({p for p in previews}) == 3 and all(p[:3] == b"\xff\xd8\xff" for p in previews)
+    ada = gallery["ada"]
+    idle = httpx.get(base + ada["idle_url"], timeout=120)  # built on first request
+    assert idle.status_code == 200
+    assert decode_clip(idle.content).frames[0].shape == (ada["height"], ada["width"], 3)
+    from websockets.sync.client import connect
+
+    with connect(base.replace("http://", "ws://") + f"/ws?session_id={session}") as ws:
+        r = httpx.post(base + "/chat", json={"session_id": session, "message": "Hello.", "avatar": "ada"}, timeout=60)
+        assert r.status_code == 200, r.text
+        clip = [e for e in collect(ws, "clip_ready", timeout_s=120) if e["type"] == "clip_ready"][0]
+    assert clip["voice"] == "espeak:en-gb-x-rp"  # Ada's own voice
+    frame = decode_clip(httpx.get(base + clip["url"], timeout=30).content).frames[0]
+    assert frame.shape == (ada["height"], ada["width"], 3)
 
 
 def test_a_gallery_directory_is_offered_to_every_session_with_its_voice(data_dir, voices, renderer,

@@ -144,3 +144,11 @@ def test_avatar_add_checks_the_face_and_fills_a_gallery_directory(tmp_path: Path
     r = run_cli("avatar", "add", str(two), "--dir", str(gallery), cwd=tmp_path)
     assert r.returncode == 1 and "2 faces were found" in r.stderr
     assert len(json.loads((gallery / "gallery.json").read_text())["avatars"]) == 1
+    r = run_cli("avatar", "add", str(mf.PHOTO), "--dir", str(gallery), "--name", "Grace", "--voice", "piper:nobody",
+                cwd=tmp_path)
+    assert r.returncode == 1 and "Unknown voice 'piper:nobody'" in r.stderr  # refused before the server would be
+    r = run_cli("avatar", "add", str(mf.PHOTO), "--dir", str(gallery), "--name", "Grace", "--voice",
+                "espeak:en-gb-x-rp", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert json.loads((gallery / "gallery.json").read_text())["avatars"][1] == {
+        "id": "grace", "name": "Grace", "file": "grace.png", "voice": "espeak:en-gb-x-rp"}

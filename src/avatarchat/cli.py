@@ -181,6 +181,10 @@ def _avatar(args: argparse.Namespace, settings: Settings) -> int:
                     max_video_side=st.avatar_max_video_side, out_side=st.render_max_side,
                     timeout_s=st.avatar_decode_timeout_s, min_face_px=st.avatar_min_face_px)
     name = args.name or Path(args.file).stem
+    if args.voice:  # a voice this configuration lacks would stop the server's start-up: refuse it now
+        from avatarchat.tts import create_tts
+
+        create_tts(settings).resolve(args.voice)
     item = add(Path(args.dir), Path(args.file), name, args.voice, limits)
     avatar = create_renderer(settings).register(Path(args.dir) / item.file)  # warms the landmark cache
     print(f"added {item.id} ({item.name}, {len(avatar.frames)} frame(s) of {avatar.size[0]}x{avatar.size[1]}) to "
@@ -218,7 +222,8 @@ def main(argv: list[str] | None = None) -> int:
     p_add.add_argument("file")
     p_add.add_argument("--dir", required=True, help="the gallery directory (AVATARCHAT_AVATAR_GALLERY_DIR)")
     p_add.add_argument("--name", default=None, help="shown in the gallery (default: the file's name)")
-    p_add.add_argument("--voice", default=None, help="its voice, e.g. piper:en_US-joe-medium (default: none)")
+    p_add.add_argument("--voice", default=None, help="its voice, e.g. piper:en_US-joe-medium, one the server's "
+                       "settings list in GET /voices (default: none, the session's voice)")
     p_listen = sub.add_parser("listen", help="print the transcript of an audio or video file (WAV, MP3, MP4...)")
     p_listen.add_argument("file")
     p_listen.add_argument("--segments", action="store_true", help="one line per speech segment: start end text")

@@ -72,6 +72,10 @@ class Metrics:
         self.avatars = Gauge("avatarchat_avatars_uploaded", "Uploaded avatars held", registry=self.registry)
         self.avatar_bytes = Gauge("avatarchat_avatar_bytes", "Decoded frames of the uploaded avatars held, in bytes",
                                   registry=self.registry)
+        self.avatar_shared = Counter("avatarchat_avatar_shared", "Redis mode: uses of an uploaded avatar, by "
+                                     "result (hit: registered here already; registered: fetched from Redis and "
+                                     "registered here; gone: deleted or expired, dropped here)", ["result"],
+                                     registry=self.registry)
 
         self.voice_cpu = Counter("avatarchat_voice_cpu_seconds", "Voice input work, all sockets: asr = seconds "
                                  "holding an ASR thread, vad = VAD CPU seconds", ["stage"], registry=self.registry)

@@ -19,6 +19,7 @@ from avatarchat.asr.listener import VoiceInput
 from avatarchat.asr.vad import SileroModel
 from avatarchat.avatars.intake import Limits
 from avatarchat.avatars.library import AvatarLibrary, Quotas
+from avatarchat.distributed.avatar_store import RedisAvatarStore
 from avatarchat.distributed.backplane import Backplane
 from avatarchat.distributed.redis_lane import RedisLane
 from avatarchat.distributed.worker import SpeechWorker
@@ -32,7 +33,7 @@ from avatarchat.pipeline.speech import SpeechPipeline
 from avatarchat.render import Avatar, Renderer, create_renderer
 from avatarchat.render.idle import build_idle_clip
 from avatarchat.runtime import single_threaded_blas
-from avatarchat.settings import Settings
+from avatarchat.settings import Settings, bundled_gallery
 from avatarchat.tts import TTS, VoiceRouter, as_router, create_tts
 
 log = logging.getLogger(__name__)
@@ -155,10 +156,12 @@ async def start_services(settings: Settings, *, llm: LLM | None = None, tts: TTS
                               store=backplane.sessions if backplane else None,
                               per_client=settings.max_sessions_per_client)
     metrics.watch_queues(sessions.queue_depths)
-    avatars = _avatar_library(settings, the_renderer, avatar, idle, metrics)
+    avatars = _avatar_library(settings, the_renderer, avatar, idle, metrics, backplane)
+    if settings.avatar_bundled_gallery:
+        await avatars.load_gallery(bundled_gallery(), lambda v: the_tts.resolve(v).id, strict=False)
     if settings.avatar_gallery_dir is not None:
         await avatars.load_gallery(settings.avatar_gallery_dir, lambda v: the_tts.resolve(v).id)
-    pipeline.avatars = avatars.avatar  # each clip renders its session's chosen face
+    pipeline.avatars = avatars.face  # each clip renders its session's chosen face
     await pipeline.ensure_calibrated(the_tts.default_voice)
     voice = _voice_input(settings, asr, metrics)
     services = Services(settings, the_llm, the_tts, the_renderer, avatar, idle, pipeline, sessions, metrics, clips,
@@ -173,7 +176,9 @@ async def start_services(settings: Settings, *, llm: LLM | None = None, tts: TTS
 
 
 def _avatar_library(settings: Settings, renderer: Renderer, avatar: Avatar, idle: Path,
-                    metrics: Metrics) -> AvatarLibrary:
+                    metrics: Metrics, backplane: Backplane | None) -> AvatarLibrary:
+    """Redis mode: uploads are kept in Redis with their session, and every node and worker registers them
+    from there on first use."""
     st = settings
     limits = Limits(max_bytes=st.avatar_max_upload_bytes, max_pixels=st.avatar_max_pixels,
                     max_side_px=st.avatar_max_side_px, max_video_s=st.avatar_max_video_s,
@@ -181,8 +186,10 @@ def _avatar_library(settings: Settings, renderer: Renderer, avatar: Avatar, idle
                     timeout_s=st.avatar_decode_timeout_s, min_face_px=st.avatar_min_face_px)
     quotas = Quotas(per_session=st.avatars_per_session, uploads_per_client=st.avatar_uploads_per_client,
                     max_mb=st.avatar_max_total_mb)
+    shared = (RedisAvatarStore(backplane.redis, backplane.keys, st.session_idle_s, st.avatar_max_upload_bytes)
+              if backplane is not None else None)
     return AvatarLibrary(renderer, avatar, idle, st.data_dir / "avatars", limits, quotas, metrics,
-                         default_name=st.avatar_name)
+                         default_name=st.avatar_name, shared=shared)
 
 
 def _voice_input(settings: Settings, asr: ASR | None, metrics: Metrics) -> VoiceInput | None:

@@ -20,6 +20,11 @@ def bundled_avatar() -> Path:
     return Path(str(files("avatarchat").joinpath("assets/astronaut.png")))
 
 
+def bundled_gallery() -> Path:
+    """The gallery directory shipped inside the package: more public-domain faces (see assets/ASSETS.md)."""
+    return Path(str(files("avatarchat").joinpath("assets/gallery")))
+
+
 #: About this many characters fit one sentence (one queued speech job): sentences are cut at ~8 s of speech,
 #: ~110 Latin characters (see pipeline/sentences.py). ``max_message_chars`` must fit ``session_queue_size`` of them.
 CHARS_PER_SENTENCE = 110
@@ -111,8 +116,13 @@ class Settings(BaseSettings):
     avatar_gallery_dir: Path | None = Field(None, description="A gallery directory made with `avatarchat avatar "
                                             "add FILE --dir DIR`: its avatars are offered to every session (Redis "
                                             "mode: give every node and worker the same one).")
+    avatar_bundled_gallery: bool = Field(True, description="Offer the bundled gallery to every session beside the "
+                                         "default avatar: public-domain portraits of Grace Hopper ('Grace', "
+                                         "Piper's joe+female voice) and Ada Lovelace ('Ada', espeak-ng en-gb-x-rp); "
+                                         "see src/avatarchat/assets/ASSETS.md.")
     avatar_uploads: bool = Field(True, description="Let sessions upload their own avatar (POST /avatars); off: "
-                                 "only the bundled avatar. Not yet in Redis mode (uploads answer 501 there).")
+                                 "only the bundled avatar. Redis mode: uploads are kept in Redis with their "
+                                 "session, for every node and worker.")
     avatar_max_upload_bytes: int = Field(25_000_000, ge=10_000, description="Largest avatar upload (photo or "
                                          "video), in bytes (413 beyond); POST /avatars only, other bodies keep "
                                          "max_body_bytes.")
@@ -131,7 +141,9 @@ class Settings(BaseSettings):
     avatar_uploads_per_client: int = Field(10, ge=0, description="Avatar uploads per minute one client address "
                                            "may make (429; 0: no limit).")
     avatar_max_total_mb: float = Field(1024.0, gt=0, description="Memory all uploaded avatars' frames may take "
-                                       "together, in MB (503 beyond); a 10 s video avatar holds ~110 MB.")
+                                       "together, in MB (503 beyond); a 10 s video avatar holds ~110 MB. Redis "
+                                       "mode: what each node and worker keeps registered (least recently used "
+                                       "dropped beyond, registered again from Redis when next used).")
     motion_scale: float = Field(1.0, ge=0, le=3, description="Head, brow and gaze motion driven by the voice, and "
                                 "the idle loop's breathing: 0 = a still head (mouth and lids only), 1 = default.")
 

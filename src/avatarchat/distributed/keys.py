@@ -18,6 +18,8 @@ Events:   ``<p>:events:<session>``, a stream and a channel of the same name. The
 Sessions: ``<p>:session:<id>`` (hash: ``live``, ``voice``, ``avatar``; TTL) and ``<p>:history:<id>`` (list, same TTL,
           trimmed): the history as appended entries (a user message, an answer, a forgotten turn) keyed
           by their turn, so two nodes' turns merge instead of overwriting each other.
+Avatars:  ``<p>:avatars:<id>`` (hash, the session's TTL): the session's uploaded avatars, each its listing,
+          source (PNG or MP4 we re-encoded), landmarks and preview (``distributed/avatar_store.py``).
 Backlog:  ``<p>:backlog`` (sorted set): every sentence queued and not yet announced, cluster-wide, scored by
           when it times out (so a dead node's entries stop counting); admission control reads it.
 Workers:  ``<p>:worker:<name>`` (JSON, TTL of a few seconds): a live worker's heartbeat and counters.
@@ -85,6 +87,9 @@ class Keys:
 
     def history(self, session: str) -> str:
         return f"{self.prefix}:history:{session}"
+
+    def avatars(self, session: str) -> str:
+        return f"{self.prefix}:avatars:{session}"
 
     @property
     def backlog(self) -> str:

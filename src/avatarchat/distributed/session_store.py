@@ -2,8 +2,8 @@
 
 A hash ``<p>:session:<id>`` (``live``, ``voice``) says the session exists; a list ``<p>:history:<id>`` holds
 its history entries (see pipeline/history.py), appended with RPUSH and trimmed with LTRIM in one MULTI, so
-two nodes saving one session at the same moment both keep their turns. Both keys expire ``ttl_s`` after the
-session's last save.
+two nodes saving one session at the same moment both keep their turns. Both keys, and the hash of the session's
+uploaded avatars (distributed/avatar_store.py), expire ``ttl_s`` after the session's last save.
 """
 
 from __future__ import annotations
@@ -51,6 +51,7 @@ class RedisSessionStore:
             pipe.rpush(history, *[dumps(e) for e in changes["history"]])
             pipe.ltrim(history, -self._cap, -1)
         pipe.expire(history, self._ttl_s)
+        pipe.expire(self._keys.avatars(session_id), self._ttl_s)  # its uploads live as long as it does
         await reachable(pipe.execute())
 
 

@@ -147,7 +147,8 @@ class SpeechWorker:
     async def _handle(self, claimed: Claimed, wait_ms: float) -> None:
         raw = claimed.job
         job = SpeechJob(id=raw["id"], reply=raw["reply"], seq=raw["seq"], text=raw["text"], voice=raw["voice"],
-                        avatar=raw.get("avatar") or None)  # a gallery avatar (the same gallery dir on every node)
+                        avatar=raw.get("avatar") or None,  # a gallery's, or an upload found in Redis through
+                        session=raw["session"])  # its session (avatars/library.py)
         stand_in = Reply(reply_id=job.reply)
         self._running[job.id] = stand_in
         toucher = asyncio.create_task(self._keep_claimed(claimed))

@@ -16,6 +16,7 @@ class SpeechJob:
     text: str
     voice: str | None = None
     avatar: str | None = None  # the session's chosen avatar id; None: the server's default
+    session: str | None = None  # whose job it is: an uploaded avatar is found through its session
 
 
 @dataclass(frozen=True)

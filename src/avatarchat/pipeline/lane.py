@@ -90,7 +90,7 @@ class SpeechLane:
             raise QueueFull(f"{self._limit} sentences are already waiting to be spoken; this one was not queued.")
         self._waiting += 1
         self._jobs.put_nowait(SpeechJob(id=new_id(), reply=reply.id, seq=seq, text=text, voice=voice,
-                                        avatar=avatar))
+                                        avatar=avatar, session=self.session_id))
         return seq
 
     def end(self, reply: Reply) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import aclosing
 from pathlib import Path
@@ -43,7 +43,8 @@ class SpeechPipeline:
         self.tts = tts
         self.renderer = renderer
         self.avatar = avatar
-        self.avatars: Callable[[str | None], Avatar] = lambda _id: self.avatar  # services plug the library in
+        # The face of a job (its avatar id, its session); services plug the avatar library in.
+        self.avatars: Callable[[str | None, str | None], Awaitable[Avatar]] = self._default_avatar
         self.clips_dir = Path(clips_dir)
         self.clips_dir.mkdir(parents=True, exist_ok=True)
         self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="avatarchat-work")
@@ -168,17 +169,21 @@ class SpeechPipeline:
         path = self.clips_dir / f"{job.id}.mp4"
         t0 = time.perf_counter()
         loop = asyncio.get_running_loop()
+        avatar = await self.avatars(job.avatar, job.session)  # Redis mode: an upload may register here first
         key = id(path)
         self._in_flight[key] = time.monotonic()
         try:
             render_s = await loop.run_in_executor(self.pool, self._render_encode, path, speech, reply, job.voice,
-                                                  self.avatars(job.avatar))
+                                                  avatar)
         finally:
             self._in_flight.pop(key, None)
         self._cost("render", time.perf_counter() - t0)
         n = frame_count(speech.duration_s, self.renderer.fps)
         return RenderedClip(path=path, url=f"/clips/{job.id}.mp4", duration_s=n / self.renderer.fps,
                             render_s=render_s, total_s=time.perf_counter() - t0)
+
+    async def _default_avatar(self, _avatar_id: str | None, _session_id: str | None) -> Avatar:
+        return self.avatar
 
     def _cost(self, stage: str, seconds: float) -> None:
         old = self._stage_s[stage]

@@ -3,6 +3,7 @@ delete one.
 
 Handlers only translate between HTTP and the ``AvatarLibrary`` (avatars/library.py); the checks a hostile file
 meets live in avatars/intake.py. Every route names the session, and an avatar of another session is a 404.
+In Redis mode any node answers for any session: uploads are kept in Redis under their session.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import FileResponse, JSONResponse, Response
 
 from avatarchat.avatars.library import Entry
-from avatarchat.errors import UploadRefused
+from avatarchat.errors import BadRequest, UploadRefused
 from avatarchat.pipeline.session import check_session_id
 from avatarchat.services import Services
 
@@ -34,15 +35,13 @@ async def upload(request: Request, file: Annotated[UploadFile, File(description=
     if not s.settings.avatar_uploads:
         raise UploadRefused("uploads_off", "This server does not take avatar uploads; choose one from "
                                            "GET /avatars.", 403)
-    if s.backplane is not None:
-        raise UploadRefused("not_in_redis_mode", "Avatar uploads are not available on a Redis cluster yet; choose "
-                                                 "one from GET /avatars.", 501)
-    session = s.sessions.get(check_session_id(session_id))
+    session = await s.sessions.find(check_session_id(session_id))
     data = await file.read(s.settings.avatar_max_upload_bytes + 1)
     await file.close()
     client = request.client.host if request.client else ""
     entry = await s.avatars.add(session.id, client, data)
     session.avatar = entry.id  # only now: a refused upload leaves the session on its previous avatar
+    await s.sessions.save(session)  # Redis mode: the choice holds on every node
     return JSONResponse(entry.wire(), status_code=201)
 
 
@@ -50,22 +49,21 @@ async def upload(request: Request, file: Annotated[UploadFile, File(description=
 async def listing(request: Request, session_id: str = Query(...)) -> dict:
     """The gallery and the session's own uploads; ``current`` is the one its clips use."""
     s = _services(request)
-    session = s.sessions.get(check_session_id(session_id))
-    return {"current": session.avatar or s.avatars.default.id,
-            "avatars": [e.wire() for e in s.avatars.visible(session.id)]}
+    session = await s.sessions.find(check_session_id(session_id), refresh=True)
+    return {"current": session.avatar or s.avatars.default.id, "avatars": await s.avatars.listing(session.id)}
 
 
 @router.get("/avatars/{avatar_id}/preview.jpg")
 async def preview(request: Request, avatar_id: str, session_id: str | None = Query(None)) -> Response:
-    entry = _services(request).avatars.get(avatar_id, _session(request, session_id))
-    return Response(entry.preview, media_type="image/jpeg", headers={"cache-control": "private, max-age=3600"})
+    jpeg = await _services(request).avatars.preview(avatar_id, _session(request, session_id))
+    return Response(jpeg, media_type="image/jpeg", headers={"cache-control": "private, max-age=3600"})
 
 
 @router.get("/avatars/{avatar_id}/idle.mp4")
 async def idle(request: Request, avatar_id: str, session_id: str | None = Query(None)) -> Response:
     """The avatar's idle loop; an upload's is built right after it registers, so this may wait for it."""
     s = _services(request)
-    entry = s.avatars.get(avatar_id, _session(request, session_id))
+    entry = await s.avatars.find(avatar_id, _session(request, session_id))
     try:
         path = await s.avatars.idle_clip(entry)
     except Exception:  # noqa: BLE001 - logged where it was built
@@ -85,7 +83,7 @@ async def default_listen(request: Request) -> Response:
 async def listen(request: Request, avatar_id: str, session_id: str | None = Query(None)) -> Response:
     """The avatar's listening loop, played while the person speaks; built on first request, so this may wait."""
     s = _services(request)
-    entry = s.avatars.get(avatar_id, _session(request, session_id))
+    entry = await s.avatars.find(avatar_id, _session(request, session_id))
     return await listening_response(s, entry)
 
 
@@ -101,16 +99,23 @@ async def listening_response(s: Services, entry: Entry) -> Response:
 @router.delete("/avatars/{avatar_id}", status_code=204)
 async def delete(request: Request, avatar_id: str, session_id: str = Query(...)) -> Response:
     s = _services(request)
-    session = s.sessions.get(check_session_id(session_id))
-    s.avatars.remove(avatar_id, session.id)
+    session = await s.sessions.find(check_session_id(session_id), refresh=True)
+    await s.avatars.remove(avatar_id, session.id)
     if session.avatar == avatar_id:
         session.avatar = None  # back to the default
+        await s.sessions.save(session)
     return Response(status_code=204)
 
 
 def _session(request: Request, session_id: str | None) -> str | None:
-    """The session asking, if it exists (a gallery avatar needs none); an unknown one sees only the gallery."""
+    """The session asking, if it exists (a gallery avatar needs none); an unknown one sees only the gallery. In
+    Redis mode the store keeps each upload under its session, so the token itself is the check."""
     if session_id is None:
         return None
-    sessions = _services(request).sessions.sessions
-    return session_id if session_id in sessions else None
+    s = _services(request)
+    if s.backplane is not None:
+        try:
+            return check_session_id(session_id)
+        except BadRequest:
+            return None
+    return session_id if session_id in s.sessions.sessions else None

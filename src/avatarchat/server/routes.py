@@ -105,7 +105,7 @@ async def chat(request: Request, body: ChatRequest) -> dict:
     voice = s.tts.resolve(body.voice).id if body.voice else None  # an unknown voice is refused before the session
     session = await s.sessions.find(body.session_id, refresh=True)
     if body.avatar:  # another session's avatar is unknown here (404), and the choice is kept only if it exists
-        chosen = s.avatars.get(body.avatar, session.id)
+        chosen = await s.avatars.find(body.avatar, session.id)
         session.avatar = chosen.id
         voice = voice or chosen.voice  # a gallery avatar speaks with its own voice unless one is asked for
     reply, text = await converse(s, session, body.message, queue=body.queue, voice=voice)
