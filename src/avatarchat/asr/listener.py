@@ -76,8 +76,13 @@ class VoiceInput:
         return events
 
     def listener(self, session_id: str, publish: Callable[[Event], None], on_speech: Callable[[], None],
-                 on_final: Callable[[str], Awaitable[object]]) -> Listener:
-        return Listener(self, session_id, publish, on_speech, on_final)
+                 on_final: Callable[[str], Awaitable[object]],
+                 language: Callable[[], str | None] | None = None) -> Listener:
+        """``language``: the language its speech is heard in, asked at each recognition (default ``language``)."""
+        listener = Listener(self, session_id, publish, on_speech, on_final)
+        if language is not None:
+            self.budget.hears(listener, language)
+        return listener
 
     def close(self) -> None:
         self.budget.close()
