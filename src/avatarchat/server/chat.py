@@ -62,6 +62,9 @@ async def _turn(s: Services, session: Session, message: str, queue: bool,
         except asyncio.CancelledError:
             session.settle(reply)  # the session is closing: what was heard, so history still alternates
             raise
+        except Exception:
+            session.forget(reply.user_message)  # no answer (the pipeline forgets on its own errors; this, on any)
+            raise
     finally:
         await s.sessions.save(session)  # Redis mode: history and voice for whichever node takes the next turn
     return reply, text
