@@ -189,7 +189,8 @@ class Settings(BaseSettings):
     asr_warm_all: bool = Field(False, description=(
         "Load every ASR model at start-up: `base` adds ~210 MB resident to `tiny.en`'s ~140 MB. `false`: only "
         "asr_model's; the multilingual model loads (in an ASR thread, never the event loop) on the first turn heard "
-        "in a language only it knows, which waits ~1.5 s longer for it."))
+        "in a language only it knows, which waits ~1.5 s longer for it (~2 s the first time on a machine: the "
+        "packaged parts are joined then)."))
     asr_language: Literal["auto", "en", "ko"] = Field("auto", description=(
         "Language people speak: `auto`: each spoken turn is heard in the language of the session's voice at that "
         "moment (a Korean voice: Korean, by the multilingual model), else English; `en` or `ko`: always that one. "
