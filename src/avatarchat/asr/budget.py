@@ -38,6 +38,7 @@ class _Job:
     audio: np.ndarray
     future: asyncio.Future
     final: bool
+    language: str | None = None
 
 
 @dataclass(eq=False)
@@ -46,6 +47,7 @@ class _Owner:
     gone: bool = False
     guess: _Job | None = None
     finals: deque[_Job] = field(default_factory=deque)
+    language: Callable[[], str | None] | None = None  # what its audio is heard as, asked at each call
 
 
 class AsrBudget:
@@ -64,10 +66,16 @@ class AsrBudget:
         """Transcriptions waiting for a thread, over all owners (bounded: at most 1 + FINALS_WAITING each)."""
         return sum(len(o.finals) + (o.guess is not None) for o in self._owners.values())
 
+    def hears(self, owner: Hashable, language: Callable[[], str | None]) -> None:
+        """``owner``'s audio is heard in the language ``language()`` names when each call is queued (a session's
+        voice can change between turns); without it, in ``self.language``."""
+        self._owners.setdefault(owner, _Owner()).language = language
+
     def transcribe(self, owner: Hashable, audio: np.ndarray, final: bool) -> asyncio.Future[Transcript]:
         """Queue ``audio`` for ``owner``; a speculative call (``final`` False) replaces its waiting one."""
-        job = _Job(owner, audio, asyncio.get_running_loop().create_future(), final)
         state = self._owners.setdefault(owner, _Owner())
+        language = state.language() if state.language is not None else self.language
+        job = _Job(owner, audio, asyncio.get_running_loop().create_future(), final, language)
         if final:
             if len(state.finals) >= FINALS_WAITING:
                 _fail(state.finals.popleft(), TooMuchSpeech("speech came faster than it could be recognised"))
@@ -142,7 +150,7 @@ class AsrBudget:
         t0 = time.perf_counter()
         try:
             result = await asyncio.get_running_loop().run_in_executor(self._pool, self.asr.transcribe, job.audio,
-                                                                      self.language)
+                                                                      job.language)
         except Exception as exc:  # noqa: BLE001 - handed to whoever waits for it
             if not job.future.done():
                 job.future.set_exception(exc)

@@ -82,9 +82,14 @@ class VoiceInput:
 
     def listener(self, session_id: str, publish: Callable[[Event], None], on_speech: Callable[[], None],
                  on_final: Callable[[str], Awaitable[object]],
-                 start_early: Callable[[str], Early | None] | None = None) -> Listener:
-        """``start_early(text)``: answer a turn provisionally at its pause (see early.py); None: never."""
-        return Listener(self, session_id, publish, on_speech, on_final, start_early)
+                 start_early: Callable[[str], Early | None] | None = None,
+                 language: Callable[[], str | None] | None = None) -> Listener:
+        """``start_early(text)``: answer a turn provisionally at its pause (see early.py); None: never.
+        ``language``: the language its speech is heard in, asked at each recognition (default ``language``)."""
+        listener = Listener(self, session_id, publish, on_speech, on_final, start_early)
+        if language is not None:
+            self.budget.hears(listener, language)
+        return listener
 
     def close(self) -> None:
         self.budget.close()

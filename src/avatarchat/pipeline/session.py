@@ -34,6 +34,7 @@ from avatarchat.pipeline.lane import Lane
 from avatarchat.pipeline.outbox import Outbox
 from avatarchat.pipeline.provisional import Held
 from avatarchat.pipeline.reply import Reply, new_id
+from avatarchat.pipeline.turns import Turns
 
 __all__ = ["INTERRUPTED", "Outbox", "Session", "SessionManager", "SessionStore", "check_session_id"]
 log = logging.getLogger(__name__)
@@ -61,6 +62,7 @@ class Session:
         self.queue_size = queue_size
         self.outboxes: set[Outbox] = set()
         self.lane: Lane | None = None
+        self.turns = Turns(self.label)  # its turns run as its own tasks, not its sockets' (see turns.py)
         self.last_seen = time.monotonic()
         self._voice: str | None = None
         self._voice_changed = False
@@ -152,6 +154,15 @@ class Session:
         """Drop a user message whose reply failed, so two user messages never follow each other."""
         self.chat.forget(message)
 
+    def settle(self, reply: Reply) -> None:
+        """A turn stopped before its answer was stored (its task was cancelled: the session closed): the answer
+        is what the person heard of it, as for a barge-in, so history still alternates. A provisional answer
+        whose question never entered history (discarded, pipeline/provisional.py) stores nothing."""
+        if reply.user_message is None:
+            return
+        if not any(m.role == "assistant" and m.turn == reply.id for m in self.history):
+            self.answer(reply, reply.heard_text() or INTERRUPTED, heard=True)
+
     @classmethod
     def estimate_tokens(cls, text: str) -> int:
         return estimate_tokens(text)
@@ -187,10 +198,11 @@ class Session:
         return self.lane
 
     def busy(self) -> bool:
-        """Connected, or still speaking: such a session is never reaped nor evicted."""
-        return bool(self.outboxes) or (self.lane is not None and bool(self.lane.speaking()))
+        """Connected, answering, or still speaking: such a session is never reaped nor evicted."""
+        return bool(self.outboxes) or bool(self.turns) or (self.lane is not None and bool(self.lane.speaking()))
 
     async def close(self) -> None:
+        await self.turns.aclose()
         if self.lane is not None:
             await self.lane.aclose()
 

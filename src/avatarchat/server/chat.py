@@ -2,12 +2,14 @@
 
 Both paths validate the message the same way, interrupt or queue behind the avatar's current speech, apply
 admission control and stream the reply through the session's speech lane, so a spoken message is in every
-way a typed one. A spoken turn may also be answered early, at its pause (``early_answer``), and that answer
-shown only once the turn is over.
+way a typed one. Both run as tasks of the session, from its current state to its saved answer, whoever waits.
+A spoken turn may also be answered early, at its pause (``early_answer``), and that answer shown only once the
+turn is over.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 
@@ -32,11 +34,23 @@ def check_message(s: Services, message: str) -> str:
 
 async def converse(s: Services, session: Session, message: str, *, queue: bool = False,
                    voice: str | None = None) -> tuple[Reply, str]:
-    """Answer ``message`` in ``session``: returns the reply handle and its whole text (clips follow as events)."""
+    """Answer ``message`` in ``session``: returns the reply handle and its whole text (clips follow as events).
+
+    The turn runs as a task of the session (``Session.turns``): a socket that closes or a request that is
+    dropped meanwhile stops waiting for it, but the answer is still written, spoken to the session's event log
+    (a reconnecting page catches up on it) and stored in history."""
     if s.draining:
         raise ShuttingDown("The server is restarting; send your message again in a moment.")
     message = check_message(s, message)
     voice_id = s.tts.resolve(voice).id if voice else None
+    return await session.turns.run(_turn(s, session, message, queue, voice_id))
+
+
+async def _turn(s: Services, session: Session, message: str, queue: bool,
+                voice_id: str | None) -> tuple[Reply, str]:
+    """One turn from the session's current state (Redis mode: what other nodes saved, such as a voice chosen
+    or a message typed there) to its saved answer."""
+    session = await s.sessions.find(session.id, refresh=True)
     if voice_id is not None:
         session.voice = voice_id
     reply, cancelled = session.begin_reply(message, barge_in=not queue)
@@ -48,18 +62,26 @@ async def converse(s: Services, session: Session, message: str, *, queue: bool =
 async def _speak(s: Services, session: Session, reply: Reply, history: list[Message] | None = None) -> str:
     """Admission, then the reply written and spoken through the session's lane; its text."""
     try:
-        speak, wait_s = await _admit(s, session)
-    except BaseException:
-        session.lane.end(reply)  # never left "speaking" with nothing to say
-        raise
-    try:
+        try:
+            speak, wait_s = await _admit(s, session)
+        except BaseException:
+            session.lane.end(reply)  # never left "speaking" with nothing to say
+            session.forget(reply.user_message)  # nor a question nobody will answer
+            raise
         busy = wait_s > s.settings.first_chunk_max_wait_s
         growth = s.settings.chunk_growth or None
-        if growth is None:  # the old rule: busy, the first sentence is said whole
-            return await s.pipeline.reply(session, reply, speak=speak, short_first=not busy, history=history)
-        # busy at admission, or when a chunk is cut (replies that came in together see each other only then)
-        return await s.pipeline.reply(session, reply, speak=speak, growth=growth, history=history,
-                                      grow_if=lambda: busy or s.sessions.others_speaking(session))
+        # The old rule without growth: busy, the first sentence is said whole. With it: chunks grow when busy at
+        # admission, or when a chunk is cut (replies that came in together see each other only then).
+        options = {"short_first": not busy} if growth is None else \
+            {"growth": growth, "grow_if": lambda: busy or s.sessions.others_speaking(session)}
+        try:
+            return await s.pipeline.reply(session, reply, speak=speak, history=history, **options)
+        except asyncio.CancelledError:
+            session.settle(reply)  # the session is closing: what was heard, so history still alternates
+            raise
+        except Exception:
+            session.forget(reply.user_message)  # no answer (the pipeline forgets on its own errors; this, on any)
+            raise
     finally:
         await s.sessions.save(session)  # Redis mode: history and voice for whichever node takes the next turn
 
@@ -107,6 +129,15 @@ def early_answer(s: Services, session: Session, message: str) -> EarlyAnswer | N
     except BadRequest:
         return None
     return EarlyAnswer(s, session, message)
+
+
+async def interrupted(s: Services, session: Session) -> None:
+    """After a barge-in without a message (speech onset): the session's current state is read (Redis mode: a
+    voice chosen on another node decides the language the coming turn is heard in) and the answers the barge-in
+    stored (what the person heard) are saved, so every node's next turn sees them."""
+    with contextlib.suppress(StoreUnavailable):
+        session = await s.sessions.find(session.id, refresh=True)
+        await s.sessions.save(session)
 
 
 async def _admit(s: Services, session: Session) -> tuple[bool, float]:

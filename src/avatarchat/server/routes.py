@@ -103,7 +103,7 @@ async def chat(request: Request, body: ChatRequest) -> dict:
     check_session_id(body.session_id)
     check_message(s, body.message)
     voice = s.tts.resolve(body.voice).id if body.voice else None  # an unknown voice is refused before the session
-    session = await s.sessions.find(body.session_id, refresh=True)
+    session = await s.sessions.find(body.session_id)  # its current state is read when the turn starts (converse)
     if body.avatar:  # another session's avatar is unknown here (404), and the choice is kept only if it exists
         chosen = await s.avatars.find(body.avatar, session.id)
         session.avatar = chosen.id

@@ -5,25 +5,30 @@ reconnects says which event it saw last (``after``) and catches up on the ones i
 whichever node (Redis mode) it reaches. Binary frames
 are the person's voice (16 kHz mono int16 PCM, see docs/protocol.md): the socket's own ``Listener`` finds the
 turns, a speech onset interrupts the avatar as a typed message would, and each final transcript is answered
-through the same ``converse`` as ``POST /chat``.
+through the same ``converse`` as ``POST /chat``: as a task of the session, so a socket that closes mid-answer
+cuts nothing short. A ``voice`` frame sets the session's voice at once (the picker), for spoken turns too, and
+the language they are heard in follows it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
+from dataclasses import dataclass
 
 import numpy as np
 from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
 
+from avatarchat.asr import heard_language
 from avatarchat.asr.listener import Listener
 from avatarchat.errors import AvatarChatError
 from avatarchat.events import ErrorEvent, Pong
 from avatarchat.pipeline.eventlog import check_event_id
 from avatarchat.pipeline.session import Outbox, Session
-from avatarchat.server.chat import EarlyAnswer, converse, early_answer
+from avatarchat.server.chat import EarlyAnswer, converse, early_answer, interrupted
 from avatarchat.server.frames import FrameGuard, FrameRefused, receive_frame
 from avatarchat.server.resume import attach
 from avatarchat.services import Services
@@ -59,8 +64,8 @@ async def ws(websocket: WebSocket, session_id: str = Query(""), after: str | Non
                     box.put(ErrorEvent(session=session.id, code="rate_limited",
                                        message="Audio is arriving faster than it can be processed; "
                                                "a frame was dropped.").wire())
-            else:
-                client_frame(session, box, raw, listener)
+            elif (voice := client_frame(session, box, raw, listener)) is not None:
+                await choose_voice(s, session, box, voice.value)
     except WebSocketDisconnect:
         pass
     finally:
@@ -73,13 +78,16 @@ async def ws(websocket: WebSocket, session_id: str = Query(""), after: str | Non
 
 def _listen(s: Services, session: Session) -> Listener:
     """This socket's listener: onsets interrupt the avatar, final transcripts are chat messages (answered at the
-    turn's pause and held back until the turn ends, where ``early_answer`` allows it)."""
+    turn's pause and held back until the turn ends, where ``early_answer`` allows it); both are the session's
+    work (``Session.turns``), so closing the socket stops neither."""
     assert s.voice is not None  # the guard refuses audio when voice input is off
 
     def on_speech() -> None:
         cancelled = session.interrupt()
         if cancelled:
             s.metrics.cancelled.inc(len(cancelled))
+        with contextlib.suppress(AvatarChatError):  # the session closed meanwhile
+            session.turns.start(interrupted(s, session))
 
     async def on_final(text: str) -> None:
         try:
@@ -93,12 +101,41 @@ def _listen(s: Services, session: Session) -> Listener:
     def start_early(text: str) -> EarlyAnswer | None:
         return early_answer(s, session, text)
 
-    return s.voice.listener(session.id, session.publish, on_speech, on_final, start_early)
+    return s.voice.listener(session.id, session.publish, on_speech, on_final, start_early,
+                            language=lambda: spoken_language(s, session))
 
 
-def client_frame(session: Session, box: Outbox, raw: str, listener: Listener | None = None) -> None:
-    """One text frame from the page: a ping, a playback report (``clip_started`` / ``clip_ended``), or
-    ``voice_end`` (hold-to-talk released)."""
+def spoken_language(s: Services, session: Session) -> str | None:
+    """The language a turn of ``session`` is heard in now: the server's, if one is set, else its voice's."""
+    assert s.voice is not None
+    if s.voice.language is not None:
+        return s.voice.language
+    try:
+        voice_language = s.tts.resolve(session.voice).language
+    except AvatarChatError:  # a voice this node does not list (set by a node configured otherwise)
+        voice_language = None
+    return heard_language(voice_language, s.voice.asr.languages)
+
+
+async def choose_voice(s: Services, session: Session, box: Outbox, voice: object) -> None:
+    """A ``voice`` frame (the page's picker): the session's voice from now on, typed and spoken turns alike;
+    saved at once (Redis mode: for every node). An unknown id gets an ``error`` event and changes nothing."""
+    try:
+        session.voice = s.tts.resolve(voice).id  # only listed ids (router.resolve), as /chat's ``voice``
+        await s.sessions.save(session)
+    except AvatarChatError as exc:
+        box.put(ErrorEvent(session=session.id, code=exc.code, message=exc.public).wire())
+
+
+@dataclass(frozen=True)
+class VoiceChoice:
+    value: object  # as the page sent it: checked by ``choose_voice``
+
+
+def client_frame(session: Session, box: Outbox, raw: str, listener: Listener | None = None) -> VoiceChoice | None:
+    """One text frame from the page: a ping, a playback report (``clip_started`` / ``clip_ended``),
+    ``voice_end`` (hold-to-talk released) or ``voice`` (the picker changed: returned, for the caller to apply,
+    as that awaits the store)."""
     try:
         obj = json.loads(raw)
     except (json.JSONDecodeError, ValueError, RecursionError):
@@ -113,8 +150,11 @@ def client_frame(session: Session, box: Outbox, raw: str, listener: Listener | N
     elif kind == "voice_end":
         if listener is not None:
             listener.end_turn()
+    elif kind == "voice" and "voice" in obj:
+        return VoiceChoice(obj["voice"])
     else:
         box.put(ErrorEvent(session=session.id, code="bad_frame", message=BAD_FRAME).wire())
+    return None
 
 
 async def _send_loop(websocket: WebSocket, box: Outbox) -> None:

@@ -189,6 +189,7 @@
       attempts = 0;
       setLink("connected");
       reports.flush(sendNow);
+      sendVoice();  // a new socket (or a restarted server) hears spoken turns with the picker's voice too
       pingTimer = setInterval(ping, PING_MS);
     };
     ws.onclose = (e) => {
@@ -410,6 +411,7 @@
       const saved = sessionStorage.getItem("avatarchat.voice");
       if (saved && body.voices.some((v) => v.id === saved)) voiceSel.value = saved;
       followVoiceLanguage();
+      sendVoice();
     } catch (err) {
       voiceSel.hidden = true;
     }
@@ -419,9 +421,15 @@
     const opt = voiceSel.selectedOptions[0];
     if (opt && opt.lang) document.documentElement.lang = opt.lang;
   }
+  // The session's voice changes at once (a `voice` frame), not with the next typed message: the next spoken
+  // turn is heard in its language and answered in it.
+  function sendVoice() {
+    if (voiceSel.value) sendNow(JSON.stringify({ type: "voice", voice: voiceSel.value }));
+  }
   voiceSel.addEventListener("change", () => {
     sessionStorage.setItem("avatarchat.voice", voiceSel.value);
     followVoiceLanguage();
+    sendVoice();
   });
 
   loadVoices();
