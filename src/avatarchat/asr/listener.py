@@ -11,6 +11,11 @@ speculatively, so when the hangover has passed the final text is usually ready; 
 throws that guess away. How long the silence must last depends on that guess (``endpoint.py``): a finished
 sentence ends the turn sooner than a trailing "and". Finals are delivered in order. Recognition goes through
 the shared ``AsrBudget``, which takes turns between sockets.
+
+While a turn goes on, ``on_progress`` hears how many seconds of it were speech, and ``words_so_far`` transcribes
+it up to now (the socket's ``Interruption`` asks, to tell a real interruption from a backchannel, see
+interruption.py). Every final, empty ones too, reaches ``on_final`` as a ``Heard``. Hold-to-talk: ``hold`` (the
+button pressed) keeps the turn open across any pause, ``end_turn`` (released) ends it at once.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import numpy as np
 from avatarchat.asr.base import ASR, SAMPLE_RATE
 from avatarchat.asr.budget import AsrBudget, Superseded, TooMuchSpeech
 from avatarchat.asr.endpoint import Ending, ending
+from avatarchat.asr.interruption import Heard
 from avatarchat.asr.vad import SileroModel, VadEvent, VadStream
 from avatarchat.events import ErrorEvent, Event, TranscriptEvent, VadState
 
@@ -35,6 +41,7 @@ PRE_ROLL_S = 0.25  # audio kept before the VAD's start: the first consonant ofte
 MAX_TURN_S = 28.0  # Whisper hears 30 s at a time: a longer turn is cut here
 PARTIAL_EVERY_S = 1.0
 QUEUE_FRAMES = 64  # frames waiting for the VAD (64 x 60 ms: about 4 s of audio)
+HOLD = "hold"  # in the frame queue: hold-to-talk pressed (kept in order with the audio before it)
 
 
 class VoiceInput:
@@ -76,8 +83,9 @@ class VoiceInput:
         return events
 
     def listener(self, session_id: str, publish: Callable[[Event], None], on_speech: Callable[[], None],
-                 on_final: Callable[[str], Awaitable[object]]) -> Listener:
-        return Listener(self, session_id, publish, on_speech, on_final)
+                 on_final: Callable[[Heard], Awaitable[object]],
+                 on_progress: Callable[[float], None] | None = None) -> Listener:
+        return Listener(self, session_id, publish, on_speech, on_final, on_progress)
 
     def close(self) -> None:
         self.budget.close()
@@ -96,12 +104,14 @@ class Listener:
     (ASR: time holding an ASR thread, as CTranslate2 computes in threads of its own; VAD: CPU time)."""
 
     def __init__(self, voice: VoiceInput, session_id: str, publish: Callable[[Event], None],
-                 on_speech: Callable[[], None], on_final: Callable[[str], Awaitable[object]]) -> None:
+                 on_speech: Callable[[], None], on_final: Callable[[Heard], Awaitable[object]],
+                 on_progress: Callable[[float], None] | None = None) -> None:
         self.voice, self.session_id = voice, session_id
         self._publish, self._on_speech, self._on_final = publish, on_speech, on_final
+        self._on_progress = on_progress
         # The stream's own hangover is the longest; the listener ends a turn sooner when its words allow.
         self.stream = VadStream(voice.vad_model, voice.threshold, max(voice.hangovers_ms.values()))
-        self.queue: asyncio.Queue[np.ndarray | None] = asyncio.Queue(maxsize=QUEUE_FRAMES)
+        self.queue: asyncio.Queue[np.ndarray | str | None] = asyncio.Queue(maxsize=QUEUE_FRAMES)
         self._chunks: list[np.ndarray] = []
         self._base = 0  # absolute sample index of self._chunks[0][0]
         self._turn = 0
@@ -133,6 +143,23 @@ class Listener:
         except asyncio.QueueFull:
             pass
 
+    def hold(self) -> None:
+        """Hold-to-talk pressed: until ``end_turn``, no pause ends the turn (one message per press)."""
+        try:
+            self.queue.put_nowait(HOLD)
+        except asyncio.QueueFull:
+            self.stream.holding = True  # the frames queued before it are all this turn's anyway
+
+    async def words_so_far(self) -> Heard:
+        """The current turn transcribed up to now (speculative: a newer guess may supersede it), also sent to
+        the page as a partial transcript."""
+        turn, end, speech = self._turn, self.stream.samples, self.stream.voiced / SAMPLE_RATE
+        self._partial_at = end
+        result = await self._transcribe(self._audio(end), final=False)
+        if turn == self._turn and self.stream.speaking and result.text:
+            self._publish(TranscriptEvent(session=self.session_id, text=result.text, final=False))
+        return Heard(result.text, speech, result.logprob)
+
     async def aclose(self) -> None:
         tasks = [self._runner, *self._tasks]
         for t in tasks:
@@ -146,7 +173,11 @@ class Listener:
     async def _run(self) -> None:
         while True:
             pcm = await self.queue.get()
+            if isinstance(pcm, str):
+                self.stream.holding = True
+                continue
             if pcm is None:
+                self.stream.holding = False
                 events = self._cut()
             else:
                 self._chunks.append(pcm)
@@ -157,6 +188,8 @@ class Listener:
                 for ev in self._cut():
                     self._on_event(ev)
             self._maybe_end()
+            if self.stream.speaking and self._on_progress is not None:
+                self._on_progress(self.stream.voiced / SAMPLE_RATE)
             self._maybe_partial()
             if not self.stream.speaking:
                 self._trim(self._end() - int(PRE_ROLL_S * SAMPLE_RATE))
@@ -164,7 +197,7 @@ class Listener:
     def _maybe_end(self) -> None:
         """End the turn once its silence is as long as its words ask for (see ``endpoint.py``)."""
         since = self.stream.silence_since
-        if since is None:
+        if since is None or self.stream.holding:
             return
         if (self.stream.samples - since) * 1000 / SAMPLE_RATE >= self.voice.hangovers_ms[self._said_until(since)]:
             for ev in self._cut():
@@ -209,7 +242,8 @@ class Listener:
             guess = self._guess[1] if self._guess and self._guess[0] == ev.sample else None
             self._guess = None
             self._publish(VadState(session=self.session_id, state="silence"))
-            self._final = self._spawn(self._finish(self._audio(ev.sample), guess, self._final))
+            speech_s = self.stream.voiced / SAMPLE_RATE
+            self._final = self._spawn(self._finish(self._audio(ev.sample), guess, self._final, speech_s))
 
     def _drop_guess(self) -> None:
         if self._guess is not None:
@@ -236,7 +270,8 @@ class Listener:
         if turn == self._turn and self.stream.speaking and result.text:
             self._publish(TranscriptEvent(session=self.session_id, text=result.text, final=False))
 
-    async def _finish(self, audio: np.ndarray, guess: asyncio.Future | None, previous: asyncio.Task | None) -> None:
+    async def _finish(self, audio: np.ndarray, guess: asyncio.Future | None, previous: asyncio.Task | None,
+                      speech_s: float = 0.0) -> None:
         if guess is not None:
             self.voice.budget.promote(guess)  # not started yet: it waits with the finals now
         else:
@@ -258,8 +293,7 @@ class Listener:
                                      message="Speech recognition failed; please say it again or type it."))
             return
         self._publish(TranscriptEvent(session=self.session_id, text=result.text, final=True))
-        if result.text:
-            await self._on_final(result.text)
+        await self._on_final(Heard(result.text, speech_s, result.logprob))
 
     # -- audio buffer ---------------------------------------------------------------------------------------
     def _end(self) -> int:

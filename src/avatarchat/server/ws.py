@@ -4,8 +4,9 @@ A socket never creates a session: an unknown token gets an ``error`` event and c
 reconnects says which event it saw last (``after``) and catches up on the ones it missed (see resume.py),
 whichever node (Redis mode) it reaches. Binary frames
 are the person's voice (16 kHz mono int16 PCM, see docs/protocol.md): the socket's own ``Listener`` finds the
-turns, a speech onset interrupts the avatar as a typed message would, and each final transcript is answered
-through the same ``converse`` as ``POST /chat``.
+turns; a speech onset while the avatar speaks makes it yield (hold), and only a real interruption cancels its
+reply (see asr/interruption.py). Each final transcript with words is answered through the same ``converse``
+as ``POST /chat``, unless it was a backchannel the avatar held for; a turn with no words gets a cue (cue.py).
 """
 
 from __future__ import annotations
@@ -18,12 +19,15 @@ import time
 import numpy as np
 from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
 
+from avatarchat.asr.backchannel import Backchannels
+from avatarchat.asr.interruption import Heard, Interruption, TurnRules
 from avatarchat.asr.listener import Listener
 from avatarchat.errors import AvatarChatError
-from avatarchat.events import ErrorEvent, Pong
+from avatarchat.events import ErrorEvent, Pong, Resume, SpeechCancelled, Yield
 from avatarchat.pipeline.eventlog import check_event_id
 from avatarchat.pipeline.session import Outbox, Session
 from avatarchat.server.chat import converse
+from avatarchat.server.cue import not_heard
 from avatarchat.server.frames import FrameGuard, FrameRefused, receive_frame
 from avatarchat.server.resume import attach
 from avatarchat.services import Services
@@ -46,7 +50,7 @@ async def ws(websocket: WebSocket, session_id: str = Query(""), after: str | Non
         return
     sender = asyncio.create_task(_send_loop(websocket, box))
     guard = FrameGuard(s.settings)
-    listener: Listener | None = None
+    voice: tuple[Listener, Interruption] | None = None  # made on the first audio frame (or voice_hold)
     try:
         while True:
             raw = await receive_frame(websocket, guard)
@@ -54,47 +58,80 @@ async def ws(websocket: WebSocket, session_id: str = Query(""), after: str | Non
             if isinstance(raw, FrameRefused):
                 box.put(ErrorEvent(session=session.id, code=raw.code, message=raw.message).wire())
             elif isinstance(raw, bytes):
-                listener = listener or _listen(s, session)
-                if not listener.push(np.frombuffer(raw, dtype="<i2").astype(np.int16)):
+                voice = voice or _listen(s, session)
+                if not voice[0].push(np.frombuffer(raw, dtype="<i2").astype(np.int16)):
                     box.put(ErrorEvent(session=session.id, code="rate_limited",
                                        message="Audio is arriving faster than it can be processed; "
                                                "a frame was dropped.").wire())
             else:
-                client_frame(session, box, raw, listener)
+                if voice is None and s.voice is not None and _is_hold(raw):
+                    voice = _listen(s, session)  # hold-to-talk pressed before the first audio frame
+                client_frame(session, box, raw, voice[0] if voice else None)
     except WebSocketDisconnect:
         pass
     finally:
         session.outboxes.discard(box)
         sender.cancel()
         await asyncio.gather(sender, return_exceptions=True)
-        if listener is not None:
-            await listener.aclose()
+        if voice is not None:
+            voice[1].close()
+            await voice[0].aclose()
 
 
-def _listen(s: Services, session: Session) -> Listener:
-    """This socket's listener: onsets interrupt the avatar, final transcripts are chat messages."""
+def turn_rules(s: Services) -> TurnRules:
+    st = s.settings
+    return TurnRules(check_s=st.interrupt_check_ms / 1000, max_s=st.interrupt_max_speech_ms / 1000,
+                     min_logprob=st.interrupt_min_logprob, backchannels=Backchannels(st.backchannels))
+
+
+def _listen(s: Services, session: Session) -> tuple[Listener, Interruption]:
+    """This socket's listener: an onset makes the speaking avatar yield, a real interruption cancels its
+    replies, final transcripts with words are chat messages, turns without words get the cue."""
     assert s.voice is not None  # the guard refuses audio when voice input is off
 
-    def on_speech() -> None:
+    def cancel(held: list[str]) -> None:
         cancelled = session.interrupt()
         if cancelled:
             s.metrics.cancelled.inc(len(cancelled))
+        for reply in set(held) - {r.id for r in cancelled}:  # over on the server, maybe still held on the page
+            session.publish(SpeechCancelled(session=session.id, reply=reply))
 
-    async def on_final(text: str) -> None:
+    turns = Interruption(turn_rules(s), lambda: [r.id for r in session.lane.speaking()] if session.lane else [],
+                         lambda: session.publish(Yield(session=session.id)),
+                         lambda: session.publish(Resume(session=session.id)), cancel)
+
+    async def on_final(heard: Heard) -> None:
+        verdict = turns.final(heard)
+        if verdict == "ignore":
+            log.info("session %s… backchannel while the avatar spoke: %r", session.label, heard.text[:40])
+            return
         try:
-            await converse(s, session, text)
+            if verdict == "not_heard":
+                await not_heard(s, session)
+                return
+            await converse(s, session, heard.text)
         except AvatarChatError as exc:  # the pipeline already told the page about backend failures
             if exc.code == "bad_request":
                 session.publish(ErrorEvent(session=session.id, code=exc.code, message=exc.public))
             else:
                 log.info("voice message of session %s… not answered: %s", session.label, exc.code)
 
-    return s.voice.listener(session.id, session.publish, on_speech, on_final)
+    listener = s.voice.listener(session.id, session.publish, turns.onset, on_final, turns.progress)
+    turns.words_so_far = listener.words_so_far
+    return listener, turns
+
+
+def _is_hold(raw: str) -> bool:
+    try:
+        obj = json.loads(raw)
+    except (json.JSONDecodeError, ValueError, RecursionError):
+        return False
+    return isinstance(obj, dict) and obj.get("type") == "voice_hold"
 
 
 def client_frame(session: Session, box: Outbox, raw: str, listener: Listener | None = None) -> None:
-    """One text frame from the page: a ping, a playback report (``clip_started`` / ``clip_ended``), or
-    ``voice_end`` (hold-to-talk released)."""
+    """One text frame from the page: a ping, a playback report (``clip_started`` / ``clip_ended``),
+    ``voice_hold`` (hold-to-talk pressed) or ``voice_end`` (released)."""
     try:
         obj = json.loads(raw)
     except (json.JSONDecodeError, ValueError, RecursionError):
@@ -109,6 +146,9 @@ def client_frame(session: Session, box: Outbox, raw: str, listener: Listener | N
     elif kind == "voice_end":
         if listener is not None:
             listener.end_turn()
+    elif kind == "voice_hold":
+        if listener is not None:
+            listener.hold()
     else:
         box.put(ErrorEvent(session=session.id, code="bad_frame", message=BAD_FRAME).wire())
 
