@@ -65,6 +65,10 @@ def test_a_backchannel_or_a_hum_over_the_avatar_holds_it_then_it_resumes_unanswe
     said = [m["content"].lower() for m in history(server, "turns-bc")]
     assert said[0].startswith("here is a long answer") and not any("huh" in m for m in said), said
     assert reply
+    metrics = httpx.get(server + "/metrics", timeout=10).text
+    resumed = next(line for line in metrics.splitlines()
+                   if line.startswith('avatarchat_voice_yields_total{outcome="resumed"}'))
+    assert float(resumed.split()[-1]) >= 2, resumed
 
 
 def test_a_real_question_over_the_avatar_cancels_it_while_still_being_asked_and_is_answered(server: str,

@@ -79,6 +79,9 @@ class Metrics:
         self.false_early_ends = Counter("avatarchat_voice_false_early_ends", "Spoken turns ended sooner than "
                                         "vad_hangover_ms because their words seemed finished, after which the "
                                         "person went on speaking within that hangover", registry=self.registry)
+        self.voice_yields = Counter("avatarchat_voice_yields", "Times the avatar yielded to the person's voice, "
+                                    "by outcome: resumed (a backchannel or noise) or cancelled (a real "
+                                    "interruption)", ["outcome"], registry=self.registry)
 
     def watch_asr(self, pending: Callable[[], int], running: Callable[[], int]) -> None:
         self.registry.register(_AsrLoad(pending, running))

@@ -90,15 +90,19 @@ def _listen(s: Services, session: Session) -> tuple[Listener, Interruption]:
     assert s.voice is not None  # the guard refuses audio when voice input is off
 
     def cancel(held: list[str]) -> None:
+        s.metrics.voice_yields.labels("cancelled").inc()
         cancelled = session.interrupt()
         if cancelled:
             s.metrics.cancelled.inc(len(cancelled))
         for reply in set(held) - {r.id for r in cancelled}:  # over on the server, maybe still held on the page
             session.publish(SpeechCancelled(session=session.id, reply=reply))
 
+    def resume() -> None:
+        s.metrics.voice_yields.labels("resumed").inc()
+        session.publish(Resume(session=session.id))
+
     turns = Interruption(turn_rules(s), lambda: [r.id for r in session.lane.speaking()] if session.lane else [],
-                         lambda: session.publish(Yield(session=session.id)),
-                         lambda: session.publish(Resume(session=session.id)), cancel)
+                         lambda: session.publish(Yield(session=session.id)), resume, cancel)
 
     async def on_final(heard: Heard) -> None:
         verdict = turns.final(heard)
