@@ -283,14 +283,18 @@ def turn_taking(piper, limit: int | None = None) -> tuple[list[list[object]], li
             proc.terminate()
             proc.wait(timeout=30)
     bad = [name for name, r in heard if r["cancelled"] or r["answered"]]
+
+    def median(values: list[float]) -> str:  # nan: no yield (the VAD heard no speech in it) or no cancel
+        kept = [v for v in values if v == v]
+        return f"{statistics.median(kept):.0f}" if kept else "-"
+
     rows = [[f"{len(heard)} backchannels and noises ({len(BACKCHANNELS)} English in 3 voices, Korean, hums)",
              f"{sum(r['cancelled'] for _, r in heard):.0f}", f"{sum(r['answered'] for _, r in heard):.0f}",
-             f"{statistics.median([r['yield_ms'] for _, r in heard]):.0f}", "-",
+             median([r["yield_ms"] for _, r in heard]), "-",
              ", ".join(bad) or "none"],
             [f"{len(asked)} real questions", f"{sum(r['cancelled'] for r in asked):.0f}",
-             f"{sum(r['answered'] for r in asked):.0f}", f"{statistics.median([r['yield_ms'] for r in asked]):.0f}",
-             f"{statistics.median([r['cancel_ms'] for r in asked]):.0f} "
-             f"(worst {max(r['cancel_ms'] for r in asked):.0f})",
+             f"{sum(r['answered'] for r in asked):.0f}", median([r["yield_ms"] for r in asked]),
+             f"{median([r['cancel_ms'] for r in asked])} (worst {max(r['cancel_ms'] for r in asked):.0f})",
              ""]]
     return rows, [[name, f"{r['yield_ms']:.0f}", int(r["cancelled"]), int(r["answered"])] for name, r in heard]
 
