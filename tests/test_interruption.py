@@ -115,3 +115,26 @@ def test_a_short_real_interruption_cancels_at_its_final_and_is_answered() -> Non
     turns.onset()
     assert turns.final(Heard("Stop.", 0.3, -0.4)) == "answer"
     assert avatar.told == ["yield", ("cancel", ["r1"])]
+
+
+async def test_a_check_superseded_by_a_newer_transcription_is_asked_again_at_the_next_frame() -> None:
+    from avatarchat.asr.budget import Superseded
+
+    avatar = Avatar(["r1"])
+    turns = avatar.interruption()
+    answers: list[object] = [Superseded(), Heard("Tell me", 0.6, -0.2)]
+
+    async def words_so_far() -> Heard:
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    turns.words_so_far = words_so_far
+    turns.onset()
+    turns.progress(0.5)
+    await asyncio.sleep(0.01)
+    assert avatar.told == ["yield"]
+    turns.progress(0.55)  # the next frame, not half a second later
+    await asyncio.sleep(0.01)
+    assert avatar.told == ["yield", ("cancel", ["r1"])]

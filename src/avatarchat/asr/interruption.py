@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from avatarchat.asr.backchannel import Backchannels, noise_only
+from avatarchat.asr.budget import Superseded
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +111,11 @@ class Interruption:
         assert self.words_so_far is not None
         try:
             heard = await self.words_so_far()
-        except Exception:  # noqa: BLE001 - superseded or failed: the turn's final decides instead
+        except Superseded:  # a newer speculative transcription took its place: ask again at the next frame
+            if turn == self._turns:
+                self._next_check = 0.0
+            return
+        except Exception:  # noqa: BLE001 - failed: the turn's final decides instead
             return
         if self._held and turn == self._turns and self.rules.real(heard):
             self._cancel(f"words {heard.text[:40]!r}")
