@@ -17,7 +17,7 @@ from collections.abc import Iterable
 DEFAULT_BACKCHANNELS: tuple[str, ...] = (
     "uh huh", "uh-huh", "mm hmm", "mm-hmm", "mhm", "mm", "hmm", "hm", "uh", "um", "ah", "oh", "ooh", "huh",
     "yeah", "yep", "yup", "yes", "okay", "ok", "right", "all right", "alright", "sure", "i see", "got it",
-    "wow", "cool", "nice", "ha", "haha", "hehe", "heh",
+    "wow", "cool", "nice", "ha", "hah", "haha", "he", "hehe", "heh", "ho", "hoho", "hee",
     "네", "예", "응", "어", "아", "음", "그래", "그래요", "그렇구나", "아하", "맞아", "맞아요", "하하", "흠",
 )
 
