@@ -138,3 +138,13 @@ async def test_a_check_superseded_by_a_newer_transcription_is_asked_again_at_the
     turns.progress(0.55)  # the next frame, not half a second later
     await asyncio.sleep(0.01)
     assert avatar.told == ["yield", ("cancel", ["r1"])]
+
+
+def test_a_turn_whose_recognition_failed_leaves_no_hold_behind() -> None:
+    avatar = Avatar(["r1"])
+    turns = avatar.interruption()
+    turns.onset()  # turn 1: its recognition fails, no final comes
+    turns.onset()  # turn 2, while still held: the page is told to hold again
+    assert avatar.told == ["yield", "yield"]
+    assert turns.final(Heard("Yeah.", 0.3, -0.3, turn=2)) == "ignore"
+    assert avatar.told == ["yield", "yield", "resume"] and not turns.holding

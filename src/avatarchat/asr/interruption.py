@@ -40,12 +40,14 @@ Verdict = Literal["answer", "ignore", "not_heard"]
 
 @dataclass(frozen=True)
 class Heard:
-    """A spoken turn: its transcript, how long it was speech (VAD windows, pauses left out) and Whisper's mean
-    token log-probability of the transcript (0.0 when there is none)."""
+    """A spoken turn: its transcript, how long it was speech (VAD windows, pauses left out), Whisper's mean
+    token log-probability of the transcript (0.0 when there is none) and the listener's number of the turn (0:
+    not known; then finals are taken to come one per turn, in order)."""
 
     text: str
     speech_s: float = 0.0
     logprob: float = 0.0
+    turn: int = 0
 
 
 @dataclass(frozen=True)
@@ -91,9 +93,8 @@ class Interruption:
         self._stop_check()
         if not self._held:
             self._held = self._speaking()
-            if self._held:
-                self._on_yield()
         if self._held:
+            self._on_yield()  # again for each turn while held: a page that let go (its own time limit) holds again
             self._held_turns.add(self._turns)
 
     def progress(self, speech_s: float) -> None:
@@ -124,7 +125,7 @@ class Interruption:
         """What to do with a turn's final transcript: ``answer`` it, ``ignore`` it (a backchannel or noise the
         avatar held for: it resumes), or say it was ``not_heard`` (no words, and the avatar was not held)."""
         self._finals += 1
-        turn = self._finals  # finals come in the order their turns began
+        turn = heard.turn or self._finals  # (a turn whose recognition failed has no final)
         newer = turn < self._turns  # another turn has started since: it holds the avatar now
         was_held = turn in self._held_turns
         self._held_turns.discard(turn)

@@ -158,7 +158,7 @@ class Listener:
         result = await self._transcribe(self._audio(end), final=False)
         if turn == self._turn and self.stream.speaking and result.text:
             self._publish(TranscriptEvent(session=self.session_id, text=result.text, final=False))
-        return Heard(result.text, speech, result.logprob)
+        return Heard(result.text, speech, result.logprob, turn)
 
     async def aclose(self) -> None:
         tasks = [self._runner, *self._tasks]
@@ -243,7 +243,7 @@ class Listener:
             self._guess = None
             self._publish(VadState(session=self.session_id, state="silence"))
             speech_s = self.stream.voiced / SAMPLE_RATE
-            self._final = self._spawn(self._finish(self._audio(ev.sample), guess, self._final, speech_s))
+            self._final = self._spawn(self._finish(self._audio(ev.sample), guess, self._final, speech_s, self._turn))
 
     def _drop_guess(self) -> None:
         if self._guess is not None:
@@ -271,7 +271,7 @@ class Listener:
             self._publish(TranscriptEvent(session=self.session_id, text=result.text, final=False))
 
     async def _finish(self, audio: np.ndarray, guess: asyncio.Future | None, previous: asyncio.Task | None,
-                      speech_s: float = 0.0) -> None:
+                      speech_s: float = 0.0, turn: int = 0) -> None:
         if guess is not None:
             self.voice.budget.promote(guess)  # not started yet: it waits with the finals now
         else:
@@ -293,7 +293,7 @@ class Listener:
                                      message="Speech recognition failed; please say it again or type it."))
             return
         self._publish(TranscriptEvent(session=self.session_id, text=result.text, final=True))
-        await self._on_final(Heard(result.text, speech_s, result.logprob))
+        await self._on_final(Heard(result.text, speech_s, result.logprob, turn))
 
     # -- audio buffer ---------------------------------------------------------------------------------------
     def _end(self) -> int:
