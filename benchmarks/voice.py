@@ -12,9 +12,13 @@ is really loud, so the true start and end of each sentence are known. Reports:
   early ends (a turn ended by the short hangover of a finished sentence, after which the person went on: the
   server's ``avatarchat_voice_false_early_ends_total``), with a turn that pauses 0.3 s after a full stop;
   listening (issue 20): the listening loop's head rotation and the page's nod timing (benchmarks/listening.py).
+  turn-taking (issue 20): backchannels and noises said while the avatar speaks (several voices, English and
+  Korean, hums; how many cancelled its reply or got an answer) and real questions over it (speech onset -> the
+  avatar yields, -> its reply is cancelled).
 
-    .venv/bin/python benchmarks/voice.py [--runs 4] [--latency-only]   (--latency-only: the server part only,
-    printed with the machine's load, BENCHMARKS.md left alone: for short runs on a shared machine)
+    .venv/bin/python benchmarks/voice.py [--runs 4] [--latency-only] [--turns-only [--clips N]]
+    (--latency-only / --turns-only: that server part only, printed with the machine's load, BENCHMARKS.md left
+    alone: for short runs on a shared machine; --clips: at most N backchannel clips, for a quick check)
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.latency import new_session, start_server  # noqa: E402
 from benchmarks.listening import listening_rows  # noqa: E402
 from benchmarks.report import table, write_section  # noqa: E402
-from tests.voice_audio import RATE, noise, silence, speak, to_16k  # noqa: E402
+from tests.voice_audio import RATE, hum, noise, silence, speak, to_16k  # noqa: E402
 
 SENTENCES = [
     "Hello avatar, what can you tell me about the weather today?",
@@ -130,7 +134,8 @@ class Socket:
     arrives, within a few ms)."""
 
     def __init__(self, base: str) -> None:
-        self.ws = connect(base.replace("http://", "ws://") + f"/ws?session_id={new_session(base)}")
+        self.session = new_session(base)
+        self.ws = connect(base.replace("http://", "ws://") + f"/ws?session_id={self.session}")
         self.events: list[tuple[float, dict]] = []
 
     def pump(self, until: float) -> None:
@@ -217,6 +222,89 @@ def paused_turn(base: str, piper) -> dict[str, float]:
     return {"turns": float(len(finals))}
 
 
+BACKCHANNELS = ["Uh huh.", "Mm hmm.", "Yeah.", "Okay.", "Right.", "Yes.", "Ha ha ha.", "I see."]
+KOREAN_BACKCHANNELS = ["네.", "응.", "그래."]
+QUESTIONS = ["Tell me more about the weather in the mountains, please.", "Wait, what did you say about robots?",
+             "Can you explain how the renderer works?"]
+LONG_ANSWER = ("Here is a long answer that keeps the avatar talking for a while. It has several sentences, each of "
+               "them said in turn. The person may say something while it speaks. Then we see what the avatar does.")
+
+
+def turn_clips(piper, limit: int | None = None) -> list[tuple[str, np.ndarray]]:
+    """Backchannels in three English voices, Korean ones in espeak's Korean voice, and two hums (no words)."""
+    from avatarchat.tts.espeak import EspeakTTS
+
+    espeak = EspeakTTS()
+    clips = [(f"{voice}: {text}", speak(tts, text, voice)) for tts, voice in (
+        (piper, "en_US-joe-medium"), (piper, "en_US-joe-medium+female"), (espeak, "en-us")) for text in BACKCHANNELS]
+    clips += [(f"ko: {text}", speak(espeak, text, "ko")) for text in KOREAN_BACKCHANNELS]
+    clips += [("hum 0.6 s", hum(0.6)), ("hum 0.9 s, 220 Hz", hum(0.9, f0=220.0))]
+    return clips[:limit] if limit else clips
+
+
+def over_the_avatar(base: str, audio: np.ndarray) -> dict[str, float]:
+    """One session: a long typed reply whose first clip the page reports playing, then ``audio`` (after 0.3 s
+    of silence) streamed in real time. Whether the reply was cancelled, whether the turn got an answer (a new
+    reply or the not-heard cue), and ms from the speech onset to ``yield`` and to ``speech_cancelled``."""
+    sock = Socket(base)
+    time.sleep(0.2)
+    httpx.post(base + "/chat", json={"session_id": sock.session, "message": LONG_ANSWER}, timeout=60)
+    clip = sock.first("clip_ready", 0.0, timeout=60)
+    sock.ws.send(json.dumps({"type": "clip_started", "reply": clip[1]["reply"], "seq": clip[1]["seq"]}))
+    lead = silence(0.3)
+    sent = sock.stream(np.concatenate([lead, audio, silence(1.2)]))
+    onset = sent.at(len(lead))
+    verdict = None
+    deadline = time.perf_counter() + 15
+    while verdict is None and time.perf_counter() < deadline:
+        sock.pump(time.perf_counter() + 0.1)
+        for _, ev in sock.events:
+            if ev["type"] in ("resume", "reply_text", "not_heard") and ev.get("reply") != clip[1]["reply"]:
+                verdict = ev
+    sock.pump(time.perf_counter() + 1.0)
+    yielded = sock.first("yield", sent.t0, timeout=0)
+    cancelled = sock.first("speech_cancelled", sent.t0, timeout=0, reply=clip[1]["reply"])
+    answered = any(ev["type"] in ("reply_text", "not_heard") and ev.get("reply") != clip[1]["reply"]
+                   for t, ev in sock.events if t >= sent.t0)
+    sock.ws.close()
+    return {"cancelled": float(cancelled is not None), "answered": float(answered),
+            "yield_ms": (yielded[0] - onset) * 1000 if yielded else float("nan"),
+            "cancel_ms": (cancelled[0] - onset) * 1000 if cancelled else float("nan")}
+
+
+def turn_taking(piper, limit: int | None = None) -> tuple[list[list[object]], list[list[object]]]:
+    clips = turn_clips(piper, limit)
+    questions = [speak(piper, q) for q in QUESTIONS[: 1 if limit else None]]
+    with tempfile.TemporaryDirectory() as tmp:
+        proc, base = start_server(Path(tmp))
+        try:
+            time.sleep(3)  # the ASR model loads in the background after start-up
+            heard = [(name, over_the_avatar(base, pcm)) for name, pcm in clips]
+            asked = [over_the_avatar(base, pcm) for pcm in questions]
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+    bad = [name for name, r in heard if r["cancelled"] or r["answered"]]
+
+    def median(values: list[float]) -> str:  # nan: no yield (the VAD heard no speech in it) or no cancel
+        kept = [v for v in values if v == v]
+        return f"{statistics.median(kept):.0f}" if kept else "-"
+
+    rows = [[f"{len(heard)} backchannels and noises ({len(BACKCHANNELS)} English in 3 voices, Korean, hums)",
+             f"{sum(r['cancelled'] for _, r in heard):.0f}", f"{sum(r['answered'] for _, r in heard):.0f}",
+             median([r["yield_ms"] for _, r in heard]), "-",
+             ", ".join(bad) or "none"],
+            [f"{len(asked)} real questions", f"{sum(r['cancelled'] for r in asked):.0f}",
+             f"{sum(r['answered'] for r in asked):.0f}", median([r["yield_ms"] for r in asked]),
+             f"{median([r['cancel_ms'] for r in asked])} (worst {max(r['cancel_ms'] for r in asked):.0f})",
+             ""]]
+    return rows, [[name, f"{r['yield_ms']:.0f}", int(r["cancelled"]), int(r["answered"])] for name, r in heard]
+
+
+TURN_HEAD = ["said over the avatar", "cancelled", "answered", "onset -> yield ms (median)",
+             "onset -> cancel ms (median)", "cancelled or answered"]
+
+
 def latency_rows(runs: list[dict[str, float]]) -> list[list[object]]:
     med = {k: statistics.median([r[k] for r in runs if k in r]) for k in runs[0]}
     worst = {k: max(r[k] for r in runs if k in r) for k in runs[0]}
@@ -256,12 +344,21 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=4)
     parser.add_argument("--latency-only", action="store_true")
+    parser.add_argument("--turns-only", action="store_true")
+    parser.add_argument("--clips", type=int, default=None)
     args = parser.parse_args()
     from avatarchat.tts.espeak import EspeakTTS
     from avatarchat.tts.piper import PiperTTS
 
     piper = PiperTTS()
     piper.warm_up()
+    if args.turns_only:
+        load = os.getloadavg()
+        rows, per_clip = turn_taking(piper, args.clips)
+        print(f"load average before: {load[0]:.2f}, after: {os.getloadavg()[0]:.2f}")
+        print(table(TURN_HEAD, rows))
+        print(table(["clip", "yield ms", "cancelled", "answered"], per_clip))
+        return
     if args.latency_only:
         load = os.getloadavg()
         runs, early = server_runs(args.runs, [speak(piper, s) for s in SENTENCES], piper)
@@ -276,6 +373,7 @@ def main() -> None:
     shape_rtf = reshape_cost(piper)
     vad_rows = vad_timing(clips["piper:en_US-joe-medium"] + clips["espeak:en-us"])
     runs, early = server_runs(args.runs, clips["piper:en_US-joe-medium"], piper)
+    turn_rows, _ = turn_taking(piper)
     false_rows = [["room noise (rms 150, ~-47 dBFS) while a clip plays",
                    f"{sum(r['false_noise'] for r in runs):.0f} / {len(runs)}"],
                   ["the clip's own audio fed back raw (no echo cancellation)",
@@ -304,7 +402,11 @@ def main() -> None:
             + "\n\nListening while the person speaks (issue 20; `benchmarks/listening.py`, whose section has the "
             "details: the loop measured from its frames by a face-mesh pass, the page's rules fed Piper phrases "
             "with known pauses):\n\n"
-            + table(["", "measured", "target", "met"], listening_rows(piper)))
+            + table(["", "measured", "target", "met"], listening_rows(piper))
+            + "\n\nTurn-taking (a long typed reply playing, its first clip reported started; then the clip streamed "
+            "in real time; target: none cancelled or answered, a real question yields within 150 ms of its onset "
+            "and cancels within 700 ms):\n\n"
+            + table(TURN_HEAD, turn_rows))
     write_section("voice", "Voice input", body, "python benchmarks/voice.py")
 
 

@@ -10,6 +10,7 @@ import pytest
 
 from avatarchat.asr import asr_language
 from avatarchat.asr.base import Transcript
+from avatarchat.asr.interruption import Heard
 from avatarchat.asr.listener import VoiceInput
 from avatarchat.asr.vad import SileroModel, VadStream, speech_segments
 from avatarchat.asr.whisper import WhisperASR
@@ -126,8 +127,8 @@ async def test_listener_reports_onset_then_one_final_and_keeps_sessions_apart(va
     onsets: list[str] = []
 
     def make(name: str):
-        async def on_final(text: str) -> None:
-            finals.append(f"{name}:{text}")
+        async def on_final(heard: Heard) -> None:
+            finals.append(f"{name}:{heard.text}")
         return voice.listener(name, out[name].append, lambda: onsets.append(name), on_final)
 
     a, b = make("a"), make("b")

@@ -18,6 +18,7 @@ import pytest
 from websockets.sync.client import connect
 
 from avatarchat.asr.early import EarlyStarts
+from avatarchat.asr.interruption import Heard
 from avatarchat.asr.listener import VoiceInput
 from avatarchat.asr.vad import WINDOW, SileroModel
 from avatarchat.asr.whisper import WhisperASR
@@ -168,8 +169,8 @@ async def test_the_listener_starts_an_answer_at_a_finished_pause_and_drops_it_wh
     log: list[tuple[str, str]] = []
     finals: list[str] = []
 
-    async def on_final(text: str) -> None:
-        finals.append(text)
+    async def on_final(heard: Heard) -> None:
+        finals.append(heard.text)
 
     listener = voice.listener("early", lambda ev: None, lambda: None, on_final,
                               start_early=lambda text: FakeEarly(text, log))

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from avatarchat.asr.endpoint import ending
+from avatarchat.asr.interruption import Heard
 from avatarchat.asr.listener import Listener, VoiceInput
 from avatarchat.asr.vad import WINDOW, SileroModel
 from avatarchat.asr.whisper import WhisperASR
@@ -34,8 +35,9 @@ async def turn_end(voice: VoiceInput, audio: np.ndarray,
     which it was ended, the finals, and the listener (for its counters)."""
     finals: list[str] = []
 
-    async def on_final(text: str) -> None:
-        finals.append(text)
+    async def on_final(heard: Heard) -> None:
+        if heard.text:
+            finals.append(heard.text)
 
     listener = voice.listener("turns", lambda ev: None, lambda: None, on_final)
     try:

@@ -48,3 +48,11 @@ def write_wav(path: Path, pcm: np.ndarray, rate: int = RATE) -> Path:
         w.setframerate(rate)
         w.writeframes(pcm.astype("<i2").tobytes())
     return path
+
+
+def hum(seconds: float = 0.6, f0: float = 140.0, level: int = 8000) -> np.ndarray:
+    """A closed-mouth hum (a harmonic tone with soft edges): the VAD takes it for speech, Whisper finds no words."""
+    t = np.arange(int(seconds * RATE)) / RATE
+    envelope = np.minimum(1.0, np.minimum(t / 0.05, (seconds - t) / 0.08))
+    x = sum(np.sin(2 * np.pi * f0 * k * t) / k for k in range(1, 12)) * envelope
+    return (x / np.abs(x).max() * level).astype(np.int16)

@@ -104,3 +104,25 @@ class TranscriptEvent(Event):
     type: Literal["transcript"] = "transcript"
     text: str
     final: bool
+
+
+class Yield(Event):
+    """Voice input: the person started speaking while the avatar speaks; it holds (the page ducks the voice and
+    pauses the clip at its frame) until ``resume`` or, for a real interruption, ``speech_cancelled``."""
+
+    type: Literal["yield"] = "yield"
+
+
+class Resume(Event):
+    """Voice input: what held the avatar was a backchannel or a noise; it goes on where it held."""
+
+    type: Literal["resume"] = "resume"
+
+
+class NotHeard(Event):
+    """Voice input: a turn with no words. ``text`` is the avatar's cue; ``reply`` is there when it is also
+    spoken (its clips follow as for any reply), absent when the avatar was busy (text only)."""
+
+    type: Literal["not_heard"] = "not_heard"
+    text: str
+    reply: str | None = None

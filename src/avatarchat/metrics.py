@@ -90,6 +90,10 @@ class Metrics:
         self.early_wasted_clips = Counter("avatarchat_voice_early_wasted_clips", "Clips rendered for early answers "
                                           "that were discarded (work thrown away)", registry=self.registry)
 
+        self.voice_yields = Counter("avatarchat_voice_yields", "Times the avatar yielded to the person's voice, "
+                                    "by outcome: resumed (a backchannel or noise) or cancelled (a real "
+                                    "interruption)", ["outcome"], registry=self.registry)
+
     def early_answer(self, outcome: str, clips: int) -> None:
         self.early_answers.labels(outcome).inc()
         if clips:

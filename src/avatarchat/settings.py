@@ -30,6 +30,12 @@ def bundled_gallery() -> Path:
 CHARS_PER_SENTENCE = 110
 
 
+def _default_backchannels() -> list[str]:
+    from avatarchat.asr.backchannel import DEFAULT_BACKCHANNELS  # imported late: avatarchat.asr imports settings
+
+    return list(DEFAULT_BACKCHANNELS)
+
+
 class Settings(BaseSettings):
     """Every knob of the server. The field descriptions are README.md's settings table (scripts/settings_table.py)."""
 
@@ -233,6 +239,29 @@ class Settings(BaseSettings):
                                                         "until the turn ends with those words, and nothing at all if"
                                                         " the person goes on (it is thrown away). Embedded mode "
                                                         "only: Redis mode answers when the turn ends."))
+    interrupt_check_ms: int = Field(500, ge=64, le=5000, description=(
+        "Voice input while the avatar speaks: it yields (holds) at the onset of speech, and once the speech has "
+        "lasted this long its words so far are checked (again after each further interval): a word that is not "
+        "a backchannel cancels the reply. A shorter turn is judged by its final transcript."))
+    interrupt_max_speech_ms: int = Field(1500, ge=64, le=30000, description=(
+        "Voice input while the avatar speaks: speech this long cancels the reply whatever its words (someone "
+        "talking that speech recognition cannot follow). Backchannels and laughs measured 0.3-0.8 s."))
+    interrupt_min_logprob: float = Field(-0.65, le=0, description=(
+        "Voice input while the avatar speaks: a turn shorter than interrupt_max_speech_ms whose transcript has a "
+        "mean token log-probability below this is not an interruption (Whisper invents words for a short sound: "
+        "'Uh.' heard as 'That's it.' at -0.74; real short words measured -0.16 to -0.61); `-100`: every worded "
+        "turn counts."))
+    backchannels: Annotated[list[str], NoDecode] = Field(
+        default_factory=_default_backchannels, description=(
+            "Comma-separated words and phrases that, alone or together, neither interrupt the avatar nor get "
+            "an answer while it speaks (matched without case, punctuation or hyphens: 'Uh huh.' is 'uh-huh'; "
+            "noise marks like '(coughs)' count as no words). While the avatar is idle they are answered (a "
+            "'yes' can answer its question). Default: English and Korean ones, see `asr/backchannel.py`."))
+    not_heard_text: str = Field("Sorry, I didn't catch that.", description=(
+        "What the avatar says to a spoken turn with no words (spoken when it is idle, shown either way); not "
+        "kept in the conversation's history."))
+    not_heard_text_ko: str = Field("죄송해요, 잘 못 들었어요.", description=(
+        "not_heard_text for a session whose voice speaks Korean."))
     redis_url: str | None = Field(None, description=("Redis mode (see [docs/deploy.md](docs/deploy.md)): `serve` hands"
                                                      " speech jobs to `avatarchat worker` processes through this Redis"
                                                      " (e.g. `redis://host:6379/0`) and runs none itself unless given "
@@ -309,7 +338,7 @@ class Settings(BaseSettings):
             raise ValueError("chunk_growth must be 0 (off) or more than 1")
         return v
 
-    @field_validator("access_keys", "allowed_hosts", "trusted_proxies", mode="before")
+    @field_validator("access_keys", "allowed_hosts", "trusted_proxies", "backchannels", mode="before")
     @classmethod
     def _comma_list(cls, value: object) -> object:
         """``a,b`` in the environment, a list in code."""

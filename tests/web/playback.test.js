@@ -22,12 +22,14 @@ function rig({ probe = "ok", playRejects = null } = {}) {
     },
     enter(slot, prev) { log.push(["enter", slot, prev]); },
     leave(slot) { log.push(["leave", slot]); layers[slot].paused = true; },
+    hold(slot) { log.push(["hold", slot, layers[slot].time]); layers[slot].paused = true; layers[slot].volume = 0.2; },
+    release(slot) { log.push(["release", slot, layers[slot].time]); layers[slot].paused = false; layers[slot].volume = 1; },
     time: (slot) => layers[slot].time,
     paused: (slot) => layers[slot].paused,
     probe: (url) => { log.push(["probe", url]); return Promise.resolve(typeof probe === "function" ? probe(url) : probe); },
   };
   const reports = [], notices = [];
-  const stats = { clipsPlayed: [], gapsMs: [], errors: [], lost: [] };
+  const stats = { clipsPlayed: [], gapsMs: [], errors: [], lost: [], holds: [], releases: [] };
   const player = createPlayer(media, {
     now: () => clock,
     timers: { set: (f, ms) => { timers.push({ f, at: clock + ms }); return timers.length - 1; }, clear: (i) => { timers[i] = null; } },
@@ -262,4 +264,65 @@ test("the probe tells a gone clip, a refused one, a failed request and an outage
   assert.equal(await probeClip("/clips/a.mp4", fake("throw", 200)), "retry");
   // Nothing answers: an outage, during which nothing is counted.
   assert.equal(await probeClip("/clips/a.mp4", fake("throw", "throw")), "offline");
+});
+
+test("a hold pauses the playing clip at its frame and starts nothing; release goes on from that frame", async () => {
+  const r = rig();
+  r.player.clip(r.clip("a", 0));
+  r.player.clip(r.clip("a", 1));
+  r.player.done({ reply: "a", sentences: 2 });
+  await r.settle();
+  r.player.playing(r.active());
+  r.layers[r.active()].time = 0.7;
+  r.player.hold();
+  assert.equal(r.player.held, true);
+  assert.deepEqual(r.log.filter((e) => e[0] === "hold"), [["hold", 0, 0.7]]);
+  assert.equal(r.layers[0].paused, true);
+  assert.equal(r.layers[0].url, "/clips/a-0.mp4", "the held clip stays on its layer: no black frame, no jump");
+  assert.ok(!r.log.some((e) => e[0] === "leave"), "held is not idle: the clip stays shown");
+  await r.advance(5000);
+  await r.tick();
+  assert.equal(r.stats.errors.length, 0, "a held clip is not a stalled one");
+  r.player.release();
+  assert.deepEqual(r.log.filter((e) => e[0] === "release"), [["release", 0, 0.7]]);
+  assert.equal(r.playingUrl(), "/clips/a-0.mp4");
+  await r.playOut();
+  assert.equal(r.playingUrl(), "/clips/a-1.mp4");
+  assert.deepEqual(r.stats.holds.map((h) => [h.reply, h.seq, h.time]), [["a", 0, 0.7]]);
+  assert.deepEqual(r.stats.releases.map((h) => [h.reply, h.seq, h.time]), [["a", 0, 0.7]]);
+});
+
+test("clips that arrive during a hold wait for the release", async () => {
+  const r = rig();
+  r.player.hold();
+  r.player.clip(r.clip("a", 0));
+  await r.settle();
+  assert.equal(r.active(), null, "nothing starts while the avatar yields");
+  r.player.release();
+  await r.settle();
+  assert.equal(r.playingUrl(), "/clips/a-0.mp4");
+});
+
+test("a cancel ends the hold: the held reply goes, the next one plays", async () => {
+  const r = rig();
+  r.player.clip(r.clip("a", 0));
+  await r.settle();
+  r.player.playing(r.active());
+  r.player.hold();
+  r.player.cancel("a");
+  assert.equal(r.player.held, false);
+  assert.equal(r.active(), null);
+  r.player.clip(r.clip("b", 0));
+  await r.settle();
+  assert.equal(r.playingUrl(), "/clips/b-0.mp4");
+});
+
+test("a hold that is never released ends by itself", async () => {
+  const r = rig();
+  r.player.clip(r.clip("a", 0));
+  await r.settle();
+  r.player.hold();
+  await r.advance(16000);
+  assert.equal(r.player.held, false);
+  assert.equal(r.layers[r.active()].paused, false);
 });

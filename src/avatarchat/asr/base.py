@@ -21,6 +21,7 @@ class Transcript:
     language: str  # what the backend recognised ("en"), or the language it was told to use
     audio_s: float  # seconds of audio transcribed
     compute_s: float  # seconds the backend spent on it
+    logprob: float = 0.0  # mean token log-probability of the text (Whisper's avg_logprob); 0.0: not known
 
 
 class ASR(Protocol):

@@ -12,6 +12,12 @@ throws that guess away. How long the silence must last depends on that guess (``
 sentence ends the turn sooner than a trailing "and". A guess that is a finished sentence may start the answer
 at once, held back until the turn ends with those words (``early.py``). Finals are delivered in order.
 Recognition goes through the shared ``AsrBudget``, which takes turns between sockets.
+
+While a turn goes on, ``on_progress`` hears how many seconds of it were speech, and ``words_so_far`` transcribes
+it up to now (the socket's ``Interruption`` asks, to tell a real interruption from a backchannel, see
+interruption.py). Every final, empty ones too, reaches ``on_final`` as a ``Heard`` (unless an early answer took
+it). Hold-to-talk: ``hold`` (the button pressed) keeps the turn open across any pause, ``end_turn`` (released)
+ends it at once.
 """
 
 from __future__ import annotations
@@ -24,10 +30,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from avatarchat.asr.base import ASR, SAMPLE_RATE
+from avatarchat.asr.base import ASR, SAMPLE_RATE, Transcript
 from avatarchat.asr.budget import AsrBudget, Superseded, TooMuchSpeech
 from avatarchat.asr.early import Early, EarlyStarts, Outcome
 from avatarchat.asr.endpoint import Ending, ending
+from avatarchat.asr.interruption import Heard
 from avatarchat.asr.vad import SileroModel, VadEvent, VadStream
 from avatarchat.events import ErrorEvent, Event, TranscriptEvent, VadState
 
@@ -38,6 +45,7 @@ MAX_TURN_S = 28.0  # Whisper hears 30 s at a time: a longer turn is cut here
 PARTIAL_EVERY_S = 1.0
 QUEUE_FRAMES = 64  # frames waiting for the VAD (64 x 60 ms: about 4 s of audio)
 EARLY_AFTER_MS = 150.0  # silence before an answer may start early: shorter pauses are mostly inside a sentence
+HOLD = "hold"  # in the frame queue: hold-to-talk pressed (kept in order with the audio before it)
 
 
 class VoiceInput:
@@ -81,12 +89,14 @@ class VoiceInput:
         return events
 
     def listener(self, session_id: str, publish: Callable[[Event], None], on_speech: Callable[[], None],
-                 on_final: Callable[[str], Awaitable[object]],
+                 on_final: Callable[[Heard], Awaitable[object]],
+                 on_progress: Callable[[float], None] | None = None,
                  start_early: Callable[[str], Early | None] | None = None,
                  language: Callable[[], str | None] | None = None) -> Listener:
-        """``start_early(text)``: answer a turn provisionally at its pause (see early.py); None: never.
+        """``on_progress(speech_s)``: the current turn's speech so far, at every frame while it goes on.
+        ``start_early(text)``: answer a turn provisionally at its pause (see early.py); None: never.
         ``language``: the language its speech is heard in, asked at each recognition (default ``language``)."""
-        listener = Listener(self, session_id, publish, on_speech, on_final, start_early)
+        listener = Listener(self, session_id, publish, on_speech, on_final, on_progress, start_early)
         if language is not None:
             self.budget.hears(listener, language)
         return listener
@@ -108,13 +118,15 @@ class Listener:
     (ASR: time holding an ASR thread, as CTranslate2 computes in threads of its own; VAD: CPU time)."""
 
     def __init__(self, voice: VoiceInput, session_id: str, publish: Callable[[Event], None],
-                 on_speech: Callable[[], None], on_final: Callable[[str], Awaitable[object]],
+                 on_speech: Callable[[], None], on_final: Callable[[Heard], Awaitable[object]],
+                 on_progress: Callable[[float], None] | None = None,
                  start_early: Callable[[str], Early | None] | None = None) -> None:
         self.voice, self.session_id = voice, session_id
         self._publish, self._on_speech, self._on_final = publish, on_speech, on_final
+        self._on_progress = on_progress
         # The stream's own hangover is the longest; the listener ends a turn sooner when its words allow.
         self.stream = VadStream(voice.vad_model, voice.threshold, max(voice.hangovers_ms.values()))
-        self.queue: asyncio.Queue[np.ndarray | None] = asyncio.Queue(maxsize=QUEUE_FRAMES)
+        self.queue: asyncio.Queue[np.ndarray | str | None] = asyncio.Queue(maxsize=QUEUE_FRAMES)
         self._chunks: list[np.ndarray] = []
         self._base = 0  # absolute sample index of self._chunks[0][0]
         self._turn = 0
@@ -147,6 +159,23 @@ class Listener:
         except asyncio.QueueFull:
             pass
 
+    def hold(self) -> None:
+        """Hold-to-talk pressed: until ``end_turn``, no pause ends the turn (one message per press)."""
+        try:
+            self.queue.put_nowait(HOLD)
+        except asyncio.QueueFull:
+            self.stream.holding = True  # the frames queued before it are all this turn's anyway
+
+    async def words_so_far(self) -> Heard:
+        """The current turn transcribed up to now (speculative: a newer guess may supersede it), also sent to
+        the page as a partial transcript."""
+        turn, end, speech = self._turn, self.stream.samples, self.stream.voiced / SAMPLE_RATE
+        self._partial_at = end
+        result = await self._transcribe(self._audio(end), final=False)
+        if turn == self._turn and self.stream.speaking and result.text:
+            self._publish(TranscriptEvent(session=self.session_id, text=result.text, final=False))
+        return Heard(result.text, speech, result.logprob, turn)
+
     async def aclose(self) -> None:
         tasks = [self._runner, *self._tasks]
         for t in tasks:
@@ -163,7 +192,11 @@ class Listener:
     async def _run(self) -> None:
         while True:
             pcm = await self.queue.get()
+            if isinstance(pcm, str):
+                self.stream.holding = True
+                continue
             if pcm is None:
+                self.stream.holding = False
                 events = self._cut()
             else:
                 self._chunks.append(pcm)
@@ -175,6 +208,8 @@ class Listener:
                     self._on_event(ev)
             self._maybe_end()
             self._maybe_early()
+            if self.stream.speaking and self._on_progress is not None:
+                self._on_progress(self.stream.voiced / SAMPLE_RATE)
             self._maybe_partial()
             if not self.stream.speaking:
                 self._trim(self._end() - int(PRE_ROLL_S * SAMPLE_RATE))
@@ -182,7 +217,7 @@ class Listener:
     def _maybe_end(self) -> None:
         """End the turn once its silence is as long as its words ask for (see ``endpoint.py``)."""
         since = self.stream.silence_since
-        if since is None:
+        if since is None or self.stream.holding:
             return
         if (self.stream.samples - since) * 1000 / SAMPLE_RATE >= self.voice.hangovers_ms[self._said_until(since)]:
             for ev in self._cut():
@@ -229,15 +264,16 @@ class Listener:
             guess = self._guess[1] if self._guess and self._guess[0] == ev.sample else None
             self._guess = None
             self._publish(VadState(session=self.session_id, state="silence"))
+            speech_s = self.stream.voiced / SAMPLE_RATE
             self._final = self._spawn(self._finish(self._audio(ev.sample), guess, self._final,
-                                                   self.early.take(ev.sample)))
+                                                   self.early.take(ev.sample), speech_s, self._turn))
 
     def _maybe_early(self) -> None:
         """Once the pause's speculative transcript is ready and the silence has lasted ``EARLY_AFTER_MS``, its
         words may start the answer (early.py); at most once a pause."""
         since = self.stream.silence_since
-        if not self.early.enabled or since is None or self._guess is None or self._guess[0] != since \
-                or not self._guess[1].done():
+        if not self.early.enabled or since is None or self.stream.holding or self._guess is None \
+                or self._guess[0] != since or not self._guess[1].done():
             return
         if self.early.considered == since or (self.stream.samples - since) * 1000 / SAMPLE_RATE < EARLY_AFTER_MS:
             return
@@ -276,22 +312,22 @@ class Listener:
             self._publish(TranscriptEvent(session=self.session_id, text=result.text, final=False))
 
     async def _finish(self, audio: np.ndarray, guess: asyncio.Future | None, previous: asyncio.Task | None,
-                      early: Early | None = None) -> None:
+                      early: Early | None = None, speech_s: float = 0.0, turn: int = 0) -> None:
         try:
-            text = await self._recognise(audio, guess, previous)
+            result = await self._recognise(audio, guess, previous)
         except BaseException:
             if early is not None:
                 self.early.discard(early)
             raise
-        if text is not None:
-            self._publish(TranscriptEvent(session=self.session_id, text=text, final=True))
-        if early is not None and await self.early.settle(early, text or None):
+        if result is not None:
+            self._publish(TranscriptEvent(session=self.session_id, text=result.text, final=True))
+        if early is not None and await self.early.settle(early, result.text if result is not None else None):
             return  # answered at the pause: its events have just gone out
-        if text:
-            await self._on_final(text)
+        if result is not None:
+            await self._on_final(Heard(result.text, speech_s, result.logprob, turn))
 
     async def _recognise(self, audio: np.ndarray, guess: asyncio.Future | None,
-                         previous: asyncio.Task | None) -> str | None:
+                         previous: asyncio.Task | None) -> Transcript | None:
         """The turn's final transcript, after the previous turn's; None (the page is told) when it failed."""
         if guess is not None:
             self.voice.budget.promote(guess)  # not started yet: it waits with the finals now
@@ -313,7 +349,7 @@ class Listener:
             self._publish(ErrorEvent(session=self.session_id, code="backend_error",
                                      message="Speech recognition failed; please say it again or type it."))
             return None
-        return result.text
+        return result
 
     # -- audio buffer ---------------------------------------------------------------------------------------
     def _end(self) -> int:

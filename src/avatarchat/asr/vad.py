@@ -8,7 +8,9 @@ it into 32 ms windows, so the frame size on the wire and the model's window need
 Turns: speech starts once ``MIN_SPEECH_WINDOWS`` windows in a row score at least ``threshold``; it ends
 after ``hangover_ms`` of windows below ``threshold - 0.15`` (hysteresis, so a soft syllable does not end a
 turn). The first silent window is reported as a *pause*, which lets the listener start transcribing while
-the hangover runs; speech in the hangover is a *resume*.
+the hangover runs; speech in the hangover is a *resume*. While ``holding`` (hold-to-talk: the button is down)
+silence never ends a turn; only ``flush`` (the button released) does. ``voiced`` counts the samples of the
+current turn that were speech (windows at or above the lower threshold, the hangover's silence left out).
 """
 
 from __future__ import annotations
@@ -84,6 +86,8 @@ class VadStream:
         self._pending = np.zeros(0, np.float32)  # samples not yet making a whole window
         self.samples = 0  # samples fed into windows so far
         self.speaking = False
+        self.holding = False
+        self.voiced = 0  # samples of speech in the current turn
         self._run = 0  # windows in a row above threshold (before a start)
         self._run_start = 0
         self._silent = 0  # windows in a row below neg_threshold (while speaking)
@@ -115,6 +119,7 @@ class VadStream:
                 self._run += 1
                 if self._run >= MIN_SPEECH_WINDOWS:
                     self.speaking, self._run, self._silent = True, 0, 0
+                    self.voiced = MIN_SPEECH_WINDOWS * WINDOW
                     return [VadEvent("start", self._run_start)]
             else:
                 self._run = 0
@@ -125,10 +130,12 @@ class VadStream:
                 self._pause_at = at
                 if self.hangover_windows > 1:
                     return [VadEvent("pause", at)]
-            if self._silent >= self.hangover_windows:
+            if self._silent >= self.hangover_windows and not self.holding:
                 self.speaking, self._silent = False, 0
                 return [VadEvent("end", self._pause_at)]
-        elif p >= self.threshold and self._silent:
+            return []
+        self.voiced += WINDOW
+        if p >= self.threshold and self._silent:
             self._silent = 0
             return [VadEvent("resume", at)]
         return []

@@ -64,9 +64,10 @@ class WhisperASR:
         t0 = time.perf_counter()
         segments, info = model.transcribe(audio, language=language, beam_size=1, without_timestamps=True,
                                           condition_on_previous_text=False, vad_filter=False)
-        kept = [s.text.strip() for s in segments if not (s.no_speech_prob > 0.6 and s.avg_logprob < -1.0)]
-        text = " ".join(t for t in kept if t)
+        kept = [s for s in segments if not (s.no_speech_prob > 0.6 and s.avg_logprob < -1.0)]
+        text = " ".join(t for t in (s.text.strip() for s in kept) if t)
         if text.lower().strip(" .!?,") in NOISE_TEXTS:
             text = ""
+        logprob = sum(s.avg_logprob for s in kept) / len(kept) if kept and text else 0.0
         return Transcript(text=text, language=info.language, audio_s=len(audio) / SAMPLE_RATE,
-                          compute_s=time.perf_counter() - t0)
+                          compute_s=time.perf_counter() - t0, logprob=logprob)

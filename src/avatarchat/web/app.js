@@ -19,7 +19,7 @@
   const layers = [$("clipA"), $("clipB")];
 
   // Observable state for people and tests.
-  const stats = { clipsPlayed: [], gapsMs: [], events: [], errors: [], thinking: [] };
+  const stats = { clipsPlayed: [], gapsMs: [], events: [], errors: [], thinking: [], holds: [], releases: [] };
   window.avatarchat = { stats };
   const remember = (list, item) => { list.push(item); if (list.length > MAX_STATS) list.splice(0, list.length - MAX_STATS); };
 
@@ -126,6 +126,23 @@
       idle.play().catch(() => {});
       layer.classList.remove("cut", "shown");
       setTimeout(() => { if (player.active !== slot) { layer.pause(); layer.classList.remove("front"); } }, FADE_MS);
+    },
+    // Turn-taking: the voice ducks to silence and the clip pauses on its frame, still shown; it goes on from
+    // that frame, fading back in over 150 ms.
+    hold(slot) {
+      const v = layers[slot];
+      clearInterval(v.fadeIn);
+      v.volume = 0;
+      v.pause();
+    },
+    release(slot) {
+      const v = layers[slot];
+      clearInterval(v.fadeIn);
+      v.play().catch(() => {});
+      v.fadeIn = setInterval(() => {
+        v.volume = Math.min(1, v.volume + 0.2);
+        if (v.volume >= 1) clearInterval(v.fadeIn);
+      }, 30);
     },
     time: (slot) => layers[slot].currentTime,
     paused: (slot) => layers[slot].paused,
@@ -266,6 +283,12 @@
     else if (ev.type === "reply_partial") showReply(ev.reply, ev.text, true);
     else if (ev.type === "error") onError(ev);
     else if (ev.type === "speech_skipped") { setThinking(false); addLine("info", `🔇 ${ev.message}`); }
+    else if (ev.type === "yield") player.hold();  // the person speaks: the avatar holds (docs/protocol.md)
+    else if (ev.type === "resume") {  // it was a backchannel: the avatar goes on, nothing to answer
+      setThinking(false);
+      player.release();
+      if (window.avatarchat.voiceEvent) window.avatarchat.voiceEvent(ev);
+    } else if (ev.type === "not_heard") { setThinking(false); addLine("avatar cue", ev.text); }
     else if (ev.type === "vad" || ev.type === "transcript") {
       if (ev.type === "vad" && ev.state === "silence") setThinking(true);  // the spoken turn is over
       if (ev.type === "transcript" && ev.final && !ev.text) setThinking(false);  // it held no words: no answer

@@ -8,6 +8,11 @@
 // as a failure, so an outage costs no sentence; a clip the server no longer has (404) is skipped at once. A refused
 // play() (autoplay policy) is not a failure: the idle loop shows and the page asks for a tap. Reports made while the
 // socket is down wait in a bounded queue.
+//
+// Turn-taking (issue 20): `hold()` (the server's `yield`: the person started speaking) ducks and pauses the clip
+// at its frame, which stays on screen (no black frame, no jump), and starts nothing new; `release()` (the
+// server's `resume`: it was a backchannel) goes on from that very frame, so no word is lost or said twice. A
+// cancel (`speech_cancelled`: a real interruption) releases too. A hold nobody releases ends after `holdMaxMs`.
 (function (root, factory) {
   if (typeof module === "object" && module.exports) module.exports = factory();
   else root.AvatarPlayback = factory();
@@ -19,6 +24,7 @@
     stallMs: 4000,       // the active clip's time has not moved for this long: treat it as failed
     retryMs: 1000,       // first wait before a retry; doubles while the server is unreachable
     maxRetryMs: 8000,
+    holdMaxMs: 15000,    // a hold whose resume or cancel never came (a lost socket) ends by itself
   };
 
   function createPlayer(media, hooks = {}, options = {}) {
@@ -40,6 +46,7 @@
     let recovery = null;         // { slot, timer, wait } while the active clip is being retried
     let watch = null;            // { slot, time, since }: the active clip's progress, for stall detection
     let locked = false;          // play() was refused by the autoplay policy: waiting for a tap
+    let held = null;             // { timer } while the avatar yields to the person (see hold())
 
     const other = (slot) => (slot === 0 ? 1 : 0);
     const holds = (slot, ev) => slots[slot] && slots[slot].ev.reply === ev.reply && slots[slot].ev.seq === ev.seq;
@@ -80,6 +87,7 @@
     }
 
     function startNext() {
+      if (held) return false;
       const ev = nextClip();
       if (!ev) return false;
       blockedSince = null;
@@ -229,7 +237,28 @@
     function unlock() {
       locked = false;
       gesture(false);
-      if (active !== null) { media.enter(active, null); play(active); } else startNext();
+      if (active !== null) { media.enter(active, null); if (!held) play(active); } else startNext();
+    }
+
+    // ---- turn-taking: the avatar yields while the person speaks --------------------------------------------
+    function hold() {
+      if (held) return;
+      held = { timer: timers.set(() => release(), opt.holdMaxMs) };
+      if (active !== null && !locked) media.hold(active);
+      remember(stats.holds || [], { at: now(), ...position() });
+    }
+
+    function release() {
+      if (!held) return;
+      timers.clear(held.timer);
+      held = null;
+      remember(stats.releases || [], { at: now(), ...position() });
+      if (active !== null) { if (!locked) media.release(active); } else startNext();
+    }
+
+    function position() {
+      const ev = active !== null && slots[active] ? slots[active].ev : null;
+      return ev ? { reply: ev.reply, seq: ev.seq, time: media.time(active) } : { reply: null, seq: null, time: null };
     }
 
     // ---- what the server tells the player -----------------------------------------------------------------
@@ -248,6 +277,8 @@
     }
 
     function cancel(id) {
+      const wasHeld = held !== null;
+      if (held) { timers.clear(held.timer); held = null; }  // a real interruption: nothing is held any more
       const r = state(id);
       r.cancelled = true;
       r.pending.clear();
@@ -256,6 +287,8 @@
         lastEndedAt = null;
         slots[active] = null;
         backToIdle();
+      } else if (wasHeld && active !== null && !locked) {
+        media.release(active);  // another reply's clip was held: it goes on
       }
       nextClip();
       if (active === null) startNext();
@@ -295,8 +328,9 @@
 
     return {
       clip, done, cancel, cancelAll, sentenceFailed, resume,
-      ended, playing, failed, tick, unlock,
+      ended, playing, failed, tick, unlock, hold, release,
       get active() { return active; },
+      get held() { return held !== null; },
       get locked() { return locked; },
       get busy() { return active !== null || nextClip() !== null; },
       slotOf(slot) { return slots[slot] ? { ...slots[slot].ev } : null; },

@@ -3,6 +3,11 @@
 // (mic-worklet.js: 16 kHz mono int16, 60 ms frames) -> binary frames on the session's WebSocket. The server
 // answers with `vad` and `transcript` events; the final transcript becomes the person's chat line, and the
 // server answers it as if it had been typed. Browsers allow microphones only on https:// or localhost.
+// Hold-to-talk: one message per press, whatever its pauses: the press sends `voice_hold` (the server then ends
+// the turn only on `voice_end`, sent on release); pointer events (mouse, pen, touch: the pointer is captured, so
+// a finger sliding off the button does not end the turn) and Space held on the focused button.
+// While the avatar speaks, the server's `yield` holds it (app.js) and a backchannel ("uh-huh") gets `resume`:
+// its line in the log is then marked as such (no answer comes).
 (() => {
   "use strict";
   const $ = (id) => document.getElementById(id);
@@ -15,6 +20,7 @@
   let on = false;        // hands-free: capturing and sending
   let holding = false;   // hold-to-talk: the button is down
   let line = null;       // the person's <li> of the turn being spoken
+  let lastFinal = null;  // the person's <li> of the last finished turn (a `resume` marks it a backchannel)
 
   function explain(err) {
     if (!window.isSecureContext || !(navigator.mediaDevices && navigator.mediaDevices.getUserMedia)) {
@@ -82,20 +88,37 @@
     if (await start()) setOn(true);
   });
   const press = async (e) => {
-    if (!holdBox.checked) return;
+    if (!holdBox.checked || holding) return;
     e.preventDefault();
+    if (e.pointerId !== undefined && micBtn.setPointerCapture) {
+      try { micBtn.setPointerCapture(e.pointerId); } catch { /* not an active pointer */ }
+    }
     holding = true;
     micBtn.classList.add("live");
-    if (!(await start())) { holding = false; micBtn.classList.remove("live"); }
+    micBtn.setAttribute("aria-pressed", "true");
+    app.send(JSON.stringify({ type: "voice_hold" }));
+    if (!(await start())) { holding = false; micBtn.classList.remove("live"); micBtn.setAttribute("aria-pressed", "false"); }
   };
   const release = () => {
     if (!holding) return;
     holding = false;
     micBtn.classList.remove("live");
+    micBtn.setAttribute("aria-pressed", "false");
     app.send(JSON.stringify({ type: "voice_end" }));
   };
   micBtn.addEventListener("pointerdown", press);
-  for (const t of ["pointerup", "pointerleave", "pointercancel"]) micBtn.addEventListener(t, release);
+  for (const t of ["pointerup", "pointercancel", "lostpointercapture"]) micBtn.addEventListener(t, release);
+  micBtn.addEventListener("contextmenu", (e) => { if (holdBox.checked) e.preventDefault(); });  // a long touch
+  micBtn.addEventListener("keydown", (e) => {
+    if (e.code !== "Space" && e.key !== " ") return;
+    if (!holdBox.checked) return;
+    e.preventDefault();  // no click, no scrolling
+    if (!e.repeat) press(e);
+  });
+  micBtn.addEventListener("keyup", (e) => {
+    if ((e.code === "Space" || e.key === " ") && holdBox.checked) { e.preventDefault(); release(); }
+  });
+  micBtn.addEventListener("blur", release);
   holdBox.addEventListener("change", () => {
     if (on) { setOn(false); app.send(JSON.stringify({ type: "voice_end" })); }
     micBtn.title = holdBox.checked ? "Hold to talk" : "Talk (hands-free)";
@@ -104,8 +127,7 @@
   // Server events of voice input.
   app.voiceEvent = (ev) => {
     if (ev.type === "vad" && ev.state === "speech") {
-      app.stopSpeaking();  // the server cancels too; fade out now rather than on its speech_cancelled
-      micBtn.classList.add("hearing");
+      micBtn.classList.add("hearing");  // a speaking avatar holds on the server's `yield` (app.js)
     } else if (ev.type === "vad") {
       micBtn.classList.remove("hearing");
     } else if (ev.type === "transcript") {
@@ -114,8 +136,13 @@
       if (ev.final) {
         stats.voice.transcripts.push(ev.text);
         if (ev.text) line.classList.remove("partial"); else line.remove();
+        lastFinal = ev.text ? line : null;
         line = null;
       }
+    } else if (ev.type === "resume" && lastFinal) {
+      lastFinal.classList.add("backchannel");  // said while the avatar spoke, and not a question: no answer
+      lastFinal.title = "Heard as a backchannel: the avatar went on";
+      lastFinal = null;
     }
   };
 

@@ -1,0 +1,150 @@
+"""The turn-taking rules without audio: which transcripts are backchannels, which turns interrupt a speaking
+avatar, and what happens to each final (the socket-level behaviour is in test_voice_interruptions.py)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from avatarchat.asr.backchannel import Backchannels, noise_only
+from avatarchat.asr.interruption import Heard, Interruption, TurnRules
+from avatarchat.settings import Settings
+
+
+@pytest.mark.parametrize("text", ["Uh huh.", "Uh-huh.", "uhhuh", "Mm-hmm.", "MMM.", "Mm-mm.", "Okay", "OK.",
+                                  "Yeah, yeah, okay.", "Right.", "Yes.", "I see.", "Ha-ha-ha.", "Oh, oh, oh.",
+                                  "네.", "응", "아", "음...", "그래", "그래요."])
+def test_backchannels_are_recognised_however_whisper_writes_them(text: str) -> None:
+    assert Backchannels().is_backchannel(text)
+
+
+@pytest.mark.parametrize("text", ["That's it.", "And then mom.", "Tell me more", "Yes please", "Okay, stop.",
+                                  "No.", "Wait.", "(coughs)", ""])
+def test_words_that_are_not_backchannels_are_not(text: str) -> None:
+    assert not Backchannels().is_backchannel(text)
+
+
+def test_noise_marks_are_no_words() -> None:
+    assert noise_only("(coughs)") and noise_only("[laughter] ♪") and noise_only("*sighs*") and noise_only("...")
+    assert not noise_only("(coughs) stop")
+
+
+def test_the_backchannel_list_is_a_setting(monkeypatch) -> None:
+    monkeypatch.setenv("AVATARCHAT_BACKCHANNELS", "uh huh, 네")
+    listed = Backchannels(Settings(_env_file=None).backchannels)
+    assert listed.is_backchannel("Uh-huh.") and listed.is_backchannel("네.") and not listed.is_backchannel("Yeah.")
+
+
+def test_a_real_interruption_has_confident_words_that_are_not_backchannels() -> None:
+    rules = TurnRules()
+    assert rules.real(Heard("Stop.", 0.3, -0.41)) and rules.real(Heard("Wait.", 0.25, -0.61))
+    assert not rules.real(Heard("That's it.", 0.2, -0.74))  # Whisper's guess at "Uh."
+    assert not rules.real(Heard("Ha ha, but...", 0.6, -1.22))  # a laugh
+    assert rules.real(Heard("Ha ha, but...", 1.6, -1.22))  # long speech counts whatever its words
+    assert not rules.real(Heard("Mm-hmm.", 0.6, -0.1)) and not rules.real(Heard("", 0.4))
+
+
+class Avatar:
+    """The socket's side of an ``Interruption``: what it was told."""
+
+    def __init__(self, replies: list[str]) -> None:
+        self.replies, self.told = replies, []
+
+    def interruption(self, **rules) -> Interruption:
+        return Interruption(TurnRules(**rules), lambda: list(self.replies), lambda: self.told.append("yield"),
+                            lambda: self.told.append("resume"), lambda held: self.told.append(("cancel", held)))
+
+
+def test_a_backchannel_over_the_speaking_avatar_is_held_for_then_resumed_and_ignored() -> None:
+    avatar = Avatar(["r1"])
+    turns = avatar.interruption()
+    turns.onset()
+    turns.progress(0.3)
+    assert avatar.told == ["yield"] and turns.holding
+    assert turns.final(Heard("Uh-huh.", 0.3, -0.3)) == "ignore"
+    assert avatar.told == ["yield", "resume"] and not turns.holding
+
+
+def test_long_speech_cancels_without_waiting_for_words() -> None:
+    avatar = Avatar(["r1", "r2"])
+    turns = avatar.interruption()
+    turns.onset()
+    turns.progress(1.5)
+    assert avatar.told == ["yield", ("cancel", ["r1", "r2"])]
+    assert turns.final(Heard("", 1.8)) == "not_heard"  # it spoke over the avatar and held no words: the cue
+
+
+async def test_words_heard_from_half_a_second_on_cancel_while_the_person_still_speaks() -> None:
+    avatar = Avatar(["r1"])
+    turns = avatar.interruption()
+    said = iter([Heard("Mm.", 0.5, -0.5), Heard("Mm, tell me", 1.0, -0.2)])
+
+    async def words_so_far() -> Heard:
+        return next(said)
+
+    turns.words_so_far = words_so_far
+    turns.onset()
+    turns.progress(0.4)
+    await asyncio.sleep(0)
+    assert avatar.told == ["yield"]  # too short to ask yet
+    turns.progress(0.5)
+    await asyncio.sleep(0.01)
+    assert avatar.told == ["yield"]  # "Mm." is a backchannel: still held
+    turns.progress(0.8)
+    await asyncio.sleep(0.01)
+    assert avatar.told == ["yield"]  # the next check is half a second of speech later
+    turns.progress(1.0)
+    await asyncio.sleep(0.01)
+    assert avatar.told == ["yield", ("cancel", ["r1"])]
+    assert turns.final(Heard("Mm, tell me more.", 1.2, -0.1)) == "answer"
+
+
+def test_while_the_avatar_is_idle_every_worded_turn_is_answered_and_an_empty_one_gets_the_cue() -> None:
+    avatar = Avatar([])
+    turns = avatar.interruption()
+    for text, verdict in (("Yes.", "answer"), ("(coughs)", "not_heard"), ("", "not_heard"), ("Why?", "answer")):
+        turns.onset()
+        assert turns.final(Heard(text, 0.3, -0.3)) == verdict
+    assert avatar.told == []
+
+
+def test_a_short_real_interruption_cancels_at_its_final_and_is_answered() -> None:
+    avatar = Avatar(["r1"])
+    turns = avatar.interruption()
+    turns.onset()
+    assert turns.final(Heard("Stop.", 0.3, -0.4)) == "answer"
+    assert avatar.told == ["yield", ("cancel", ["r1"])]
+
+
+async def test_a_check_superseded_by_a_newer_transcription_is_asked_again_at_the_next_frame() -> None:
+    from avatarchat.asr.budget import Superseded
+
+    avatar = Avatar(["r1"])
+    turns = avatar.interruption()
+    answers: list[object] = [Superseded(), Heard("Tell me", 0.6, -0.2)]
+
+    async def words_so_far() -> Heard:
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    turns.words_so_far = words_so_far
+    turns.onset()
+    turns.progress(0.5)
+    await asyncio.sleep(0.01)
+    assert avatar.told == ["yield"]
+    turns.progress(0.55)  # the next frame, not half a second later
+    await asyncio.sleep(0.01)
+    assert avatar.told == ["yield", ("cancel", ["r1"])]
+
+
+def test_a_turn_whose_recognition_failed_leaves_no_hold_behind() -> None:
+    avatar = Avatar(["r1"])
+    turns = avatar.interruption()
+    turns.onset()  # turn 1: its recognition fails, no final comes
+    turns.onset()  # turn 2, while still held: the page is told to hold again
+    assert avatar.told == ["yield", "yield"]
+    assert turns.final(Heard("Yeah.", 0.3, -0.3, turn=2)) == "ignore"
+    assert avatar.told == ["yield", "yield", "resume"] and not turns.holding
