@@ -223,4 +223,8 @@ def test_preload_loads_kokoro_only_when_a_default_voice_is_kokoros(kokoro: Kokor
     assert not list(tmp_path.glob("*.onnx"))
     korean = create_tts(Settings(_env_file=None, model_cache_dir=kokoro._cache_dir))
     korean.preload()
-    assert korean.backends["kokoro"]._model is not None
+    session = korean.backends["kokoro"]._model[0]
+    options = session.get_session_options()  # the renderer keeps its cores: one sleeping thread by default
+    assert options.intra_op_num_threads == 1 and options.inter_op_num_threads == 1
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert korean.backends["kokoro"].model_path == kokoro_model.fast_model_file(kokoro._cache_dir)  # rewritten

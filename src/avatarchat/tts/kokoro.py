@@ -65,6 +65,7 @@ class KokoroTTS(TTS):
         self._slots = threading.BoundedSemaphore(max_procs)
         self._lock = threading.Lock()
         self._model: tuple[object, dict[str, int], dict[str, np.ndarray]] | None = None
+        self.model_path: Path | None = None  # the graph the session runs, once loaded
         self._reported: set[str] = set()
 
     def voices(self) -> list[str]:
@@ -90,6 +91,7 @@ class KokoroTTS(TTS):
         with self._lock:
             if self._model is None:
                 path = kokoro_model.fast_model_file(self._cache_dir)
+                self.model_path = path
                 t0 = time.perf_counter()
                 self._model = (kokoro_model.load_session(path, self.threads), kokoro_model.vocabulary(),
                                kokoro_model.style_vectors())
