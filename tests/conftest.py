@@ -51,7 +51,8 @@ def tts() -> PiperTTS:
 
 @pytest.fixture(scope="session")
 def voices(tts: PiperTTS) -> VoiceRouter:
-    """What the server speaks with: Piper for English, espeak-ng for Korean (as the default settings do)."""
+    """What the test servers speak with: Piper for English, espeak-ng for Korean (the busy-server setting: the
+    default Korean voice, Kokoro's, has its own tests in test_tts_kokoro.py and would slow every Korean test)."""
     return VoiceRouter({"piper": tts, "espeak": EspeakTTS()}, primary="piper",
                        script_defaults={"Latin": "piper:en_US-joe-medium", "Hangul": "espeak:ko"})
 

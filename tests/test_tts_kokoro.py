@@ -11,9 +11,10 @@ import pytest
 from avatarchat.asr.whisper import WhisperASR
 from avatarchat.errors import BadRequest
 from avatarchat.languages import voice_language
+from avatarchat.render.meshwarp import MeshWarpRenderer
 from avatarchat.render.visemes import calibration_words
 from avatarchat.settings import Settings
-from avatarchat.tts import create_tts, kokoro_model
+from avatarchat.tts import create_tts, kokoro_graph, kokoro_model
 from avatarchat.tts.kokoro import SPEAKERS, KokoroTTS
 from avatarchat.tts.kokoro_ipa import to_kokoro, unknown, with_punctuation
 from tests.voice_audio import silence, speak
@@ -148,12 +149,82 @@ def test_unlisted_voices_are_refused_before_espeak_or_the_model(voice: str) -> N
     assert tts._model is None  # nothing was loaded for it
 
 
-def test_one_setting_makes_kokoro_the_default_voice_beside_the_other_offline_voices() -> None:
-    router = create_tts(Settings(_env_file=None, tts_backend="kokoro"))
-    assert router.default_voice == "kokoro:jf_alpha"
-    assert router.choose("안녕하세요", None).id == "espeak:ko"  # Hangul still goes to the Korean default
+def test_defaults_piper_for_english_kokoro_for_korean_and_one_setting_makes_kokoro_speak_english() -> None:
+    """The defaults BENCHMARKS.md chose: English stays Piper (Kokoro's first chunk costs ~4x Piper's, past the
+    typed-latency target); Korean is Kokoro's jf_nezumi (the only offline Korean voice Whisper can read)."""
     router = create_tts(Settings(_env_file=None))
-    assert router.default_voice == "piper:en_US-joe-medium+female"  # unchanged: the lead picks the default
+    assert router.default_voice == "piper:en_US-joe-medium+female"
+    assert router.choose("안녕하세요", None).id == "kokoro:jf_nezumi+ko"
+    assert router.resolve("kokoro:jf_nezumi+ko").wire()["gender"] == "female"  # the default avatar is a woman
     assert {"kokoro:jf_alpha", "kokoro:jf_alpha+ko"} <= set(router.voices())
+    router = create_tts(Settings(_env_file=None, tts_backend="kokoro"))
+    assert router.default_voice == "kokoro:jf_gongitsune"  # the best-scoring English Kokoro voice, a woman's
+    assert router.choose("안녕하세요", None).id == "kokoro:jf_nezumi+ko"
+    fast = create_tts(Settings(_env_file=None, voice_ko="espeak:ko"))  # the busy server's Korean voice
+    assert fast.choose("안녕하세요", None).id == "espeak:ko"
     threads = create_tts(Settings(_env_file=None, kokoro_threads=2)).backends["kokoro"]
     assert isinstance(threads, KokoroTTS) and threads.threads == 2
+
+
+def _ops(path) -> dict[str, int]:
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    counts: dict[str, int] = {}
+    for node in model.graph.node:
+        counts[node.op_type] = counts.get(node.op_type, 0) + 1
+    return counts
+
+
+def test_the_server_runs_a_rewritten_graph_with_int8_matmul_convolutions_and_the_same_speech(
+        kokoro: KokoroTTS) -> None:
+    """ConvInteger (uint8 x uint8, no fast kernel in onnxruntime) becomes im2col + MatMulInteger (uint8 x int8,
+    VNNI/AMX): the same integer products, so the shipped graph and the rewritten one say the same thing."""
+    cache = kokoro._cache_dir
+    shipped, fast = kokoro_model.model_file(cache), kokoro_model.fast_model_file(cache)
+    assert fast != shipped and kokoro_model.expected_sha256()[:16] in fast.name
+    assert f"-mm{kokoro_graph.VERSION}." in fast.name  # a changed rewrite gets a new file
+    before, after = _ops(shipped), _ops(fast)
+    assert before["ConvInteger"] == 87 and after.get("ConvInteger", 0) == 3  # the strided ones stay
+    assert after["MatMulInteger"] == before["MatMulInteger"] + 84
+    mtime = fast.stat().st_mtime_ns
+    assert kokoro_model.fast_model_file(cache) == fast and fast.stat().st_mtime_ns == mtime  # built once
+
+    _, vocab, styles = kokoro._loaded()
+    ids = kokoro.chunks(asyncio.run(kokoro.phonemes("Good morning, how are you?", "en")), vocab)[0]
+    tokens = [0, *ids, 0]
+    feed = {"tokens": np.array([tokens], np.int64), "style": styles["jf_alpha"][len(ids) - 1].reshape(1, 256),
+            "speed": np.array([1.0], np.float32)}
+    old = kokoro_model.load_session(shipped, 1).run(None, feed)[0].ravel()
+    new = kokoro_model.load_session(fast, 1).run(None, feed)[0].ravel()
+    assert len(new) == len(old)
+    assert np.corrcoef(old, new)[0, 1] > 0.97  # measured 0.98-0.99; another sentence or speaker: ~0
+
+
+def test_the_korean_default_calibrates_its_own_mouth_shapes(kokoro: KokoroTTS, tmp_path) -> None:
+    """The start of a Korean reply calibrates kokoro:jf_nezumi+ko with its own words (아, 이, 우, 음); the shapes
+    it learns move the mouth on Korean speech: open on the vowels, wide or round somewhere, closed at rest."""
+    voice = "kokoro:jf_nezumi+ko"
+    renderer = MeshWarpRenderer(cache_dir=tmp_path)
+    words = renderer.calibration_words(voice)
+    assert set(words.values()) == set(calibration_words("espeak:ko"))
+    renderer.calibrate(voice, {shape: asyncio.run(kokoro.synthesize(word, "jf_nezumi+ko"))
+                               for shape, word in words.items()})
+    track = renderer.track(asyncio.run(kokoro.synthesize("아이가 우유를 마셔요. 음, 좋아요!", "jf_nezumi+ko")), voice)
+    assert track.open.max() > 0.5 and (track.open < 0.1).any()
+    assert track.wide.max() > 0.2 or track.round.max() > 0.2
+
+
+def test_preload_loads_kokoro_only_when_a_default_voice_is_kokoros(kokoro: KokoroTTS, tmp_path) -> None:
+    espeak = create_tts(Settings(_env_file=None, model_cache_dir=tmp_path, voice_ko="espeak:ko"))
+    espeak.warm_up()
+    espeak.preload()
+    assert espeak.backends["kokoro"]._model is None  # nobody's default: not loaded, not even joined
+    assert not list(tmp_path.glob("*.onnx"))
+    korean = create_tts(Settings(_env_file=None, model_cache_dir=kokoro._cache_dir))
+    korean.preload()
+    session = korean.backends["kokoro"]._model[0]
+    options = session.get_session_options()  # the renderer keeps its cores: one sleeping thread by default
+    assert options.intra_op_num_threads == 1 and options.inter_op_num_threads == 1
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert korean.backends["kokoro"].model_path == kokoro_model.fast_model_file(kokoro._cache_dir)  # rewritten

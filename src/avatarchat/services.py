@@ -133,7 +133,7 @@ class Services:
 
 async def start_services(settings: Settings, *, llm: LLM | None = None, tts: TTS | None = None,
                          renderer: Renderer | None = None, asr: ASR | None = None,
-                         housekeeping: bool = True) -> Services:
+                         housekeeping: bool = True, preload: bool = True) -> Services:
     single_threaded_blas()  # before any worker thread enters numpy (see runtime.py)
     the_llm = llm or create_llm(settings)
     the_tts = as_router(tts) if tts is not None else create_tts(settings)
@@ -168,11 +168,21 @@ async def start_services(settings: Settings, *, llm: LLM | None = None, tts: TTS
                         avatars, voice, backplane)
     if voice is not None:  # the ASR model loads in the background: the server answers typed messages meanwhile
         services._tasks.append(asyncio.create_task(asyncio.to_thread(voice.warm_up)))
+    if preload:  # so do the default voices' slow models (Kokoro's, the Korean default; rewritten on a fresh cache)
+        services._tasks.append(asyncio.create_task(asyncio.to_thread(_preload, the_tts)))
     if housekeeping:
         services._tasks.append(asyncio.create_task(_housekeeping(services)))
     log.info("avatarchat ready: llm=%s voice=%s renderer=%s avatar=%s", the_llm.name, the_tts.default_voice,
              the_renderer.name, avatar.id)
     return services
+
+
+def _preload(tts: TTS) -> None:
+    """Preload the default voices; a failure is logged, and the voice then loads (or fails) on first use."""
+    try:
+        tts.preload()
+    except Exception as exc:  # noqa: BLE001 - a background convenience must not take the server down
+        log.warning("preloading the default voices failed: %s", exc)
 
 
 def _avatar_library(settings: Settings, renderer: Renderer, avatar: Avatar, idle: Path,

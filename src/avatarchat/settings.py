@@ -82,17 +82,23 @@ class Settings(BaseSettings):
                              "register, to match the default avatar) or a .onnx path (listed under its file name).")
     piper_threads: int = Field(1, ge=1, le=16,
                                description="CPU threads Piper may use (the rest are left to rendering).")
-    kokoro_voice: str = Field("jf_alpha", description="Kokoro voice: jf_alpha, jf_gongitsune, jf_nezumi, "
-                              "jf_tebukuro (female), jm_kumo (male), speaking English; +ko (jf_alpha+ko): Korean.")
+    kokoro_voice: str = Field("jf_gongitsune", description="Kokoro's default voice (with `tts_backend=kokoro`): "
+                              "jf_alpha, jf_gongitsune, jf_nezumi, jf_tebukuro (female), jm_kumo (male), speaking "
+                              "English; +ko (jf_nezumi+ko): Korean. jf_gongitsune scored best in English "
+                              "(BENCHMARKS.md).")
     model_cache_dir: Path = Field(Path.home() / ".cache" / "avatarchat", description="Where model files "
-                                  "assembled from packages are kept (Kokoro's, 92 MB, joined and checked once).")
+                                  "assembled from packages are kept (Kokoro's: 92 MB joined and checked, then "
+                                  "rewritten for speed, once; 185 MB).")
     kokoro_threads: int = Field(1, ge=1, le=16, description="CPU threads Kokoro's one shared model may use "
-                                "(the rest are left to rendering).")
+                                "(the rest are left to rendering; a second thread hardly shortened a chunk on 2 "
+                                "busy cores, see BENCHMARKS.md).")
     kokoro_speed: float = Field(1.0, ge=0.5, le=2.0, description="Kokoro speaking speed (1: as trained).")
     voice_en: str = Field("piper:en_US-joe-medium+female",
                           description="Voice id for Latin-script text when the session's voice cannot read Latin.")
-    voice_ko: str = Field("espeak:ko",
-                          description="Voice id for Hangul text when the session's voice cannot read Hangul.")
+    voice_ko: str = Field("kokoro:jf_nezumi+ko",
+                          description="Voice id for Hangul text when the session's voice cannot read Hangul. The "
+                          "default, Kokoro, is the only offline Korean voice Whisper can read (CER 0.28; espeak-ng "
+                          "~1.0) but costs ~0.5 CPU s per second of speech: `espeak:ko` for a busy server.")
     espeak_voice: str = Field("ko", description="espeak-ng voice (`espeak-ng --voices`: ko, en-us, ja, ...).")
     espeak_rate: int = Field(175, ge=80, le=450, description="espeak-ng speaking rate, words per minute.")
     espeak_pitch: int = Field(50, ge=0, le=99, description="espeak-ng pitch, 0 to 99.")

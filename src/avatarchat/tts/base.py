@@ -58,6 +58,11 @@ class TTS(ABC):
         runs it in a worker thread before it accepts requests. Configuration problems raise ``ConfigError``.
         Default: nothing."""
 
+    def preload(self, voices: list[str] | None = None) -> None:
+        """Slow loading of ``voices`` (None: ``default_voice``) that need not hold up start-up (blocking): the
+        server runs it in a worker thread once it is ready, so the first reply in a default voice does not pay
+        for it. Failures raise; the server logs them and the voice loads on first use. Default: nothing."""
+
     async def aclose(self) -> None:
         """Release connections, processes and other resources at shutdown. Default: nothing."""
 

@@ -21,6 +21,7 @@ import logging
 import re
 import shutil
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -64,6 +65,7 @@ class KokoroTTS(TTS):
         self._slots = threading.BoundedSemaphore(max_procs)
         self._lock = threading.Lock()
         self._model: tuple[object, dict[str, int], dict[str, np.ndarray]] | None = None
+        self.model_path: Path | None = None  # the graph the session runs, once loaded
         self._reported: set[str] = set()
 
     def voices(self) -> list[str]:
@@ -84,22 +86,31 @@ class KokoroTTS(TTS):
         return found
 
     def _loaded(self) -> tuple[object, dict[str, int], dict[str, np.ndarray]]:
-        """The shared session, vocabulary and style vectors, loaded on first use (blocking)."""
+        """The shared session, vocabulary and style vectors, loaded on first use (blocking; on a fresh cache
+        this first joins and rewrites the model, see ``kokoro_model.fast_model_file``)."""
         with self._lock:
             if self._model is None:
-                path = kokoro_model.model_file(self._cache_dir)
+                path = kokoro_model.fast_model_file(self._cache_dir)
+                self.model_path = path
+                t0 = time.perf_counter()
                 self._model = (kokoro_model.load_session(path, self.threads), kokoro_model.vocabulary(),
                                kokoro_model.style_vectors())
+                log.info("kokoro: model loaded in %.1f s (%d thread%s)", time.perf_counter() - t0, self.threads,
+                         "" if self.threads == 1 else "s")
             return self._model
 
     def warm_up(self) -> None:
-        """Check espeak-ng and join the model into the cache (once per cache). The session itself loads on first
-        use: every server offers Kokoro's voices, and a server whose default is another voice need not pay
-        for it (when Kokoro speaks the default voice, the start-up calibration loads it)."""
+        """Check espeak-ng (start-up fails without it). The model itself is not touched here: every server
+        offers Kokoro's voices, and one whose default voices are others need not pay for it; when Kokoro speaks
+        a default voice, ``preload`` (after start-up) or the start-up calibration loads it."""
         if shutil.which(self._binary) is None:
             raise ConfigError(f"the kokoro backend phonemizes with espeak-ng, which is not installed "
                               f"({self._binary!r} is not on PATH): apt-get install espeak-ng")
-        kokoro_model.model_file(self._cache_dir)
+
+    def preload(self, voices: list[str] | None = None) -> None:
+        """Join, rewrite (once per cache) and load the model if any of ``voices`` is Kokoro's."""
+        if any(v in self._voices for v in voices or [self.default_voice]):
+            self._loaded()
 
     async def phonemes(self, text: str, language: str) -> str:
         """``text`` as Kokoro's phoneme symbols, with the clause marks put back (see ``kokoro_ipa``)."""

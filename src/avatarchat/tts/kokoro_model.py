@@ -6,6 +6,11 @@ vectors (``voices_ja.npz``). We join the parts once into the cache directory, ch
 and name the file after its checksum so a later start trusts it without hashing 92 MB again. Nothing is
 downloaded. We do not use the package's own loader: it imports pyopenjtalk (Japanese text) and gives
 onnxruntime every core with spinning threads, which would starve the renderer.
+
+What runs is a copy rewritten once from that file (``fast_model_file``, see ``kokoro_graph``): the same int8
+weights, with its convolutions as int8 matrix products, which onnxruntime runs ~1.8x faster on a CPU with
+VNNI/AMX. It is cached beside the joined file under a name made of the source's checksum and the rewrite's
+version, written to a temporary name and renamed, so a half-written file is never taken for a whole one.
 """
 
 from __future__ import annotations
@@ -13,12 +18,17 @@ from __future__ import annotations
 import hashlib
 import importlib.resources as resources
 import json
+import logging
 import os
+import time
 from pathlib import Path
 
 import numpy as np
 
 from avatarchat.errors import ConfigError
+from avatarchat.tts import kokoro_graph
+
+log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 24_000
 PARTS = 4
@@ -53,6 +63,8 @@ def model_file(cache_dir: Path) -> Path:
     if out.is_file() and out.stat().st_size == size:
         return out
     cache_dir.mkdir(parents=True, exist_ok=True)
+    log.info("kokoro: joining its model parts into %s (once, %d MB, checking the shipped sha256)", out,
+             size >> 20)
     tmp = out.with_name(f"{out.name}.{os.getpid()}.tmp")
     digest = hashlib.sha256()
     try:
@@ -68,6 +80,35 @@ def model_file(cache_dir: Path) -> Path:
         tmp.replace(out)  # atomic: two processes joining at once both end with a whole file
     finally:
         tmp.unlink(missing_ok=True)
+    return out
+
+
+def fast_model_file(cache_dir: Path) -> Path:
+    """The model with its convolutions as int8 matrix products (``kokoro_graph``), built now from ``model_file``
+    if it is not cached yet (a few seconds, once per cache). Falls back to the shipped graph, with a warning,
+    if the rewrite cannot be made (no ``onnx`` package, a graph it does not recognise)."""
+    source = model_file(cache_dir)
+    out = cache_dir / f"kokoro-v1.0.int8-mm{kokoro_graph.VERSION}.{expected_sha256()[:16]}.onnx"
+    if out.is_file():
+        return out
+    t0 = time.perf_counter()
+    log.info("kokoro: rewriting its convolutions as int8 matrix products into %s (once, a few seconds)", out)
+    tmp = out.with_name(f"{out.name}.{os.getpid()}.tmp")
+    try:
+        import onnx
+
+        model = onnx.load(str(source))
+        count = kokoro_graph.matmul_convolutions(model)
+        if count == 0:
+            raise ValueError("no convolution matched the pattern of the shipped int8 model")
+        onnx.save(model, str(tmp))
+        tmp.replace(out)  # atomic, as in model_file
+    except Exception as exc:  # noqa: BLE001 - an optimisation: any failure leaves the shipped graph running
+        log.warning("kokoro: could not rewrite the model (%s); running the shipped graph (about 1.8x slower)", exc)
+        return source
+    finally:
+        tmp.unlink(missing_ok=True)
+    log.info("kokoro: %d convolutions rewritten in %.1f s", count, time.perf_counter() - t0)
     return out
 
 

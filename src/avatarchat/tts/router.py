@@ -112,6 +112,14 @@ class VoiceRouter(TTS):
         for tts in self.backends.values():
             tts.warm_up()
 
+    def preload(self, voices: list[str] | None = None) -> None:
+        """Preload each backend's share of ``voices`` (None: the default voice and the scripts' defaults)."""
+        wanted = [self.resolve(v) for v in (voices or [self.default_voice, *self.script_defaults.values()])]
+        for name, tts in self.backends.items():
+            mine = sorted({v.name for v in wanted if v.backend == name})
+            if mine:
+                tts.preload(mine)
+
     async def synthesize(self, text: str, voice: str | None = None, *, route: bool = True) -> Speech:
         """Speak ``text`` with the voice ``choose`` picks, or with exactly ``voice`` when ``route`` is False
         (calibration: a voice must be heard saying its own calibration words, whatever their script)."""
