@@ -8,6 +8,8 @@ In Redis mode any node answers for any session: uploads are kept in Redis under 
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
@@ -64,12 +66,8 @@ async def idle(request: Request, avatar_id: str, session_id: str | None = Query(
     """The avatar's idle loop; an upload's is built right after it registers, so this may wait for it."""
     s = _services(request)
     entry = await s.avatars.find(avatar_id, _session(request, session_id))
-    try:
-        path = await s.avatars.idle_clip(entry)
-    except Exception:  # noqa: BLE001 - logged where it was built
-        return JSONResponse({"error": {"code": "idle_unavailable", "message": "This avatar's idle loop could not "
-                                       "be made; its replies still play."}}, status_code=503)
-    return FileResponse(path, media_type="video/mp4")
+    return await _loop_response(s.avatars.idle_clip(entry), "idle_unavailable",
+                                "This avatar's idle loop could not be made; its replies still play.")
 
 
 @router.get("/avatar/listen.mp4")
@@ -88,11 +86,16 @@ async def listen(request: Request, avatar_id: str, session_id: str | None = Quer
 
 
 async def listening_response(s: Services, entry: Entry) -> Response:
+    return await _loop_response(s.avatars.listening_clip(entry), "listen_unavailable",
+                                "This avatar's listening loop could not be made; it listens on its idle loop.")
+
+
+async def _loop_response(clip: Awaitable[Path], code: str, message: str) -> Response:
+    """A loop's MP4, or a 503 that says what still works when it could not be built."""
     try:
-        path = await s.avatars.listening_clip(entry)
+        path = await clip
     except Exception:  # noqa: BLE001 - logged where it was built
-        return JSONResponse({"error": {"code": "listen_unavailable", "message": "This avatar's listening loop "
-                                       "could not be made; it listens on its idle loop."}}, status_code=503)
+        return JSONResponse({"error": {"code": code, "message": message}}, status_code=503)
     return FileResponse(path, media_type="video/mp4")
 
 
