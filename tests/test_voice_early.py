@@ -11,6 +11,7 @@ import asyncio
 import json
 import re
 import time
+from collections.abc import Iterator
 
 import httpx
 import numpy as np
@@ -84,6 +85,16 @@ def history(base: str, session: str) -> list[dict]:
         state = json.loads(ws.recv(timeout=10))
     assert state["type"] == "session_state", state
     return state["history"]
+
+
+@pytest.fixture(scope="module")
+def server(settings, voices, renderer, tmp_path_factory) -> Iterator[str]:
+    """A server of this module's own. On the suite's shared server these tests failed in some whole-suite runs
+    (early answers never started: "early_started never went above 0") and passed alone and after any subset of
+    the suite tried; the cause was not found, and these tests are about early answers, not about that."""
+    st = settings.model_copy(update={"data_dir": tmp_path_factory.mktemp("early")})
+    with running(create_app(st, tts=voices, renderer=renderer)) as base:
+        yield base
 
 
 @pytest.fixture(scope="module")
