@@ -224,7 +224,7 @@ class SocketClient:
                 self.ws.send(json.dumps(reports.pop(0)[1]))
             wait = max(0.005, reports[0][0] - time.perf_counter()) if reports else 1.0
             try:
-                ev = json.loads(self.ws.recv(timeout=wait if not done else wait))
+                ev = json.loads(self.ws.recv(timeout=wait))
             except TimeoutError:
                 continue
             if ev["type"] == "clip_ready":

@@ -34,14 +34,16 @@ def upload(base: str, session: str, data: bytes, name: str = "me.jpg", kind: str
                       timeout=120)
 
 
-def first_clip(base: str, session: str, message: str = "Hello there.", **extra) -> np.ndarray:
+def first_clip(base: str, session: str, message: str = "Hello there.", *, post_timeout_s: float = 60.0,
+               timeout_s: float = 120.0, **extra) -> np.ndarray:
     """The rest frame of the first clip of the reply to ``message`` (clips start on the avatar's rest frame)."""
     from websockets.sync.client import connect
 
     with connect(base.replace("http://", "ws://") + f"/ws?session_id={session}") as ws:
-        r = httpx.post(base + "/chat", json={"session_id": session, "message": message, **extra}, timeout=60)
+        r = httpx.post(base + "/chat", json={"session_id": session, "message": message, **extra},
+                       timeout=post_timeout_s)
         assert r.status_code == 200, r.text
-        events = collect(ws, "clip_ready", timeout_s=120)
+        events = collect(ws, "clip_ready", timeout_s=timeout_s)
     clip = [e for e in events if e["type"] == "clip_ready"][0]
     return decode_clip(httpx.get(base + clip["url"], timeout=30).content).frames[0]
 

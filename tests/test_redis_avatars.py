@@ -13,12 +13,10 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-import cv2
 import httpx
 import numpy as np
 import pytest
 from redis.asyncio import Redis
-from websockets.sync.client import connect
 
 from avatarchat.avatars.intake import Limits
 from avatarchat.avatars.library import AvatarLibrary, Quotas
@@ -31,7 +29,7 @@ from avatarchat.render.idle import build_idle_clip
 from tests import media_files as mf
 from tests.helpers import decode_clip
 from tests.redis_cluster import Processes, RedisServer, live_workers, wait_until
-from tests.test_ws import collect
+from tests.test_avatars import first_clip, uploaded_rgb
 
 pytestmark = pytest.mark.timeout(600)
 KEY = "avatarchat:avatars:{}"
@@ -180,20 +178,6 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         server.stop()
 
 
-def uploaded_rgb(shape: tuple[int, ...]) -> np.ndarray:
-    g = mf.photo_bgr()[:, :, ::-1]
-    return cv2.resize(g, (shape[1], shape[0]), interpolation=cv2.INTER_AREA).astype(np.float32)
-
-
-def first_clip(base: str, session: str, message: str, **extra) -> np.ndarray:
-    with connect(base.replace("http://", "ws://") + f"/ws?session_id={session}") as ws:
-        r = httpx.post(base + "/chat", json={"session_id": session, "message": message, **extra}, timeout=120)
-        assert r.status_code == 200, r.text
-        events = collect(ws, "clip_ready", timeout_s=180)
-    clip = [e for e in events if e["type"] == "clip_ready"][0]
-    return decode_clip(httpx.get(base + clip["url"], timeout=30).content).frames[0]
-
-
 def test_an_upload_through_node_a_is_the_face_node_b_and_the_worker_use(cluster: Cluster) -> None:
     c = cluster
     session = httpx.post(c.a + "/session", timeout=30).json()["session_id"]
@@ -208,7 +192,7 @@ def test_an_upload_through_node_a_is_the_face_node_b_and_the_worker_use(cluster:
     assert [x["avatar_id"] for x in listed["avatars"]] == ["default", "grace", "ada", aid]  # the bundled gallery
     assert httpx.get(c.b + body["preview_url"], timeout=30).content[:3] == b"\xff\xd8\xff"
 
-    frame = first_clip(c.b, session, "Hello there.")  # chat through B; the worker renders it
+    frame = first_clip(c.b, session, post_timeout_s=120, timeout_s=180)  # chat through B; a worker renders it
     assert frame.shape == (body["height"], body["width"], 3)
     assert np.abs(frame.astype(np.float32) - uploaded_rgb(frame.shape)).mean() < 8  # the uploaded face
     assert "registered from the shared store" in c.procs.log("worker")
