@@ -63,7 +63,21 @@ FRAME_MS = 40.0
 # media time advancing. Only the first advancing frame of each URL is kept (bounded).
 PROBE = """
 (() => {
-  const lat = window.__lat = { enter: [], first: {} };
+  const lat = window.__lat = { enter: [], first: {}, ready: {} };
+  // When each clip's clip_ready reached the page (its URL as announced): splits the time into server and page.
+  const WS = window.WebSocket;
+  window.WebSocket = class extends WS {
+    constructor(...args) {
+      super(...args);
+      this.addEventListener('message', (m) => {
+        if (typeof m.data !== 'string' || !m.data.includes('clip_ready')) return;
+        try {
+          const ev = JSON.parse(m.data);
+          if (ev.type === 'clip_ready' && !(ev.url in lat.ready)) lat.ready[ev.url] = performance.now();
+        } catch (e) { /* not JSON: not ours to time */ }
+      });
+    }
+  };
   document.addEventListener('keydown', (e) => {
     if (e.key === 'Enter' && e.target && e.target.id === 'message') lat.enter.push(performance.now());
   }, true);
@@ -129,6 +143,12 @@ def questions() -> list[str]:
     return [q.replace("{name}", "Ava") for q in out if q]
 
 
+def page_p50(parts: list[float | None] | None) -> str | int:
+    """The page's share (clip_ready on the page -> first frame in motion), median over the answers timed."""
+    known = [p for p in parts or [] if p is not None]
+    return round(statistics.median(known)) if known else "-"
+
+
 def percentile(xs: list[float], p: float) -> float:
     xs = sorted(xs)
     k = (len(xs) - 1) * p
@@ -154,6 +174,16 @@ class Page:
 
     def enter(self) -> None:
         self.page.press("#message", "Enter")
+
+    def page_part(self, since: str = "l.enter[l.enter.length - 1]") -> float | None:
+        """Milliseconds from the first clip's clip_ready reaching the page to its first frame in motion: the
+        page's own share of the latency (download, demux, decoder and audio start, the first frame)."""
+        return self.page.evaluate(f"""() => {{ const l = window.__lat, t0 = {since};
+            const firsts = Object.entries(l.first).filter(([, t]) => t > t0).sort((a, b) => a[1] - b[1]);
+            if (!firsts.length) return null;
+            const [src, t] = firsts[0];
+            const url = Object.keys(l.ready).find(u => src.endsWith(u));
+            return url === undefined ? null : t - l.ready[url]; }}""")
 
     def wait_answer(self, timeout_s: float = 60.0) -> float | None:
         """Milliseconds from this question's Enter to its first clip frame in motion (None: no clip came)."""
@@ -260,6 +290,7 @@ def mixed(browser, base: str, clients: int, rounds: int, pool: list[str]) -> tup
     gaps_before = len(page.gaps())
     load = [os.getloadavg()[0]]
     times: list[float] = []
+    parts: list[float | None] = []
     missing = 0
     for _ in range(rounds):
         asked = random.sample(pool, clients + 1)
@@ -274,6 +305,7 @@ def mixed(browser, base: str, clients: int, rounds: int, pool: list[str]) -> tup
             missing += 1
         else:
             times.append(t)
+            parts.append(page.page_part())
         for c in socks:
             c.wait()
         page.wait_idle()
@@ -284,7 +316,8 @@ def mixed(browser, base: str, clients: int, rounds: int, pool: list[str]) -> tup
     late, seams = sum(c.late for c in socks), sum(c.seams for c in socks)
     for c in socks:
         c.close()
-    page_result = {"times": times, "missing": missing, "gaps": gaps, "load": load, "unlocked": page.unlocked}
+    page_result = {"times": times, "missing": missing, "gaps": gaps, "load": load, "unlocked": page.unlocked,
+                   "page": parts}
     client_result = {"times": firsts, "missing": clients * rounds - len(firsts), "late": late, "seams": seams,
                      "load": load, "unlocked": 0}
     return page_result, client_result
@@ -302,6 +335,7 @@ def spoken(pw, base: str, pool: list[str], count: int, tmp: Path) -> dict:
     tts.warm_up()
     load = [os.getloadavg()[0]]
     times: list[float] = []
+    parts: list[float | None] = []
     missing = 0
     for i, question in enumerate(random.sample(pool, min(count, len(pool)))):
         said = np.concatenate([silence(1.0), speak(tts, question), silence(20.0)])
@@ -319,13 +353,14 @@ def spoken(pw, base: str, pool: list[str], count: int, tmp: Path) -> dict:
             try:
                 page.page.wait_for_function(f"({js})() !== null", timeout=30000)
                 times.append(page.page.evaluate(f"({js})()"))
+                parts.append(page.page_part("l.lastSpeech"))
             except Exception:  # noqa: BLE001 - no answer within 30 s: counted
                 missing += 1
             page.close()
         finally:
             browser.close()
     load.append(os.getloadavg()[0])
-    return {"times": times, "missing": missing, "gaps": [], "load": load, "unlocked": 0}
+    return {"times": times, "missing": missing, "gaps": [], "load": load, "unlocked": 0, "page": parts}
 
 
 def run(browser, base: str, sessions: int, rounds: int, pool: list[str]) -> dict:
@@ -339,6 +374,7 @@ def run(browser, base: str, sessions: int, rounds: int, pool: list[str]) -> dict
     gaps_before = [len(p.gaps()) for p in pages]
     load = [os.getloadavg()[0]]
     times: list[float] = []
+    parts: list[float | None] = []
     missing = 0
     for _ in range(rounds):
         asked = random.sample(pool, sessions) if sessions <= len(pool) else random.choices(pool, k=sessions)
@@ -352,6 +388,7 @@ def run(browser, base: str, sessions: int, rounds: int, pool: list[str]) -> dict
                 missing += 1
             else:
                 times.append(t)
+                parts.append(p.page_part())
         for p in pages:
             p.wait_idle()
     load.append(os.getloadavg()[0])
@@ -359,7 +396,7 @@ def run(browser, base: str, sessions: int, rounds: int, pool: list[str]) -> dict
     unlocked = sum(p.unlocked for p in pages)
     for p in pages:
         p.close()
-    return {"times": times, "missing": missing, "gaps": gaps, "load": load, "unlocked": unlocked}
+    return {"times": times, "missing": missing, "gaps": gaps, "load": load, "unlocked": unlocked, "page": parts}
 
 
 def main() -> None:
@@ -404,9 +441,10 @@ def main() -> None:
             late_text, worst_gap = f"{len(late)} of {len(r['gaps'])}", round(max(r["gaps"], default=0.0))
         rows.append([name, len(t),
                      round(statistics.median(t)) if t else "-", round(percentile(t, 0.95)) if t else "-",
-                     round(max(t)) if t else "-", r["missing"], late_text, worst_gap,
+                     round(max(t)) if t else "-", page_p50(r.get("page")), r["missing"], late_text, worst_gap,
                      f"{r['load'][0]:.2f} -> {r['load'][1]:.2f}"])
-    body = table(["path", "answers", "P50 (ms)", "P95 (ms)", "worst (ms)", "no clip", "late clips (gap > 1 frame)",
+    body = table(["path", "answers", "P50 (ms)", "P95 (ms)", "worst (ms)", "of which the page, P50 (ms)", "no clip",
+                  "late clips (gap > 1 frame)",
                   "worst gap (ms)", "load (1 min avg)"], rows)
     unlocked = sum(r["unlocked"] for r in results.values())
     body += "\n\n" + NOTES.format(unlocked=unlocked)

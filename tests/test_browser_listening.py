@@ -28,11 +28,12 @@ SAMPLER = """() => {
 
 
 def test_the_avatar_listens_nods_at_the_pause_and_hands_over_to_its_answer(server: str, fake_mic, tts) -> None:  # noqa: F811
-    # One turn with a pause in it: the first half ends on a trailing word, so the server waits out the pause (a
-    # finished sentence ends a turn after 350 ms of silence; one ending in "and" after 700 ms) while the page nods.
+    # One turn with a pause in it: 300 ms, longer than the page's 200 ms pause and shorter than any hangover (350
+    # ms), so it is one turn whatever Whisper makes of the first half ("...weather and", "...weather end.", once
+    # "...weather.", a finished sentence that may end a turn after 350 ms of silence) while the page nods.
     first, second = speak(tts, "I was wondering about the weather and"), speak(tts, "what it is like today?")
     # A long silence after the turn: Chromium loops the file, and the turn must not come again during the test.
-    page = fake_mic(server, np.concatenate([silence(1.5), first, silence(0.45), second, silence(25.0)]))
+    page = fake_mic(server, np.concatenate([silence(1.5), first, silence(0.3), second, silence(25.0)]))
     page.wait_for_function("document.getElementById('listen').classList.contains('ready')", timeout=30000)
     assert page.evaluate("new URL(document.getElementById('listen').src).pathname") == "/avatar/listen.mp4"
     page.evaluate(SAMPLER)

@@ -14,7 +14,7 @@ import contextlib
 import logging
 
 from avatarchat.data import Message
-from avatarchat.errors import AvatarChatError, BadRequest, ShuttingDown, StoreUnavailable
+from avatarchat.errors import AvatarChatError, BadRequest, ShuttingDown, StoreUnavailable, UnknownSession
 from avatarchat.pipeline.provisional import Provisional
 from avatarchat.pipeline.reply import Reply
 from avatarchat.pipeline.session import Session
@@ -103,12 +103,17 @@ class EarlyAnswer:
 
     async def commit(self) -> bool:
         """True: the answer is the turn's, its events are out. False: it was discarded (it failed unseen, or
-        the conversation moved on meanwhile); the turn must be answered the ordinary way."""
+        the conversation moved on meanwhile); the turn must be answered the ordinary way. Once committed the
+        answer is the session's turn: the socket closing while it is still being written (a reload right after
+        the question) does not cancel it, as for any other turn (``Session.turns``)."""
         if self._s.draining:
             self.discard()
             return False
         try:
-            return await self._provisional.commit(self._interrupt) is not None
+            return await self._session.turns.run(self._provisional.commit(self._interrupt)) is not None
+        except UnknownSession:  # the session itself ended meanwhile: nobody is left to answer
+            self.discard()
+            return True
         except AvatarChatError as exc:  # the page was told of the failure, as for any reply
             log.info("early answer of session %s… failed: %s", self._session.label, exc.code)
             return True
