@@ -14,11 +14,14 @@ is really loud, so the true start and end of each sentence are known. Reports:
   listening (issue 20): the listening loop's head rotation and the page's nod timing (benchmarks/listening.py).
   turn-taking (issue 20): backchannels and noises said while the avatar speaks (several voices, English and
   Korean, hums; how many cancelled its reply or got an answer) and real questions over it (speech onset -> the
-  avatar yields, -> its reply is cancelled).
+  avatar yields, -> its reply is cancelled); Korean spoken turns (issue 20): the held-out Korean sentences of
+  benchmarks/voices.py said by the Korean default voice over a socket that chose it: end of speech -> final
+  transcript, -> reply_text, and the transcript's character error rate.
 
-    .venv/bin/python benchmarks/voice.py [--runs 4] [--latency-only] [--turns-only [--clips N]]
-    (--latency-only / --turns-only: that server part only, printed with the machine's load, BENCHMARKS.md left
-    alone: for short runs on a shared machine; --clips: at most N backchannel clips, for a quick check)
+    .venv/bin/python benchmarks/voice.py [--runs 4] [--latency-only] [--turns-only [--clips N]] [--korean-only]
+    (--latency-only / --turns-only / --korean-only: that server part only, printed with the machine's load,
+    BENCHMARKS.md left alone: for short runs on a shared machine; --clips: at most N backchannel clips, for a
+    quick check)
 """
 
 from __future__ import annotations
@@ -334,6 +337,74 @@ def server_runs(n: int, clips: list[np.ndarray], piper) -> tuple[list[dict[str, 
     return runs, early
 
 
+KOREAN_VOICE = "kokoro:jf_nezumi+ko"  # the Korean default voice, choosing it makes turns heard in Korean
+
+
+def korean_cer(reference: str, heard: str) -> float:
+    """Character error rate over letters and digits (spaces and punctuation left out)."""
+    ref, hyp = [c for c in reference if c.isalnum()], [c for c in heard if c.isalnum()]
+    row = list(range(len(hyp) + 1))
+    for i, r in enumerate(ref, 1):
+        prev, row[0] = row[:], i
+        for j, h in enumerate(hyp, 1):
+            row[j] = min(prev[j] + 1, row[j - 1] + 1, prev[j - 1] + (r != h))
+    return row[len(hyp)] / max(1, len(ref))
+
+
+def korean_turns() -> list[dict[str, float]]:
+    """Each held-out Korean sentence of benchmarks/voices.py, said by the Korean default voice, streamed in real
+    time over a socket whose session chose that voice (so the multilingual Whisper hears it, language forced):
+    end of speech -> the final transcript that follows it and -> that turn's reply_text, the CER of all the
+    finals of the sentence (a sentence heard as two turns is counted)."""
+    from avatarchat.tts.kokoro import KokoroTTS
+    from benchmarks.voices import KOREAN
+
+    kokoro = KokoroTTS()
+    said = [speak(kokoro, text, KOREAN_VOICE.split(":", 1)[1]) for text in KOREAN]
+    out = []
+    with tempfile.TemporaryDirectory() as tmp:
+        proc, base = start_server(Path(tmp))
+        try:
+            time.sleep(3)
+            for k, (text, pcm) in enumerate(zip(KOREAN, said, strict=True)):
+                sock = Socket(base)
+                sock.ws.send(json.dumps({"type": "voice", "voice": KOREAN_VOICE}))
+                time.sleep(0.3)
+                lead = silence(0.5)
+                sent = sock.stream(np.concatenate([lead, pcm, silence(1.2)]))
+                t_end = sent.at(len(lead) + len(pcm) - 1)
+                sock.first("reply_text", t_end, timeout=30)  # the answer to the turn that ends with the speech
+                sock.pump(time.perf_counter() + 0.5)
+                sock.ws.close()
+                finals = [(t, ev) for t, ev in sock.events if t >= sent.t0 and ev["type"] == "transcript"
+                          and ev["final"]]
+                last = [t for t, ev in finals if t >= t_end]
+                reply = [t for t, ev in sock.events if ev["type"] == "reply_text" and last and t >= last[0]]
+                if k == 0:
+                    continue  # the multilingual model loads on the first Korean turn: not what is measured
+                out.append({"final": (last[0] - t_end) * 1000 if last else float("nan"),
+                            "reply_text": (reply[0] - t_end) * 1000 if reply else float("nan"),
+                            "turns": float(len(finals)),
+                            "cer": korean_cer(text, " ".join(ev["text"] for _, ev in finals))})
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+    return out
+
+
+def korean_rows(runs: list[dict[str, float]]) -> list[list[object]]:
+    def stat(key: str) -> list[str]:
+        kept = [r[key] for r in runs if r[key] == r[key]]
+        return [f"{statistics.median(kept):.0f}", f"{max(kept):.0f}"] if kept else ["-", "-"]
+
+    split = sum(r["turns"] > 1 for r in runs)
+    return [["end of speech -> final transcript (ms)", *stat("final"), ""],
+            ["end of speech -> reply_text (ms)", *stat("reply_text"), "<= 1000"],
+            ["CER of the final transcript", f"{statistics.median(r['cer'] for r in runs):.2f}",
+             f"{max(r['cer'] for r in runs):.2f}", "<= 0.25"],
+            ["sentences heard as more than one turn", f"{split} of {len(runs)}", "", "0"]]
+
+
 def early_rows(runs: list[dict[str, float]], early: dict[str, float]) -> list[list[object]]:
     return [[f"{len(runs)} conversations (2 spoken turns each, full sentences)", f"{early['conversations']:.0f}"],
             ["a full stop, 0.3 s of silence, then more (one turn)",
@@ -345,6 +416,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=4)
     parser.add_argument("--latency-only", action="store_true")
     parser.add_argument("--turns-only", action="store_true")
+    parser.add_argument("--korean-only", action="store_true")
     parser.add_argument("--clips", type=int, default=None)
     args = parser.parse_args()
     from avatarchat.tts.espeak import EspeakTTS
@@ -352,6 +424,12 @@ def main() -> None:
 
     piper = PiperTTS()
     piper.warm_up()
+    if args.korean_only:
+        load = os.getloadavg()
+        runs = korean_turns()
+        print(f"load average before: {load[0]:.2f}, after: {os.getloadavg()[0]:.2f}; {len(runs)} Korean turns")
+        print(table(["", "median", "worst", "target"], korean_rows(runs)))
+        return
     if args.turns_only:
         load = os.getloadavg()
         rows, per_clip = turn_taking(piper, args.clips)

@@ -71,6 +71,11 @@ def test_the_words_of_a_turn_choose_its_ending() -> None:
     assert ending("So, um.") == "unfinished"
     assert ending("I think that,") == "unfinished"
     assert ending("hello there") == "unknown" and ending("") == "unknown"
+    # Korean: the verb comes last, and Whisper punctuates a finished sentence; a phrase before a pause is not one.
+    assert ending("내일 전화해 주실 수 있나요?") == "finished" and ending("산책 갈까요.") == "finished"
+    assert ending("내일 오후에 치과에") == "unfinished"  # a particle, no verb yet
+    assert ending("오늘 날씨가") == "unfinished" and ending("오늘 날씨가.") == "unfinished"
+    assert ending("네이로그의 치과") == "unfinished"  # no punctuation: part of a clause
 
 
 async def test_a_finished_sentence_ends_the_turn_sooner_than_a_trailing_conjunction(voice_input, tts) -> None:

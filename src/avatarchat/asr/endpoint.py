@@ -3,12 +3,16 @@
 People end a turn sooner after a finished sentence ("What time is it?") than after a trailing "and..." or "um",
 where they are only drawing breath. The speculative transcript of the turn (made at the pause) decides: finished
 text ends the turn after the short hangover, unfinished text waits for the long one, anything else (or no
-transcript yet) the normal one. Pure text rules, no model: cheap enough to run at every VAD window.
+transcript yet) the normal one. Korean text counts as finished only with Whisper's . ? or ! after a word that
+is not a particle: its verb comes last, and a phrase before a pause is unfinished. Pure text rules, no model:
+cheap enough to run at every VAD window.
 """
 
 from __future__ import annotations
 
 from typing import Literal
+
+from avatarchat.writing import HANGUL
 
 #: Words that promise more: a turn whose transcript ends on one of these is not over.
 TRAILING = frozenset({
@@ -16,6 +20,12 @@ TRAILING = frozenset({
     "um", "uh", "er", "erm", "hmm", "mm", "the", "a", "an", "to", "of", "with", "for", "my", "your", "is", "are",
     "was", "i", "i'm", "we", "you", "it's", "about", "in", "on", "at", "also", "well",
 })
+
+#: Korean particles and connective endings a word ends on mid-sentence ("치과에", "전화하고", "비가"): Korean puts
+#: the verb last, so a turn whose last word ends on one of these is not over. (A noun that happens to end the
+#: same way only waits the long hangover.)
+KOREAN_TRAILING = ("고", "서", "면", "는데", "지만", "니까", "에", "에서", "를", "을", "은", "는", "이", "가", "의",
+                   "와", "과", "도", "로", "랑", "하고", "께서")
 
 Ending = Literal["finished", "unfinished", "unknown"]
 
@@ -31,4 +41,8 @@ def ending(text: str) -> Ending:
     last = t.rstrip(".?!").split()[-1].lower().strip("\"'()") if t.rstrip(".?!").split() else ""
     if last in TRAILING:
         return "unfinished"
+    if HANGUL.search(last):
+        # Whisper (base) ends a finished Korean sentence with . or ? ("...있나요?", "...입니다."); without one, or
+        # on a particle, it heard part of a clause (Korean speech pauses between phrases, the verb still to come).
+        return "finished" if t[-1] in ".?!" and not last.endswith(KOREAN_TRAILING) else "unfinished"
     return "finished" if t[-1] in ".?!" else "unknown"
