@@ -126,7 +126,9 @@ NOTES = (
     "question said by Piper (en_US-joe-medium) into Chromium's fake microphone (48 kHz WAV, 1 s of silence "
     "before), the page's hands-free microphone on, timed from the last 60 ms frame with speech that the page "
     'sent (so the end of speech is known to within one frame, and the figure may be up to 60 ms short) to the '
-    "answer's first clip frame in motion; its late-clip column is not measured."
+    "answer's first clip frame in motion; its late-clip column is not measured. Of which the page: from the "
+    "first clip's `clip_ready` reaching the page (a WebSocket listener installed before the page's scripts) to "
+    "that clip's first frame in motion, the median over the answers (download, demux, decoder and audio start)."
 )
 
 SPEAKING = "[...document.querySelectorAll('video.clip')].some(v => v.classList.contains('shown'))"

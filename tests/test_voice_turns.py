@@ -75,7 +75,9 @@ def test_the_words_of_a_turn_choose_its_ending() -> None:
     assert ending("내일 전화해 주실 수 있나요?") == "finished" and ending("산책 갈까요.") == "finished"
     assert ending("내일 오후에 치과에") == "unfinished"  # a particle, no verb yet
     assert ending("오늘 날씨가") == "unfinished" and ending("오늘 날씨가.") == "unfinished"
-    assert ending("네이로그의 치과") == "unfinished"  # no punctuation: part of a clause
+    assert ending("네이로그의 치과") == "unfinished"  # no punctuation, no verb: part of a clause
+    assert ending("짜장가루 쌀어요") == "finished" and ending("네") == "finished"  # a sentence ending, no full stop
+    assert ending("비가 오니까") == "unfinished"  # "because it rains": a connective, not the end
 
 
 async def test_a_finished_sentence_ends_the_turn_sooner_than_a_trailing_conjunction(voice_input, tts) -> None:

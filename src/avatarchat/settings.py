@@ -238,7 +238,9 @@ class Settings(BaseSettings):
         "avatar, what...' heard as 'Hello avatar.') ended turns early in a browser test."))
     vad_unfinished_hangover_ms: int = Field(700, ge=32, le=3000, description=("Silence, in ms, that ends a spoken turn"
                                                                               " whose transcript so far trails off "
-                                                                              "(`and`, `so`, `um`, a comma...)."))
+                                                                              "(`and`, `so`, `um`, a comma...; "
+                                                                              "Korean: no final punctuation, or a "
+                                                                              "particle such as 에 or 가 last)."))
     voice_early_answer: bool = Field(True, description=("Start answering a spoken turn during its hangover, once "
                                                         "the words before the pause are a finished sentence and "
                                                         "the pause has lasted 150 ms; the page sees nothing of it "

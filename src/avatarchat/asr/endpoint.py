@@ -3,9 +3,9 @@
 People end a turn sooner after a finished sentence ("What time is it?") than after a trailing "and..." or "um",
 where they are only drawing breath. The speculative transcript of the turn (made at the pause) decides: finished
 text ends the turn after the short hangover, unfinished text waits for the long one, anything else (or no
-transcript yet) the normal one. Korean text counts as finished only with Whisper's . ? or ! after a word that
-is not a particle: its verb comes last, and a phrase before a pause is unfinished. Pure text rules, no model:
-cheap enough to run at every VAD window.
+transcript yet) the normal one. Korean text is finished on Whisper's . ? or ! or a sentence ending (-다, -요,
+-까) and unfinished otherwise, always on a particle: its verb comes last, and a phrase before a pause has none.
+Pure text rules, no model: cheap enough to run at every VAD window.
 """
 
 from __future__ import annotations
@@ -27,6 +27,10 @@ TRAILING = frozenset({
 KOREAN_TRAILING = ("고", "서", "면", "는데", "지만", "니까", "에", "에서", "를", "을", "은", "는", "이", "가", "의",
                    "와", "과", "도", "로", "랑", "하고", "께서")
 
+#: Endings a Korean sentence closes on (polite and formal verb endings, and the one-word answers "네", "응"):
+#: Whisper base sometimes leaves out the full stop after them.
+KOREAN_FINAL = ("다", "요", "까", "죠", "네", "응")
+
 Ending = Literal["finished", "unfinished", "unknown"]
 
 
@@ -42,7 +46,10 @@ def ending(text: str) -> Ending:
     if last in TRAILING:
         return "unfinished"
     if HANGUL.search(last):
-        # Whisper (base) ends a finished Korean sentence with . or ? ("...있나요?", "...입니다."); without one, or
-        # on a particle, it heard part of a clause (Korean speech pauses between phrases, the verb still to come).
-        return "finished" if t[-1] in ".?!" and not last.endswith(KOREAN_TRAILING) else "unfinished"
+        # Korean puts the verb last: a phrase ending on a particle or a connective is part of a clause (Korean
+        # speech pauses between phrases, the verb still to come); Whisper (base) ends a finished sentence with
+        # . or ? ("...있나요?", "...입니다.") or at least on a sentence ending; anything else is unfinished.
+        if last.endswith(KOREAN_TRAILING):
+            return "unfinished"
+        return "finished" if t[-1] in ".?!" or last.endswith(KOREAN_FINAL) else "unfinished"
     return "finished" if t[-1] in ".?!" else "unknown"
