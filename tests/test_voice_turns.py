@@ -96,7 +96,7 @@ async def test_speech_soon_after_a_turn_its_words_ended_early_counts_as_a_false_
     ended = []
     voice_input.on_false_end = lambda: ended.append(1)
     try:
-        audio = np.concatenate([silence(0.3), speak(tts, "What time is it?"), silence(0.32),
+        audio = np.concatenate([silence(0.3), speak(tts, "What time is it?"), silence(0.27),
                                 speak(tts, "And what day is it today?"), silence(1.5)])
         *_, finals, listener = await turn_end(voice_input, audio, whole=True)
     finally:
