@@ -452,6 +452,7 @@ def main() -> None:
     vad_rows = vad_timing(clips["piper:en_US-joe-medium"] + clips["espeak:en-us"])
     runs, early = server_runs(args.runs, clips["piper:en_US-joe-medium"], piper)
     turn_rows, _ = turn_taking(piper)
+    korean = korean_turns()
     false_rows = [["room noise (rms 150, ~-47 dBFS) while a clip plays",
                    f"{sum(r['false_noise'] for r in runs):.0f} / {len(runs)}"],
                   ["the clip's own audio fed back raw (no echo cancellation)",
@@ -484,7 +485,11 @@ def main() -> None:
             + "\n\nTurn-taking (a long typed reply playing, its first clip reported started; then the clip streamed "
             "in real time; target: none cancelled or answered, a real question yields within 150 ms of its onset "
             "and cancels within 700 ms):\n\n"
-            + table(TURN_HEAD, turn_rows))
+            + table(TURN_HEAD, turn_rows)
+            + "\n\nKorean spoken turns (the held-out Korean sentences of `benchmarks/voices.py` said by the Korean "
+            f"default voice `{KOREAN_VOICE}` over a socket that chose it; {len(korean)} sentences after the first, "
+            "which loads the multilingual model; CER over all the finals of a sentence):\n\n"
+            + table(["", "median", "worst", "target"], korean_rows(korean)))
     write_section("voice", "Voice input", body, "python benchmarks/voice.py")
 
 
