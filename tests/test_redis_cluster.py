@@ -200,14 +200,18 @@ def test_barge_in_on_node_b_stops_the_render_a_worker_runs_for_node_as_reply(dep
     client = d.redis.client()
     with socket(d.b, session) as ws:
         old = chat(d.a, session, LONG)["reply_id"]
+        # After the short first chunk both workers are on whole sentences (~3 s of speech, 75 frames, each 20 ms
+        # slower than usual: ~2 s of render). Barging in 0.3 s after the first claim sometimes found both workers
+        # still voicing their text, with no render to stop; 0.8 s after the first clip, both are rendering.
+        first = events_until(ws, "clip_ready", old)
         wait_until(lambda: claimed(client), 30, "a render running")
-        time.sleep(0.3)  # well inside the render (each frame takes 20 ms more than usual)
+        time.sleep(0.8)
         t0 = time.monotonic()
         new = chat(d.b, session, "Stop, please.")["reply_id"]
         events = events_until(ws, "speech_done", new)
         stopped_s = time.monotonic() - t0
     assert any(e["type"] == "speech_cancelled" and e["reply"] == old for e in events)
-    assert len(clips_of(events, old)) < 5  # the rest of the old reply was dropped
+    assert len(clips_of(first + events, old)) < 5  # the rest of the old reply was dropped
     assert not any(e["type"] == "speech_done" and e["reply"] == old for e in events)
     stats = [json.loads(v) for v in client.mget(client.keys("avatarchat:worker:*")) if v]
     assert sum(s["renders_stopped"] for s in stats) >= 1, stats  # a render running on a worker was stopped
