@@ -57,6 +57,15 @@ def _edge_f0(audio: np.ndarray, rate: int, at_end: bool) -> float:
     return float(np.median(edge))
 
 
+def _fold(f0: float, low: float, high: float) -> float:
+    """``f0`` moved by whole octaves into ``[low, high]`` where it lies outside (a tracker's octave error)."""
+    while f0 > high and f0 / 2 >= low:
+        f0 /= 2
+    while 0 < f0 < low and f0 * 2 <= high:
+        f0 *= 2
+    return f0
+
+
 def test_a_long_first_sentence_starts_on_a_short_chunk_without_a_seam(server: str, voices, output_dir) -> None:
     clips = _reply(server, "first-chunk", LONG_FIRST + " It runs on an ordinary processor.")
     assert [c["seq"] for c in clips] == [0, 1, 2]
@@ -83,9 +92,13 @@ def test_a_long_first_sentence_starts_on_a_short_chunk_without_a_seam(server: st
     f0_whole, _ = f0_track(whole.pcm.astype(np.float64), whole.sample_rate)
     voiced = f0_whole[f0_whole > 0]
     low, high = np.percentile(voiced, 5), np.percentile(voiced, 95)
-    final = float(np.median(voiced[-40:]))
-    end_f0, start_f0 = _edge_f0(a.audio, a.audio_rate, True), _edge_f0(b.audio, b.audio_rate, False)
     semitone = 2 ** (1 / 12)
+    # The pitch tracker now and then reads a creaky sentence end an octave off (a CI run: the whole take's final
+    # at 210.6 Hz in a 70-131 Hz sentence); a reading over half an octave outside the sentence's range is folded
+    # back by octaves before it is compared.
+    final = _fold(float(np.median(voiced[-40:])), low / semitone**6, high * semitone**6)
+    end_f0 = _fold(_edge_f0(a.audio, a.audio_rate, True), low / semitone**6, high * semitone**6)
+    start_f0 = _edge_f0(b.audio, b.audio_rate, False)
     found.update(whole_range=[float(low), float(high)], whole_final=final)
     # Two semitones of slack: the whole sentence is a separate synthesis, and Piper's pitch varies run to run (a
     # clean-clone CI run once read chunk 2's start 1.2 semitones above the 95th percentile of the whole take).

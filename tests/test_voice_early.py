@@ -142,7 +142,8 @@ def test_an_early_answer_is_discarded_unseen_when_the_person_keeps_speaking(serv
         events = answered(ws)
         events += pending(ws, quiet_s=1.0)
     finals = [e for e in events if e["type"] == "transcript" and e["final"]]
-    assert len(finals) == 1 and "day" in words(finals[0]["text"]), finals
+    # One turn, the whole sentence ("day" within a word: Whisper once heard "what days it today").
+    assert len(finals) == 1 and "today" in finals[0]["text"].lower(), finals
     whole = words(finals[0]["text"])
     texts = [e for e in events if e["type"] == "reply_text"]
     assert len(texts) == 1 and words(texts[0]["text"]) == whole, texts  # one reply, to the whole sentence
@@ -211,7 +212,7 @@ async def test_the_listener_starts_an_answer_at_a_finished_pause_and_drops_it_wh
         voice.close()
     kinds = [k for k, _ in log]
     assert kinds == ["started", "discarded", "started", "committed"], log
-    assert words(log[0][1]) == words(QUESTION) and "day" in words(log[2][1]), log  # the pause, then the whole
+    assert words(log[0][1]) == words(QUESTION) and "today" in log[2][1].lower(), log  # the pause, then the whole
     assert finals == []  # committed: the turn is not answered a second time
     assert (listener.early.started, listener.early.committed, listener.early.discarded) == (2, 1, 1)
 
