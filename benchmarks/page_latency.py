@@ -217,6 +217,28 @@ class Page:
         self.context.close()
 
 
+class Answers:
+    """One path's timed answers: ms to the first clip frame in motion, the page's share of each (see
+    ``Page.page_part``), and how many questions got no clip."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+        self.parts: list[float | None] = []
+        self.missing = 0
+
+    def take(self, page: Page) -> None:
+        """Wait for ``page``'s answer to the question just asked and record it."""
+        t = page.wait_answer()
+        if t is None:
+            self.missing += 1
+        else:
+            self.times.append(t)
+            self.parts.append(page.page_part())
+
+    def result(self, **more: object) -> dict:
+        return {"times": self.times, "missing": self.missing, "page": self.parts, **more}
+
+
 class SocketClient:
     """A session that behaves on the wire as a page does, without a browser: it posts when told, downloads
     every clip as it is announced, and reports playback as a page playing the clips back to back would (so the
@@ -291,9 +313,7 @@ def mixed(browser, base: str, clients: int, rounds: int, pool: list[str]) -> tup
     page.wait_idle()
     gaps_before = len(page.gaps())
     load = [os.getloadavg()[0]]
-    times: list[float] = []
-    parts: list[float | None] = []
-    missing = 0
+    answers = Answers()
     for _ in range(rounds):
         asked = random.sample(pool, clients + 1)
         page.type(asked[0])
@@ -302,12 +322,7 @@ def mixed(browser, base: str, clients: int, rounds: int, pool: list[str]) -> tup
             c.ask(q, go)
         go.wait()
         page.enter()
-        t = page.wait_answer()
-        if t is None:
-            missing += 1
-        else:
-            times.append(t)
-            parts.append(page.page_part())
+        answers.take(page)
         for c in socks:
             c.wait()
         page.wait_idle()
@@ -318,8 +333,7 @@ def mixed(browser, base: str, clients: int, rounds: int, pool: list[str]) -> tup
     late, seams = sum(c.late for c in socks), sum(c.seams for c in socks)
     for c in socks:
         c.close()
-    page_result = {"times": times, "missing": missing, "gaps": gaps, "load": load, "unlocked": page.unlocked,
-                   "page": parts}
+    page_result = answers.result(gaps=gaps, load=load, unlocked=page.unlocked)
     client_result = {"times": firsts, "missing": clients * rounds - len(firsts), "late": late, "seams": seams,
                      "load": load, "unlocked": 0}
     return page_result, client_result
@@ -336,9 +350,7 @@ def spoken(pw, base: str, pool: list[str], count: int, tmp: Path) -> dict:
     tts = PiperTTS()
     tts.warm_up()
     load = [os.getloadavg()[0]]
-    times: list[float] = []
-    parts: list[float | None] = []
-    missing = 0
+    answers = Answers()
     for i, question in enumerate(random.sample(pool, min(count, len(pool)))):
         said = np.concatenate([silence(1.0), speak(tts, question), silence(20.0)])
         wav = write_wav(tmp / f"q{i}.wav", resample_poly(said.astype(np.float32), 3, 1).clip(-32768, 32767)
@@ -354,15 +366,15 @@ def spoken(pw, base: str, pool: list[str], count: int, tmp: Path) -> dict:
                             return ts.length ? Math.min(...ts) - l.lastSpeech : null; }"""
             try:
                 page.page.wait_for_function(f"({js})() !== null", timeout=30000)
-                times.append(page.page.evaluate(f"({js})()"))
-                parts.append(page.page_part("l.lastSpeech"))
+                answers.times.append(page.page.evaluate(f"({js})()"))
+                answers.parts.append(page.page_part("l.lastSpeech"))
             except Exception:  # noqa: BLE001 - no answer within 30 s: counted
-                missing += 1
+                answers.missing += 1
             page.close()
         finally:
             browser.close()
     load.append(os.getloadavg()[0])
-    return {"times": times, "missing": missing, "gaps": [], "load": load, "unlocked": 0, "page": parts}
+    return answers.result(gaps=[], load=load, unlocked=0)
 
 
 def run(browser, base: str, sessions: int, rounds: int, pool: list[str]) -> dict:
@@ -375,9 +387,7 @@ def run(browser, base: str, sessions: int, rounds: int, pool: list[str]) -> dict
         p.wait_idle()
     gaps_before = [len(p.gaps()) for p in pages]
     load = [os.getloadavg()[0]]
-    times: list[float] = []
-    parts: list[float | None] = []
-    missing = 0
+    answers = Answers()
     for _ in range(rounds):
         asked = random.sample(pool, sessions) if sessions <= len(pool) else random.choices(pool, k=sessions)
         for p, q in zip(pages, asked, strict=True):
@@ -385,12 +395,7 @@ def run(browser, base: str, sessions: int, rounds: int, pool: list[str]) -> dict
         for p in pages:  # as close to at once as one driver can: each page times from its own keydown
             p.enter()
         for p in pages:
-            t = p.wait_answer()
-            if t is None:
-                missing += 1
-            else:
-                times.append(t)
-                parts.append(p.page_part())
+            answers.take(p)
         for p in pages:
             p.wait_idle()
     load.append(os.getloadavg()[0])
@@ -398,7 +403,7 @@ def run(browser, base: str, sessions: int, rounds: int, pool: list[str]) -> dict
     unlocked = sum(p.unlocked for p in pages)
     for p in pages:
         p.close()
-    return {"times": times, "missing": missing, "gaps": gaps, "load": load, "unlocked": unlocked, "page": parts}
+    return answers.result(gaps=gaps, load=load, unlocked=unlocked)
 
 
 def main() -> None:

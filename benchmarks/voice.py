@@ -42,6 +42,7 @@ import numpy as np
 from websockets.sync.client import connect
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.errors import cer, edit_distance, words  # noqa: E402
 from benchmarks.latency import new_session, start_server  # noqa: E402
 from benchmarks.listening import listening_rows  # noqa: E402
 from benchmarks.report import table, write_section  # noqa: E402
@@ -56,19 +57,6 @@ SENTENCES = [
     "Can you explain how to set up the server on my laptop?",
 ]
 FRAME = 960
-
-
-def words(text: str) -> list[str]:
-    return "".join(c if c.isalnum() or c.isspace() else " " for c in text.lower()).split()
-
-
-def edit_distance(a: list[str], b: list[str]) -> int:
-    row = list(range(len(b) + 1))
-    for i, x in enumerate(a, 1):
-        prev, row[0] = row[0], i
-        for j, y in enumerate(b, 1):
-            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (x != y))
-    return row[-1]
 
 
 def asr_quality(clips: dict[str, list[np.ndarray]]) -> tuple[list[list[object]], float]:
@@ -340,17 +328,6 @@ def server_runs(n: int, clips: list[np.ndarray], piper) -> tuple[list[dict[str, 
 KOREAN_VOICE = "kokoro:jf_nezumi+ko"  # the Korean default voice, choosing it makes turns heard in Korean
 
 
-def korean_cer(reference: str, heard: str) -> float:
-    """Character error rate over letters and digits (spaces and punctuation left out)."""
-    ref, hyp = [c for c in reference if c.isalnum()], [c for c in heard if c.isalnum()]
-    row = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        prev, row[0] = row[:], i
-        for j, h in enumerate(hyp, 1):
-            row[j] = min(prev[j] + 1, row[j - 1] + 1, prev[j - 1] + (r != h))
-    return row[len(hyp)] / max(1, len(ref))
-
-
 def korean_turns() -> list[dict[str, float]]:
     """Each held-out Korean sentence of benchmarks/voices.py, said by the Korean default voice, streamed in real
     time over a socket whose session chose that voice (so the multilingual Whisper hears it, language forced):
@@ -385,7 +362,7 @@ def korean_turns() -> list[dict[str, float]]:
                 out.append({"final": (last[0] - t_end) * 1000 if last else float("nan"),
                             "reply_text": (reply[0] - t_end) * 1000 if reply else float("nan"),
                             "turns": float(len(finals)),
-                            "cer": korean_cer(text, " ".join(ev["text"] for _, ev in finals))})
+                            "cer": cer(text, " ".join(ev["text"] for _, ev in finals))})
         finally:
             proc.terminate()
             proc.wait(timeout=30)

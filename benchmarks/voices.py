@@ -29,8 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from avatarchat.settings import Settings  # noqa: E402
 from avatarchat.tts import create_tts  # noqa: E402
 from avatarchat.tts.kokoro import SPEAKERS  # noqa: E402
+from benchmarks.errors import cer, edit_distance, words  # noqa: E402
 from benchmarks.report import table, write_section  # noqa: E402
-from benchmarks.voice import edit_distance, words  # noqa: E402
 from tests.voice_audio import RATE, to_16k, trim  # noqa: E402
 
 # No numbers in them: Whisper writes "nine" as 9, which would count as an error of every voice alike.
@@ -106,11 +106,8 @@ class Judges:
         """WER for English, CER (spaces and punctuation ignored) for Korean, of Whisper's reading of the speech."""
         heard = self._asr.transcribe(pcm16k, language).text
         if language == "en":
-            ref, hyp = words(text), words(heard)
-        else:
-            ref = [c for c in text if c.isalnum()]
-            hyp = [c for c in heard if c.isalnum()]
-        return edit_distance(ref, hyp) / max(len(ref), 1)
+            return edit_distance(words(text), words(heard)) / max(len(words(text)), 1)
+        return cer(text, heard)
 
 
 def whisper_base(cache: Path) -> Path:

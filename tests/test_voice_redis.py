@@ -16,9 +16,10 @@ from avatarchat.asr import create_asr
 from avatarchat.server import create_app
 from avatarchat.settings import Settings
 from avatarchat.tts.kokoro import KokoroTTS
+from benchmarks.errors import cer
 from tests.helpers import new_session, running
 from tests.redis_cluster import RedisServer
-from tests.test_voice_session_turns import KOREAN, cer, hangul_share, until_final
+from tests.test_voice_session_turns import KOREAN, hangul_share, until_final
 from tests.test_voice_ws import stream
 from tests.test_ws import collect
 from tests.voice_audio import silence, speak

@@ -15,6 +15,7 @@ from websockets.sync.client import connect
 
 from avatarchat.server import create_app
 from avatarchat.tts.kokoro import KokoroTTS
+from benchmarks.errors import cer
 from tests.fakes import FakeLLM
 from tests.helpers import running, session_for
 from tests.test_voice_ws import stream, words
@@ -36,17 +37,6 @@ def until_final(ws, timeout_s: float = 60.0) -> list[dict]:
 def hangul_share(text: str) -> float:
     letters = [c for c in text if c.isalpha()]
     return sum("\uac00" <= c <= "\ud7a3" for c in letters) / max(1, len(letters))
-
-
-def cer(reference: str, heard: str) -> float:
-    """Character error rate over letters and digits (spaces and punctuation left out)."""
-    ref, hyp = [c for c in reference if c.isalnum()], [c for c in heard if c.isalnum()]
-    row = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        prev, row[0] = row[:], i
-        for j, h in enumerate(hyp, 1):
-            row[j] = min(prev[j] + 1, row[j - 1] + 1, prev[j - 1] + (r != h))
-    return row[len(hyp)] / max(1, len(ref))
 
 
 @pytest.fixture(scope="module")
