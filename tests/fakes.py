@@ -66,12 +66,14 @@ class FakeEngine:
         self.voicing_cancelled = 0
         self.rendered: list[str] = []
         self.started: list[str] = []  # "voice <text>" / "render <text>", in the order the work began
+        self.alone: list[bool] = []  # per voice call: whether the lane said nothing else was using the CPU
 
     def voice_needs_slot(self, job: SpeechJob) -> bool:
         return True
 
-    async def voice(self, job: SpeechJob) -> Speech:
+    async def voice(self, job: SpeechJob, alone: bool = False) -> Speech:
         self.started.append(f"voice {job.text}")
+        self.alone.append(alone)
         try:
             await self.voice_gate.wait()
         except asyncio.CancelledError:

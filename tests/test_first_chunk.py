@@ -82,10 +82,11 @@ def test_a_long_first_sentence_starts_on_a_short_chunk_without_a_seam(server: st
     found = {"frame_jump": seam, "codec_noise": codec, "mouth_shape": shape}
     (output_dir / "first-chunk-seam.json").write_text(json.dumps(found))
     assert seam <= codec + 2.0 and seam < shape / 4, found
-    # Heard: the pause at the seam is a short phrase break, not a sentence's end silence or a clipped word...
+    # Heard: the pause at the seam is a short phrase break, not a sentence's end silence (Piper's ~0.2 s, cut by
+    # tts/silence.py; with the next clip's lead-in it was ~0.3 s) or a clipped word...
     _, tail = _voiced_edges(a.audio, a.audio_rate)
     lead, _ = _voiced_edges(b.audio, b.audio_rate)
-    assert 0.05 <= tail + lead <= 0.45, (tail, lead)
+    assert 0.05 <= tail + lead <= 0.25, (tail, lead)
     # ...and the pitch stays inside what the voice does when it says the sentence whole: chunk 2 starts within
     # that sentence's pitch range (no reset above it), chunk 1 does not fall below the sentence's own final fall.
     whole = asyncio.run(voices.synthesize(LONG_FIRST, None))
@@ -97,6 +98,10 @@ def test_a_long_first_sentence_starts_on_a_short_chunk_without_a_seam(server: st
     # at 210.6 Hz in a 70-131 Hz sentence); a reading over half an octave outside the sentence's range is folded
     # back by octaves before it is compared.
     final = _fold(float(np.median(voiced[-40:])), low / semitone**6, high * semitone**6)
+    # The sentence ends on a fall: a final read over 3 semitones above the take's median is the creaky end read an
+    # octave up (a run read 120.8 Hz there, its range widened to 70-190 Hz by the same error).
+    while final > float(np.median(voiced)) * semitone**3:
+        final /= 2
     end_f0 = _fold(_edge_f0(a.audio, a.audio_rate, True), low / semitone**6, high * semitone**6)
     start_f0 = _edge_f0(b.audio, b.audio_rate, False)
     found.update(whole_range=[float(low), float(high)], whole_final=final)

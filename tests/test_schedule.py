@@ -132,3 +132,33 @@ async def test_a_barge_in_frees_a_slot_passed_on_to_a_render_that_never_ran() ->
     finally:
         await lane.aclose()
     assert scheduler.running == 0
+
+
+async def test_a_tts_call_is_alone_only_while_nothing_else_holds_or_wants_a_slot() -> None:
+    """``alone`` lets a TTS spread over every core (a reply's first chunk on an idle server). It must be False
+    as soon as any other work runs or waits: two sessions' TTS calls, or a TTS beside a render."""
+    engine = FakeEngine()
+    engine.gate.clear()  # renders wait: A's first sentence holds a slot while its second is voiced
+    scheduler = DeadlineScheduler(2)
+    (a, ea), (b, eb) = two_lanes(engine, scheduler)
+    try:
+        first = speak(a, ["A one.", "A two."])
+        while len(engine.alone) < 2:  # A one voiced alone; A two voiced beside A one's render
+            await asyncio.sleep(0.001)
+        assert engine.alone == [True, False], engine.started
+        engine.gate.set()
+        await ea.wait_for("speech_done", first.id)
+        engine.voice_gate.clear()  # B's TTS holds its slot; A's TTS comes beside it
+        second = speak(b, ["B one."])
+        while len(engine.alone) < 3:
+            await asyncio.sleep(0.001)
+        third = speak(a, ["A three."])
+        await asyncio.sleep(0.02)
+        engine.voice_gate.set()
+        await eb.wait_for("speech_done", second.id)
+        await ea.wait_for("speech_done", third.id)
+        assert engine.alone == [True, False, True, False], engine.started
+    finally:
+        await a.aclose()
+        await b.aclose()
+    assert scheduler.running == 0

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from avatarchat.pipeline.sentences import SentenceSplitter, split_sentences, spoken_seconds
+from avatarchat.pipeline.sentences import SentenceSplitter, ends_sentence, split_sentences, spoken_seconds
 
 
 def stream(pieces: list[str] | str, max_chars: int | None = None) -> tuple[list[str], list[list[str]]]:
@@ -374,3 +374,11 @@ def test_growing_chunks_lose_nothing_and_grow_until_sentences_fit() -> None:
 def test_growth_must_grow() -> None:
     with pytest.raises(ValueError):
         SentenceSplitter(first_seconds=1.0, growth=1.0)
+
+
+@pytest.mark.parametrize("chunk, ends", [
+    ("Hello!", True), ('He said "go."', True), ("Wait...", True), ("좋아요.", True), ("好。", True),
+    ("I'm doing great,", False), ("Avatarchat is", False), ("Set it to: ", False), ("Version 3.5", False),
+])
+def test_a_chunk_ends_its_sentence_only_on_a_sentence_mark(chunk: str, ends: bool) -> None:
+    assert ends_sentence(chunk) is ends

@@ -31,7 +31,7 @@ ENGLISH_COVERAGE = (
 
 @pytest.fixture(scope="module")
 def kokoro(tmp_path_factory) -> KokoroTTS:
-    tts = KokoroTTS(cache_dir=tmp_path_factory.mktemp("models"))
+    tts = KokoroTTS(cache_dir=tmp_path_factory.mktemp("models"), alone_threads=2)
     tts.warm_up()
     return tts
 
@@ -116,14 +116,26 @@ def test_korean_voice_speaks_hangul(kokoro: KokoroTTS) -> None:
     assert 1.0 < speech.duration_s < 5.0
 
 
+def test_a_call_made_alone_runs_on_a_second_session_with_more_threads_and_says_the_same(kokoro: KokoroTTS) -> None:
+    text = "안녕하세요. 만나서 반갑습니다."
+    shared = asyncio.run(kokoro.synthesize(text, "jf_alpha+ko"))
+    alone = asyncio.run(kokoro.synthesize_alone(text, "jf_alpha+ko"))
+    sessions = [kokoro._loaded()[0], kokoro._alone]
+    assert [s.get_session_options().intra_op_num_threads for s in sessions] == [1, 2]  # type: ignore[union-attr]
+    # The same model: the same speech, up to float rounding in the threads' sums.
+    assert abs(alone.duration_s - shared.duration_s) < 0.05 * shared.duration_s
+    n = min(len(alone.pcm), len(shared.pcm))
+    assert np.corrcoef(alone.pcm[:n].astype(np.float64), shared.pcm[:n].astype(np.float64))[0, 1] > 0.95
+
+
 def test_cancellation_stops_between_chunks(kokoro: KokoroTTS) -> None:
     calls: list[int] = []
     infer = kokoro.infer
 
     class Counting(KokoroTTS):
-        def infer(self, ids, speaker):
+        def infer(self, ids, speaker, alone=False):
             calls.append(len(ids))
-            return infer(ids, speaker)
+            return infer(ids, speaker, alone)
 
     tts = Counting(cache_dir=kokoro._cache_dir)
     tts._model = kokoro._loaded()

@@ -17,6 +17,7 @@ from avatarchat.languages import voice_scripts
 from avatarchat.render.meshwarp import MeshWarpRenderer
 from avatarchat.render.mouth_track import MouthTrack
 from avatarchat.render.visemes import calibration_words
+from avatarchat.tts.piper import PiperTTS
 from avatarchat.tts.router import VoiceRouter
 from avatarchat.writing import dominant_script
 from tests.helpers import decode_clip, frame_rms, session_for
@@ -81,6 +82,23 @@ def test_cyrillic_to_a_german_voice_goes_to_the_russian_voice(voices: VoiceRoute
 def test_a_script_without_any_voice_keeps_the_chosen_voice(tts) -> None:
     only_piper = VoiceRouter({"piper": tts}, primary="piper", script_defaults={})
     assert only_piper.choose("안녕하세요.", None).id == "piper:en_US-joe-medium"
+
+
+def test_a_call_made_alone_speaks_through_a_second_session_with_more_threads() -> None:
+    """The router hands ``alone`` to the backend; Piper then runs the voice's second onnxruntime session (two
+    threads), loaded at warm-up, and says the same words: the same length within Piper's own variation."""
+    tts = PiperTTS("en_US-joe-medium+female", alone_threads=2)
+    tts.warm_up()
+    threads = sorted(v.session.get_session_options().intra_op_num_threads for v in tts._loaded.values())
+    assert threads == [1, 2]
+    router = VoiceRouter({"piper": tts}, primary="piper", script_defaults={})
+    text = "The first words of a reply are the ones the person waits for."
+    alone = asyncio.run(router.synthesize(text, None, alone=True))
+    shared = asyncio.run(router.synthesize(text, None))
+    assert len(tts._loaded) == 2  # no third load: each call used one of the two sessions
+    assert abs(alone.duration_s - shared.duration_s) < 0.25 * shared.duration_s, (alone.duration_s, shared.duration_s)
+    assert min(float(np.sqrt(np.mean(s.pcm.astype(np.float64) ** 2))) for s in (alone, shared)) > 500
+    assert PiperTTS(alone_threads=1).alone_threads == 1  # not more than the shared session's: off
 
 
 def test_calibration_words_follow_the_voice_language() -> None:

@@ -82,6 +82,10 @@ class Settings(BaseSettings):
                              "register, to match the default avatar) or a .onnx path (listed under its file name).")
     piper_threads: int = Field(1, ge=1, le=16,
                                description="CPU threads Piper may use (the rest are left to rendering).")
+    piper_alone_threads: int = Field(2, ge=0, le=16, description="CPU threads Piper may use for a sentence voiced "
+                                     "while nothing else runs (a reply's first chunk on an idle server, the one "
+                                     "the person waits for; ~1.6x as fast on 2 cores); a second copy of the voice "
+                                     "is loaded for it. 0 or at most `piper_threads`: off.")
     kokoro_voice: str = Field("jf_gongitsune", description="Kokoro's default voice (with `tts_backend=kokoro`): "
                               "jf_alpha, jf_gongitsune, jf_nezumi, jf_tebukuro (female), jm_kumo (male), speaking "
                               "English; +ko (jf_nezumi+ko): Korean. jf_gongitsune scored best in English "
@@ -92,6 +96,10 @@ class Settings(BaseSettings):
     kokoro_threads: int = Field(1, ge=1, le=16, description="CPU threads Kokoro's one shared model may use "
                                 "(the rest are left to rendering; a second thread hardly shortened a chunk on 2 "
                                 "busy cores, see BENCHMARKS.md).")
+    kokoro_alone_threads: int = Field(2, ge=0, le=16, description="CPU threads Kokoro may use for a sentence "
+                                      "voiced while nothing else runs (a reply's first chunk on an idle server: "
+                                      "~1.6x as fast on 2 cores); a second session of the model (~290 MB more) is "
+                                      "loaded for it. 0 or at most `kokoro_threads`: off.")
     kokoro_speed: float = Field(1.0, ge=0.5, le=2.0, description="Kokoro speaking speed (1: as trained).")
     voice_en: str = Field("piper:en_US-joe-medium+female",
                           description="Voice id for Latin-script text when the session's voice cannot read Latin.")

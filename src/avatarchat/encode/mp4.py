@@ -14,6 +14,7 @@ from math import gcd
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 from scipy.signal import resample_poly
 
@@ -56,6 +57,10 @@ class ClipEncoder:
         v.width, v.height, v.pix_fmt = width, height, "yuv420p"
         v.options = {"preset": preset, "crf": str(crf), "threads": str(threads)}
         self._v = v
+        # OpenCV's RGB -> I420 is the same BT.601 limited range the encoder's own conversion gives (swscale's
+        # default), at a quarter of its cost: ~0.3 ms of the ~1.5 ms each 512x384 frame took to encode.
+        # Needs even sides (4:2:0); others go through swscale.
+        self._i420 = width % 2 == 0 and height % 2 == 0
         self._a = self._out.add_stream("aac", rate=AUDIO_RATE)
         self._a.layout = "mono"
         # FFmpeg's constant-quantizer AAC search: ~10 ms instead of ~35 ms for a 3 s clip (a tenth of the
@@ -63,7 +68,10 @@ class ClipEncoder:
         self._a.options = {"aac_coder": "fast"}
 
     def add(self, rgb: np.ndarray) -> None:
-        frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+        if self._i420:
+            frame = av.VideoFrame.from_ndarray(cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_I420), format="yuv420p")
+        else:
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
         frame.pts = self.frames
         frame.time_base = Fraction(1, self.fps)
         for packet in self._v.encode(frame):

@@ -29,7 +29,9 @@ class SpeechEngine(Protocol):
     metrics: Metrics
     secrets: tuple[str, ...]
 
-    async def voice(self, job: SpeechJob) -> Speech: ...
+    async def voice(self, job: SpeechJob, alone: bool = False) -> Speech:
+        """Voice ``job``; ``alone``: nothing else is using the CPU now, so the TTS may use every core."""
+        ...
 
     def voice_needs_slot(self, job: SpeechJob) -> bool:
         """Whether voicing ``job`` is CPU work that needs a scheduler slot (a cloud TTS only waits)."""

@@ -191,9 +191,13 @@ class SpeechLane:
         barge-in, with the slot freed). A cloud voice takes no slot: it waits on the network, not the CPU.
         The seconds returned are the synthesis alone, not the wait for the slot."""
         lease = await self._acquire(reply, job.seq) if self._engine.voice_needs_slot(job) else None
+        # Nothing else holds or wants a slot: no render, no other TTS. The TTS may then use the idle cores too
+        # (it is usually a reply's first chunk, the one the person is waiting for).
+        alone = lease is not None and self._scheduler is not None and self._scheduler.running == 1 \
+            and not self._scheduler.waiting
         try:
             t0 = time.perf_counter()
-            speech = await unless_cancelled(reply, self._engine.voice(job))
+            speech = await unless_cancelled(reply, self._engine.voice(job, alone=alone))
             return speech, lease, time.perf_counter() - t0
         except BaseException:
             if lease is not None:

@@ -60,6 +60,14 @@ _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff]")  # kana and ideo
 _QUIET = set(".,!?;:…'\"()[]{}-–—。！？，、；：「」『』")
 
 
+_SENTENCE_END = re.compile(r"(?:[.!?…]+[\"')\]]*|[。！？]+)$")
+
+
+def ends_sentence(text: str) -> bool:
+    """Whether a chunk ends its sentence, rather than being cut at a clause or a word inside it."""
+    return bool(_SENTENCE_END.search(text.rstrip()))
+
+
 def char_seconds(ch: str) -> float:
     """Estimated time to say one character; whitespace costs nothing (the per-letter rate includes it)."""
     if ch.isspace():

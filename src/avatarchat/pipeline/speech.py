@@ -25,10 +25,11 @@ from avatarchat.pipeline.failures import error_event
 from avatarchat.pipeline.jobs import SpeechJob
 from avatarchat.pipeline.lane import RenderedClip
 from avatarchat.pipeline.reply import Reply
-from avatarchat.pipeline.sentences import FIRST_SECONDS, SentenceSplitter
+from avatarchat.pipeline.sentences import FIRST_SECONDS, SentenceSplitter, ends_sentence
 from avatarchat.pipeline.session import Session
 from avatarchat.render.base import Avatar, Renderer, VoiceCalibrated, frame_count
 from avatarchat.tts.router import VoiceRouter
+from avatarchat.tts.silence import shorten_tail
 
 log = logging.getLogger(__name__)
 
@@ -155,10 +156,12 @@ class SpeechPipeline:
                             redact(exc.message, self.secrets))
 
     # -- the engine the lanes share --------------------------------------------------------------------------
-    async def voice(self, job: SpeechJob) -> Speech:
+    async def voice(self, job: SpeechJob, alone: bool = False) -> Speech:
         await self.ensure_calibrated(job.voice)
         t0 = time.perf_counter()
-        speech = await self.tts.synthesize(job.text, job.voice)
+        speech = await self.tts.synthesize(job.text, job.voice, alone=alone)
+        if not ends_sentence(job.text):
+            speech = shorten_tail(speech)  # the sentence goes on in the next clip: a phrase break, not its end
         self._cost("voice", time.perf_counter() - t0)
         return speech
 

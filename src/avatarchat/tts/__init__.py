@@ -16,11 +16,13 @@ from avatarchat.tts.piper import PiperTTS
 from avatarchat.tts.router import VoiceRouter
 
 REGISTRY: dict[str, Callable[[Settings], TTS]] = {
-    "piper": lambda s: PiperTTS(default_voice=s.piper_voice, threads=s.piper_threads),
+    "piper": lambda s: PiperTTS(default_voice=s.piper_voice, threads=s.piper_threads,
+                                alone_threads=s.piper_alone_threads),
     "espeak": lambda s: EspeakTTS(default_voice=s.espeak_voice, rate=s.espeak_rate, pitch=s.espeak_pitch,
                                   variant=s.espeak_variant, max_procs=s.espeak_max_procs),
     "kokoro": lambda s: KokoroTTS(default_voice=s.kokoro_voice, cache_dir=s.model_cache_dir,
-                                  threads=s.kokoro_threads, speed=s.kokoro_speed),
+                                  threads=s.kokoro_threads, speed=s.kokoro_speed,
+                                  alone_threads=s.kokoro_alone_threads),
     "google": lambda s: GoogleTTS(api_key=s.google_tts_api_key.get_secret_value(), base_url=s.google_tts_base_url,
                                   default_voice=s.google_tts_voice, timeout_s=s.tts_timeout_s),
     "openai": lambda s: OpenAITTS(base_url=s.openai_tts_base_url, api_key=s.openai_tts_api_key.get_secret_value(),

@@ -45,6 +45,12 @@ class TTS(ABC):
         """Speak ``text`` with ``voice`` (one of ``voices()``; None: ``default_voice``). An unknown voice is
         ``BadRequest``; a failing engine or service is ``BackendError``."""
 
+    async def synthesize_alone(self, text: str, voice: str | None = None) -> Speech:
+        """``synthesize`` when nothing else on this machine is using the CPU (a reply's first chunk on an idle
+        server, which the person is waiting for): a backend whose engine can spread one call over more cores
+        does. Default: ``synthesize``."""
+        return await self.synthesize(text, voice)
+
     @abstractmethod
     def voices(self) -> list[str]:
         """The voice names requests may use (blocking; cheap after the first call)."""

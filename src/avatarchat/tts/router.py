@@ -120,17 +120,24 @@ class VoiceRouter(TTS):
             if mine:
                 tts.preload(mine)
 
-    async def synthesize(self, text: str, voice: str | None = None, *, route: bool = True) -> Speech:
+    async def synthesize(self, text: str, voice: str | None = None, *, route: bool = True,
+                         alone: bool = False) -> Speech:
         """Speak ``text`` with the voice ``choose`` picks, or with exactly ``voice`` when ``route`` is False
-        (calibration: a voice must be heard saying its own calibration words, whatever their script)."""
+        (calibration: a voice must be heard saying its own calibration words, whatever their script). ``alone``:
+        nothing else is using the CPU, so the backend may use every core it can (``TTS.synthesize_alone``)."""
         v = self.choose(text, voice) if route else self.resolve(voice)
+        backend = self.backends[v.backend]
+        speak = backend.synthesize_alone if alone else backend.synthesize
         limit = self._network.get(v.backend)
         if limit is None:
             with self.health.call(v.backend):
-                return await self.backends[v.backend].synthesize(text, v.name)
+                return await speak(text, v.name)
         async with limit:
             with self.health.call(v.backend):
-                return await self.backends[v.backend].synthesize(text, v.name)
+                return await speak(text, v.name)
+
+    async def synthesize_alone(self, text: str, voice: str | None = None) -> Speech:
+        return await self.synthesize(text, voice, alone=True)
 
     def needs_cpu(self, text: str, voice: str | None = None) -> bool:
         """Whether speaking ``text`` with ``voice`` works this machine's CPU (False for a cloud backend, which
