@@ -16,6 +16,7 @@ from avatarchat.metrics import Metrics
 from avatarchat.pipeline.jobs import SpeechJob
 from avatarchat.pipeline.lane import RenderedClip
 from avatarchat.pipeline.reply import Reply
+from avatarchat.tts.base import TTS
 
 RATE = 16000
 
@@ -136,7 +137,7 @@ def speak(lane, texts: list[str], voice: str = "fake:voice") -> Reply:
     return reply
 
 
-class FailOn:
+class FailOn(TTS):
     """A TTS (wrapping a real one) that fails every sentence containing ``word``: a middle sentence that fails
     on demand (punctuation-only sentences used to, and are now left out instead)."""
 
