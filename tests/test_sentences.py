@@ -382,3 +382,22 @@ def test_growth_must_grow() -> None:
 ])
 def test_a_chunk_ends_its_sentence_only_on_a_sentence_mark(chunk: str, ends: bool) -> None:
     assert ends_sentence(chunk) is ends
+
+
+def test_an_idle_server_cuts_a_long_sentence_after_a_short_one_and_keeps_sentences_that_fit() -> None:
+    """Idle (``grow_if`` says no), ``idle_growth`` applies: "Yes." then a 4 s sentence stalled the avatar after its
+    first word; now that sentence starts on a piece about 4 times "Yes.". A reply whose later sentences fit its
+    budget is said as before, and busy, the tighter ``growth`` still rules."""
+    def split(text: str, busy: bool) -> list[str]:
+        s = SentenceSplitter(first_seconds=1.0, growth=1.5, grow_if=lambda: busy, idle_growth=4.0)
+        return s.feed(text) + s.flush()
+
+    text = "Yes. The code is under the MIT license, and you are free to use and change it."
+    idle = split(text, busy=False)
+    assert idle == ["Yes.", "The code is under the MIT license,", "and you are free to use and change it."]
+    assert spoken_seconds(idle[1]) <= 3 * spoken_seconds(idle[0]) + spoken_seconds(idle[0]) + 0.8
+    fits = "Hello! I'm Ava. Ask me anything about avatarchat, how it works, or how to set it up."
+    assert split(fits, busy=False) == split_sentences(fits, first_seconds=1.0)  # nothing cut beyond the rule
+    assert len(split(fits, busy=True)) > len(split(fits, busy=False))
+    with pytest.raises(ValueError):
+        SentenceSplitter(growth=1.5, idle_growth=1.0)

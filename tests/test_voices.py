@@ -4,6 +4,7 @@ language cannot read; calibration with the voice itself."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,10 +18,11 @@ from avatarchat.languages import voice_scripts
 from avatarchat.render.meshwarp import MeshWarpRenderer
 from avatarchat.render.mouth_track import MouthTrack
 from avatarchat.render.visemes import calibration_words
+from avatarchat.server import create_app
 from avatarchat.tts.piper import PiperTTS
 from avatarchat.tts.router import VoiceRouter
 from avatarchat.writing import dominant_script
-from tests.helpers import decode_clip, frame_rms, session_for
+from tests.helpers import decode_clip, frame_rms, running, session_for
 from tests.test_ws import collect, open_ws
 
 
@@ -99,6 +101,22 @@ def test_a_call_made_alone_speaks_through_a_second_session_with_more_threads() -
     assert abs(alone.duration_s - shared.duration_s) < 0.25 * shared.duration_s, (alone.duration_s, shared.duration_s)
     assert min(float(np.sqrt(np.mean(s.pcm.astype(np.float64) ** 2))) for s in (alone, shared)) > 500
     assert PiperTTS(alone_threads=1).alone_threads == 1  # not more than the shared session's: off
+
+
+def test_the_korean_default_voice_is_calibrated_at_start_up_not_on_the_first_korean_reply(settings, voices,
+                                                                                          tmp_path) -> None:
+    """Its mouth shapes used to be learnt when the first Korean sentence was voiced (~1.6 s more for that reply
+    with Kokoro); now the server learns them in the background once it is up, with no request at all."""
+    renderer = MeshWarpRenderer(cache_dir=tmp_path / "avatars", motion_scale=0.0)
+    korean = voices.script_defaults["Hangul"]
+    assert not renderer.is_calibrated(korean)
+    app = create_app(settings.model_copy(update={"data_dir": tmp_path}), tts=voices, renderer=renderer)
+    with running(app):
+        deadline = time.monotonic() + 30
+        while not renderer.is_calibrated(korean) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert renderer.is_calibrated(korean)
+        assert renderer.is_calibrated(voices.script_defaults["Latin"])
 
 
 def test_calibration_words_follow_the_voice_language() -> None:

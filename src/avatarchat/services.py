@@ -169,12 +169,26 @@ async def start_services(settings: Settings, *, llm: LLM | None = None, tts: TTS
     if voice is not None:  # the ASR model loads in the background: the server answers typed messages meanwhile
         services._tasks.append(asyncio.create_task(asyncio.to_thread(voice.warm_up)))
     if preload:  # so do the default voices' slow models (Kokoro's, the Korean default; rewritten on a fresh cache)
-        services._tasks.append(asyncio.create_task(asyncio.to_thread(_preload, the_tts)))
+        services._tasks.append(asyncio.create_task(_get_voices_ready(the_tts, pipeline)))
     if housekeeping:
         services._tasks.append(asyncio.create_task(_housekeeping(services)))
     log.info("avatarchat ready: llm=%s voice=%s renderer=%s avatar=%s", the_llm.name, the_tts.default_voice,
              the_renderer.name, avatar.id)
     return services
+
+
+async def _get_voices_ready(tts: VoiceRouter, pipeline: SpeechPipeline) -> None:
+    """Preload the default voices' models, then learn the mouth shapes of the language defaults other than the
+    server's voice (the Korean one), which the first reply in that language otherwise waited for (~1.6 s)."""
+    await asyncio.to_thread(_preload, tts)
+    for script in ("Latin", "Hangul"):
+        voice = tts.script_defaults.get(script)
+        if voice is None:
+            continue
+        try:
+            await pipeline.ensure_calibrated(voice)  # a voice that cannot be calibrated is logged there
+        except Exception as exc:  # noqa: BLE001 - a background convenience must not take the server down
+            log.warning("calibrating voice %s at start-up failed: %s", voice, exc)
 
 
 def _preload(tts: TTS) -> None:

@@ -25,6 +25,11 @@ much as the chunk lasts, so with many sessions it is not ready when the chunk en
 mid-sentence. With ``growth`` (say 1.5) every later chunk is cut, by the same rule, to about ``growth`` times the
 one before it (1 s, 1.5 s, 2.3 s, ... up to the ``max_seconds`` limit), so each chunk's cost stays within what
 the chunks already ready take to play: the buffer of speech grows geometrically instead of running dry.
+
+An idle server needs the same bound, only looser (``idle_growth``, say 4): a short first sentence ("Yes.", half a
+second) followed by a long one (4 s of speech, ~0.9 s to voice, render and encode) stalled the avatar after its
+first word. Such a sentence is cut so that its head lasts about ``idle_growth`` times what was said before it
+(the same formula); sentences that fit are said whole.
 """
 
 from __future__ import annotations
@@ -96,17 +101,20 @@ class SentenceSplitter:
 
     def __init__(self, max_chars: int | None = None, *, max_seconds: float = MAX_SECONDS,
                  first_seconds: float | None = None, growth: float | None = None,
-                 grow_if: Callable[[], bool] | None = None) -> None:
+                 grow_if: Callable[[], bool] | None = None, idle_growth: float | None = None) -> None:
         """``first_seconds``: cut the first sentence to about this much speech (None: never); ``growth``: cut
         every later chunk to about this many times the one before it (None: later sentences whole), only while
-        ``grow_if()`` says so when given (asked as each chunk is cut: whether the server is busy now)."""
-        if growth is not None and growth <= 1.0:
-            raise ValueError("growth must be more than 1 (each chunk longer than the one before)")
+        ``grow_if()`` says so when given (asked as each chunk is cut: whether the server is busy now);
+        ``idle_growth``: the same, with this larger factor, while ``grow_if()`` says no (None: whole)."""
+        for g in (growth, idle_growth):
+            if g is not None and g <= 1.0:
+                raise ValueError("growth must be more than 1 (each chunk longer than the one before)")
         self.max_chars = max_chars
         self.max_seconds = max_seconds
         self.first_seconds = first_seconds
         self.growth = growth
         self.grow_if = grow_if
+        self.idle_growth = idle_growth
         self._first = first_seconds is not None  # the first chunk is still to come
         self._said_s = 0.0  # estimated seconds of the chunks given out so far (for ``growth``)
         self._first_s = 0.0  # ... and of the first of them
@@ -179,9 +187,9 @@ class SentenceSplitter:
             return pieces
         out = []
         for piece in pieces:
-            while self._said_s and (target := (self.growth - 1) * self._said_s + self._first_s) < self.max_seconds \
-                    and (self.grow_if is None or self.grow_if()):
-                cut = first_cut(piece, target, min_head_s=target / self.growth)
+            while self._said_s and (factor := self._factor()) is not None \
+                    and (target := (factor - 1) * self._said_s + self._first_s) < self.max_seconds:
+                cut = first_cut(piece, target, min_head_s=target / factor)
                 if cut is None:
                     break
                 head, piece = piece[:cut].strip(), piece[cut:].strip()
@@ -191,6 +199,10 @@ class SentenceSplitter:
             self._first_s = self._first_s or spoken_seconds(piece)
             self._said_s += spoken_seconds(piece)
         return out
+
+    def _factor(self) -> float | None:
+        """The growth factor for the chunk being cut now: ``growth`` while busy, else ``idle_growth``."""
+        return self.growth if self.grow_if is None or self.grow_if() else self.idle_growth
 
     def _fits(self, text: str) -> int:
         """Length of the longest prefix of ``text`` within both limits (at least 1 character of a non-empty text)."""

@@ -63,6 +63,7 @@ class SpeechPipeline:
     # -- reply: LLM stream -> sentences -> the session's lane -------------------------------------------------
     async def reply(self, session: Session, reply: Reply, speak: bool = True, short_first: bool = True,
                     growth: float | None = None, grow_if: Callable[[], bool] | None = None,
+                    idle_growth: float | None = None,
                     history: list[Message] | None = None) -> str:
         """Stream the LLM's answer, submitting each sentence as soon as it is complete. Returns the full text.
         With ``speak`` False (the server is too busy) the text still arrives and the page is told why there
@@ -78,7 +79,7 @@ class SpeechPipeline:
         # server (``growth``, while ``grow_if()``) the later ones grow from there, so each is ready before the one
         # playing ends.
         splitter = SentenceSplitter(max_seconds=self.max_sentence_s, first_seconds=FIRST_SECONDS if short_first
-                                    else None, growth=growth, grow_if=grow_if)
+                                    else None, growth=growth, grow_if=grow_if, idle_growth=idle_growth)
         parts: list[str] = []
         spoken: list[str] = []
         first_token_ms: float | None = None

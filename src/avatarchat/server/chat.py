@@ -73,7 +73,8 @@ async def _speak(s: Services, session: Session, reply: Reply, history: list[Mess
         # The old rule without growth: busy, the first sentence is said whole. With it: chunks grow when busy at
         # admission, or when a chunk is cut (replies that came in together see each other only then).
         options = {"short_first": not busy} if growth is None else \
-            {"growth": growth, "grow_if": lambda: busy or s.sessions.others_speaking(session)}
+            {"growth": growth, "grow_if": lambda: busy or s.sessions.others_speaking(session),
+             "idle_growth": s.settings.chunk_growth_idle or None}
         try:
             return await s.pipeline.reply(session, reply, speak=speak, history=history, **options)
         except asyncio.CancelledError:
