@@ -246,7 +246,10 @@ class SocketClient:
 
     def __init__(self, base: str) -> None:
         self.base = base
-        self.session = httpx.post(base + "/session", timeout=30).json()["session_id"]
+        made = httpx.post(base + "/session", timeout=30)
+        if made.status_code != 200:
+            raise RuntimeError(f"POST /session: {made.status_code} {made.text[:200]}")
+        self.session = made.json()["session_id"]
         self.ws = connect(base.replace("http://", "ws://") + f"/ws?session_id={self.session}")
         self.http = httpx.Client(timeout=120)
         self.firsts: list[float] = []
@@ -420,6 +423,9 @@ def main() -> None:
     pool = questions()
     from playwright.sync_api import sync_playwright
 
+    # Every simulated person connects from 127.0.0.1: the per-address cap (10 by default) would refuse the mixed
+    # run's sessions while the 8 pages' closed tabs still hold theirs (they expire after session_idle_s).
+    os.environ.setdefault("AVATARCHAT_MAX_SESSIONS_PER_CLIENT", "64")
     with tempfile.TemporaryDirectory() as tmp:
         proc, base = start_server(Path(tmp), llm=None)
         try:
