@@ -178,8 +178,9 @@ async def start_services(settings: Settings, *, llm: LLM | None = None, tts: TTS
 
 
 async def _get_voices_ready(tts: VoiceRouter, pipeline: SpeechPipeline) -> None:
-    """Preload the default voices' models, then learn the mouth shapes of the language defaults other than the
-    server's voice (the Korean one), which the first reply in that language otherwise waited for (~1.6 s)."""
+    """Preload the default voices' models, then learn the mouth shapes of the language defaults (``voice_en``,
+    already done at start-up when it is the server's voice, and ``voice_ko``): the first Korean reply otherwise
+    waited ~1.6 s for Kokoro to say the calibration words."""
     await asyncio.to_thread(_preload, tts)
     for script in ("Latin", "Hangul"):
         voice = tts.script_defaults.get(script)

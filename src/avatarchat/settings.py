@@ -207,8 +207,9 @@ class Settings(BaseSettings):
                                 "...). 0: the old rule, the first sentence said whole when busy, no short chunk.")
     chunk_growth_idle: float = Field(4.0, ge=0, description="With `chunk_growth` on, an idle server cuts a later "
                                      "sentence too when it is long next to what was said before it: its first "
-                                     "chunk lasts about this many times that (\"Yes.\" then a 4 s sentence: the "
-                                     "sentence's first ~1.2 s), so it is ready when the speech before it ends. "
+                                     "chunk lasts about this many times that (\"Yes.\" then a 4 s sentence: that "
+                                     "sentence starts on a piece of about 1-2 s, cut at a clause), so it is "
+                                     "ready when the speech before it ends. "
                                      "0: later sentences whole while idle.")
     render_stall_s: float = Field(30.0, gt=0, description="/healthz answers 503 when renders are running but "
                                   "none has produced a frame for this many seconds.")
