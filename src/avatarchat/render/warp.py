@@ -44,15 +44,23 @@ class MeshWarp:
         read_only(self.src, self.triangles, self._gx, self._gy)
 
     def _inverse_affines(self, dst: np.ndarray) -> np.ndarray:
-        """(T, 2, 3) affine maps taking destination triangle coords back to source coords."""
-        tri_d = dst[self.triangles]  # (T, 3, 2)
-        tri_s = self.src[self.triangles]
-        ones = np.ones((len(self.triangles), 1, 3))
-        d = np.concatenate([tri_d.transpose(0, 2, 1), ones], axis=1)  # (T, 3, 3)
-        s = tri_s.transpose(0, 2, 1)  # (T, 2, 3)
-        det = np.linalg.det(d)
-        d[np.abs(det) < 1e-9] = np.eye(3)  # degenerate (collapsed) triangles: identity
-        return s @ np.linalg.inv(d)
+        """(T, 2, 3) affine maps taking destination triangle coords back to source coords.
+
+        In closed form (Cramer's rule on each triangle's 3x3 system): ``np.linalg.inv`` on a stack of 3x3
+        matrices cost ~0.5 ms a frame, a sixth of the whole render, for ~300 tiny solves."""
+        d = dst[self.triangles]  # (T, 3, 2)
+        s = self.src[self.triangles]
+        (xa, ya), (xb, yb), (xc, yc) = d[:, 0].T, d[:, 1].T, d[:, 2].T
+        det = (xb - xa) * (yc - ya) - (xc - xa) * (yb - ya)  # twice the signed area
+        ok = np.abs(det) >= 1e-9
+        inv_det = np.where(ok, 1.0 / np.where(ok, det, 1.0), 0.0)
+        # the destination's barycentric weights of a point (x, y): w_k = (p_k x + q_k y + r_k) / det
+        p = np.stack([yb - yc, yc - ya, ya - yb], axis=1) * inv_det[:, None]  # (T, 3)
+        q = np.stack([xc - xb, xa - xc, xb - xa], axis=1) * inv_det[:, None]
+        r = np.stack([xb * yc - xc * yb, xc * ya - xa * yc, xa * yb - xb * ya], axis=1) * inv_det[:, None]
+        out = np.einsum("tkc,tkm->tcm", s, np.stack([p, q, r], axis=2))  # (T, 2, 3): source = sum_k w_k src_k
+        out[~ok] = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])  # degenerate (collapsed) triangles: identity
+        return out
 
     def maps(self, dst_points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Source sampling maps (for cv2.remap) of the region for the given destination point positions."""
@@ -67,9 +75,9 @@ class MeshWarp:
         affines = self._inverse_affines(dst)
         identity = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
         table = np.concatenate([identity[None], affines]).astype(np.float32)  # index 0: outside every triangle
-        a = table[index]  # (h, w, 2, 3)
-        map_x = a[..., 0, 0] * self._gx + a[..., 0, 1] * self._gy + a[..., 0, 2]
-        map_y = a[..., 1, 0] * self._gx + a[..., 1, 1] * self._gy + a[..., 1, 2]
+        coef = table.reshape(len(table), 6).T.copy()  # six (T + 1,) rows: one gather each, not an (h, w, 2, 3) one
+        map_x = coef[0][index] * self._gx + coef[1][index] * self._gy + coef[2][index]
+        map_y = coef[3][index] * self._gx + coef[4][index] * self._gy + coef[5][index]
         return map_x, map_y
 
     def apply(self, source: np.ndarray, dst_points: np.ndarray, out: np.ndarray) -> None:
