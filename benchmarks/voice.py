@@ -439,7 +439,8 @@ def main() -> None:
             + table(["language", "voice", "sentences", "WER"], wer_rows)
             + f"\n\nASR real-time factor on one thread: **{rtf:.3f}** (compute seconds per second of audio). "
             "`+female` is the default voice: Joe's speech moved to a woman's register by resampling and "
-            f"pitch-synchronous overlap-add (`tts/shape.py`), which costs **{shape_rtf:.3f}** s per second of speech on one thread.\n\n"
+            "pitch-synchronous overlap-add (`tts/shape.py`), which costs "
+            f"**{shape_rtf:.3f}** s per second of speech on one thread.\n\n"
             "VAD (Silero v6, threshold 0.5, hangover 350 ms: the one for turns whose words do not tell) against "
             "the true edges of each sentence, ms "
             "(positive: late):\n\n"

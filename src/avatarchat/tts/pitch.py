@@ -2,9 +2,9 @@
 
 WORLD's own trackers were measured on Piper's ``en_US-joe-medium``: Harvest is smooth but costs about 0.1 s per
 second of speech (as much as rendering the clip), and DIO is fast but jumps between octaves on this voice, which
-came out of the WORLD vocoder (which did the reshaping before TD-PSOLA) as warble. YIN over 5 ms hops at ~11 kHz costs about 0.01 s per second of speech; its
-octave choice is then folded towards a running median, so the track is continuous (what reshaping needs: the
-contour is scaled, so a consistent octave matters more than which octave).
+came out of the WORLD vocoder (which did the reshaping before TD-PSOLA) as warble. YIN over 5 ms hops at ~11 kHz
+costs about 0.01 s per second of speech; its octave choice is then folded towards a running median, so the track
+is continuous (what reshaping needs: the contour is scaled, so a consistent octave matters more than which octave).
 """
 
 from __future__ import annotations
