@@ -57,14 +57,25 @@ def test_english_rewrites_are_misakis_symbols() -> None:
     assert to_kokoro("bˈɔɪ fˈaɪɚ", "en") == "bˈY fˈIəɹ"
 
 
-def test_korean_ipa_passes_through_but_for_three_symbols_and_fits_the_vocabulary() -> None:
+def test_korean_ipa_passes_through_but_for_three_symbols_and_espeaks_velar_and_fits_the_vocabulary() -> None:
     vocab = kokoro_model.vocabulary()
     lines = _espeak_ipa("안녕하세요. 저는 아바타입니다. 날씨가 좋네요! 아버지가 가지를 좋아해요. "
                         "서울에서 한국어를 말할 수 있어요. 지하철역에 갔어요.", "ko")
     assert unknown("".join(lines), vocab) == {"ɫ", "ʑ", "-"}  # what KOREAN_REWRITES is for
     mapped = [to_kokoro(line, "ko") for line in lines]
-    assert mapped == [line.strip().replace("ɫ", "l").replace("dʑ", "ʥ").replace("-", "") for line in lines]
+    plain = [line.strip().replace("ɫ", "l").replace("dʑ", "ʥ").replace("-", "") for line in lines]
+    assert [m.replace("ɡ", "q").replace("k", "q") for m in mapped] == \
+        [p.replace("ɡ", "q").replace("k", "q") for p in plain]  # only velars differ
     assert unknown("".join(mapped), vocab) == set()
+    assert "q" not in "".join(mapped)
+
+
+def test_espeaks_korean_velar_q_becomes_g_between_vowels_and_k_elsewhere() -> None:
+    assert to_kokoro("pˈiqɐ", "ko") == "pˈiɡɐ"  # 비가
+    assert to_kokoro("ˈʌndʌq wˈiɾo", "ko") == "ˈʌndʌk wˈiɾo"  # 언덕 위로: a word's end, not run into the next
+    assert to_kokoro("ɕˈiqˌɐn", "ko") == "ɕˈiɡˌɐn"  # a stress mark between them
+    assert to_kokoro("tɕˈʌnjʌqnˈɯtke", "ko") == "tɕˈʌnjʌknˈɯtke"
+    assert to_kokoro("pˈiqɐ", "en") == "pˈiqə"  # English is not touched by the Korean rule
 
 
 def test_clause_marks_are_put_back_between_espeaks_lines() -> None:
