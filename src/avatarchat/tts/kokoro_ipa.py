@@ -36,6 +36,8 @@ KOREAN_REWRITES: tuple[tuple[str, str], ...] = (("ɫ", "l"), ("dʑ", "ʥ"), ("ʑ
 _VOWEL = "ɐaeiouɯʌɛɔøyɪʊə"
 KOREAN_VELAR = (re.compile(f"(?<=[{_VOWEL}])q(?=[ˈˌ]?[{_VOWEL}])"), "ɡ"), (re.compile("q"), "k")
 REWRITES = {"en": ENGLISH_REWRITES, "ko": KOREAN_REWRITES}
+# Rewrites that depend on the neighbours, applied in order after ``REWRITES``.
+IN_CONTEXT: dict[str, tuple[tuple[re.Pattern[str], str], ...]] = {"ko": KOREAN_VELAR}
 _PATTERNS = {lang: (re.compile("|".join(re.escape(a) for a, _ in rules)), dict(rules))
              for lang, rules in REWRITES.items()}
 
@@ -44,14 +46,14 @@ KOKORO_MARKS = frozenset(",.;:!?…")
 
 
 def to_kokoro(ipa: str, language: str) -> str:
-    """One clause of espeak-ng IPA in Kokoro's symbols (``REWRITES`` for its language; others unchanged)."""
+    """One clause of espeak-ng IPA in Kokoro's symbols (``REWRITES``, then ``IN_CONTEXT``, for its language; others
+    unchanged)."""
     ipa = ipa.strip()
     if language in _PATTERNS:
         pattern, table = _PATTERNS[language]
         ipa = pattern.sub(lambda m: table[m.group(0)], ipa)
-    if language == "ko":
-        for rule, replacement in KOREAN_VELAR:
-            ipa = rule.sub(replacement, ipa)
+    for rule, replacement in IN_CONTEXT.get(language, ()):
+        ipa = rule.sub(replacement, ipa)
     return ipa
 
 
