@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import lru_cache
 
 import numpy as np
 from scipy.signal import butter, lfilter, resample_poly
@@ -50,6 +51,14 @@ class VoiceShape:
 # women's do (median F3 ~3.1 kHz against Joe's 2.6 kHz; Kokoro's female voices 3.2-3.6, WORLD's x1.17 2.9 kHz),
 # and her pitch moves a little more than his (3.9 semitones sd against 3.0): both read as more natural.
 FEMALE = VoiceShape(pitch_hz=205.0, formant=1.28, pitch_range=1.3)
+
+
+@lru_cache(maxsize=512)
+def _window(half: int) -> np.ndarray:
+    """A Hann window of ``2 * half + 1`` samples, made once per size (grain sizes repeat: the pitch varies little)."""
+    w = np.hanning(2 * half + 1)
+    w.setflags(write=False)  # shared between calls and threads
+    return w
 
 
 def _target(f0: np.ndarray, shape: VoiceShape) -> np.ndarray:
@@ -129,7 +138,7 @@ def reshape(speech: Speech, shape: VoiceShape) -> Speech:
         else:
             advance = fs * UNVOICED_HOP_S
             half = int(advance)
-        window = np.hanning(2 * half + 1)
+        window = _window(half)
         src, dst = marks[j] - half, int(round(s)) - half
         lo = max(0, -src, -dst)
         hi = min(2 * half + 1, len(y) - src, n - dst)
