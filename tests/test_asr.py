@@ -13,7 +13,7 @@ from avatarchat.asr.base import Transcript
 from avatarchat.asr.interruption import Heard
 from avatarchat.asr.listener import VoiceInput
 from avatarchat.asr.vad import SileroModel, VadStream, speech_segments
-from avatarchat.asr.whisper import WhisperASR
+from avatarchat.asr.whisper import WhisperASR, repeats
 from avatarchat.errors import ConfigError
 from avatarchat.events import TranscriptEvent, VadState
 from avatarchat.settings import Settings
@@ -91,6 +91,15 @@ def test_a_turn_is_heard_in_a_short_window_and_a_loop_there_is_heard_again_in_30
     # the loop is caught and the turn heard again in the full window, with the same words as the short one.
     tight = WhisperASR("tiny.en", short_min_s=0.0)
     assert tight.transcribe(yes, "en").text == "Yes." and tight.full_windows == 1
+
+
+def test_a_loop_is_told_by_its_bytes_in_korean_as_in_english() -> None:
+    # What Whisper base wrote for one Kokoro sentence in a short window: the sentence three and a half times.
+    korean = "요즘 날 시간 어묵 추워서 밖에 나가기 싫어요. " * 3 + "요즘 날 시간 어"
+    assert repeats(korean)
+    assert repeats("Yes. " * 12)
+    assert not repeats("도서관은 아침 일찍 문을 열고 저녁에 닫습니다. 제 동생은 초록색 자전거를 샀어요.")
+    assert not repeats("The library opens early in the morning and closes in the evening, except on Sundays.")
 
 
 def test_korean_is_refused_at_start_up_with_an_english_only_model() -> None:

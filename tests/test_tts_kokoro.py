@@ -57,25 +57,38 @@ def test_english_rewrites_are_misakis_symbols() -> None:
     assert to_kokoro("bˈɔɪ fˈaɪɚ", "en") == "bˈY fˈIəɹ"
 
 
-def test_korean_ipa_passes_through_but_for_three_symbols_and_espeaks_velar_and_fits_the_vocabulary() -> None:
+def test_korean_ipa_passes_through_but_for_its_rewrites_and_fits_the_vocabulary() -> None:
     vocab = kokoro_model.vocabulary()
     lines = _espeak_ipa("안녕하세요. 저는 아바타입니다. 날씨가 좋네요! 아버지가 가지를 좋아해요. "
-                        "서울에서 한국어를 말할 수 있어요. 지하철역에 갔어요.", "ko")
-    assert unknown("".join(lines), vocab) == {"ɫ", "ʑ", "-"}  # what KOREAN_REWRITES is for
+                        "서울에서 한국어를 말할 수 있어요. 지하철역에 갔어요. 커피 한 잔 주세요.", "ko")
+    assert unknown("".join(lines), vocab) == {"ɫ", "ʑ", "-"}  # what KOREAN_REWRITES is for, beside the sounds
     mapped = [to_kokoro(line, "ko") for line in lines]
-    plain = [line.strip().replace("ɫ", "l").replace("dʑ", "ʥ").replace("-", "") for line in lines]
-    assert [m.replace("ɡ", "q").replace("k", "q") for m in mapped] == \
-        [p.replace("ɡ", "q").replace("k", "q") for p in plain]  # only velars differ
+
+    def same(p: str) -> str:  # what the rewrites may change, made alike
+        return p.replace("ɡ", "q").replace("k", "q").replace("ʰ", "h")
+
+    plain = [line.strip().replace("ɫ", "l").replace("dʑ", "ʥ").replace("-", "")
+             .replace("ʌ", "ɔ").replace("ɐ", "a").replace("ɛ", "e") for line in lines]
+    assert [same(m) for m in mapped] == [same(p) for p in plain]  # only velars and aspiration differ beyond these
     assert unknown("".join(mapped), vocab) == set()
-    assert "q" not in "".join(mapped)
+    assert "q" not in "".join(mapped) and not {"ʌ", "ɐ", "ɛ"} & set("".join(mapped))
+    assert "ʰ" in "".join(mapped)  # 커피, 지하철: aspirated stops as one symbol
 
 
 def test_espeaks_korean_velar_q_becomes_g_between_vowels_and_k_elsewhere() -> None:
-    assert to_kokoro("pˈiqɐ", "ko") == "pˈiɡɐ"  # 비가
-    assert to_kokoro("ˈʌndʌq wˈiɾo", "ko") == "ˈʌndʌk wˈiɾo"  # 언덕 위로: a word's end, not run into the next
-    assert to_kokoro("ɕˈiqˌɐn", "ko") == "ɕˈiɡˌɐn"  # a stress mark between them
-    assert to_kokoro("tɕˈʌnjʌqnˈɯtke", "ko") == "tɕˈʌnjʌknˈɯtke"
-    assert to_kokoro("pˈiqɐ", "en") == "pˈiqə"  # English is not touched by the Korean rule
+    assert to_kokoro("pˈiqɐ", "ko") == "pˈiɡa"  # 비가
+    assert to_kokoro("ˈʌndʌq wˈiɾo", "ko") == "ˈɔndɔk wˈiɾo"  # 언덕 위로: a word's end, not run into the next
+    assert to_kokoro("ɕˈiqˌɐn", "ko") == "ɕˈiɡˌan"  # a stress mark between them
+    assert to_kokoro("tɕˈʌnjʌqnˈɯtke", "ko") == "tɕˈɔnjɔknˈɯtke"
+    assert to_kokoro("pˈiqɐ", "en") == "pˈiqə"  # English is not touched by the Korean rules
+
+
+def test_korean_vowels_and_aspirated_stops_are_said_as_korean_says_them() -> None:
+    assert to_kokoro("khˈʌphi", "ko") == "kʰˈɔpʰi"  # 커피: ㅓ is not English's strut, and kh is one sound
+    assert to_kokoro("ɡˌimtʃhi", "ko") == "ɡˌimtʃʰi"  # 김치
+    assert to_kokoro("hˈɐnɯl", "ko") == "hˈanɯl"  # 하늘: an h that begins a word stays h
+    assert to_kokoro("mɛˈil", "ko") == "meˈil"  # 매일: ㅐ and ㅔ are one vowel
+    assert to_kokoro("khˈʌphi", "en") == "khˈʌphi"
 
 
 def test_clause_marks_are_put_back_between_espeaks_lines() -> None:

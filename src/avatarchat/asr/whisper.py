@@ -42,6 +42,14 @@ TOKENS_PER_S = 20.0  # a budget no real speech reaches (Korean, the densest in t
 MAX_COMPRESSION = 2.4  # faster-whisper's own sign of a repetition loop (zlib ratio of the text)
 
 
+def repeats(text: str) -> bool:
+    """faster-whisper's sign of a loop: the text's UTF-8 bytes compress more than ``MAX_COMPRESSION`` times.
+    Bytes, not characters: a Korean syllable is three bytes, so by characters a Korean loop (one sentence said
+    three and a half times) read 1.2, under the limit, and was taken as the turn's words."""
+    data = text.encode()
+    return len(data) / len(zlib.compress(data)) > MAX_COMPRESSION
+
+
 class WhisperASR:
     name = "whisper"
 
@@ -126,7 +134,7 @@ class WhisperASR:
         if len(result.sequences_ids[0]) >= budget:
             return None  # no end of text: a loop
         text = tokenizer.decode(ids).strip()
-        if text and len(text) / len(zlib.compress(text.encode())) > MAX_COMPRESSION:
+        if text and repeats(text):
             return None
         n = len(result.sequences_ids[0])
         logprob = result.scores[0] * n / (n + 1)  # faster-whisper's avg_logprob (the end token counted)
