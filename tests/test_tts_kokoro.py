@@ -17,7 +17,8 @@ from avatarchat.settings import Settings
 from avatarchat.tts import create_tts, kokoro_graph, kokoro_model
 from avatarchat.tts.kokoro import SPEAKERS, KokoroTTS
 from avatarchat.tts.kokoro_ipa import to_kokoro, unknown, with_punctuation
-from tests.voice_audio import silence, speak
+from avatarchat.tts.silence import PAUSE_MAX_S
+from tests.voice_audio import pauses_s, silence, speak
 
 # Every phoneme of General American, each in a word (espeak-ng's en-us inventory: vowels, r-coloured vowels,
 # diphthongs, syllabic consonants, flaps, glottal stops, affricates), plus numbers and abbreviations.
@@ -138,6 +139,16 @@ def test_a_text_past_the_model_limit_is_chunked_and_spoken_whole(kokoro: KokoroT
 def test_korean_voice_speaks_hangul(kokoro: KokoroTTS) -> None:
     speech = asyncio.run(kokoro.synthesize("안녕하세요. 만나서 반갑습니다.", "jf_alpha+ko"))
     assert 1.0 < speech.duration_s < 5.0
+
+
+def test_korean_speech_has_no_pause_a_speaker_would_not_make(kokoro: KokoroTTS) -> None:
+    """Kokoro stops for 0.5-0.7 s between these phrases (after 도서관은, 배에); the pause is cut to PAUSE_MAX_S."""
+    for text in ("도서관은 아침 일찍 문을 열고 저녁에 닫습니다.",
+                 "박물관에 오래된 배에 관한 새로운 전시가 열렸습니다."):
+        speech = asyncio.run(kokoro.synthesize(text, "jf_nezumi+ko"))
+        pauses = pauses_s(speech)
+        assert pauses and max(pauses) <= PAUSE_MAX_S + 0.01, (text, pauses)
+        assert 3.0 < speech.duration_s < 5.5
 
 
 def test_a_call_made_alone_runs_on_a_second_session_with_more_threads_and_says_the_same(kokoro: KokoroTTS) -> None:

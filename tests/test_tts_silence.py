@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from avatarchat.data import PhonemeTiming, Speech
 from avatarchat.tts.piper import PiperTTS
-from avatarchat.tts.silence import PHRASE_TAIL_S, QUIET, shorten_tail
+from avatarchat.tts.silence import PAUSE_MAX_S, PHRASE_TAIL_S, QUIET, shorten_pauses, shorten_tail
+from tests.voice_audio import pauses_s
 
 
 def _tail_s(speech: Speech) -> float:
@@ -38,3 +40,21 @@ def test_a_short_tail_silence_and_phoneme_timings_are_handled() -> None:
     cut = shorten_tail(timed)
     assert abs(cut.duration_s - (0.5 + PHRASE_TAIL_S)) < 0.002
     assert [(p.phoneme, p.end_s) for p in cut.phonemes] == [("a", 0.5), ("_", cut.duration_s)]
+
+
+def test_a_long_pause_inside_speech_is_cut_to_the_longest_kept_and_short_ones_and_the_sound_are_untouched() -> None:
+    rate = 24000
+    tone = (8000 * np.sin(np.arange(int(0.3 * rate)) * 0.2)).astype(np.int16)
+    gap = lambda s: np.zeros(int(s * rate), np.int16)  # noqa: E731
+    speech = Speech(pcm=np.concatenate([tone, gap(0.6), tone, gap(0.15), tone, gap(0.4)]), sample_rate=rate)
+    assert pauses_s(speech) == [0.6, 0.15]
+    cut = shorten_pauses(speech)
+    assert pauses_s(cut) == [PAUSE_MAX_S, 0.15]  # the trailing 0.4 s is not inside the speech: kept
+    assert abs(cut.duration_s - (speech.duration_s - (0.6 - PAUSE_MAX_S))) < 0.011
+    assert np.abs(cut.pcm.astype(np.int32)).max() == np.abs(speech.pcm.astype(np.int32)).max()
+    assert np.abs(np.diff(cut.pcm.astype(np.int32))).max() <= np.abs(np.diff(speech.pcm.astype(np.int32))).max()
+    assert np.array_equal(cut.pcm[-len(tone) - int(0.55 * rate):], speech.pcm[-len(tone) - int(0.55 * rate):])
+    no_long = Speech(pcm=np.concatenate([tone, gap(0.2), tone]), sample_rate=rate)
+    assert shorten_pauses(no_long) is no_long
+    with pytest.raises(ValueError):
+        shorten_pauses(Speech(pcm=speech.pcm, sample_rate=rate, phonemes=[PhonemeTiming("a", 0.0, 0.3)]))

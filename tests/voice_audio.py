@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 from scipy.signal import resample_poly
 
+from avatarchat.data import Speech
+
 RATE = 16000
 
 
@@ -56,3 +58,11 @@ def hum(seconds: float = 0.6, f0: float = 140.0, level: int = 8000) -> np.ndarra
     envelope = np.minimum(1.0, np.minimum(t / 0.05, (seconds - t) / 0.08))
     x = sum(np.sin(2 * np.pi * f0 * k * t) / k for k in range(1, 12)) * envelope
     return (x / np.abs(x).max() * level).astype(np.int16)
+
+
+def pauses_s(speech: Speech) -> list[float]:
+    """Lengths of the runs of 10 ms frames under 2 % of the peak (tts.silence.QUIET), with sound on both sides."""
+    hop = speech.sample_rate // 100
+    frames = np.abs(speech.pcm[: len(speech.pcm) // hop * hop].astype(np.int32)).reshape(-1, hop).max(axis=1)
+    loud = np.flatnonzero(frames > 0.02 * frames.max())
+    return [round((b - a - 1) * 0.01, 2) for a, b in zip(loud[:-1], loud[1:], strict=True) if b - a > 1]

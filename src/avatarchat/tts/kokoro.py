@@ -32,6 +32,7 @@ from avatarchat.tts import kokoro_model
 from avatarchat.tts.base import TTS, VoiceLabel
 from avatarchat.tts.espeak import run_espeak
 from avatarchat.tts.kokoro_ipa import to_kokoro, tokens, unknown, with_punctuation
+from avatarchat.tts.silence import shorten_pauses
 
 log = logging.getLogger(__name__)
 
@@ -184,7 +185,9 @@ class KokoroTTS(TTS):
         if len(audio) == 0:
             raise BackendError(f"Kokoro produced no audio for {text[:60]!r}")
         pcm = np.round(np.clip(audio, -1.0, 1.0) * 32767).astype(np.int16)
-        return Speech(pcm=pcm, sample_rate=kokoro_model.SAMPLE_RATE)
+        speech = Speech(pcm=pcm, sample_rate=kokoro_model.SAMPLE_RATE)
+        # Its Korean stops for 0.4-0.7 s between phrases (see tts/silence.py); its English does not.
+        return shorten_pauses(speech) if language == "ko" else speech
 
     async def synthesize_alone(self, text: str, voice: str | None = None) -> Speech:
         return await self.synthesize(text, voice, alone=True)
