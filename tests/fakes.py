@@ -98,7 +98,7 @@ class FakeEngine:
             raise BackendError("fake render failed")
         self.rendered.append(job.text)
         return RenderedClip(path=Path("/nonexistent") / f"{job.id}.mp4", url=f"/clips/{job.id}.mp4",
-                            duration_s=speech.duration_s, render_s=0.001, total_s=0.002)
+                            duration_s=speech.duration_s, render_s=0.001, encode_s=0.001, total_s=0.002)
 
 
 class Events:

@@ -35,7 +35,10 @@ def test_six_sentences_arrive_as_six_clips_in_order(server: str) -> None:
     for c in clips:
         t = c["timings_ms"]
         assert t["tts"] > 0 and t["render"] > 0 and t["encode"] > 0
-        assert abs(t["render"] + t["encode"] - t["render_encode"]) < 1.0
+        # Rendering runs a few frames ahead of the encoder, in its own thread: each within the wall time, which
+        # is at most both together (plus the avatar's lookup).
+        assert max(t["render"], t["encode"]) <= t["render_encode"] + 1.0
+        assert t["render_encode"] <= t["render"] + t["encode"] + 20.0
 
 
 def test_barge_in_cancels_the_old_reply(server: str) -> None:

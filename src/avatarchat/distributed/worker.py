@@ -200,11 +200,11 @@ class SpeechWorker:
         store_ms = (time.perf_counter() - t1) * 1000
         m = self._engine.metrics
         m.render.observe(clip.render_s)
-        m.encode.observe(clip.total_s - clip.render_s)
+        m.encode.observe(clip.encode_s)
         event = ClipReady(session=session, reply=job.reply, job=job.id, seq=job.seq, url=clip.url, text=job.text,
                           duration_s=round(clip.duration_s, 3), voice=job.voice,
                           timings_ms={"tts": round(tts_ms, 1), "render": round(clip.render_s * 1000, 1),
-                                      "encode": round((clip.total_s - clip.render_s) * 1000, 1),
+                                      "encode": round(clip.encode_s * 1000, 1),
                                       "claim_wait_ms": round(wait_ms, 2), "store_ms": round(store_ms, 2),
                                       "published_at": time.time() * 1000})
         if await self._announce(job, event.wire()):

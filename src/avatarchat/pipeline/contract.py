@@ -19,8 +19,9 @@ class RenderedClip:
     path: Path
     url: str
     duration_s: float  # the clip's own length (video frames / fps), which covers the speech
-    render_s: float
-    total_s: float
+    render_s: float  # producing the frames
+    encode_s: float  # encoding them, less the time the encoder waited for frames (the two overlap)
+    total_s: float  # wall time, both together
 
 
 class SpeechEngine(Protocol):

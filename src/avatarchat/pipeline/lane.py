@@ -263,7 +263,7 @@ class SpeechLane:
     def _announce(self, reply: Reply, item: Voiced, clip: RenderedClip) -> None:
         m = self._engine.metrics
         m.render.observe(clip.render_s)
-        m.encode.observe(clip.total_s - clip.render_s)
+        m.encode.observe(clip.encode_s)
         if reply.clips == 0:
             m.first_clip.observe(reply.ms_since_start() / 1000)
         m.clips.inc()
@@ -272,7 +272,7 @@ class SpeechLane:
             session=self.session_id, reply=reply.id, job=job.id, seq=job.seq, url=clip.url, text=job.text,
             duration_s=round(clip.duration_s, 3), voice=job.voice,
             timings_ms={"tts": round(item.tts_ms, 1), "render": round(clip.render_s * 1000, 1),
-                        "encode": round((clip.total_s - clip.render_s) * 1000, 1),
+                        "encode": round(clip.encode_s * 1000, 1),
                         "render_encode": round(clip.total_s * 1000, 1), "since_chat": reply.ms_since_start()})
         reply.announce(job.seq, event.wire(), clip.duration_s)
         self._publish(event)

@@ -21,6 +21,7 @@ from avatarchat.errors import AvatarChatError, redact
 from avatarchat.events import ReplyPartial, ReplyText, SpeechSkipped
 from avatarchat.llm.base import LLM
 from avatarchat.metrics import Metrics
+from avatarchat.pipeline.ahead import RenderAhead
 from avatarchat.pipeline.failures import error_event
 from avatarchat.pipeline.jobs import SpeechJob
 from avatarchat.pipeline.lane import RenderedClip
@@ -177,14 +178,14 @@ class SpeechPipeline:
         key = id(path)
         self._in_flight[key] = time.monotonic()
         try:
-            render_s = await loop.run_in_executor(self.pool, self._render_encode, path, speech, reply, job.voice,
-                                                  avatar)
+            render_s, encode_s = await loop.run_in_executor(self.pool, self._render_encode, path, speech, reply,
+                                                            job.voice, avatar)
         finally:
             self._in_flight.pop(key, None)
         self._cost("render", time.perf_counter() - t0)
         n = frame_count(speech.duration_s, self.renderer.fps)
         return RenderedClip(path=path, url=f"/clips/{job.id}.mp4", duration_s=n / self.renderer.fps,
-                            render_s=render_s, total_s=time.perf_counter() - t0)
+                            render_s=render_s, encode_s=encode_s, total_s=time.perf_counter() - t0)
 
     async def _default_avatar(self, _avatar_id: str | None, _session_id: str | None) -> Avatar:
         return self.avatar
@@ -218,13 +219,16 @@ class SpeechPipeline:
         self._last_frame = time.monotonic()
 
     def _render_encode(self, path: Path, speech: Speech, reply: Reply, voice: str | None,
-                       avatar: Avatar | None = None) -> float:
-        """Render and encode in one worker thread, frame by frame; returns the seconds spent rendering."""
+                       avatar: Avatar | None = None) -> tuple[float, float]:
+        """Render (in a thread of its own, a few frames ahead: see pipeline/ahead.py) and encode; returns the
+        seconds spent rendering and encoding."""
         stop = reply.stop_event
         self._beat()
         timed = _Timed(self.renderer.render(avatar or self.avatar, speech, stop, voice=voice), self._beat)
-        encode_clip(path, timed, speech.pcm, speech.sample_rate, self.renderer.fps, cancel=stop)
-        return timed.seconds
+        t0 = time.perf_counter()
+        with RenderAhead(timed) as frames:
+            encode_clip(path, frames, speech.pcm, speech.sample_rate, self.renderer.fps, cancel=stop)
+        return timed.seconds, time.perf_counter() - t0 - frames.waited_s
 
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
