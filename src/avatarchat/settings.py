@@ -105,8 +105,8 @@ class Settings(BaseSettings):
                           description="Voice id for Latin-script text when the session's voice cannot read Latin.")
     voice_ko: str = Field("kokoro:jf_nezumi+ko",
                           description="Voice id for Hangul text when the session's voice cannot read Hangul. The "
-                          "default, Kokoro, is the only offline Korean voice Whisper can read (CER 0.29; espeak-ng "
-                          "~1.0) but costs ~0.5 CPU s per second of speech: `espeak:ko` for a busy server.")
+                          "default, Kokoro, is the only offline Korean voice Whisper can read (CER 0.21; espeak-ng "
+                          "0.85-1.0) but costs ~0.5 CPU s per second of speech: `espeak:ko` for a busy server.")
     espeak_voice: str = Field("ko", description="espeak-ng voice (`espeak-ng --voices`: ko, en-us, ja, ...).")
     espeak_rate: int = Field(175, ge=80, le=450, description="espeak-ng speaking rate, words per minute.")
     espeak_pitch: int = Field(50, ge=0, le=99, description="espeak-ng pitch, 0 to 99.")
