@@ -100,6 +100,29 @@ async def test_words_heard_from_half_a_second_on_cancel_while_the_person_still_s
     assert turns.final(Heard("Mm, tell me more.", 1.2, -0.1)) == "answer"
 
 
+async def test_words_so_far_that_are_only_function_words_wait_for_a_word_that_says_something() -> None:
+    """Whisper tiny.en heard the default voice's "Mm hmm." cut at 0.4-0.5 s as "If I'm not." (-0.53 to -0.61)."""
+    rules = TurnRules()
+    assert not rules.real(Heard("If I'm not.", 0.5, -0.55), partial=True)
+    assert rules.real(Heard("If I'm not.", 0.5, -0.55))  # a whole turn of these words is one
+    assert rules.real(Heard("Tell me", 0.5, -0.3), partial=True) and rules.real(Heard("Wait.", 0.5, -0.5), partial=True)
+    avatar = Avatar(["r1"])
+    turns = avatar.interruption()
+    said = iter([Heard("If I'm not.", 0.5, -0.55), Heard("If I'm not mistaken", 1.0, -0.3)])
+
+    async def words_so_far() -> Heard:
+        return next(said)
+
+    turns.words_so_far = words_so_far
+    turns.onset()
+    turns.progress(0.5)
+    await asyncio.sleep(0.01)
+    assert avatar.told == ["yield"]
+    turns.progress(1.0)
+    await asyncio.sleep(0.01)
+    assert avatar.told == ["yield", ("cancel", ["r1"])]
+
+
 def test_while_the_avatar_is_idle_every_worded_turn_is_answered_and_an_empty_one_gets_the_cue() -> None:
     avatar = Avatar([])
     turns = avatar.interruption()

@@ -58,6 +58,22 @@ class Backchannels:
         return ok[-1]
 
 
+#: Words that carry no request of their own: the start of a sentence ("If I'm", "Can you") is not yet an
+#: interruption. Words of intent ("no", "what", "why", "wait", "stop") are not here.
+FUNCTION_WORDS = frozenset({
+    "a", "an", "the", "if", "i", "i'm", "im", "i've", "i'd", "i'll", "it", "it's", "its", "is", "am", "are", "was",
+    "were", "be", "been", "to", "of", "in", "on", "at", "by", "for", "with", "from", "and", "or", "but", "so", "as",
+    "that", "this", "these", "those", "there", "then", "you", "he", "she", "we", "they", "me", "my", "your", "his",
+    "her", "our", "their", "him", "us", "them", "do", "does", "did", "have", "has", "had", "can", "could", "would",
+    "will", "shall", "should", "may", "might", "must", "not",
+})
+
+
+def has_content(text: str) -> bool:
+    """Some word beyond function words: "If I'm not." has none, "Tell me", "Wait" and any Hangul word do."""
+    return any(w not in FUNCTION_WORDS for w in words(text))
+
+
 def noise_only(text: str) -> bool:
     """No words at all: empty, or only noise marks ("(coughs)", "[laughter]") and punctuation."""
     return not words(text)
