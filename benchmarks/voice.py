@@ -289,9 +289,15 @@ def turn_taking(piper, limit: int | None = None) -> tuple[list[list[object]], li
              f"{sum(r['answered'] for r in asked):.0f}", median([r["yield_ms"] for r in asked]),
              f"{median([r['cancel_ms'] for r in asked])} (worst {max(r['cancel_ms'] for r in asked):.0f})",
              ""]]
-    return rows, [[name, f"{r['yield_ms']:.0f}", int(r["cancelled"]), int(r["answered"])] for name, r in heard]
+    def ms(value: float) -> str:
+        return f"{value:.0f}" if value == value else "-"
+
+    said = [*heard, *((f"question: {q}", r) for q, r in zip(QUESTIONS, asked, strict=False))]
+    return rows, [[name, ms(r["yield_ms"]), int(r["cancelled"]), int(r["answered"]), ms(r["cancel_ms"])]
+                  for name, r in said]
 
 
+PER_CLIP_HEAD = ["clip", "yield ms", "cancelled", "answered", "cancel ms"]
 TURN_HEAD = ["said over the avatar", "cancelled", "answered", "onset -> yield ms (median)",
              "onset -> cancel ms (median)", "cancelled or answered"]
 
@@ -412,7 +418,7 @@ def main() -> None:
         rows, per_clip = turn_taking(piper, args.clips)
         print(f"load average before: {load[0]:.2f}, after: {os.getloadavg()[0]:.2f}")
         print(table(TURN_HEAD, rows))
-        print(table(["clip", "yield ms", "cancelled", "answered"], per_clip))
+        print(table(PER_CLIP_HEAD, per_clip))
         return
     if args.latency_only:
         load = os.getloadavg()

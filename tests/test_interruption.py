@@ -12,9 +12,9 @@ from avatarchat.asr.interruption import Heard, Interruption, TurnRules
 from avatarchat.settings import Settings
 
 
-@pytest.mark.parametrize("text", ["Uh huh.", "Uh-huh.", "uhhuh", "Mm-hmm.", "MMM.", "Mm-mm.", "Okay", "OK.",
-                                  "Yeah, yeah, okay.", "Right.", "Yes.", "I see.", "Ha-ha-ha.", "Oh, oh, oh.",
-                                  "네.", "응", "아", "음...", "그래", "그래요."])
+@pytest.mark.parametrize("text", ["Uh huh.", "Uh-huh.", "uhhuh", "Mm-hmm.", "MMM.", "Mm-mm.", "Mm-m-m-m-m-m",
+                                  "Okay", "OK.", "Yeah, yeah, okay.", "Right.", "Yes.", "I see.", "Ha-ha-ha.",
+                                  "Oh, oh, oh.", "네.", "응", "아", "음...", "그래", "그래요."])
 def test_backchannels_are_recognised_however_whisper_writes_them(text: str) -> None:
     assert Backchannels().is_backchannel(text)
 
@@ -104,7 +104,9 @@ async def test_words_so_far_that_are_only_function_words_wait_for_a_word_that_sa
     """Whisper tiny.en heard the default voice's "Mm hmm." cut at 0.4-0.5 s as "If I'm not." (-0.53 to -0.61)."""
     rules = TurnRules()
     assert not rules.real(Heard("If I'm not.", 0.5, -0.55), partial=True)
-    assert rules.real(Heard("If I'm not.", 0.5, -0.55))  # a whole turn of these words is one
+    assert not rules.real(Heard("If and them.", 0.6, -0.63))  # nor a short whole turn: the same hum, whole
+    assert rules.real(Heard("If I'm not mistaken", 1.6, -0.8))  # long speech counts whatever its words
+    assert rules.real(Heard("What?", 0.3, -0.3)) and rules.real(Heard("No.", 0.3, -0.4))
     assert rules.real(Heard("Tell me", 0.5, -0.3), partial=True) and rules.real(Heard("Wait.", 0.5, -0.5), partial=True)
     avatar = Avatar(["r1"])
     turns = avatar.interruption()

@@ -263,8 +263,9 @@ class Settings(BaseSettings):
                                                         "only: Redis mode answers when the turn ends."))
     interrupt_check_ms: int = Field(500, ge=64, le=5000, description=(
         "Voice input while the avatar speaks: it yields (holds) at the onset of speech, and once the speech has "
-        "lasted this long its words so far are checked (again after each further interval): a word that is not "
-        "a backchannel cancels the reply. A shorter turn is judged by its final transcript."))
+        "lasted this long its words so far are checked (again after each further interval): a word that is "
+        "neither a backchannel nor a function word ('if', 'I'm', 'you') cancels the reply. A shorter turn is judged "
+        "by its final transcript."))
     interrupt_max_speech_ms: int = Field(1500, ge=64, le=30000, description=(
         "Voice input while the avatar speaks: speech this long cancels the reply whatever its words (someone "
         "talking that speech recognition cannot follow). Backchannels and laughs measured 0.3-0.8 s."))

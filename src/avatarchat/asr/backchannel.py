@@ -15,7 +15,7 @@ from collections.abc import Iterable
 
 #: English and Korean backchannels and laughs, as people say them; each is normalised like the transcripts.
 DEFAULT_BACKCHANNELS: tuple[str, ...] = (
-    "uh huh", "uh-huh", "mm hmm", "mm-hmm", "mhm", "mm", "hmm", "hm", "uh", "um", "ah", "oh", "ooh", "huh",
+    "uh huh", "uh-huh", "mm hmm", "mm-hmm", "mhm", "mm", "m", "hmm", "hm", "uh", "um", "ah", "oh", "ooh", "huh",
     "yeah", "yep", "yup", "yes", "okay", "ok", "right", "all right", "alright", "sure", "i see", "got it",
     "wow", "cool", "nice", "ha", "hah", "haha", "he", "hehe", "heh", "ho", "hoho", "hee",
     "네", "예", "응", "어", "아", "음", "그래", "그래요", "그렇구나", "아하", "맞아", "맞아요", "하하", "흠",
