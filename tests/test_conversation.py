@@ -182,7 +182,8 @@ def test_page_reloaded_mid_reply_plays_the_next_message(server: str, browser) ->
     page.reload()
     page.wait_for_function("document.getElementById('status').textContent === 'connected'", timeout=15000)
     _send(page, "After the reload.")
-    page.wait_for_selector(".log li.avatar[data-final]", timeout=30000)  # the new page's first reply
+    # The new page's first reply_text (its log may already show the old reply, restored from session_state).
+    page.wait_for_function("window.avatarchat.stats.events.some(e => e.type === 'reply_text')", timeout=30000)
     new_reply = page.evaluate("window.avatarchat.stats.events.find(e => e.type === 'reply_text').reply")
     page.wait_for_function(f"window.avatarchat.stats.clipsPlayed.some(c => c.reply === '{new_reply}')",
                            timeout=60000)
