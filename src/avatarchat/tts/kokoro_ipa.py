@@ -31,7 +31,7 @@ ENGLISH_REWRITES: tuple[tuple[str, str], ...] = (
 # (날씨 nˈɐɫs-i), which Kokoro would drop anyway. The vowels: espeak-ng writes ㅓ as ʌ, which Kokoro says as
 # English's strut vowel, nearer ㅏ (Whisper heard 버스 as 바스, 너무 as 나무): Korean's ㅓ is a back, half-open
 # vowel, written ɔ here; ㅏ is an open [a], not English's central ɐ; ㅐ and ㅔ are one [e] in today's Korean.
-# With the aspiration below, on ten tuning sentences (not the benchmark's), three Kokoro voices: Whisper base CER
+# With the aspiration below, on twelve tuning sentences (not the benchmark's), three Kokoro voices: Whisper base CER
 # 0.39 -> 0.29; then on the benchmark's ten held-out ones 0.32 -> 0.24, Distill-MOS unchanged (3.89 -> 3.95 for
 # jf_nezumi).
 KOREAN_REWRITES: tuple[tuple[str, str], ...] = (("ɫ", "l"), ("dʑ", "ʥ"), ("ʑ", "ʥ"), ("-", ""),
