@@ -4,6 +4,7 @@ avatar, and what happens to each final (the socket-level behaviour is in test_vo
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 import pytest
 
@@ -56,6 +57,19 @@ class Avatar:
                             lambda: self.told.append("resume"), lambda held: self.told.append(("cancel", held)))
 
 
+def hearing(*answers: Heard | Exception) -> Callable[[], Awaitable[Heard]]:
+    """An ``Interruption.words_so_far`` that gives these transcripts in turn (an exception is raised)."""
+    left = list(answers)
+
+    async def words_so_far() -> Heard:
+        answer = left.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    return words_so_far
+
+
 def test_a_backchannel_over_the_speaking_avatar_is_held_for_then_resumed_and_ignored() -> None:
     avatar = Avatar(["r1"])
     turns = avatar.interruption()
@@ -78,12 +92,7 @@ def test_long_speech_cancels_without_waiting_for_words() -> None:
 async def test_words_heard_from_half_a_second_on_cancel_while_the_person_still_speaks() -> None:
     avatar = Avatar(["r1"])
     turns = avatar.interruption()
-    said = iter([Heard("Mm.", 0.5, -0.5), Heard("Mm, tell me", 1.0, -0.2)])
-
-    async def words_so_far() -> Heard:
-        return next(said)
-
-    turns.words_so_far = words_so_far
+    turns.words_so_far = hearing(Heard("Mm.", 0.5, -0.5), Heard("Mm, tell me", 1.0, -0.2))
     turns.onset()
     turns.progress(0.4)
     await asyncio.sleep(0)
@@ -110,12 +119,7 @@ async def test_words_so_far_that_are_only_function_words_wait_for_a_word_that_sa
     assert rules.real(Heard("Tell me", 0.5, -0.3), partial=True) and rules.real(Heard("Wait.", 0.5, -0.5), partial=True)
     avatar = Avatar(["r1"])
     turns = avatar.interruption()
-    said = iter([Heard("If I'm not.", 0.5, -0.55), Heard("If I'm not mistaken", 1.0, -0.3)])
-
-    async def words_so_far() -> Heard:
-        return next(said)
-
-    turns.words_so_far = words_so_far
+    turns.words_so_far = hearing(Heard("If I'm not.", 0.5, -0.55), Heard("If I'm not mistaken", 1.0, -0.3))
     turns.onset()
     turns.progress(0.5)
     await asyncio.sleep(0.01)
@@ -147,15 +151,7 @@ async def test_a_check_superseded_by_a_newer_transcription_is_asked_again_at_the
 
     avatar = Avatar(["r1"])
     turns = avatar.interruption()
-    answers: list[object] = [Superseded(), Heard("Tell me", 0.6, -0.2)]
-
-    async def words_so_far() -> Heard:
-        answer = answers.pop(0)
-        if isinstance(answer, Exception):
-            raise answer
-        return answer
-
-    turns.words_so_far = words_so_far
+    turns.words_so_far = hearing(Superseded(), Heard("Tell me", 0.6, -0.2))
     turns.onset()
     turns.progress(0.5)
     await asyncio.sleep(0.01)
