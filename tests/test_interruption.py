@@ -15,13 +15,15 @@ from avatarchat.settings import Settings
 
 @pytest.mark.parametrize("text", ["Uh huh.", "Uh-huh.", "uhhuh", "Mm-hmm.", "MMM.", "Mm-mm.", "Mm-m-m-m-m-m",
                                   "Okay", "OK.", "Yeah, yeah, okay.", "Right.", "Yes.", "I see.", "Ha-ha-ha.",
-                                  "Oh, oh, oh.", "네.", "응", "아", "음...", "그래", "그래요."])
+                                  "Oh, oh, oh.", "네.", "응", "아", "음...", "그래", "그래요.",
+                                  # laughs as Whisper tiny.en wrote Piper's "Ha ha ha." (two voices, several takes)
+                                  "A-ha-ha.", "A-ha-ha-ha", "Oh-hoh-hoh.", "Buh-huh-huh.", "Hahaha!", "He he."])
 def test_backchannels_are_recognised_however_whisper_writes_them(text: str) -> None:
     assert Backchannels().is_backchannel(text)
 
 
 @pytest.mark.parametrize("text", ["That's it.", "And then mom.", "Tell me more", "Yes please", "Okay, stop.",
-                                  "No.", "Wait.", "(coughs)", ""])
+                                  "No.", "Wait.", "(coughs)", "", "He has a hat.", "Aha, what?", "Haha, but why?"])
 def test_words_that_are_not_backchannels_are_not(text: str) -> None:
     assert not Backchannels().is_backchannel(text)
 
@@ -115,6 +117,8 @@ async def test_words_so_far_that_are_only_function_words_wait_for_a_word_that_sa
     assert not rules.real(Heard("If I'm not.", 0.5, -0.55), partial=True)
     assert not rules.real(Heard("If and them.", 0.6, -0.63))  # nor a short whole turn: the same hum, whole
     assert rules.real(Heard("If I'm not mistaken", 1.6, -0.8))  # long speech counts whatever its words
+    assert not rules.real(Heard("If Mm-hmm.", 0.6, -0.38))  # backchannel words say nothing either
+    assert not rules.real(Heard("Yes, I do.", 0.7, -0.2)) and rules.real(Heard("Yes, stop.", 0.7, -0.2))
     assert rules.real(Heard("What?", 0.3, -0.3)) and rules.real(Heard("No.", 0.3, -0.4))
     assert rules.real(Heard("Tell me", 0.5, -0.3), partial=True) and rules.real(Heard("Wait.", 0.5, -0.5), partial=True)
     avatar = Avatar(["r1"])

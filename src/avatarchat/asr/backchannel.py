@@ -3,7 +3,8 @@
 Whisper writes the same sound many ways ("Uh huh.", "Uh-huh.", "uhhuh", "Mm-hmm.", "MMM.", "Okay", "OK") and
 marks what is not speech in brackets or asterisks ("(coughs)", "[laughter]", "*sighs*", "♪"). Both are
 normalised here: lowercase, marks removed, hyphens made spaces, letters repeated three times or more squeezed
-("mmmm" is "mm"), so the list of backchannels stays short. A turn is a backchannel when its words can be cut
+("mmmm" is "mm"), and a laugh written as syllables ("Ha ha ha", "A-ha-ha", "Oh-hoh-hoh", "Buh-huh-huh") is one
+word, "haha", so the list of backchannels stays short. A turn is a backchannel when its words can be cut
 into phrases of the list and nothing else ("yeah, yeah, okay" is; "yeah, but why?" is not). Pure text rules,
 no model: cheap enough for every partial transcript.
 """
@@ -24,11 +25,14 @@ DEFAULT_BACKCHANNELS: tuple[str, ...] = (
 _MARKS = re.compile(r"\([^)]*\)|\[[^\]]*\]|\*[^*]*\*|♪|♫")
 _NOT_WORD = re.compile(r"[^\w\s']+")
 _REPEATS = re.compile(r"(\w)\1{2,}")
+# Two or more h-syllables ("ha", "hoh", "huh", "heh"), after an optional onset ("a", "oh", "buh"): a laugh.
+_LAUGH = re.compile(r"\b(?:(?:a|ah|o|oh|uh|bu|buh|bwa|mwa)[\s-]+)?h[aeiou]+h?(?:[\s-]+h[aeiou]+h?)+\b"
+                    r"|\b[a-z]?(?:h[aeiou]){2,}h?\b")  # ... or one word ("hahaha", "ahaha")
 
 
 def words(text: str) -> list[str]:
     """``text`` as normalised words: noise marks dropped, punctuation and hyphens gone, long repeats squeezed."""
-    t = _MARKS.sub(" ", text.lower())
+    t = _LAUGH.sub("haha", _MARKS.sub(" ", text.lower()))
     t = _NOT_WORD.sub(" ", t.replace("\u2019", "'"))
     t = _REPEATS.sub(r"\1\1", t)
     return [w.strip("'") for w in t.split() if w.strip("'")]
@@ -69,9 +73,11 @@ FUNCTION_WORDS = frozenset({
 })
 
 
-def has_content(text: str) -> bool:
-    """Some word beyond function words: "If I'm not." has none, "Tell me", "Wait" and any Hangul word do."""
-    return any(w not in FUNCTION_WORDS for w in words(text))
+def has_content(text: str, backchannels: Backchannels | None = None) -> bool:
+    """Some word beyond function words (and, given ``backchannels``, beyond their one-word phrases): "If I'm
+    not." and "If mm-hmm." have none, "Tell me", "Wait" and any Hangul word do."""
+    return any(w not in FUNCTION_WORDS and (backchannels is None or (w,) not in backchannels.phrases)
+               for w in words(text))
 
 
 def noise_only(text: str) -> bool:

@@ -6,11 +6,11 @@ at its frame: a ``yield`` event), and the reply is cancelled only when the inter
 
 - words that are not a backchannel (``backchannel.py``): checked on the speech so far as soon as it has lasted
   ``check_s`` (0.5 s), again after each further ``check_s``, and on the turn's final transcript; the words so
-  far, and a whole turn shorter than ``max_s``, count only with a word beyond function words in them
-  (``has_content``): Whisper tiny.en heard the default voice's 0.57 s "Mm hmm." cut at 0.4-0.5 s as "If I'm
-  not." and whole as "If and them." (log-probability -0.53 to -0.63, as confident as real short words), while
-  the start of a real sentence loses nothing by waiting for its next word, and short real interruptions ("Stop",
-  "Wait", "No", "What?", "Hold on") have one;
+  far, and a whole turn shorter than ``max_s``, count only with a word beyond function words and one-word
+  backchannels in them (``has_content``; "If mm-hmm." has none): Whisper tiny.en heard the default voice's
+  0.57 s "Mm hmm." cut at 0.4-0.5 s as "If I'm not." and whole as "If and them." (log-probability -0.53 to
+  -0.63, as confident as real short words), while the start of a real sentence loses nothing by waiting for its
+  next word, and short real interruptions ("Stop", "Wait", "No", "What?", "Hold on") have one;
 - or speech that goes on for ``max_s`` (1.5 s) whatever its words (someone talking that Whisper cannot follow).
 
 Speech alone does not cancel at 0.5 s, because backchannels last that long: synthetic "mm-hmm" and laughs
@@ -67,7 +67,7 @@ class TurnRules:
         speaking avatar?"""
         if noise_only(heard.text) or self.backchannels.is_backchannel(heard.text):
             return False
-        if (partial or heard.speech_s < self.max_s) and not has_content(heard.text):
+        if (partial or heard.speech_s < self.max_s) and not has_content(heard.text, self.backchannels):
             return False
         return not (heard.speech_s < self.max_s and heard.logprob < self.min_logprob)
 
