@@ -12,8 +12,8 @@ lets a Korean sentence or a URL run to a 20 s clip.
 
 The first clip of a reply is what the person waits for, and its cost (TTS, render, encode) grows with its
 length. So with ``first_seconds`` set, the reply's first sentence, when it would take more than about
-``first_seconds`` + 0.8 s to say, is cut once: at a clause boundary whose head takes 0.5 s to ``first_seconds`` +
-0.8 s to say (the one nearest ``first_seconds``), failing that at the space before a function word ("and",
+``first_seconds`` + 0.4 s to say, is cut once: at a clause boundary whose head takes 0.5 s to ``first_seconds`` +
+0.4 s to say (the one nearest ``first_seconds``), failing that at the space before a function word ("and",
 "the", "to", ...) in that range, failing that at the space nearest ``first_seconds`` (or the first space after a
 slow start such as a version number); never inside a word, a number or a URL, and never leaving less than 0.5 s
 for the rest. Text without spaces or clause marks (Japanese,
@@ -48,7 +48,10 @@ _NUMBERED = re.compile(r"\s*\d")  # "No. 5" is an abbreviation; "No." alone is a
 _FUNCTION_WORDS = {"and", "but", "or", "so", "because", "that", "which", "who", "where", "when", "while", "if",
                    "to", "of", "in", "on", "at", "for", "with", "from", "by", "about", "the", "a", "an", "as"}
 FIRST_SECONDS = 1.0  # the reply's first clip: about this much speech (see the module docstring)
-_FIRST_SLACK_S = 0.8  # a first sentence up to FIRST_SECONDS + this is said whole
+# A first sentence up to FIRST_SECONDS + this is said whole. 0.8 let 1.6 s estimates through that Piper and Kokoro
+# said in 1.8-2.2 s ("제 이름은 Ava입니다." 2.24 s): their first clips came ~250 ms after those of 1 s chunks.
+_FIRST_SLACK_S = 0.4
+_GROW_SLACK_S = 0.8  # with ``growth``, a later chunk up to its target + this is said whole
 _MIN_PIECE_S = 0.5  # neither side of a first-chunk cut is shorter than this
 
 MAX_SECONDS = 8.0
@@ -148,7 +151,7 @@ class SentenceSplitter:
         end = self._find_end(self._buf, final=final)
         complete = end is not None or final
         sentence = self._buf[:end] if end is not None else self._buf
-        cut = first_cut(sentence, self.first_seconds or FIRST_SECONDS, complete=complete)
+        cut = first_cut(sentence, self.first_seconds or FIRST_SECONDS, complete=complete, slack_s=_FIRST_SLACK_S)
         if cut is None:
             if complete or spoken_seconds(sentence) > self.max_seconds:
                 self._first = False  # said whole (short, or cut by the long-sentence rule)
@@ -242,12 +245,13 @@ def split_sentences(text: str, max_chars: int | None = None, *, max_seconds: flo
 
 
 def first_cut(sentence: str, target_s: float = FIRST_SECONDS, complete: bool = True,
-              min_head_s: float = _MIN_PIECE_S) -> int | None:
+              min_head_s: float = _MIN_PIECE_S, slack_s: float = _GROW_SLACK_S) -> int | None:
     """Where to cut a first sentence (or, with ``growth``, a later one) so that its head takes about
-    ``target_s`` to say (None: do not cut), and at least ``min_head_s``. ``complete`` False: ``sentence`` is the
-    start of one still being written; a cut is given only once enough of it follows the cut."""
+    ``target_s`` to say (None: do not cut), and at least ``min_head_s``; a sentence within ``target_s`` +
+    ``slack_s`` is not cut. ``complete`` False: ``sentence`` is the start of one still being written; a cut is
+    given only once enough of it follows the cut."""
     total = spoken_seconds(sentence)
-    longest = target_s + _FIRST_SLACK_S
+    longest = target_s + slack_s
     if (complete and total <= longest) or (not complete and total < longest + _MIN_PIECE_S):
         return None
     clauses: list[tuple[float, int]] = []
