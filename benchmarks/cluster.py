@@ -29,7 +29,11 @@ class Cluster:
         self._tmp = tempfile.TemporaryDirectory()
         env = dict(os.environ, AVATARCHAT_DATA_DIR=self._tmp.name, AVATARCHAT_LLM_BACKEND="echo",
                    AVATARCHAT_MAX_SPEECH_WAIT_S="600",  # measure the speech, never skip it
-                   AVATARCHAT_RATE_PER_CLIENT="0", **self.extra_env)
+                   AVATARCHAT_RATE_PER_CLIENT="0",
+                   # every simulated person is 127.0.0.1: the per-address caps (10 sessions, 12 sentences waiting)
+                   # would end the first rounds' sessions and make the last of 8 sessions' replies text only
+                   AVATARCHAT_MAX_SESSIONS_PER_CLIENT="1000", AVATARCHAT_MAX_CLIENT_BACKLOG="1000",
+                   **self.extra_env)
         if self.workers:
             port = free_port()
             self.procs.append(subprocess.Popen(["redis-server", "--port", str(port), "--save", "", "--appendonly",

@@ -424,8 +424,10 @@ def main() -> None:
     from playwright.sync_api import sync_playwright
 
     # Every simulated person connects from 127.0.0.1: the per-address cap (10 by default) would refuse the mixed
-    # run's sessions while the 8 pages' closed tabs still hold theirs (they expire after session_idle_s).
+    # run's sessions while the 8 pages' closed tabs still hold theirs (they expire after session_idle_s), and one
+    # client's backlog cap (12 sentences) would make the answers of the last sessions in a round text only.
     os.environ.setdefault("AVATARCHAT_MAX_SESSIONS_PER_CLIENT", "64")
+    os.environ.setdefault("AVATARCHAT_MAX_CLIENT_BACKLOG", "1000")
     with tempfile.TemporaryDirectory() as tmp:
         proc, base = start_server(Path(tmp), llm=None)
         try:
