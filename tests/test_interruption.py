@@ -91,24 +91,45 @@ def test_long_speech_cancels_without_waiting_for_words() -> None:
     assert turns.final(Heard("", 1.8)) == "not_heard"  # it spoke over the avatar and held no words: the cue
 
 
-async def test_words_heard_from_half_a_second_on_cancel_while_the_person_still_speaks() -> None:
+async def test_words_heard_from_a_few_tenths_of_a_second_on_cancel_while_the_person_still_speaks() -> None:
     avatar = Avatar(["r1"])
-    turns = avatar.interruption()
-    turns.words_so_far = hearing(Heard("Mm.", 0.5, -0.5), Heard("Mm, tell me", 1.0, -0.2))
+    turns = avatar.interruption(check_s=0.4, recheck_s=0.15)
+    turns.words_so_far = hearing(Heard("Mm.", 0.4, -0.5), Heard("Mm, tell me", 0.55, -0.2))
     turns.onset()
-    turns.progress(0.4)
+    turns.progress(0.34)
     await asyncio.sleep(0)
     assert avatar.told == ["yield"]  # too short to ask yet
-    turns.progress(0.5)
+    turns.progress(0.4)
     await asyncio.sleep(0.01)
     assert avatar.told == ["yield"]  # "Mm." is a backchannel: still held
-    turns.progress(0.8)
+    turns.progress(0.5)
     await asyncio.sleep(0.01)
-    assert avatar.told == ["yield"]  # the next check is half a second of speech later
-    turns.progress(1.0)
+    assert avatar.told == ["yield"]  # the next check is 0.15 s of speech later
+    turns.progress(0.55)
     await asyncio.sleep(0.01)
     assert avatar.told == ["yield", ("cancel", ["r1"])]
     assert turns.final(Heard("Mm, tell me more.", 1.2, -0.1)) == "answer"
+
+
+async def test_words_are_checked_on_the_clock_since_the_onset_long_speech_on_speech_seconds() -> None:
+    """"Wait, what did you say?": the pause after "Wait," is no speech, but the person has been talking."""
+    avatar = Avatar(["r1"])
+    turns = avatar.interruption(check_s=0.4, max_s=1.5)
+    turns.words_so_far = hearing(Heard("Wait.", 0.3, -0.5))
+    turns.onset()
+    turns.progress(0.3, 0.36)
+    await asyncio.sleep(0.01)
+    assert avatar.told == ["yield"]
+    turns.progress(0.3, 0.42)  # still 0.3 s of speech, 0.42 s since the onset: its words are checked
+    await asyncio.sleep(0.01)
+    assert avatar.told == ["yield", ("cancel", ["r1"])]
+    other = Avatar(["r2"])
+    turns = other.interruption(check_s=0.4, max_s=1.5)
+    turns.onset()
+    turns.progress(1.0, 1.6)  # a pause counts for the checks, not for "long speech"
+    assert other.told == ["yield"]
+    turns.progress(1.5, 2.1)
+    assert other.told == ["yield", ("cancel", ["r2"])]
 
 
 async def test_words_so_far_that_are_only_function_words_wait_for_a_word_that_says_something() -> None:

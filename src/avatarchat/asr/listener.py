@@ -13,7 +13,8 @@ sentence ends the turn sooner than a trailing "and". A guess that is a finished 
 at once, held back until the turn ends with those words (``early.py``). Finals are delivered in order.
 Recognition goes through the shared ``AsrBudget``, which takes turns between sockets.
 
-While a turn goes on, ``on_progress`` hears how many seconds of it were speech, and ``words_so_far`` transcribes
+While a turn goes on, ``on_progress`` hears how many seconds of it were speech (and since its onset), and
+``words_so_far`` transcribes
 it up to now (the socket's ``Interruption`` asks, to tell a real interruption from a backchannel, see
 interruption.py). Every final, empty ones too, reaches ``on_final`` as a ``Heard`` (unless an early answer took
 it). Hold-to-talk: ``hold`` (the button pressed) keeps the turn open across any pause, ``end_turn`` (released)
@@ -90,10 +91,11 @@ class VoiceInput:
 
     def listener(self, session_id: str, publish: Callable[[Event], None], on_speech: Callable[[], None],
                  on_final: Callable[[Heard], Awaitable[object]],
-                 on_progress: Callable[[float], None] | None = None,
+                 on_progress: Callable[[float, float], None] | None = None,
                  start_early: Callable[[str], Early | None] | None = None,
                  language: Callable[[], str | None] | None = None) -> Listener:
-        """``on_progress(speech_s)``: the current turn's speech so far, at every frame while it goes on.
+        """``on_progress(speech_s, elapsed_s)``: the current turn's speech so far, and the time since its onset,
+        at every frame while it goes on.
         ``start_early(text)``: answer a turn provisionally at its pause (see early.py); None: never.
         ``language``: the language its speech is heard in, asked at each recognition (default ``language``)."""
         listener = Listener(self, session_id, publish, on_speech, on_final, on_progress, start_early)
@@ -119,7 +121,7 @@ class Listener:
 
     def __init__(self, voice: VoiceInput, session_id: str, publish: Callable[[Event], None],
                  on_speech: Callable[[], None], on_final: Callable[[Heard], Awaitable[object]],
-                 on_progress: Callable[[float], None] | None = None,
+                 on_progress: Callable[[float, float], None] | None = None,
                  start_early: Callable[[str], Early | None] | None = None) -> None:
         self.voice, self.session_id = voice, session_id
         self._publish, self._on_speech, self._on_final = publish, on_speech, on_final
@@ -209,7 +211,7 @@ class Listener:
             self._maybe_end()
             self._maybe_early()
             if self.stream.speaking and self._on_progress is not None:
-                self._on_progress(self.stream.voiced / SAMPLE_RATE)
+                self._on_progress(self.stream.voiced / SAMPLE_RATE, (self.stream.samples - self._start) / SAMPLE_RATE)
             self._maybe_partial()
             if not self.stream.speaking:
                 self._trim(self._end() - int(PRE_ROLL_S * SAMPLE_RATE))

@@ -86,7 +86,8 @@ async def ws(websocket: WebSocket, session_id: str = Query(""), after: str | Non
 
 def turn_rules(s: Services) -> TurnRules:
     st = s.settings
-    return TurnRules(check_s=st.interrupt_check_ms / 1000, max_s=st.interrupt_max_speech_ms / 1000,
+    return TurnRules(check_s=st.interrupt_check_ms / 1000, recheck_s=st.interrupt_recheck_ms / 1000,
+                     max_s=st.interrupt_max_speech_ms / 1000,
                      min_logprob=st.interrupt_min_logprob, backchannels=Backchannels(st.backchannels))
 
 
