@@ -262,13 +262,13 @@ class Settings(BaseSettings):
                                                         " the person goes on (it is thrown away). Embedded mode "
                                                         "only: Redis mode answers when the turn ends."))
     interrupt_check_ms: int = Field(400, ge=64, le=5000, description=(
-        "Voice input while the avatar speaks: it yields (holds) at the onset of speech, and once the speech has "
-        "lasted this long its words so far are checked (again every interrupt_recheck_ms): a word that is "
+        "Voice input while the avatar speaks: it yields (holds) at the onset of speech, and this long after the "
+        "onset (pauses included) its words so far are checked (again every interrupt_recheck_ms): a word that is "
         "neither a backchannel nor a function word ('if', 'I'm', 'you') cancels the reply. A shorter turn is judged "
         "by its final transcript."))
     interrupt_recheck_ms: int = Field(150, ge=20, le=5000, description=(
         "Voice input while the avatar speaks: after a check of the words so far that did not cancel, the next "
-        "comes after this much more speech (one at a time; each is a Whisper pass of ~50-100 ms)."))
+        "comes this much later (one at a time; each is a Whisper pass of ~50-100 ms)."))
     interrupt_max_speech_ms: int = Field(1500, ge=64, le=30000, description=(
         "Voice input while the avatar speaks: speech this long cancels the reply whatever its words (someone "
         "talking that speech recognition cannot follow). Backchannels and laughs measured 0.3-0.8 s."))
