@@ -22,7 +22,7 @@ from tests.fakes import FailOn
 from tests.helpers import running, session_for
 from tests.test_ws import collect, open_ws, ws_url
 
-SIX = ("The first sentence is here. The second one follows. Then comes a third. A fourth is next. "
+SIX = ("The first one is here. The second one follows. Then comes a third. A fourth is next. "
        "The fifth is almost last. And the sixth ends it.")
 
 
@@ -98,7 +98,7 @@ def test_barge_in_after_rendering_still_cancels_and_history_keeps_only_what_was_
     assert ("speech_cancelled", first["reply_id"]) in [(e["type"], e.get("reply")) for e in later]
     history = llm.seen[-1]
     assert [m.role for m in history] == ["user", "assistant", "user"]
-    assert history[1].content == "The first sentence is here. The second one follows."  # heard: seq 0 and 1
+    assert history[1].content == "The first one is here. The second one follows."  # heard: seq 0 and 1
     assert history[2].content == "Wait, stop."
     assert second["text"] == "Wait, stop."
 
