@@ -104,7 +104,7 @@ async def test_words_heard_from_a_few_tenths_of_a_second_on_cancel_while_the_per
     assert avatar.told == ["yield"]  # "Mm." is a backchannel: still held
     turns.progress(0.5)
     await asyncio.sleep(0.01)
-    assert avatar.told == ["yield"]  # the next check is 0.15 s of speech later
+    assert avatar.told == ["yield"]  # the next check is 0.15 s later
     turns.progress(0.55)
     await asyncio.sleep(0.01)
     assert avatar.told == ["yield", ("cancel", ["r1"])]

@@ -4,12 +4,11 @@ People talking over a speaker mostly do not want the floor: "uh-huh", "yeah", a 
 So at the onset of speech while the avatar speaks it only *yields* (the page ducks the voice and holds the clip
 at its frame: a ``yield`` event), and the reply is cancelled only when the interruption is real:
 
-- words that are not a backchannel (``backchannel.py``): checked on the speech so far as soon as it has lasted
-  ``check_s`` (0.4 s, since the onset), again after each further ``recheck_s`` (0.15 s), and on the turn's
-  final transcript: a
-  real question is cancelled within ~0.15 s of its first check that reads it, and a check a second later
-  would miss the 700 ms the person should wait at most (a question's first word, "Wait,", read at 0.5 s
-  a hair under the log-probability floor, and its next check at 1.0 s cancelled it at ~0.9 s); the words so
+- words that are not a backchannel (``backchannel.py``): checked on the turn so far ``check_s`` (0.4 s) after
+  its onset, again every ``recheck_s`` (0.15 s), and on the turn's final transcript: a real question is
+  cancelled within ~0.15 s of the first check that reads it, and a check half a second later would miss the
+  700 ms the person should wait at most (a question's first word, "Wait,", read a hair under the
+  log-probability floor, and its next check cancelled it at ~0.9 s); the words so
   far, and a whole turn shorter than ``max_s``, count only with a word beyond function words and one-word
   backchannels in them (``has_content``; "If mm-hmm." has none): Whisper tiny.en heard the default voice's
   0.57 s "Mm hmm." cut at 0.4-0.5 s as "If I'm not." and whole as "If and them." (log-probability -0.53 to
@@ -19,7 +18,7 @@ at its frame: a ``yield`` event), and the reply is cancelled only when the inter
 
 Speech alone does not cancel at 0.5 s, because backchannels last that long: synthetic "mm-hmm" and laughs
 measured 0.54-0.76 s of VAD speech; their words are checked instead ("Tell me more" cancels then). In an
-offline sweep of 24 English backchannels in five takes each, cut at 0.35-0.55 s (792 partial transcripts), none
+offline sweep of 24 English backchannels in five takes each, cut at 0.35-0.55 s (552 partial transcripts), none
 was taken for a real interruption.
 A turn (shorter than ``max_s``) whose transcript has a low mean token log-probability (below ``min_logprob``)
 is not an interruption either: Whisper invents words for sounds it cannot place ("Uh." -> "That's it.", "Hmm."
