@@ -39,7 +39,7 @@ def words(text: str) -> list[str]:
 
 
 class Backchannels:
-    """A list of backchannel phrases; ``is_backchannel`` and ``noise_only`` judge a transcript."""
+    """A list of backchannel phrases; ``is_backchannel``, ``has_content`` and ``noise_only`` judge a transcript."""
 
     def __init__(self, phrases: Iterable[str] = DEFAULT_BACKCHANNELS) -> None:
         self.phrases: set[tuple[str, ...]] = set()
@@ -54,6 +54,11 @@ class Backchannels:
         """Words, and every one of them part of a backchannel phrase."""
         w = words(text)
         return bool(w) and self._cover(w)
+
+    def has_content(self, text: str) -> bool:
+        """Some word beyond function words and one-word backchannels: "If I'm not." and "If mm-hmm." have none,
+        "Tell me", "Wait" and any Hangul word do."""
+        return any(w not in FUNCTION_WORDS and (w,) not in self.phrases for w in words(text))
 
     def _cover(self, w: list[str]) -> bool:
         ok = [True] + [False] * len(w)  # ok[i]: w[:i] can be cut into phrases
@@ -71,13 +76,6 @@ FUNCTION_WORDS = frozenset({
     "her", "our", "their", "him", "us", "them", "do", "does", "did", "have", "has", "had", "can", "could", "would",
     "will", "shall", "should", "may", "might", "must", "not",
 })
-
-
-def has_content(text: str, backchannels: Backchannels | None = None) -> bool:
-    """Some word beyond function words (and, given ``backchannels``, beyond their one-word phrases): "If I'm
-    not." and "If mm-hmm." have none, "Tell me", "Wait" and any Hangul word do."""
-    return any(w not in FUNCTION_WORDS and (backchannels is None or (w,) not in backchannels.phrases)
-               for w in words(text))
 
 
 def noise_only(text: str) -> bool:

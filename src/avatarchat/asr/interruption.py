@@ -8,12 +8,12 @@ at its frame: a ``yield`` event), and the reply is cancelled only when the inter
   its onset, again every ``recheck_s`` (0.15 s), and on the turn's final transcript: a real question is
   cancelled within ~0.15 s of the first check that reads it, and a check half a second later would miss the
   700 ms the person should wait at most (a question's first word, "Wait,", read a hair under the
-  log-probability floor, and its next check cancelled it at ~0.9 s); the words so
-  far, and a whole turn shorter than ``max_s``, count only with a word beyond function words and one-word
-  backchannels in them (``has_content``; "If mm-hmm." has none): Whisper tiny.en heard the default voice's
-  0.57 s "Mm hmm." cut at 0.4-0.5 s as "If I'm not." and whole as "If and them." (log-probability -0.53 to
-  -0.63, as confident as real short words), while the start of a real sentence loses nothing by waiting for its
-  next word, and short real interruptions ("Stop", "Wait", "No", "What?", "Hold on") have one;
+  log-probability floor, and its next check cancelled it at ~0.9 s); the words so far, and a whole turn
+  shorter than ``max_s``, count only with a word beyond function words and one-word backchannels in them
+  (``Backchannels.has_content``; "If mm-hmm." has none): Whisper tiny.en heard the default voice's 0.57 s "Mm
+  hmm." cut at 0.4-0.5 s as "If I'm not." and whole as "If and them." (log-probability -0.53 to -0.63, as
+  confident as real short words), while the start of a real sentence loses nothing by waiting for its next
+  word, and short real interruptions ("Stop", "Wait", "No", "What?", "Hold on") have one;
 - or speech that goes on for ``max_s`` (1.5 s) whatever its words (someone talking that Whisper cannot follow).
 
 Speech alone does not cancel at 0.5 s, because backchannels last that long: synthetic "mm-hmm" and laughs
@@ -40,7 +40,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
-from avatarchat.asr.backchannel import Backchannels, has_content, noise_only
+from avatarchat.asr.backchannel import Backchannels, noise_only
 from avatarchat.asr.budget import Superseded
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,7 @@ class TurnRules:
         speaking avatar?"""
         if noise_only(heard.text) or self.backchannels.is_backchannel(heard.text):
             return False
-        if (partial or heard.speech_s < self.max_s) and not has_content(heard.text, self.backchannels):
+        if (partial or heard.speech_s < self.max_s) and not self.backchannels.has_content(heard.text):
             return False
         return not (heard.speech_s < self.max_s and heard.logprob < self.min_logprob)
 
