@@ -43,8 +43,8 @@ def settings(data_dir: Path) -> Settings:
 
 
 @pytest.fixture(scope="session")
-def tts() -> PiperTTS:
-    t = PiperTTS()
+def tts(settings: Settings) -> PiperTTS:
+    t = PiperTTS(cache_dir=Path(settings.model_cache_dir))  # its graph as the server runs it (tts/piper_graph.py)
     t.warm_up()
     return t
 

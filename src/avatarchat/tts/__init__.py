@@ -17,7 +17,7 @@ from avatarchat.tts.router import VoiceRouter
 
 REGISTRY: dict[str, Callable[[Settings], TTS]] = {
     "piper": lambda s: PiperTTS(default_voice=s.piper_voice, threads=s.piper_threads,
-                                alone_threads=s.piper_alone_threads),
+                                alone_threads=s.piper_alone_threads, cache_dir=s.model_cache_dir),
     "espeak": lambda s: EspeakTTS(default_voice=s.espeak_voice, rate=s.espeak_rate, pitch=s.espeak_pitch,
                                   variant=s.espeak_variant, max_procs=s.espeak_max_procs),
     "kokoro": lambda s: KokoroTTS(default_voice=s.kokoro_voice, cache_dir=s.model_cache_dir,
