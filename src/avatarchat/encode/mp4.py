@@ -22,6 +22,10 @@ from avatarchat.errors import Cancelled
 
 AUDIO_RATE = 48000
 FADE_S = 0.006
+# x264's veryfast, with the quickest sub-pixel refinement (subme 1, veryfast's is 2) and no inter 8x8/4x4
+# partitions: ~20 % less CPU a frame (1.10 -> 0.88 ms at 512x384) for ~15 % more bytes and 0.1 dB less luma
+# PSNR at the same CRF, measured on a 6.8 s clip. The encode is a fifth of the CPU each second of speech costs.
+X264_PARAMS = "subme=1:partitions=i8x8,i4x4"
 
 
 def prepare_audio(pcm: np.ndarray, sample_rate: int, n_frames: int, fps: int) -> np.ndarray:
@@ -55,7 +59,10 @@ class ClipEncoder:
         self._out = av.open(str(self.tmp), mode="w", format="mp4", options={"movflags": "+faststart"})
         v = self._out.add_stream("libx264", rate=fps)
         v.width, v.height, v.pix_fmt = width, height, "yuv420p"
-        v.options = {"preset": preset, "crf": str(crf), "threads": str(threads)}
+        options = {"preset": preset, "crf": str(crf), "threads": str(threads)}
+        if preset == "veryfast":
+            options["x264-params"] = X264_PARAMS
+        v.options = options
         self._v = v
         # OpenCV's RGB -> I420 is the same BT.601 limited range the encoder's own conversion gives (swscale's
         # default), at a quarter of its cost: ~0.3 ms of the ~1.5 ms each 512x384 frame took to encode.
