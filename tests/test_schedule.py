@@ -10,12 +10,13 @@ from avatarchat.pipeline.schedule import DeadlineScheduler
 from tests.fakes import Events, FakeEngine, speak
 
 
-def two_lanes(engine: FakeEngine, scheduler: DeadlineScheduler) -> list[tuple[SpeechLane, Events]]:
+def two_lanes(engine: FakeEngine, scheduler: DeadlineScheduler,
+              start_buffer_s: float = 0.0) -> list[tuple[SpeechLane, Events]]:
     """Sessions A and B, started, sharing ``engine`` and one scheduler."""
     lanes = []
     for name in ("s-a", "s-b"):
         events = Events()
-        lane = SpeechLane(name, engine, events, 8, scheduler)
+        lane = SpeechLane(name, engine, events, 8, scheduler, start_buffer_s=start_buffer_s)
         lane.start()
         lanes.append((lane, events))
     return lanes
@@ -162,3 +163,100 @@ async def test_a_tts_call_is_alone_only_while_nothing_else_holds_or_wants_a_slot
         await a.aclose()
         await b.aclose()
     assert scheduler.running == 0
+
+
+def clips(events: Events, reply: Reply) -> list[dict]:
+    return [e for e in events.items if e["type"] == "clip_ready" and e["reply"] == reply.id]
+
+
+async def test_a_first_clip_waits_for_the_next_one_while_other_work_waits_for_the_cpu() -> None:
+    """The start-up buffer: A's first clip is ready while B's TTS and A's second TTS wait for the one slot, so
+    it is announced only with its second clip (the page would otherwise stop after A's first words)."""
+    engine = FakeEngine()
+    engine.gate.clear()  # A one's render waits while the others queue for the slot
+    scheduler = DeadlineScheduler(1)
+    (a, ea), (b, eb) = two_lanes(engine, scheduler, start_buffer_s=10.0)
+    try:
+        first = speak(a, ["A one.", "A two."])
+        second = speak(b, ["B one."])
+        while "render A one." not in engine.started:
+            await asyncio.sleep(0.001)
+        assert scheduler.waiting == 2
+        engine.voice_gate.clear()  # the TTS calls waiting for the slot will hang once they have it
+        engine.gate.set()
+        while "A one." not in engine.rendered:
+            await asyncio.sleep(0.001)
+        await asyncio.sleep(0.05)
+        assert clips(ea, first) == []  # rendered, held back while A two is not ready
+        engine.voice_gate.set()
+        await ea.wait_for("speech_done", first.id)
+        await eb.wait_for("speech_done", second.id)
+        announced = clips(ea, first)
+        assert [c["seq"] for c in announced] == [0, 1]
+        assert announced[0]["timings_ms"]["buffered"] > 0 and announced[1]["timings_ms"]["buffered"] == 0
+        assert engine.rendered.index("A two.") > engine.rendered.index("B one.")  # B's first words went first
+        assert [c["seq"] for c in clips(eb, second)] == [0]  # a one-clip reply is not held past its end
+    finally:
+        await a.aclose()
+        await b.aclose()
+
+
+async def test_a_held_first_clip_goes_out_when_the_buffer_time_since_the_chat_is_up() -> None:
+    engine = FakeEngine()
+    scheduler = DeadlineScheduler(1)
+    (a, ea), (b, eb) = two_lanes(engine, scheduler, start_buffer_s=0.15)
+    try:
+        engine.gate.clear()
+        first = speak(a, ["A one.", "A two."])
+        second = speak(b, ["B one."])
+        while "render A one." not in engine.started:
+            await asyncio.sleep(0.001)
+        engine.voice_gate.clear()  # every TTS after A one's render now hangs: A two is never ready
+        engine.gate.set()
+        clip = await ea.wait_for("clip_ready", first.id, timeout_s=1.0)
+        assert clip["seq"] == 0 and "A two." not in engine.rendered
+        assert 100 <= clip["timings_ms"]["since_chat"] <= 600  # held until ~0.15 s after the chat, no longer
+        assert clip["timings_ms"]["buffered"] > 0
+        engine.voice_gate.set()
+        await ea.wait_for("speech_done", first.id)
+        await eb.wait_for("speech_done", second.id)
+    finally:
+        await a.aclose()
+        await b.aclose()
+
+
+async def test_nothing_is_held_when_no_work_waits_and_a_barge_in_drops_a_held_clip() -> None:
+    engine = FakeEngine()
+    scheduler = DeadlineScheduler(2)
+    (a, ea), (b, eb) = two_lanes(engine, scheduler, start_buffer_s=10.0)
+    try:
+        alone = speak(a, ["Alone one.", "Alone two."])
+        await ea.wait_for("speech_done", alone.id)
+        assert [c["timings_ms"]["buffered"] for c in clips(ea, alone)] == [0, 0]
+
+        engine.gate.clear()
+        scheduler_one = DeadlineScheduler(1)
+        (c, ec), (d, ed) = two_lanes(engine, scheduler_one, start_buffer_s=10.0)
+        try:
+            held = speak(c, ["C one.", "C two."])
+            other = speak(d, ["D one."])
+            while "render C one." not in engine.started:
+                await asyncio.sleep(0.001)
+            engine.voice_gate.clear()  # C two and D one cannot be voiced: C one stays held
+            engine.gate.set()
+            while "C one." not in engine.rendered:
+                await asyncio.sleep(0.001)
+            await asyncio.sleep(0.01)
+            assert clips(ec, held) == []
+            c.cancel_all()  # the person spoke over it: the held clip is dropped, never announced
+            await ec.wait_for("speech_cancelled", held.id)
+            engine.voice_gate.set()
+            await ed.wait_for("speech_done", other.id)
+            await asyncio.sleep(0.02)
+            assert clips(ec, held) == []
+        finally:
+            await c.aclose()
+            await d.aclose()
+    finally:
+        await a.aclose()
+        await b.aclose()

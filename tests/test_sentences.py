@@ -409,3 +409,20 @@ def test_an_idle_server_cuts_a_long_sentence_after_a_short_one_and_keeps_sentenc
     assert len(split(fits, busy=True)) > len(split(fits, busy=False))
     with pytest.raises(ValueError):
         SentenceSplitter(growth=1.5, idle_growth=1.0)
+
+
+def test_busy_growth_cuts_a_second_chunk_that_idle_growth_says_whole() -> None:
+    """8 sessions at once could not make a 2 s second chunk before a 0.65 s first one had played, even with the
+    start-up buffer: busy, a chunk more than 0.4 s of speech past its target is cut; idle, 0.8 s."""
+    text = "Hello there, it is good to see you again today. I can tell you about the weather."
+
+    def split(busy: bool) -> list[str]:
+        s = SentenceSplitter(first_seconds=1.0, growth=1.5, grow_if=lambda: busy, idle_growth=4.0)
+        return s.feed(text) + s.flush()
+
+    idle, busy = split(False), split(True)
+    assert idle[:2] == ["Hello there,", "it is good to see you again today."]
+    assert busy[0] == "Hello there," and busy[1] != idle[1] and idle[1].startswith(busy[1])
+    target = 0.5 * spoken_seconds(busy[0]) + spoken_seconds(busy[0])
+    assert spoken_seconds(busy[1]) <= target + 0.4 < spoken_seconds(idle[1])
+    assert " ".join(busy).split() == text.split()

@@ -237,7 +237,8 @@ def _embedded_lanes(settings: Settings, pipeline: SpeechPipeline) -> Callable[[S
     scheduler = DeadlineScheduler(settings.render_threads)
 
     def make_lane(session: Session) -> SpeechLane:
-        lane = SpeechLane(session.id, pipeline, session.publish, settings.session_queue_size, scheduler)
+        lane = SpeechLane(session.id, pipeline, session.publish, settings.session_queue_size, scheduler,
+                          start_buffer_s=settings.start_buffer_ms / 1000)
         lane.start()
         return lane
 

@@ -92,7 +92,8 @@ class Settings(BaseSettings):
                               "(BENCHMARKS.md).")
     model_cache_dir: Path = Field(Path.home() / ".cache" / "avatarchat", description="Where model files "
                                   "assembled from packages are kept (Kokoro's: 92 MB joined and checked, then "
-                                  "rewritten for speed, once; 185 MB).")
+                                  "rewritten for speed, once; 185 MB) and Piper voices' graphs rewritten for "
+                                  "speed (63 MB a voice).")
     kokoro_threads: int = Field(1, ge=1, le=16, description="CPU threads Kokoro's one shared model may use "
                                 "(the rest are left to rendering; a second thread hardly shortened a chunk on 2 "
                                 "busy cores, see BENCHMARKS.md).")
@@ -211,6 +212,11 @@ class Settings(BaseSettings):
                                      "sentence starts on a piece of about 1-2 s, cut at a clause), so it is "
                                      "ready when the speech before it ends. "
                                      "0: later sentences whole while idle.")
+    start_buffer_ms: float = Field(900.0, ge=0, le=5000, description="A start-up buffer while the CPU is "
+                                   "contended (work waiting for a slot as a reply's first clip is ready): that "
+                                   "clip's clip_ready waits until the next clip is ready too, or until this long "
+                                   "after the /chat, so the avatar does not stop after its first words. 0: never "
+                                   "held. Embedded mode (Redis workers announce each clip when it is ready).")
     render_stall_s: float = Field(30.0, gt=0, description="/healthz answers 503 when renders are running but "
                                   "none has produced a frame for this many seconds.")
     clip_ttl_s: float = Field(3600.0, gt=0, description="Finished clips are deleted this many seconds after writing.")

@@ -6,6 +6,13 @@ The lane owns the job queue, the TTS -> render queue, the table of replies still
 stage tasks; the shared ``SpeechEngine`` does the CPU work (TTS, rendering, encoding) in worker threads. A
 lane that hands jobs to other processes only has to offer the same methods: the web layer calls ``submit``,
 ``end``, ``cancel_all``, ``report``, ``state`` and ``aclose`` and nothing else.
+
+A start-up buffer on a contended server (``start_buffer_s``): a reply's first clip is short (~1 s) so that it is
+ready soon, but while other work waits for the CPU the clip after it takes longer to make than the first one
+takes to play, and the avatar would stop after its first words. So when work is waiting for a slot as a reply's
+first clip is ready, its ``clip_ready`` is held back until the next clip is ready too, the reply has no more, or
+``start_buffer_s`` has passed, whichever comes first: the page starts a little later with more speech in hand,
+as a video player buffers before it starts. Nothing is held on a server with nothing waiting.
 """
 
 from __future__ import annotations
@@ -44,11 +51,14 @@ class Voiced:
 
 class SpeechLane:
     def __init__(self, session_id: str, engine: SpeechEngine, publish: Callable[[Event], None],
-                 queue_size: int, scheduler: DeadlineScheduler | None = None) -> None:
+                 queue_size: int, scheduler: DeadlineScheduler | None = None, start_buffer_s: float = 0.0) -> None:
         """``scheduler``, shared by every lane, orders their CPU work by deadline; without one each lane's
-        work starts as soon as its stage reaches it."""
+        work starts as soon as its stage reaches it. ``start_buffer_s``: the longest a first clip is held back
+        while the CPU is contended (see the module docstring; 0: never)."""
         self.session_id = session_id
         self._scheduler = scheduler
+        self._buffer_s = start_buffer_s
+        self._buffering: dict[str, _Buffered] = {}  # reply id -> its first clip, held back (the start-up buffer)
         self._engine = engine
         self._publish = publish
         self._limit = queue_size
@@ -109,6 +119,8 @@ class SpeechLane:
             gone = {r.id for r in cancelled}
             self._drop(self._jobs, gone)
             self._drop(self._voiced, gone)
+            for rid in gone:
+                self._drop_buffered(rid)
             for r in cancelled:
                 self._publish(SpeechCancelled(session=self.session_id, reply=r.id))
         return cancelled
@@ -125,6 +137,8 @@ class SpeechLane:
     async def aclose(self) -> None:
         for r in self._replies.values():
             r.cancel()
+        for rid in list(self._buffering):
+            self._drop_buffered(rid)
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -227,6 +241,7 @@ class SpeechLane:
                 _free_slot(item)
                 continue
             if isinstance(item, ReplyEnd):
+                self._release(reply.id)  # a one-clip reply: nothing more to wait for
                 reply.finish_rendering()
                 self._publish(SpeechDone(session=self.session_id, reply=reply.id, clips=reply.clips,
                                          sentences=reply.sentences, timings_ms={"since_chat": reply.ms_since_start()}))
@@ -261,6 +276,36 @@ class SpeechLane:
                 lease.release()
 
     def _announce(self, reply: Reply, item: Voiced, clip: RenderedClip) -> None:
+        """Tell the page the clip is ready, or hold a reply's first clip back (the start-up buffer, see the module
+        docstring)."""
+        if reply.id in self._buffering:
+            self._release(reply.id)  # the clip after the held one is ready: both go now, in order
+        elif reply.clips == 0 and self._scheduler is not None and self._scheduler.waiting > 0 \
+                and (left := reply.started_at + self._buffer_s - time.monotonic()) > 0:
+            timer = asyncio.get_running_loop().call_later(left, self._release, reply.id)
+            self._buffering[reply.id] = _Buffered(item, clip, time.perf_counter(), timer)
+            return
+        self._publish_clip(reply, item, clip)
+
+    def _release(self, reply_id: str) -> None:
+        """Announce the held first clip of ``reply_id``, if there is one (its start-up buffer is over)."""
+        first = self._buffering.pop(reply_id, None)
+        if first is None:
+            return
+        first.timer.cancel()
+        reply = self._live(reply_id)
+        if reply is None:
+            first.clip.path.unlink(missing_ok=True)
+            return
+        self._publish_clip(reply, first.item, first.clip, buffered_ms=(time.perf_counter() - first.since) * 1000)
+
+    def _drop_buffered(self, reply_id: str) -> None:
+        first = self._buffering.pop(reply_id, None)
+        if first is not None:
+            first.timer.cancel()
+            first.clip.path.unlink(missing_ok=True)
+
+    def _publish_clip(self, reply: Reply, item: Voiced, clip: RenderedClip, buffered_ms: float = 0.0) -> None:
         m = self._engine.metrics
         m.render.observe(clip.render_s)
         m.encode.observe(clip.encode_s)
@@ -273,7 +318,8 @@ class SpeechLane:
             duration_s=round(clip.duration_s, 3), voice=job.voice,
             timings_ms={"tts": round(item.tts_ms, 1), "render": round(clip.render_s * 1000, 1),
                         "encode": round(clip.encode_s * 1000, 1),
-                        "render_encode": round(clip.total_s * 1000, 1), "since_chat": reply.ms_since_start()})
+                        "render_encode": round(clip.total_s * 1000, 1), "buffered": round(buffered_ms, 1),
+                        "since_chat": reply.ms_since_start()})
         reply.announce(job.seq, event.wire(), clip.duration_s)
         self._publish(event)
 
@@ -293,6 +339,17 @@ class SpeechLane:
         self._publish(error_event(exc, session=self.session_id, reply=reply.id, job=job,
                                   where=f"session {self.session_id[:6]}: {what} failed",
                                   metrics=self._engine.metrics, secrets=self._engine.secrets))
+
+@dataclass(frozen=True)
+class _Buffered:
+    """A first clip held back (the start-up buffer): what its ``clip_ready`` needs, when it was ready, and the
+    timer that announces it."""
+
+    item: Voiced
+    clip: RenderedClip
+    since: float
+    timer: asyncio.TimerHandle
+
 
 def _reply_of(item: SpeechJob | ReplyEnd | Voiced) -> str:
     return item.job.reply if isinstance(item, Voiced) else item.reply

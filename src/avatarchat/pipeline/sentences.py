@@ -51,7 +51,10 @@ FIRST_SECONDS = 1.0  # the reply's first clip: about this much speech (see the m
 # A first sentence up to FIRST_SECONDS + this is said whole. 0.8 let 1.6 s estimates through that Piper and Kokoro
 # said in 1.8-2.2 s ("제 이름은 Ava입니다." 2.24 s): their first clips came ~250 ms after those of 1 s chunks.
 _FIRST_SLACK_S = 0.4
-_GROW_SLACK_S = 0.8  # with ``growth``, a later chunk up to its target + this is said whole
+_GROW_SLACK_S = 0.8  # with ``idle_growth``, a later chunk up to its target + this is said whole
+# ... and with ``growth`` (busy): 0.8 let a 2 s second chunk through after a 0.65 s first one, which 8 sessions at
+# once could not make before the first ended, even with a start-up buffer (see pipeline/lane.py).
+_BUSY_SLACK_S = 0.4
 _MIN_PIECE_S = 0.5  # neither side of a first-chunk cut is shorter than this
 
 MAX_SECONDS = 8.0
@@ -190,9 +193,10 @@ class SentenceSplitter:
             return pieces
         out = []
         for piece in pieces:
-            while self._said_s and (factor := self._factor()) is not None \
-                    and (target := (factor - 1) * self._said_s + self._first_s) < self.max_seconds:
-                cut = first_cut(piece, target, min_head_s=target / factor)
+            while self._said_s and (rule := self._factor()) is not None \
+                    and (target := (rule[0] - 1) * self._said_s + self._first_s) < self.max_seconds:
+                factor, slack = rule
+                cut = first_cut(piece, target, min_head_s=target / factor, slack_s=slack)
                 if cut is None:
                     break
                 head, piece = piece[:cut].strip(), piece[cut:].strip()
@@ -203,9 +207,12 @@ class SentenceSplitter:
             self._said_s += spoken_seconds(piece)
         return out
 
-    def _factor(self) -> float | None:
-        """The growth factor for the chunk being cut now: ``growth`` while busy, else ``idle_growth``."""
-        return self.growth if self.grow_if is None or self.grow_if() else self.idle_growth
+    def _factor(self) -> tuple[float, float] | None:
+        """The growth factor for the chunk being cut now and the slack past its target that is said whole:
+        ``growth`` while busy, else ``idle_growth`` (looser: a chunk is cut only when it must be)."""
+        if self.grow_if is None or self.grow_if():
+            return self.growth, _BUSY_SLACK_S
+        return None if self.idle_growth is None else (self.idle_growth, _GROW_SLACK_S)
 
     def _fits(self, text: str) -> int:
         """Length of the longest prefix of ``text`` within both limits (at least 1 character of a non-empty text)."""
