@@ -426,3 +426,20 @@ def test_busy_growth_cuts_a_second_chunk_that_idle_growth_says_whole() -> None:
     target = 0.5 * spoken_seconds(busy[0]) + spoken_seconds(busy[0])
     assert spoken_seconds(busy[1]) <= target + 0.4 < spoken_seconds(idle[1])
     assert " ".join(busy).split() == text.split()
+
+
+def test_a_busy_server_cuts_the_first_chunk_shorter() -> None:
+    """Many sessions asking at once wait for each other's first chunks: busy, the first aims at ~0.7 s."""
+    text = "The server runs offline on two cores, with a small embedded model for the answers."
+
+    def split(busy: bool) -> list[str]:
+        s = SentenceSplitter(first_seconds=1.0, growth=1.5, grow_if=lambda: busy, idle_growth=4.0,
+                             busy_first_seconds=0.7)
+        return s.feed(text) + s.flush()
+
+    idle, busy = split(False), split(True)
+    assert spoken_seconds(busy[0]) < spoken_seconds(idle[0])
+    assert 0.5 <= spoken_seconds(busy[0]) <= 0.7 + 0.4 and abs(spoken_seconds(idle[0]) - 1.0) <= 0.4
+    assert " ".join(busy).split() == text.split() == " ".join(idle).split()
+    without = SentenceSplitter(first_seconds=1.0, busy_first_seconds=0.7)  # no growth: never "busy"
+    assert (without.feed(text) + without.flush())[0] == idle[0]

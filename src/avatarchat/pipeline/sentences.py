@@ -24,7 +24,9 @@ On a busy server a short first chunk alone does not help: the whole sentence aft
 much as the chunk lasts, so with many sessions it is not ready when the chunk ends and the avatar stops
 mid-sentence. With ``growth`` (say 1.5) every later chunk is cut, by the same rule, to about ``growth`` times the
 one before it (1 s, 1.5 s, 2.3 s, ... up to the ``max_seconds`` limit), so each chunk's cost stays within what
-the chunks already ready take to play: the buffer of speech grows geometrically instead of running dry.
+the chunks already ready take to play: the buffer of speech grows geometrically instead of running dry. Busy,
+the first chunk itself aims at ``busy_first_seconds`` (~0.7 s) instead of ``first_seconds``: when many sessions
+ask at once, each one's first words wait for every first chunk made before them.
 
 An idle server needs the same bound, only looser (``idle_growth``, say 4): a short first sentence ("Yes.", half a
 second) followed by a long one (4 s of speech, ~0.9 s to voice, render and encode) stalled the avatar after its
@@ -48,6 +50,10 @@ _NUMBERED = re.compile(r"\s*\d")  # "No. 5" is an abbreviation; "No." alone is a
 _FUNCTION_WORDS = {"and", "but", "or", "so", "because", "that", "which", "who", "where", "when", "while", "if",
                    "to", "of", "in", "on", "at", "for", "with", "from", "by", "about", "the", "a", "an", "as"}
 FIRST_SECONDS = 1.0  # the reply's first clip: about this much speech (see the module docstring)
+# ... and on a busy server (``growth``, while ``grow_if()``): 8 sessions asking at once each wait for every first
+# chunk made before theirs; at ~0.7 s the English ones came out at ~0.93 s and no clip was late in two warm rounds
+# of 8 (at ~1 s, 3 late of 39).
+BUSY_FIRST_SECONDS = 0.7
 # A first sentence up to FIRST_SECONDS + this is said whole. 0.8 let 1.6 s estimates through that Piper and Kokoro
 # said in 1.8-2.2 s ("제 이름은 Ava입니다." 2.24 s): their first clips came ~250 ms after those of 1 s chunks.
 _FIRST_SLACK_S = 0.4
@@ -107,11 +113,13 @@ class SentenceSplitter:
 
     def __init__(self, max_chars: int | None = None, *, max_seconds: float = MAX_SECONDS,
                  first_seconds: float | None = None, growth: float | None = None,
-                 grow_if: Callable[[], bool] | None = None, idle_growth: float | None = None) -> None:
+                 grow_if: Callable[[], bool] | None = None, idle_growth: float | None = None,
+                 busy_first_seconds: float | None = None) -> None:
         """``first_seconds``: cut the first sentence to about this much speech (None: never); ``growth``: cut
         every later chunk to about this many times the one before it (None: later sentences whole), only while
         ``grow_if()`` says so when given (asked as each chunk is cut: whether the server is busy now);
-        ``idle_growth``: the same, with this larger factor, while ``grow_if()`` says no (None: whole)."""
+        ``idle_growth``: the same, with this larger factor, while ``grow_if()`` says no (None: whole);
+        ``busy_first_seconds``: with ``growth``, the first chunk's target while busy (None: ``first_seconds``)."""
         for g in (growth, idle_growth):
             if g is not None and g <= 1.0:
                 raise ValueError("growth must be more than 1 (each chunk longer than the one before)")
@@ -121,6 +129,7 @@ class SentenceSplitter:
         self.growth = growth
         self.grow_if = grow_if
         self.idle_growth = idle_growth
+        self.busy_first_seconds = busy_first_seconds
         self._first = first_seconds is not None  # the first chunk is still to come
         self._said_s = 0.0  # estimated seconds of the chunks given out so far (for ``growth``)
         self._first_s = 0.0  # ... and of the first of them
@@ -154,7 +163,10 @@ class SentenceSplitter:
         end = self._find_end(self._buf, final=final)
         complete = end is not None or final
         sentence = self._buf[:end] if end is not None else self._buf
-        cut = first_cut(sentence, self.first_seconds or FIRST_SECONDS, complete=complete, slack_s=_FIRST_SLACK_S)
+        target = self.first_seconds or FIRST_SECONDS
+        if self.busy_first_seconds is not None and self._busy():
+            target = min(target, self.busy_first_seconds)
+        cut = first_cut(sentence, target, complete=complete, slack_s=_FIRST_SLACK_S)
         if cut is None:
             if complete or spoken_seconds(sentence) > self.max_seconds:
                 self._first = False  # said whole (short, or cut by the long-sentence rule)
@@ -207,10 +219,14 @@ class SentenceSplitter:
             self._said_s += spoken_seconds(piece)
         return out
 
+    def _busy(self) -> bool:
+        """Whether the busy rules apply to the chunk being cut now (``growth`` set, and ``grow_if()`` says so)."""
+        return self.growth is not None and (self.grow_if is None or self.grow_if())
+
     def _factor(self) -> tuple[float, float] | None:
         """The growth factor for the chunk being cut now and the slack past its target that is said whole:
         ``growth`` while busy, else ``idle_growth`` (looser: a chunk is cut only when it must be)."""
-        if self.grow_if is None or self.grow_if():
+        if self._busy():
             return self.growth, _BUSY_SLACK_S
         return None if self.idle_growth is None else (self.idle_growth, _GROW_SLACK_S)
 

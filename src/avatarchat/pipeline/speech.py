@@ -26,7 +26,7 @@ from avatarchat.pipeline.failures import error_event
 from avatarchat.pipeline.jobs import SpeechJob
 from avatarchat.pipeline.lane import RenderedClip
 from avatarchat.pipeline.reply import Reply
-from avatarchat.pipeline.sentences import FIRST_SECONDS, SentenceSplitter, ends_sentence
+from avatarchat.pipeline.sentences import BUSY_FIRST_SECONDS, FIRST_SECONDS, SentenceSplitter, ends_sentence
 from avatarchat.pipeline.session import Session
 from avatarchat.render.base import Avatar, Renderer, VoiceCalibrated, frame_count
 from avatarchat.tts.router import VoiceRouter
@@ -80,7 +80,8 @@ class SpeechPipeline:
         # server (``growth``, while ``grow_if()``) the later ones grow from there, so each is ready before the one
         # playing ends.
         splitter = SentenceSplitter(max_seconds=self.max_sentence_s, first_seconds=FIRST_SECONDS if short_first
-                                    else None, growth=growth, grow_if=grow_if, idle_growth=idle_growth)
+                                    else None, growth=growth, grow_if=grow_if, idle_growth=idle_growth,
+                                    busy_first_seconds=BUSY_FIRST_SECONDS)
         parts: list[str] = []
         spoken: list[str] = []
         first_token_ms: float | None = None
