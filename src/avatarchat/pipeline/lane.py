@@ -11,8 +11,9 @@ A start-up buffer on a contended server (``start_buffer_s``): a reply's first cl
 ready soon, but while other work waits for the CPU the clip after it takes longer to make than the first one
 takes to play, and the avatar would stop after its first words. So when work is waiting for a slot as a reply's
 first clip is ready, its ``clip_ready`` is held back until the next clip is ready too, the reply has no more, or
-``start_buffer_s`` has passed, whichever comes first: the page starts a little later with more speech in hand,
-as a video player buffers before it starts. Nothing is held on a server with nothing waiting.
+``start_buffer_s`` have passed since the reply's ``/chat``, whichever comes first: the page starts a little later
+with more speech in hand, as a video player buffers before it starts. Nothing is held on a server with nothing
+waiting, and a first clip ready later than that is announced at once.
 """
 
 from __future__ import annotations
@@ -53,8 +54,8 @@ class SpeechLane:
     def __init__(self, session_id: str, engine: SpeechEngine, publish: Callable[[Event], None],
                  queue_size: int, scheduler: DeadlineScheduler | None = None, start_buffer_s: float = 0.0) -> None:
         """``scheduler``, shared by every lane, orders their CPU work by deadline; without one each lane's
-        work starts as soon as its stage reaches it. ``start_buffer_s``: the longest a first clip is held back
-        while the CPU is contended (see the module docstring; 0: never)."""
+        work starts as soon as its stage reaches it. ``start_buffer_s``: while the CPU is contended, a first clip
+        may be held back until this long after its reply's ``/chat`` (see the module docstring; 0: never)."""
         self.session_id = session_id
         self._scheduler = scheduler
         self._buffer_s = start_buffer_s

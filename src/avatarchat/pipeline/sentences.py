@@ -52,7 +52,7 @@ _FUNCTION_WORDS = {"and", "but", "or", "so", "because", "that", "which", "who", 
 FIRST_SECONDS = 1.0  # the reply's first clip: about this much speech (see the module docstring)
 # ... and on a busy server (``growth``, while ``grow_if()``): 8 sessions asking at once each wait for every first
 # chunk made before theirs; at ~0.7 s the English ones came out at ~0.93 s and no clip was late in two warm rounds
-# of 8 (at ~1 s, 3 late of 39).
+# of 8 (at ~1 s, 3 late in the same two rounds).
 BUSY_FIRST_SECONDS = 0.7
 # A first sentence up to FIRST_SECONDS + this is said whole. 0.8 let 1.6 s estimates through that Piper and Kokoro
 # said in 1.8-2.2 s ("제 이름은 Ava입니다." 2.24 s): their first clips came ~250 ms after those of 1 s chunks.

@@ -67,7 +67,7 @@ class PiperTTS(TTS):
         ``threads``: each call's onnxruntime threads; ``alone_threads`` (more than ``threads`` to take effect):
         a call made while nothing else runs (``synthesize_alone``) uses a second session of the voice with
         this many, about 1.6 times as fast on two cores. ``cache_dir``: where each voice's graph is kept with its
-        convolutions made 2-D (``piper_graph``, ~18 % less CPU a sentence); None: the shipped graph runs."""
+        convolutions made 2-D (``piper_graph``, ~17 % less CPU a sentence); None: the shipped graph runs."""
         self._paths = dict(voices if voices is not None else bundled_voices())
         # Reshaped variants of the bundled voices (not of a file from the settings: its register is unknown).
         self._shapes: dict[str, tuple[str, VoiceShape]] = {} if voices is not None else {
