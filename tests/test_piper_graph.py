@@ -111,3 +111,24 @@ def test_bundled_voice_says_the_same_from_its_cached_2d_graph(tmp_path: Path) ->
     speech = tts.synthesize_sync("Hello there.")
     assert speech.duration_s > 0.4
     assert tts._graphs["en_US-joe-medium"] == fast  # the server's sessions run the cached copy
+
+
+def test_a_tensor_a_subgraph_may_read_is_made_3d_before_it() -> None:
+    """An ``If`` reads outer tensors from inside its branches, where the rewrite cannot see: every tensor that
+    exists only as its 4-D twin is squeezed back before such a node."""
+    rng = np.random.default_rng(2)
+    inits = [numpy_helper.from_array((rng.standard_normal((4, 4, 3)) * 0.3).astype(np.float32), "w"),
+             numpy_helper.from_array(np.array(True), "yes")]
+    branch = helper.make_graph([helper.make_node("Tanh", ["c"], ["b"])], "branch", [],
+                               [helper.make_tensor_value_info("b", TensorProto.FLOAT, [1, 4, None])])
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], kernel_shape=[3], pads=[1, 1]),
+             helper.make_node("If", ["yes"], ["y"], then_branch=branch, else_branch=branch)]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, None])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, None])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 15)])
+    model.ir_version = 8
+    x = rng.standard_normal((1, 4, 20)).astype(np.float32)
+    expected = _session(model).run(None, {"x": x})[0]
+    assert two_d_convolutions(model) == 1
+    assert [n.op_type for n in model.graph.node] == ["Unsqueeze", "Conv", "Squeeze", "If"]
+    np.testing.assert_allclose(_session(model).run(None, {"x": x})[0], expected, atol=1e-5)

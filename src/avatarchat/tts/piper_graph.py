@@ -40,6 +40,7 @@ _AXES = "avatarchat_unit_axis_2"  # the [2] that every Unsqueeze / Squeeze of th
 
 def two_d_convolutions(model: Any) -> int:
     """Rewrite ``model`` (an ``onnx.ModelProto``) in place; returns how many convolutions became 2-D."""
+    import onnx
     from onnx import helper, numpy_helper
 
     graph = model.graph
@@ -70,6 +71,9 @@ def two_d_convolutions(model: Any) -> int:
             nodes.append(helper.make_node("Squeeze", [four[name], _AXES], [name], name=f"{name}__squeeze"))
 
     for node in graph.node:
+        if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in node.attribute):
+            for name in sorted(pending):  # a subgraph (If, Loop) may read any outer tensor: all of them 3-D again
+                need(name)
         attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
         weight = inits.get(node.input[1]) if node.op_type in ("Conv", "ConvTranspose") and len(node.input) > 1 \
             else None
