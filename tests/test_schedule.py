@@ -169,21 +169,29 @@ def clips(events: Events, reply: Reply) -> list[dict]:
     return [e for e in events.items if e["type"] == "clip_ready" and e["reply"] == reply.id]
 
 
+async def first_clip_ready_while_work_waits(engine: FakeEngine, scheduler: DeadlineScheduler, a: SpeechLane,
+                                            b: SpeechLane) -> tuple[Reply, Reply]:
+    """On a one-slot scheduler, A says two sentences and B one. A one's render is held until A two's and B one's
+    TTS wait for the slot, then let through while every TTS hangs: A one is rendered, A two cannot be."""
+    engine.gate.clear()
+    first = speak(a, ["A one.", "A two."])
+    second = speak(b, ["B one."])
+    while "render A one." not in engine.started:
+        await asyncio.sleep(0.001)
+    assert scheduler.waiting == 2
+    engine.voice_gate.clear()
+    engine.gate.set()
+    return first, second
+
+
 async def test_a_first_clip_waits_for_the_next_one_while_other_work_waits_for_the_cpu() -> None:
     """The start-up buffer: A's first clip is ready while B's TTS and A's second TTS wait for the one slot, so
     it is announced only with its second clip (the page would otherwise stop after A's first words)."""
     engine = FakeEngine()
-    engine.gate.clear()  # A one's render waits while the others queue for the slot
     scheduler = DeadlineScheduler(1)
     (a, ea), (b, eb) = two_lanes(engine, scheduler, start_buffer_s=10.0)
     try:
-        first = speak(a, ["A one.", "A two."])
-        second = speak(b, ["B one."])
-        while "render A one." not in engine.started:
-            await asyncio.sleep(0.001)
-        assert scheduler.waiting == 2
-        engine.voice_gate.clear()  # the TTS calls waiting for the slot will hang once they have it
-        engine.gate.set()
+        first, second = await first_clip_ready_while_work_waits(engine, scheduler, a, b)
         while "A one." not in engine.rendered:
             await asyncio.sleep(0.001)
         await asyncio.sleep(0.05)
@@ -206,13 +214,7 @@ async def test_a_held_first_clip_goes_out_when_the_buffer_time_since_the_chat_is
     scheduler = DeadlineScheduler(1)
     (a, ea), (b, eb) = two_lanes(engine, scheduler, start_buffer_s=0.15)
     try:
-        engine.gate.clear()
-        first = speak(a, ["A one.", "A two."])
-        second = speak(b, ["B one."])
-        while "render A one." not in engine.started:
-            await asyncio.sleep(0.001)
-        engine.voice_gate.clear()  # every TTS after A one's render now hangs: A two is never ready
-        engine.gate.set()
+        first, second = await first_clip_ready_while_work_waits(engine, scheduler, a, b)  # A two is never ready
         clip = await ea.wait_for("clip_ready", first.id, timeout_s=1.0)
         assert clip["seq"] == 0 and "A two." not in engine.rendered
         assert 100 <= clip["timings_ms"]["since_chat"] <= 600  # held until ~0.15 s after the chat, no longer
@@ -234,17 +236,11 @@ async def test_nothing_is_held_when_no_work_waits_and_a_barge_in_drops_a_held_cl
         await ea.wait_for("speech_done", alone.id)
         assert [c["timings_ms"]["buffered"] for c in clips(ea, alone)] == [0, 0]
 
-        engine.gate.clear()
         scheduler_one = DeadlineScheduler(1)
         (c, ec), (d, ed) = two_lanes(engine, scheduler_one, start_buffer_s=10.0)
         try:
-            held = speak(c, ["C one.", "C two."])
-            other = speak(d, ["D one."])
-            while "render C one." not in engine.started:
-                await asyncio.sleep(0.001)
-            engine.voice_gate.clear()  # C two and D one cannot be voiced: C one stays held
-            engine.gate.set()
-            while "C one." not in engine.rendered:
+            held, other = await first_clip_ready_while_work_waits(engine, scheduler_one, c, d)  # stays held
+            while "A one." not in engine.rendered:
                 await asyncio.sleep(0.001)
             await asyncio.sleep(0.01)
             assert clips(ec, held) == []

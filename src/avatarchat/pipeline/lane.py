@@ -121,7 +121,7 @@ class SpeechLane:
             self._drop(self._jobs, gone)
             self._drop(self._voiced, gone)
             for rid in gone:
-                self._drop_buffered(rid)
+                self._release(rid)  # cancelled: a held first clip is deleted, never announced
             for r in cancelled:
                 self._publish(SpeechCancelled(session=self.session_id, reply=r.id))
         return cancelled
@@ -139,7 +139,7 @@ class SpeechLane:
         for r in self._replies.values():
             r.cancel()
         for rid in list(self._buffering):
-            self._drop_buffered(rid)
+            self._release(rid)  # every reply is cancelled by now: held clips are deleted
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -289,7 +289,8 @@ class SpeechLane:
         self._publish_clip(reply, item, clip)
 
     def _release(self, reply_id: str) -> None:
-        """Announce the held first clip of ``reply_id``, if there is one (its start-up buffer is over)."""
+        """End the start-up buffer of ``reply_id``: its held first clip, if there is one, is announced, or deleted
+        when the reply was cancelled meanwhile."""
         first = self._buffering.pop(reply_id, None)
         if first is None:
             return
@@ -299,12 +300,6 @@ class SpeechLane:
             first.clip.path.unlink(missing_ok=True)
             return
         self._publish_clip(reply, first.item, first.clip, buffered_ms=(time.perf_counter() - first.since) * 1000)
-
-    def _drop_buffered(self, reply_id: str) -> None:
-        first = self._buffering.pop(reply_id, None)
-        if first is not None:
-            first.timer.cancel()
-            first.clip.path.unlink(missing_ok=True)
 
     def _publish_clip(self, reply: Reply, item: Voiced, clip: RenderedClip, buffered_ms: float = 0.0) -> None:
         m = self._engine.metrics
