@@ -64,11 +64,13 @@ class Cluster:
         return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-1500:]}" for p in logs)
 
     def _wait_healthy(self) -> None:
-        deadline = time.monotonic() + 180
+        deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
             try:
                 r = httpx.get(self.base + "/healthz", timeout=2)
-                if r.status_code == 200 and len(r.json().get("workers", [None] * self.workers)) >= self.workers:
+                body = r.json() if r.status_code == 200 else {}
+                # warming: the web node's background start-up work (see benchmarks/latency.py start_server)
+                if len(body.get("workers", [None] * self.workers)) >= self.workers and not body.get("warming", False):
                     return
             except httpx.HTTPError:
                 pass

@@ -40,7 +40,10 @@ SENTENCES = [
 
 
 def start_server(data_dir: Path, llm: str | None = "echo") -> tuple[subprocess.Popen, str]:
-    """``avatarchat serve`` on a free loopback port; ``llm=None`` keeps the server's default reply backend."""
+    """``avatarchat serve`` on a free loopback port; ``llm=None`` keeps the server's default reply backend.
+    Returns once the server has finished its background start-up work (``/healthz`` ``warming``: the ASR model,
+    the default voices' models; a fresh Kokoro cache is rewritten then): a server people use has long done it,
+    and measured beside it the first rounds paid for it."""
     port = free_port()
     env = dict(os.environ, AVATARCHAT_DATA_DIR=str(data_dir), AVATARCHAT_PORT=str(port))
     if llm is not None:
@@ -48,11 +51,13 @@ def start_server(data_dir: Path, llm: str | None = "echo") -> tuple[subprocess.P
     proc = subprocess.Popen([sys.executable, "-m", "avatarchat", "--log-level", "WARNING", "serve"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
+    deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         try:
-            if httpx.get(base + "/healthz", timeout=1).status_code == 200:
+            health = httpx.get(base + "/healthz", timeout=1)
+            if health.status_code == 200 and not health.json().get("warming", False):
                 return proc, base
+            time.sleep(0.2)
         except httpx.HTTPError:
             time.sleep(0.2)
     proc.kill()

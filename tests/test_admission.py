@@ -34,4 +34,4 @@ async def test_the_estimate_counts_a_whole_sentence_tts_and_render(tts, renderer
         assert 0.7 * statistics.median(costs) < estimate < 1.4 * max(costs), (estimate, costs)
         assert abs(pipeline.health(10.0)["seconds_per_sentence"] - estimate) < 0.01
     finally:
-        pipeline.close()
+        await pipeline.aclose()

@@ -1,7 +1,7 @@
 """SIGTERM while a reply is being written and spoken (issue 17, low): `avatarchat serve` as a real process, its
 LLM a local OpenAI-compatible server that writes one sentence every 0.4 s. Before, the server went on rendering
 clips until uvicorn's graceful timeout and the /chat in flight failed with a 500; now it stops speaking at once,
-the /chat gets its text (200), and the process ends within seconds."""
+the /chat gets its text (200), and the process ends within seconds, its render worker processes with it."""
 
 from __future__ import annotations
 
@@ -60,6 +60,27 @@ def llm_url() -> Iterator[str]:
     thread.join(timeout=10)
 
 
+def children(pid: int) -> list[int]:
+    """Processes whose parent is ``pid`` (read from /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def running_pid(pid: int) -> bool:
+    """Whether ``pid`` still runs (a zombie waiting for its new parent to reap it does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 @pytest.mark.slow
 def test_sigterm_stops_speaking_at_once_and_the_chat_in_flight_gets_its_text(llm_url: str, tmp_path: Path) -> None:
     port = free_port()
@@ -84,6 +105,8 @@ def test_sigterm_stops_speaking_at_once_and_the_chat_in_flight_gets_its_text(llm
             while True:  # the avatar has started speaking
                 if json.loads(ws.recv(timeout=60))["type"] == "clip_ready":
                     break
+            workers = children(proc.pid)  # the render processes (render_processes, on by default)
+            assert len(workers) >= 2, workers
             sent_at = time.monotonic()
             proc.send_signal(signal.SIGTERM)
             talker.join(timeout=30)
@@ -100,6 +123,8 @@ def test_sigterm_stops_speaking_at_once_and_the_chat_in_flight_gets_its_text(llm
         assert cancelled and clips_after <= 1, (cancelled, clips_after)  # at most the clip already being encoded
         assert proc.wait(timeout=20) is not None
         assert time.monotonic() - sent_at < 12, "the process took too long to stop"
+        time.sleep(0.5)
+        assert not [pid for pid in workers if running_pid(pid)], "render processes outlived the server"
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -135,8 +135,10 @@ async def _voice(settings: Settings, text: str, voice_id: str | None):
     from avatarchat.pipeline.reply import new_id
     from avatarchat.services import start_services
 
-    # preload=False: one clip loads only the voice it speaks (an English clip need not load Kokoro's Korean)
-    services = await start_services(settings, llm=EchoLLM(), housekeeping=False, preload=False)
+    # preload=False: one clip loads only the voice it speaks (an English clip need not load Kokoro's Korean);
+    # the clip is rendered here, so no render processes are started for it
+    services = await start_services(settings.model_copy(update={"render_processes": False}), llm=EchoLLM(),
+                                    housekeeping=False, preload=False)
     try:
         voice = services.tts.choose(text, voice_id).id
         speech = await services.pipeline.voice(SpeechJob(id=new_id(), reply="cli", seq=0, text=text, voice=voice))

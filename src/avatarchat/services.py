@@ -27,6 +27,7 @@ from avatarchat.llm import LLM, create_llm
 from avatarchat.metrics import Metrics
 from avatarchat.pipeline.clips import ClipStore
 from avatarchat.pipeline.lane import Lane, SpeechLane
+from avatarchat.pipeline.render_pool import ProcessRenderPool, RenderPool, ThreadRenderPool
 from avatarchat.pipeline.schedule import DeadlineScheduler
 from avatarchat.pipeline.session import Session, SessionManager, fair_backlog
 from avatarchat.pipeline.speech import SpeechPipeline
@@ -58,6 +59,13 @@ class Services:
     backplane: Backplane | None = None  # Redis mode
     draining: bool = False  # SIGTERM: new messages are refused while in-flight requests end
     _tasks: list[asyncio.Task] = field(default_factory=list)
+    _warming: list[asyncio.Task] = field(default_factory=list)  # start-up work still loading in the background
+
+    @property
+    def warming(self) -> bool:
+        """Whether start-up work still runs in the background (the ASR model, the default voices' models): the
+        server answers meanwhile, but that work shares its CPU (a fresh Kokoro cache is rewritten for ~20 s)."""
+        return any(not t.done() for t in self._warming)
 
     def drain(self) -> None:
         """SIGTERM (``avatarchat serve``): refuse new messages (503 ``shutting_down``) and, embedded, cancel every
@@ -115,7 +123,7 @@ class Services:
         except TimeoutError:
             log.warning("shutdown: sessions did not close within %.0f s", SHUTDOWN_WAIT_S)
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        self.pipeline.close()
+        await self.pipeline.aclose()
         if self.voice is not None:
             self.voice.close()
         await self.avatars.aclose()
@@ -138,15 +146,29 @@ async def start_services(settings: Settings, *, llm: LLM | None = None, tts: TTS
     the_llm = llm or create_llm(settings)
     the_tts = as_router(tts) if tts is not None else create_tts(settings)
     the_renderer = renderer or create_renderer(settings)
-    log.info("registering avatar %s", settings.resolved_avatar())
-    avatar = await asyncio.to_thread(the_renderer.register, settings.resolved_avatar())
-    idle = await asyncio.to_thread(build_idle_clip, the_renderer, avatar, settings.data_dir / "avatars")
-    for backend in (the_renderer, the_tts, the_llm):
-        await asyncio.to_thread(backend.warm_up)  # e.g. the faq backend embeds its questions once
+    # Render processes build their renderer from settings, so an injected renderer (tests) renders in threads.
+    processes = settings.render_processes and renderer is None
+    pool: RenderPool = ProcessRenderPool(settings, settings.render_threads) if processes \
+        else ThreadRenderPool(the_renderer, settings.render_threads)
+    starting = asyncio.create_task(pool.start()) if isinstance(pool, ProcessRenderPool) else None
+    try:
+        log.info("registering avatar %s", settings.resolved_avatar())
+        avatar = await asyncio.to_thread(the_renderer.register, settings.resolved_avatar())
+        idle = await asyncio.to_thread(build_idle_clip, the_renderer, avatar, settings.data_dir / "avatars")
+        for backend in (the_renderer, the_tts, the_llm):
+            await asyncio.to_thread(backend.warm_up)  # e.g. the faq backend embeds its questions once
+        if starting is not None:
+            await starting  # spawned first, so the workers' imports overlap the work above
+    except BaseException:
+        if starting is not None:
+            starting.cancel()
+            await asyncio.gather(starting, return_exceptions=True)
+        await pool.aclose()
+        raise
     metrics = Metrics()
     clips = ClipStore(settings.data_dir / "clips", settings.clip_ttl_s)
     pipeline = SpeechPipeline(the_llm, the_tts, the_renderer, avatar, clips.directory,
-                              threads=settings.render_threads, metrics=metrics, secrets=settings.secrets())
+                              threads=settings.render_threads, metrics=metrics, secrets=settings.secrets(), pool=pool)
 
     backplane = Backplane.connect(settings.redis_url, settings.session_idle_s, settings.history_turns,
                                   timeout_s=settings.redis_timeout_s) if settings.redis_url else None
@@ -163,13 +185,15 @@ async def start_services(settings: Settings, *, llm: LLM | None = None, tts: TTS
         await avatars.load_gallery(settings.avatar_gallery_dir, lambda v: the_tts.resolve(v).id)
     pipeline.avatars = avatars.face  # each clip renders its session's chosen face
     await pipeline.ensure_calibrated(the_tts.default_voice)
+    await pipeline.warm_up(the_tts.default_voice)
     voice = _voice_input(settings, asr, metrics)
     services = Services(settings, the_llm, the_tts, the_renderer, avatar, idle, pipeline, sessions, metrics, clips,
                         avatars, voice, backplane)
     if voice is not None:  # the ASR model loads in the background: the server answers typed messages meanwhile
-        services._tasks.append(asyncio.create_task(asyncio.to_thread(voice.warm_up)))
+        services._warming.append(asyncio.create_task(asyncio.to_thread(voice.warm_up)))
     if preload:  # so do the default voices' slow models (Kokoro's, the Korean default; rewritten on a fresh cache)
-        services._tasks.append(asyncio.create_task(_get_voices_ready(the_tts, pipeline)))
+        services._warming.append(asyncio.create_task(_get_voices_ready(the_tts, pipeline)))
+    services._tasks.extend(services._warming)
     if housekeeping:
         services._tasks.append(asyncio.create_task(_housekeeping(services)))
     log.info("avatarchat ready: llm=%s voice=%s renderer=%s avatar=%s", the_llm.name, the_tts.default_voice,

@@ -188,8 +188,14 @@ class Settings(BaseSettings):
                                                            "clients were served in turn, not behind its backlog "
                                                            "(embedded mode; Redis mode counts the cluster's backlog)."))
     history_turns: int = Field(20, ge=0, description="User/assistant turns of history kept per session.")
-    render_threads: int = Field(2, ge=1, description="Worker threads for rendering and encoding (TTS runs in its "
-                                                      "own threads and processes).")
+    render_threads: int = Field(2, ge=1, description="Clips rendered and encoded at once: worker processes (or "
+                                                      "threads, see render_processes); TTS runs in its own threads "
+                                                      "and processes.")
+    render_processes: bool = Field(True, description="Render and encode in worker processes of their own (one per "
+                                                     "render_threads), each with its own GIL: two at once made ~40% "
+                                                     "more speech per second than two threads on 2 cores. Off: "
+                                                     "threads of the server process (less memory: a process is "
+                                                     "~200 MB resident, ~120 MB its own).")
     session_idle_s: float = Field(900.0, gt=0, description="A session with no socket and nothing to say is closed "
                                                             "after this many idle seconds.")
     max_speech_wait_s: float = Field(15.0, gt=0, description="Admission control: when a new reply's first clip "

@@ -5,6 +5,7 @@ TTS call hangs; the public answer is the status alone, the details (backends, wo
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 
 import httpx
@@ -108,3 +109,30 @@ def test_public_healthz_is_the_status_alone_and_details_need_the_key(settings, v
     open_metrics = keyed.model_copy(update={"metrics_public": True})
     with running(create_app(open_metrics, tts=voices, renderer=renderer)) as base:
         assert "pipeline" in httpx.get(base + "/healthz", timeout=10).json()  # /metrics is public: so is this
+
+
+class SlowPreload(Switchable):
+    """Piper whose start-up preload waits until the test lets it go (a fresh Kokoro cache being rewritten)."""
+
+    def __init__(self, inner: TTS) -> None:
+        super().__init__(inner)
+        self.go = threading.Event()
+
+    def preload(self, voices: list[str] | None = None) -> None:
+        assert self.go.wait(60)
+
+
+def test_healthz_says_warming_while_start_up_work_still_loads_in_the_background(settings, voices, renderer,
+                                                                                tmp_path) -> None:
+    """The server answers before its background start-up work is done (benchmarks wait for ``warming`` to end:
+    measured beside it, the first rounds paid for it)."""
+    piper = SlowPreload(voices.backends["piper"])
+    with running(create_app(settings.model_copy(update={"data_dir": tmp_path, "voice_enabled": False}),
+                            tts=_router(piper, voices), renderer=renderer)) as base:
+        body = httpx.get(base + "/healthz", timeout=10).json()
+        assert body["status"] == "ok" and body["warming"] is True
+        piper.go.set()
+        deadline = time.monotonic() + 30
+        while httpx.get(base + "/healthz", timeout=10).json()["warming"]:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)

@@ -1,8 +1,9 @@
 """The speech engine every session's lane shares, and the reply writer that feeds a lane.
 
 ``SpeechPipeline.reply`` streams the LLM, cuts the stream into sentences and submits each to the session's
-lane as soon as it is complete. ``voice`` and ``render`` do the CPU work for the lanes in a shared, bounded
-thread pool (TTS backends run their own threads or processes); the event loop only moves messages.
+lane as soon as it is complete. ``voice`` and ``render`` do the CPU work for the lanes: TTS backends run their
+own threads or processes, renders go to a bounded render pool (worker processes by default, see
+pipeline/render_pool.py); the event loop only moves messages.
 """
 
 from __future__ import annotations
@@ -11,20 +12,20 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import aclosing
 from pathlib import Path
 
+import numpy as np
+
 from avatarchat.data import Message, Speech
-from avatarchat.encode import encode_clip
 from avatarchat.errors import AvatarChatError, redact
 from avatarchat.events import ReplyPartial, ReplyText, SpeechSkipped
 from avatarchat.llm.base import LLM
 from avatarchat.metrics import Metrics
-from avatarchat.pipeline.ahead import RenderAhead
 from avatarchat.pipeline.failures import error_event
 from avatarchat.pipeline.jobs import SpeechJob
 from avatarchat.pipeline.lane import RenderedClip
+from avatarchat.pipeline.render_pool import RenderPool, ThreadRenderPool
 from avatarchat.pipeline.reply import Reply
 from avatarchat.pipeline.sentences import BUSY_FIRST_SECONDS, FIRST_SECONDS, SentenceSplitter, ends_sentence
 from avatarchat.pipeline.session import Session
@@ -33,13 +34,16 @@ from avatarchat.tts.router import VoiceRouter
 from avatarchat.tts.silence import shorten_tail
 
 log = logging.getLogger(__name__)
+WARM_UP_RATE = 16000
+WARM_UP_SAMPLES = WARM_UP_RATE // 4  # a quarter second: a few frames
 
 
 class SpeechPipeline:
     def __init__(self, llm: LLM, tts: VoiceRouter, renderer: Renderer, avatar: Avatar, clips_dir: Path,
                  threads: int = 2, max_sentence_s: float = 8.0, metrics: Metrics | None = None,
-                 secrets: tuple[str, ...] = ()) -> None:
-        """``secrets`` (API keys) are masked in every log line this pipeline writes."""
+                 secrets: tuple[str, ...] = (), pool: RenderPool | None = None) -> None:
+        """``secrets`` (API keys) are masked in every log line this pipeline writes. ``pool``: where clips are
+        rendered (default: ``threads`` threads of this process, with ``renderer``)."""
         self.metrics = metrics or Metrics()
         self.llm = llm
         self.tts = tts
@@ -49,17 +53,17 @@ class SpeechPipeline:
         self.avatars: Callable[[str | None, str | None], Awaitable[Avatar]] = self._default_avatar
         self.clips_dir = Path(clips_dir)
         self.clips_dir.mkdir(parents=True, exist_ok=True)
-        self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="avatarchat-work")
+        self.pool: RenderPool = pool or ThreadRenderPool(renderer, threads)
         self.max_sentence_s = max_sentence_s
         self.secrets = tuple(secrets)
         self._uncalibratable: set[str | None] = set()
         self._calibrating: dict[str | None, asyncio.Lock] = {}
+        self._calibrations: dict[str | None, dict[str, Speech]] = {}  # what a render process learns them from
         self.threads = threads
         # Admission control: running means of one sentence's TTS time and its render + encode time, kept apart
         # because a sentence costs both (averaged together they counted half of it). None: not measured yet.
         self._stage_s: dict[str, float | None] = {"voice": None, "render": None}
         self._in_flight: dict[int, float] = {}  # renders running: id -> monotonic start
-        self._last_frame = time.monotonic()  # heartbeat: the last frame any render produced
 
     # -- reply: LLM stream -> sentences -> the session's lane -------------------------------------------------
     async def reply(self, session: Session, reply: Reply, speak: bool = True, short_first: bool = True,
@@ -152,6 +156,7 @@ class SpeechPipeline:
                 words = r.calibration_words(voice)
                 samples = {shape: await self.tts.synthesize(word, voice, route=False) for shape, word in words.items()}
                 await asyncio.to_thread(r.calibrate, voice, samples)
+                self._calibrations[voice] = samples
                 log.info("calibrated mouth shapes for voice %s", voice or "(default)")
             except AvatarChatError as exc:
                 self._uncalibratable.add(voice)  # do not pay for the failing words again on every sentence
@@ -174,13 +179,12 @@ class SpeechPipeline:
     async def render(self, job: SpeechJob, speech: Speech, reply: Reply) -> RenderedClip:
         path = self.clips_dir / f"{job.id}.mp4"
         t0 = time.perf_counter()
-        loop = asyncio.get_running_loop()
         avatar = await self.avatars(job.avatar, job.session)  # Redis mode: an upload may register here first
         key = id(path)
         self._in_flight[key] = time.monotonic()
         try:
-            render_s, encode_s = await loop.run_in_executor(self.pool, self._render_encode, path, speech, reply,
-                                                            job.voice, avatar)
+            render_s, encode_s = await self.pool.run(path, avatar or self.avatar, speech, job.voice,
+                                                     reply.stop_event, self._calibrations)
         finally:
             self._in_flight.pop(key, None)
         self._cost("render", time.perf_counter() - t0)
@@ -211,45 +215,16 @@ class SpeechPipeline:
     def health(self, stall_s: float) -> dict:
         """Renders in flight and the time since any of them produced a frame; ``stalled`` when renders are
         running but none has made progress for ``stall_s`` seconds."""
-        idle_s = time.monotonic() - self._last_frame
+        idle_s = time.monotonic() - self.pool.last_frame()
         return {"renders_in_flight": len(self._in_flight), "seconds_since_last_frame": round(idle_s, 1),
                 "seconds_per_sentence": round(self.sentence_s, 3),
                 "stalled": bool(self._in_flight) and idle_s > stall_s}
 
-    def _beat(self) -> None:
-        self._last_frame = time.monotonic()
+    async def warm_up(self, voice: str | None) -> None:
+        """Let the render pool render a short silence once (after ``voice`` is calibrated), so that no session's
+        first clip pays for a cold render worker."""
+        silence = Speech(pcm=np.zeros(WARM_UP_SAMPLES, np.int16), sample_rate=WARM_UP_RATE)
+        await self.pool.warm_up(self.clips_dir / "warm-up.mp4", self.avatar, silence, voice, self._calibrations)
 
-    def _render_encode(self, path: Path, speech: Speech, reply: Reply, voice: str | None,
-                       avatar: Avatar | None = None) -> tuple[float, float]:
-        """Render (in a thread of its own, a few frames ahead: see pipeline/ahead.py) and encode; returns the
-        seconds spent rendering and encoding."""
-        stop = reply.stop_event
-        self._beat()
-        timed = _Timed(self.renderer.render(avatar or self.avatar, speech, stop, voice=voice), self._beat)
-        t0 = time.perf_counter()
-        with RenderAhead(timed) as frames:
-            encode_clip(path, frames, speech.pcm, speech.sample_rate, self.renderer.fps, cancel=stop)
-        return timed.seconds, time.perf_counter() - t0 - frames.waited_s
-
-    def close(self) -> None:
-        self.pool.shutdown(wait=False, cancel_futures=True)
-
-
-class _Timed:
-    """Wraps a frame iterator and adds up the time spent producing frames (rendering, not encoding)."""
-
-    def __init__(self, frames, beat=lambda: None) -> None:
-        self._frames = iter(frames)
-        self._beat = beat
-        self.seconds = 0.0
-
-    def __iter__(self):
-        return self
-
-    def __next__(self):
-        t0 = time.perf_counter()
-        try:
-            return next(self._frames)
-        finally:
-            self.seconds += time.perf_counter() - t0
-            self._beat()
+    async def aclose(self) -> None:
+        await self.pool.aclose()

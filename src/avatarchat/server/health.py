@@ -73,7 +73,8 @@ async def report(s: Services, checks: Sequence[HealthCheck], details: bool) -> t
     body: dict[str, Any] = {"status": status, "checks": {c.name: c.problem or "ok" for c in results},
                             "llm": s.llm.name, "tts": s.tts.primary, "voice": s.tts.default_voice,
                             "renderer": s.renderer.name, "avatar": s.avatar.id, "voice_input": s.voice is not None,
-                            "sessions": len(s.sessions.sessions), "tasks": len(asyncio.all_tasks())}
+                            "sessions": len(s.sessions.sessions), "tasks": len(asyncio.all_tasks()),
+                            "warming": s.warming}
     for c in results:
         body.update(c.detail)
     return code, body

@@ -1,0 +1,166 @@
+"""Render worker processes (pipeline/render_pool.py, the default): the clip a worker process makes is the clip a
+thread of the server makes, a cancelled reply stops the worker within a few frames, a worker that dies fails only
+its own clip and is replaced, and the server started with its defaults speaks through them. Real Piper speech, the
+bundled avatar with head motion on, real spawned processes, MP4s decoded back."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from avatarchat.data import Speech
+from avatarchat.errors import Cancelled
+from avatarchat.pipeline.render_pool import ProcessRenderPool, ThreadRenderPool
+from avatarchat.render import create_renderer
+from avatarchat.render.base import Avatar, frame_count
+from avatarchat.render.meshwarp import MeshWarpRenderer
+from avatarchat.settings import Settings, bundled_avatar
+from avatarchat.tts.piper import PiperTTS
+from tests.helpers import decode_clip
+
+VOICE = "piper:en_US-joe-medium"
+LONG = ("Good morning! Shall we open the windows and walk around the old harbour before lunch, or would you rather "
+        "stay inside with a cup of tea and the newspaper until the rain has stopped for good?")
+
+
+@pytest.fixture(scope="module")
+def moving(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """The default head motion (the shared settings keep a still head), in a data dir of its own."""
+    return settings.model_copy(update={"motion_scale": 1.0, "data_dir": tmp_path_factory.mktemp("pool")})
+
+
+@pytest.fixture(scope="module")
+def speech(tts: PiperTTS) -> Speech:
+    return asyncio.run(tts.synthesize("Thanks for asking. I can help you plan the trip, or book a table."))
+
+
+@pytest.fixture(scope="module")
+def calibrations(tts: PiperTTS, renderer: MeshWarpRenderer) -> dict[str | None, dict[str, Speech]]:
+    words = renderer.calibration_words(VOICE)
+    return {VOICE: {shape: asyncio.run(tts.synthesize(word)) for shape, word in words.items()}}
+
+
+@pytest.fixture(scope="module")
+def face(moving: Settings) -> Avatar:
+    return create_renderer(moving).register(bundled_avatar())
+
+
+async def started(settings: Settings, slots: int = 1) -> ProcessRenderPool:
+    pool = ProcessRenderPool(settings, slots)
+    await pool.start()
+    return pool
+
+
+async def test_a_clip_from_a_worker_process_is_the_clip_a_thread_renders(moving, face, speech, calibrations,
+                                                                          tmp_path) -> None:
+    here = create_renderer(moving)
+    here.calibrate(VOICE, calibrations[VOICE])  # type: ignore[attr-defined]
+    threads = ThreadRenderPool(here, 1)
+    pool = await started(moving)
+    try:
+        stop = threading.Event()
+        render_s, encode_s = await pool.run(tmp_path / "p.mp4", face, speech, VOICE, stop, calibrations)
+        await threads.run(tmp_path / "t.mp4", face, speech, VOICE, stop, calibrations)
+        # a second clip in the same worker (the avatar and the voice are not sent again) is the same too
+        await pool.run(tmp_path / "p2.mp4", face, speech, VOICE, stop, calibrations)
+    finally:
+        await pool.aclose()
+        await threads.aclose()
+    assert render_s > 0 and encode_s > 0
+    a, b, c = (decode_clip((tmp_path / f"{n}.mp4").read_bytes()) for n in ("p", "t", "p2"))
+    assert len(a.frames) == len(b.frames) == frame_count(speech.duration_s, 25)
+    assert (a.frames == b.frames).all() and (c.frames == b.frames).all()
+    assert (a.frames[0] != a.frames[len(a.frames) // 2]).any()  # a moving face, so a mix-up would show
+    assert abs(a.audio_duration_s - speech.duration_s) < 0.1
+
+
+async def test_a_worker_without_a_voice_calibration_renders_with_the_first_one_like_the_server(
+        moving, face, speech, calibrations, tmp_path) -> None:
+    here = create_renderer(moving)
+    here.calibrate(VOICE, calibrations[VOICE])  # type: ignore[attr-defined]
+    threads = ThreadRenderPool(here, 1)
+    pool = await started(moving)
+    try:
+        stop = threading.Event()
+        await pool.run(tmp_path / "p.mp4", face, speech, "espeak:ko", stop, calibrations)
+        await threads.run(tmp_path / "t.mp4", face, speech, "espeak:ko", stop, calibrations)
+    finally:
+        await pool.aclose()
+        await threads.aclose()
+    a, b = (decode_clip((tmp_path / f"{n}.mp4").read_bytes()) for n in ("p", "t"))
+    assert (a.frames == b.frames).all()
+
+
+async def test_a_cancelled_reply_stops_the_worker_within_a_few_frames_and_the_worker_goes_on(
+        moving, face, tts, calibrations, tmp_path) -> None:
+    long = await tts.synthesize(LONG)
+    pool = await started(moving)
+    try:
+        stop = threading.Event()
+        run = asyncio.create_task(pool.run(tmp_path / "c.mp4", face, long, VOICE, stop, calibrations))
+        await asyncio.sleep(0.3)  # well into the clip (~8 s of speech: ~1 s of work on one core)
+        assert not run.done()
+        stop.set()
+        t0 = time.perf_counter()
+        with pytest.raises(Cancelled):
+            await run
+        assert time.perf_counter() - t0 < 0.5
+        assert not (tmp_path / "c.mp4").exists()  # no half-written clip left
+        short = await tts.synthesize("And now the next one.")
+        await pool.run(tmp_path / "n.mp4", face, short, VOICE, threading.Event(), calibrations)
+    finally:
+        await pool.aclose()
+    assert len(decode_clip((tmp_path / "n.mp4").read_bytes()).frames) == frame_count(short.duration_s, 25)
+
+
+async def test_a_task_cancelled_while_its_worker_renders_frees_the_worker_for_the_next_clip(
+        moving, face, tts, calibrations, tmp_path) -> None:
+    long = await tts.synthesize(LONG)
+    pool = await started(moving)
+    try:
+        run = asyncio.create_task(pool.run(tmp_path / "c.mp4", face, long, VOICE, threading.Event(), calibrations))
+        await asyncio.sleep(0.3)
+        run.cancel()  # the lane's task is cancelled (shutdown): the worker must stop, not render on unseen
+        with pytest.raises(asyncio.CancelledError):
+            await run
+        t0 = time.perf_counter()
+        short = await tts.synthesize("Next.")
+        await asyncio.wait_for(pool.run(tmp_path / "n.mp4", face, short, VOICE, threading.Event(), calibrations), 5)
+        assert time.perf_counter() - t0 < 1.0  # it did not wait for the abandoned 8 s clip to be finished
+    finally:
+        await pool.aclose()
+
+
+async def test_a_worker_that_dies_fails_its_clip_and_another_takes_its_place(moving, face, tts, speech,
+                                                                              calibrations, tmp_path) -> None:
+    long = await tts.synthesize(LONG)
+    pool = await started(moving)
+    try:
+        (pid,) = pool.pids
+        run = asyncio.create_task(pool.run(tmp_path / "d.mp4", face, long, VOICE, threading.Event(), calibrations))
+        await asyncio.sleep(0.3)
+        os.kill(pid, signal.SIGKILL)
+        with pytest.raises(RuntimeError, match="render process exited"):
+            await run
+        # the replacement learns the avatar and the voice again: its clip is whole
+        await asyncio.wait_for(pool.run(tmp_path / "n.mp4", face, speech, VOICE, threading.Event(), calibrations),
+                               60)
+        assert pool.pids != [pid]
+    finally:
+        await pool.aclose()
+    assert len(decode_clip((tmp_path / "n.mp4").read_bytes()).frames) == frame_count(speech.duration_s, 25)
+
+
+async def test_closing_the_pool_ends_its_processes(moving) -> None:
+    pool = await started(moving, slots=2)
+    pids = pool.pids
+    assert len(set(pids)) == 2
+    await pool.aclose()
+    for pid in pids:
+        assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
