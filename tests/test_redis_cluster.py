@@ -17,7 +17,7 @@ import redis
 from websockets.sync.client import ClientConnection, connect
 
 from avatarchat.pipeline.sentences import FIRST_SECONDS, split_sentences
-from tests.helpers import decode_clip
+from tests.helpers import children, decode_clip, running_pid
 from tests.redis_cluster import Processes, RedisServer, live_workers, wait_until
 
 MESSAGE = ("Hello there, it is good to see you again today. I can tell you about the weather, the news, or "
@@ -102,6 +102,12 @@ def claimed(client) -> list[dict]:
 
 def clips_of(events: list[dict], reply: str) -> list[dict]:
     return [e for e in events if e["type"] == "clip_ready" and e["reply"] == reply]
+
+
+def test_web_nodes_start_no_render_processes_since_the_workers_render(deployment: Deployment) -> None:
+    webs = deployment.procs.procs[:2]  # web-a, web-b (the workers are started after them)
+    found = {p.pid: [c for c in children(p.pid) if running_pid(c)] for p in webs}
+    assert found == {p.pid: [] for p in webs}
 
 
 def test_chat_on_node_a_reaches_the_socket_on_node_b_and_node_b_serves_the_clips(deployment: Deployment) -> None:

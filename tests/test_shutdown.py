@@ -24,7 +24,7 @@ from fastapi import FastAPI
 from fastapi.responses import StreamingResponse
 from websockets.sync.client import connect
 
-from tests.helpers import free_port, wait_healthy
+from tests.helpers import children, free_port, running_pid, wait_healthy
 
 SENTENCES = 40
 
@@ -58,27 +58,6 @@ def llm_url() -> Iterator[str]:
     yield f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
     server.should_exit = True
     thread.join(timeout=10)
-
-
-def children(pid: int) -> list[int]:
-    """Processes whose parent is ``pid`` (read from /proc)."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            found.append(int(stat.parent.name))
-    return found
-
-
-def running_pid(pid: int) -> bool:
-    """Whether ``pid`` still runs (a zombie waiting for its new parent to reap it does not)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 @pytest.mark.slow

@@ -141,13 +141,15 @@ class Services:
 
 async def start_services(settings: Settings, *, llm: LLM | None = None, tts: TTS | None = None,
                          renderer: Renderer | None = None, asr: ASR | None = None,
-                         housekeeping: bool = True, preload: bool = True) -> Services:
+                         housekeeping: bool = True, preload: bool = True, renders: bool = True) -> Services:
+    """``renders`` False: this process makes no clips (a Redis-mode web node without a worker), so no render
+    processes are started for it."""
     single_threaded_blas()  # before any worker thread enters numpy (see runtime.py)
     the_llm = llm or create_llm(settings)
     the_tts = as_router(tts) if tts is not None else create_tts(settings)
     the_renderer = renderer or create_renderer(settings)
     # Render processes build their renderer from settings, so an injected renderer (tests) renders in threads.
-    processes = settings.render_processes and renderer is None
+    processes = settings.render_processes and renderer is None and renders
     pool: RenderPool = ProcessRenderPool(settings, settings.render_threads) if processes \
         else ThreadRenderPool(the_renderer, settings.render_threads)
     starting = asyncio.create_task(pool.start()) if isinstance(pool, ProcessRenderPool) else None

@@ -1,11 +1,13 @@
 """Where a clip is rendered and encoded: threads of the server's process, or worker processes of their own.
 
 A render is numpy and OpenCV in many small steps per frame; between those steps the thread needs the GIL, and so
-do the render-ahead thread beside it, x264's caller and the event loop. On two cores, two clips rendered at
-once in threads made 13.5-14.3 s of speech per wall second, in two processes 19.3-20.6 (8 clips of 5.5 s, two at
-a time, the bundled avatar; see BENCHMARKS.md, scale): the threads spent a third of their time waiting for each
-other. So by default (``render_processes``) each render slot is a process that holds its own renderer; the
-server process keeps the event loop, the TTS and the avatar registrations.
+do the render-ahead thread beside it, x264's caller and the event loop. On two cores, 8 clips of 5.5 s rendered
+and encoded two at a time made 13.5-14.3 s of speech per wall second in two threads, 19.3-20.6 in two processes
+(the bundled avatar): the threads spent a third of their time waiting for each other. With 8 sessions speaking
+at once the server made ~29 % more speech per second (BENCHMARKS.md, "Many sessions at once"). So by default
+(``render_processes``) each render slot is a process that holds its own renderer; the server process keeps the
+event loop, the TTS and the avatar registrations. A Redis-mode web node without a worker renders nothing and
+starts none.
 
 Both pools take the same call and give the same clip, byte for byte: a worker process learns each avatar and
 each voice calibration the first time a job needs it (the server sends them along), renders with the same

@@ -37,7 +37,9 @@ def create_app(settings: Settings | None = None, *, llm: LLM | None = None, tts:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         try:
-            app.state.services = await start_services(settings, llm=llm, tts=tts, renderer=renderer, asr=asr)
+            # a Redis-mode web node renders nothing unless it runs a worker too
+            app.state.services = await start_services(settings, llm=llm, tts=tts, renderer=renderer, asr=asr,
+                                                      renders=with_worker or not settings.redis_url)
         except AvatarChatError as exc:  # a configuration problem: say it plainly before uvicorn's traceback
             log.error("avatarchat cannot start: %s", redact(exc.message, settings.secrets()))
             raise
