@@ -64,7 +64,7 @@ class Services:
     @property
     def warming(self) -> bool:
         """Whether start-up work still runs in the background (the ASR model, the default voices' models): the
-        server answers meanwhile, but that work shares its CPU (a fresh Kokoro cache is rewritten for ~20 s)."""
+        server answers meanwhile, but that work shares its CPU (a benchmark started beside it measured it)."""
         return any(not t.done() for t in self._warming)
 
     def drain(self) -> None:
