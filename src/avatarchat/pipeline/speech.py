@@ -207,7 +207,7 @@ class SpeechPipeline:
 
     def expected_wait_s(self, jobs_waiting: int) -> float:
         """How long a sentence queued now would wait for its clip: the work ahead of it spread over the
-        worker threads. A waiting sentence still needs its TTS and its render; a running render, about its
+        render slots. A waiting sentence still needs its TTS and its render; a running render, about its
         render."""
         render = self._stage_s["render"] if self._stage_s["render"] is not None else self.sentence_s
         return (jobs_waiting * self.sentence_s + len(self._in_flight) * render) / self.threads
