@@ -57,23 +57,32 @@ async def started(settings: Settings, slots: int = 1) -> ProcessRenderPool:
     return pool
 
 
-async def test_a_clip_from_a_worker_process_is_the_clip_a_thread_renders(moving, face, speech, calibrations,
-                                                                          tmp_path) -> None:
-    here = create_renderer(moving)
+async def both_ways(settings: Settings, face: Avatar, speech: Speech, voice: str, calibrations, out: Path,
+                    again: bool = False) -> tuple[tuple[float, float], list[Path]]:
+    """``speech`` rendered by a worker process and by a thread of a renderer calibrated as the server's is (and,
+    with ``again``, a second time by the same worker): the worker's timings and the clips, worker's first."""
+    here = create_renderer(settings)
     here.calibrate(VOICE, calibrations[VOICE])  # type: ignore[attr-defined]
     threads = ThreadRenderPool(here, 1)
-    pool = await started(moving)
+    pool = await started(settings)
+    paths = [out / "p.mp4", out / "t.mp4"] + ([out / "p2.mp4"] if again else [])
     try:
         stop = threading.Event()
-        render_s, encode_s = await pool.run(tmp_path / "p.mp4", face, speech, VOICE, stop, calibrations)
-        await threads.run(tmp_path / "t.mp4", face, speech, VOICE, stop, calibrations)
-        # a second clip in the same worker (the avatar and the voice are not sent again) is the same too
-        await pool.run(tmp_path / "p2.mp4", face, speech, VOICE, stop, calibrations)
+        timings = await pool.run(paths[0], face, speech, voice, stop, calibrations)
+        await threads.run(paths[1], face, speech, voice, stop, calibrations)
+        if again:  # the avatar and the voice are not sent to the worker a second time
+            await pool.run(paths[2], face, speech, voice, stop, calibrations)
     finally:
         await pool.aclose()
         await threads.aclose()
+    return timings, paths
+
+
+async def test_a_clip_from_a_worker_process_is_the_clip_a_thread_renders(moving, face, speech, calibrations,
+                                                                          tmp_path) -> None:
+    (render_s, encode_s), paths = await both_ways(moving, face, speech, VOICE, calibrations, tmp_path, again=True)
     assert render_s > 0 and encode_s > 0
-    a, b, c = (decode_clip((tmp_path / f"{n}.mp4").read_bytes()) for n in ("p", "t", "p2"))
+    a, b, c = (decode_clip(p.read_bytes()) for p in paths)
     assert len(a.frames) == len(b.frames) == frame_count(speech.duration_s, 25)
     assert (a.frames == b.frames).all() and (c.frames == b.frames).all()
     assert (a.frames[0] != a.frames[len(a.frames) // 2]).any()  # a moving face, so a mix-up would show
@@ -82,18 +91,8 @@ async def test_a_clip_from_a_worker_process_is_the_clip_a_thread_renders(moving,
 
 async def test_a_worker_without_a_voice_calibration_renders_with_the_first_one_like_the_server(
         moving, face, speech, calibrations, tmp_path) -> None:
-    here = create_renderer(moving)
-    here.calibrate(VOICE, calibrations[VOICE])  # type: ignore[attr-defined]
-    threads = ThreadRenderPool(here, 1)
-    pool = await started(moving)
-    try:
-        stop = threading.Event()
-        await pool.run(tmp_path / "p.mp4", face, speech, "espeak:ko", stop, calibrations)
-        await threads.run(tmp_path / "t.mp4", face, speech, "espeak:ko", stop, calibrations)
-    finally:
-        await pool.aclose()
-        await threads.aclose()
-    a, b = (decode_clip((tmp_path / f"{n}.mp4").read_bytes()) for n in ("p", "t"))
+    _, paths = await both_ways(moving, face, speech, "espeak:ko", calibrations, tmp_path)
+    a, b = (decode_clip(p.read_bytes()) for p in paths)
     assert (a.frames == b.frames).all()
 
 
