@@ -102,6 +102,14 @@ def test_a_loop_is_told_by_its_bytes_in_korean_as_in_english() -> None:
     assert not repeats("The library opens early in the morning and closes in the evening, except on Sundays.")
 
 
+def test_a_sentence_said_twice_in_a_row_is_a_loop_a_one_word_one_is_not() -> None:
+    # What tiny.en wrote in a short window for one Piper "Good morning, how are you?" (the full window: once).
+    assert repeats("Good morning, how are you? Good morning, how are you?")
+    assert repeats("오늘 날씨 어때요? 오늘 날씨 어때요?")
+    assert not repeats("No. No.")  # people say that
+    assert not repeats("Good morning, how are you? Good morning to you too.")
+
+
 def test_korean_is_refused_at_start_up_with_an_english_only_model() -> None:
     asr = WhisperASR("tiny.en")
     assert asr_language(Settings(_env_file=None), asr) == "en"

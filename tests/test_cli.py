@@ -42,15 +42,14 @@ def test_say_reports_bad_avatar_and_voice(tmp_path: Path) -> None:
 def test_listen_prints_the_transcript_and_its_segments(tmp_path: Path, tts) -> None:
     import numpy as np
 
-    from tests.voice_audio import noise, silence, speak, write_wav
+    from tests.voice_audio import noise, silence, sounds_like, speak, write_wav
 
     audio = np.concatenate([silence(0.8), speak(tts, "Good morning, how are you?"), noise(1.5),
                             speak(tts, "Please tell me a story."), silence(0.8)])
     wav = write_wav(tmp_path / "two.wav", audio)
     r = run_cli("--log-level", "WARNING", "listen", str(wav), cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    said = "".join(c for c in r.stdout.lower() if c.isalpha() or c.isspace()).split()
-    assert said == "good morning how are you please tell me a story".split(), r.stdout
+    assert sounds_like(r.stdout, "Good morning, how are you? Please tell me a story.", at_least=0.8), r.stdout
     r = run_cli("--log-level", "WARNING", "listen", "--segments", str(wav), cwd=tmp_path)
     lines = r.stdout.strip().splitlines()
     assert len(lines) == 2, r.stdout
@@ -77,7 +76,7 @@ def test_listen_reads_the_speech_of_an_mp4_and_an_mp3(tmp_path: Path, tts) -> No
     import numpy as np
 
     from avatarchat.encode import encode_clip
-    from tests.voice_audio import silence, speak
+    from tests.voice_audio import silence, sounds_like, speak
 
     pcm = np.concatenate([silence(0.5), speak(tts, "Please tell me a story."), silence(0.5)])
     mp4 = encode_clip(tmp_path / "clip.mp4", [np.zeros((64, 64, 3), np.uint8)] * int(len(pcm) / 16000 * 25 + 1),
@@ -92,8 +91,7 @@ def test_listen_reads_the_speech_of_an_mp4_and_an_mp3(tmp_path: Path, tts) -> No
     for path in (mp4, mp3):
         r = run_cli("--log-level", "WARNING", "listen", str(path), cwd=tmp_path)
         assert r.returncode == 0, r.stderr
-        said = "".join(c for c in r.stdout.lower() if c.isalpha() or c.isspace()).split()
-        assert said == "please tell me a story".split(), (path.suffix, r.stdout)
+        assert sounds_like(r.stdout, "Please tell me a story."), (path.suffix, r.stdout)
 
 
 def test_serve_on_port_0_says_its_port_and_keeps_secrets_out_of_its_log(tmp_path: Path) -> None:

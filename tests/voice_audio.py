@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import difflib
 import wave
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -31,6 +32,17 @@ def speak(tts, text: str, voice: str | None = None) -> np.ndarray:
     with ThreadPoolExecutor(1) as pool:  # its own loop, even where one runs already (Playwright's sync API)
         speech = pool.submit(asyncio.run, tts.synthesize(text, voice)).result()
     return trim(to_16k(speech.pcm, speech.sample_rate))
+
+
+def sounds_like(heard: str, expected: str, at_least: float = 0.7) -> bool:
+    """``heard`` is ``expected`` but for an ASR slip: their letters (case, spaces and punctuation aside) agree at
+    least ``at_least`` (difflib's ratio). Piper says a sentence a little differently each time, and Whisper
+    tiny.en mishears about one take in 40: "Flacedel meet a story" for "Please tell me a story" is 0.72, 0.87
+    after a right "Good morning, how are you?" (that sentence alone, or said twice: 0.69 and 0.79)."""
+    def letters(text: str) -> str:
+        return "".join(c for c in text.lower() if c.isalnum())
+
+    return difflib.SequenceMatcher(None, letters(heard), letters(expected)).ratio() >= at_least
 
 
 def silence(seconds: float) -> np.ndarray:

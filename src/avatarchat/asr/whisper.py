@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import threading
 import time
 import zlib
@@ -43,11 +44,17 @@ MAX_COMPRESSION = 2.4  # faster-whisper's own sign of a repetition loop (zlib ra
 
 
 def repeats(text: str) -> bool:
-    """faster-whisper's sign of a loop: the text's UTF-8 bytes compress more than ``MAX_COMPRESSION`` times.
+    """A loop: the text's UTF-8 bytes compress more than ``MAX_COMPRESSION`` times (faster-whisper's own sign),
+    or a sentence of two words or more comes twice in a row.
     Bytes, not characters: a Korean syllable is three bytes, so by characters a Korean loop (one sentence said
-    three and a half times) read 1.2, under the limit, and was taken as the turn's words."""
+    three and a half times) read 1.2, under the limit, and was taken as the turn's words. The doubled sentence
+    is the loop too short to compress: "Good morning, how are you? Good morning, how are you?" for one Piper
+    "Good morning, how are you?" (1 take in 20), which the full window heard once."""
     data = text.encode()
-    return len(data) / len(zlib.compress(data)) > MAX_COMPRESSION
+    if len(data) / len(zlib.compress(data)) > MAX_COMPRESSION:
+        return True
+    sentences = [" ".join(re.findall(r"\w+", s.lower())) for s in re.split(r"(?<=[.!?。？！])\s+", text)]
+    return any(a == b and " " in a for a, b in zip(sentences, sentences[1:], strict=False))
 
 
 class WhisperASR:
