@@ -45,21 +45,39 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
 def _draining_server(config, app):  # noqa: ANN001, ANN202 - uvicorn is imported here, not at the module's top
     """uvicorn's server, told about SIGTERM/SIGINT before it waits for the requests in flight: the services stop
-    speaking first (``Services.drain``), so those requests end at once instead of rendering on until the
-    graceful timeout and then failing with a 500."""
+    speaking first and the pages are told so (``Services.drain_and_flush``), then uvicorn shuts down, so those
+    requests end at once instead of rendering on until the graceful timeout and then failing with a 500. A
+    second signal while that runs goes straight to uvicorn (a second Ctrl-C forces the exit)."""
     import asyncio
 
     import uvicorn
 
     class Server(uvicorn.Server):
+        _draining = False
+        _drainer: asyncio.Task | None = None
+
         def handle_exit(self, sig, frame) -> None:  # noqa: ANN001 - uvicorn's signature
             services = getattr(app.state, "services", None)
-            if services is not None:
+            if services is None or self._draining:
+                super().handle_exit(sig, frame)
+                return
+            try:
+                loop = asyncio.get_event_loop()
+            except RuntimeError:  # no loop running: nothing to drain
+                super().handle_exit(sig, frame)
+                return
+            self._draining = True
+
+            async def drain_then_exit() -> None:
                 try:
-                    asyncio.get_event_loop().call_soon_threadsafe(services.drain)
-                except RuntimeError:
-                    pass  # no loop running: nothing to drain
-            super().handle_exit(sig, frame)
+                    await services.drain_and_flush()
+                finally:
+                    super(Server, self).handle_exit(sig, frame)
+
+            def start() -> None:
+                self._drainer = loop.create_task(drain_then_exit())  # held: the loop keeps only a weak reference
+
+            loop.call_soon_threadsafe(start)
 
     return Server(config)
 

@@ -83,6 +83,17 @@ class Services:
                 stopped += len(session.interrupt())
         log.info("shutting down: new messages refused, %d replies stopped", stopped)
 
+    async def drain_and_flush(self, timeout_s: float = 1.0) -> None:
+        """``drain``, then wait (at most ``timeout_s``) until every socket has sent what it was given: uvicorn
+        drops its WebSockets as it begins to shut down, and a page that never got ``speech_cancelled`` was left
+        waiting for clips that would not come (seen in CI, where the sockets were dropped first)."""
+        self.drain()
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while asyncio.get_running_loop().time() < deadline and any(
+                not box.queue.empty() for session in list(self.sessions.sessions.values()) for box in session.outboxes):
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.02)  # the last event taken from its queue is being written
+
     def start_worker(self) -> SpeechWorker:
         """A speech worker in this process, claiming jobs from Redis (``avatarchat worker``, or ``serve
         --with-worker``); it runs until ``aclose``."""
