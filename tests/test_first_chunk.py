@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from avatarchat.server import create_app
+from avatarchat.settings import Settings
 from avatarchat.tts.pitch import f0_track
 from tests.helpers import decode_clip, running
 from tests.test_ws import collect, open_ws
@@ -132,7 +133,8 @@ def test_a_busy_server_grows_its_chunks(settings, voices, renderer, tmp_path) ->
     would not be ready when the chunk ends: every later chunk is cut to about ``chunk_growth`` times the one
     before instead. Idle, the same message starts on the short chunk and says the rest of each sentence whole."""
     st = settings.model_copy(update={"first_chunk_max_wait_s": 0.8, "max_speech_wait_s": 600.0,
-                                     "chunk_growth": 1.5, "data_dir": tmp_path})
+                                     "chunk_growth": Settings.model_fields["chunk_growth"].default,
+                                     "data_dir": tmp_path})  # conftest turns it off; the default's rule here
     message = LONG_FIRST + " It runs on an ordinary processor, and it needs no graphics card at all to do it."
     with running(create_app(st, tts=voices, renderer=renderer)) as server:
         idle = _reply(server, "idle", message)

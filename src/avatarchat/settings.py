@@ -209,9 +209,11 @@ class Settings(BaseSettings):
                                           "speaking, later sentences are said whole; busier, each later chunk is "
                                           "cut to about `chunk_growth` times the one before, so the next piece is "
                                           "ready before the one playing ends.")
-    chunk_growth: float = Field(1.5, ge=0, description="On a busy server (see `first_chunk_max_wait_s`) each chunk "
-                                "after the first lasts about this many times the one before (1 s, 1.5 s, 2.3 s, "
-                                "...). 0: the old rule, the first sentence said whole when busy, no short chunk.")
+    chunk_growth: float = Field(1.2, ge=0, description="On a busy server (see `first_chunk_max_wait_s`) each chunk "
+                                "after the first lasts about this many times the one before (0.7 s, 0.84 s, 1 s, "
+                                "1.2 s, ...): no faster than a busy server makes speech ahead of real time (1.5 "
+                                "left 8 sessions' avatars stalled 1.3-2.4x as long). 0: the old rule, the first "
+                                "sentence said whole when busy, no short chunk.")
     chunk_growth_idle: float = Field(4.0, ge=0, description="With `chunk_growth` on, an idle server cuts a later "
                                      "sentence too when it is long next to what was said before it: its first "
                                      "chunk lasts about this many times that (\"Yes.\" then a 4 s sentence: that "

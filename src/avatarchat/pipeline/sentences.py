@@ -22,9 +22,11 @@ unless ``growth`` is set.
 
 On a busy server a short first chunk alone does not help: the whole sentence after it costs several times as
 much as the chunk lasts, so with many sessions it is not ready when the chunk ends and the avatar stops
-mid-sentence. With ``growth`` (say 1.5) every later chunk is cut, by the same rule, to about ``growth`` times the
-one before it (1 s, 1.5 s, 2.3 s, ... up to the ``max_seconds`` limit), so each chunk's cost stays within what
-the chunks already ready take to play: the buffer of speech grows geometrically instead of running dry. Busy,
+mid-sentence. With ``growth`` (say 1.2) every later chunk is cut, by the same rule, to about ``growth`` times the
+one before it (1 s, 1.2 s, 1.44 s, ... up to the ``max_seconds`` limit), so each chunk's cost stays within what
+the chunks already ready take to play: the buffer of speech grows geometrically instead of running dry. The
+buffer itself grows only as fast as the server outpaces real time: 8 sessions on 2 cores each get their speech
+made at ~1.1-1.3x real time, and a chunk that grows faster than that (1.5) is not ready when the one before ends. Busy,
 the first chunk itself aims at ``busy_first_seconds`` (~0.7 s) instead of ``first_seconds``: when many sessions
 ask at once, each one's first words wait for every first chunk made before them.
 
