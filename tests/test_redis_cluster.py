@@ -52,7 +52,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
     server = RedisServer()
     server.start()
     procs = Processes(server.url, tmp_path_factory.mktemp("cluster"), AVATARCHAT_REDIS_VISIBILITY_S="2",
-                      AVATARCHAT_REDIS_JOB_TIMEOUT_S="20", AVATARCHAT_RENDER_THREADS="1",
+                      AVATARCHAT_REDIS_JOB_TIMEOUT_S="12", AVATARCHAT_RENDER_THREADS="1",
                       AVATARCHAT_TEST_FRAME_DELAY_S="0.02",
                       AVATARCHAT_FIRST_CHUNK_MAX_WAIT_S="600",  # always the short first chunk and whole
                       AVATARCHAT_CHUNK_GROWTH="0")  # sentences after it: CLIPS clips a reply
