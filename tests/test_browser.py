@@ -101,7 +101,7 @@ def test_voice_picker_changes_the_next_clips_voice(server: str, browser) -> None
     page.click("#send")
     page.wait_for_function("window.avatarchat.stats.events.some(e => e.type === 'clip_ready')", timeout=30000)
     voices = page.evaluate("window.avatarchat.stats.events.filter(e => e.type === 'clip_ready').map(e => e.voice)")
-    assert voices == ["espeak:en-us"]
+    assert voices and set(voices) == {"espeak:en-us"}, voices  # the first chunk, and the rest if it came already
     page.close()
 
 

