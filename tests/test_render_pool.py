@@ -10,13 +10,14 @@ import os
 import signal
 import threading
 import time
+from collections import OrderedDict
 from pathlib import Path
 
 import pytest
 
 from avatarchat.data import Speech
 from avatarchat.errors import Cancelled
-from avatarchat.pipeline.render_pool import ProcessRenderPool, ThreadRenderPool
+from avatarchat.pipeline.render_pool import AVATARS_KEPT, ProcessRenderPool, ThreadRenderPool, _touch
 from avatarchat.render import create_renderer
 from avatarchat.render.base import Avatar, frame_count
 from avatarchat.render.meshwarp import MeshWarpRenderer
@@ -163,3 +164,12 @@ async def test_closing_the_pool_ends_its_processes(moving) -> None:
     await pool.aclose()
     for pid in pids:
         assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
+
+
+def test_the_avatars_a_worker_keeps_are_the_most_recent_ones_and_the_evicted_are_returned() -> None:
+    """The worker forgets what ``_touch`` returns and the server re-sends an avatar it no longer records: one rule."""
+    kept: OrderedDict[str, str] = OrderedDict()
+    evicted = [old for i in range(AVATARS_KEPT + 2) for old in _touch(kept, f"a{i}", f"face{i}")]
+    assert evicted == ["face0", "face1"] and list(kept) == [f"a{i}" for i in range(2, AVATARS_KEPT + 2)]
+    assert _touch(kept, "a2", "face2") == [] and list(kept)[-1] == "a2"  # used again: now the most recent
+    assert _touch(kept, "new", "faceN") == ["face3"]  # so the next one out is the oldest other

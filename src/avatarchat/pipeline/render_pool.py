@@ -50,6 +50,14 @@ _POLL_S = 0.02  # how often a waiting call looks at the reply's stop event
 START_TIMEOUT_S = 120.0
 
 
+def _touch(kept: OrderedDict[str, Any], key: str, value: Any) -> list[Any]:
+    """Keep ``key`` as the most recently used of ``kept`` (at most ``AVATARS_KEPT``); returns the values evicted.
+    The worker's avatars and the server's record of them follow this one rule, so they stay the same set."""
+    kept[key] = value
+    kept.move_to_end(key)
+    return [kept.popitem(last=False)[1] for _ in range(len(kept) - AVATARS_KEPT)]
+
+
 class Cancel(Protocol):
     def is_set(self) -> bool: ...
 
@@ -186,12 +194,10 @@ def _serve(settings: Settings, conn: Any, flag: Any, beat: Any) -> None:
             if isinstance(renderer, VoiceCalibrated):
                 for voice, samples in job.calibrations.items():
                     renderer.calibrate(voice, dict(samples))
-            if job.avatar is not None:
-                avatars[job.avatar_id] = job.avatar
-            avatars.move_to_end(job.avatar_id)
-            while len(avatars) > AVATARS_KEPT:
-                renderer.forget(avatars.popitem(last=False)[1])
-            result: tuple = ("ok", *render_encode(renderer, Path(job.path), avatars[job.avatar_id], job.speech,
+            held = job.avatar if job.avatar is not None else avatars[job.avatar_id]
+            for old in _touch(avatars, job.avatar_id, held):
+                renderer.forget(old)
+            result: tuple = ("ok", *render_encode(renderer, Path(job.path), held, job.speech,
                                                   job.voice, cancel, tick))
         except Cancelled:
             result = ("cancelled",)
@@ -231,10 +237,7 @@ class _Worker:
         job = _Job(str(path), speech, voice, avatar.id)
         if avatar.id not in self.avatars:
             job.avatar = avatar
-        self.avatars[avatar.id] = None
-        self.avatars.move_to_end(avatar.id)
-        while len(self.avatars) > AVATARS_KEPT:
-            self.avatars.popitem(last=False)
+        _touch(self.avatars, avatar.id, None)
         for v, samples in calibrations.items():
             if v not in self.voices:
                 job.calibrations[v] = samples

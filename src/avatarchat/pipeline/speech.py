@@ -59,7 +59,6 @@ class SpeechPipeline:
         self._uncalibratable: set[str | None] = set()
         self._calibrating: dict[str | None, asyncio.Lock] = {}
         self._calibrations: dict[str | None, dict[str, Speech]] = {}  # what a render process learns them from
-        self.threads = threads
         # Admission control: running means of one sentence's TTS time and its render + encode time, kept apart
         # because a sentence costs both (averaged together they counted half of it). None: not measured yet.
         self._stage_s: dict[str, float | None] = {"voice": None, "render": None}
@@ -210,7 +209,7 @@ class SpeechPipeline:
         render slots. A waiting sentence still needs its TTS and its render; a running render, about its
         render."""
         render = self._stage_s["render"] if self._stage_s["render"] is not None else self.sentence_s
-        return (jobs_waiting * self.sentence_s + len(self._in_flight) * render) / self.threads
+        return (jobs_waiting * self.sentence_s + len(self._in_flight) * render) / self.pool.slots
 
     def health(self, stall_s: float) -> dict:
         """Renders in flight and the time since any of them produced a frame; ``stalled`` when renders are
