@@ -62,6 +62,8 @@ class Metrics:
         self.redis_hop = hist("avatarchat_redis_hop_seconds", "Redis mode: per clip, the job's trip to an idle "
                               "worker, storing the clip and the clip_ready's trip back (transport, not work)")
         self.clips = Counter("avatarchat_clips", "Clips announced", registry=self.registry)
+        self.small_clips = Counter("avatarchat_clips_small", "Clips rendered smaller (busy_max_side) because "
+                                   "renders were falling behind", registry=self.registry)
         self.errors = Counter("avatarchat_errors", "Error events sent", ["code"], registry=self.registry)
         self.cancelled = Counter("avatarchat_replies_cancelled", "Replies cut short by barge-in",
                                  registry=self.registry)

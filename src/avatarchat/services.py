@@ -181,7 +181,10 @@ async def start_services(settings: Settings, *, llm: LLM | None = None, tts: TTS
     metrics = Metrics()
     clips = ClipStore(settings.data_dir / "clips", settings.clip_ttl_s)
     pipeline = SpeechPipeline(the_llm, the_tts, the_renderer, avatar, clips.directory,
-                              threads=settings.render_threads, metrics=metrics, secrets=settings.secrets(), pool=pool)
+                              threads=settings.render_threads, metrics=metrics, secrets=settings.secrets(), pool=pool,
+                              # A Redis worker does not know when a clip must play: it never renders small.
+                              busy_max_side=settings.busy_max_side if settings.busy_max_side < settings.render_max_side
+                              and not settings.redis_url else 0)
 
     backplane = Backplane.connect(settings.redis_url, settings.session_idle_s, settings.history_turns,
                                   timeout_s=settings.redis_timeout_s) if settings.redis_url else None
@@ -272,6 +275,7 @@ def _voice_input(settings: Settings, asr: ASR | None, metrics: Metrics) -> Voice
 def _embedded_lanes(settings: Settings, pipeline: SpeechPipeline) -> Callable[[Session], Lane]:
     # One slot per worker thread: TTS and render work of every session, earliest deadline first.
     scheduler = DeadlineScheduler(settings.render_threads)
+    pipeline.scheduler = scheduler  # how much work waits, and how late: when to render small
 
     def make_lane(session: Session) -> SpeechLane:
         lane = SpeechLane(session.id, pipeline, session.publish, settings.session_queue_size, scheduler,

@@ -106,6 +106,12 @@ class Reply:
     def held(self) -> bool:
         return self._held
 
+    @property
+    def playing(self) -> bool:
+        """A clip of it has reached the page (or is on its way) and it is not held: only then can a later clip
+        come late (a first clip kept back by the lane's start-up buffer waits for the next one)."""
+        return self._first_play is not None and not self._held
+
     # -- sentences and clips (the lane) ---------------------------------------------------------------------
     def add_sentence(self, text: str) -> int:
         """Register the next sentence; returns its ``seq``."""

@@ -77,6 +77,11 @@ class DeadlineScheduler:
             raise
         return Lease(self)
 
+    def overdue_s(self, now: float) -> float:
+        """How far past its deadline the most urgent waiting work is (0: nothing waits, or nothing late)."""
+        self._drop_settled()
+        return max(0.0, now - self._waiting[0][0]) if self._waiting else 0.0
+
     def may_pass_on(self, due: float) -> bool:
         """Whether a lease holder may keep its slot for its next piece of work, due at ``due``: only when no
         waiting work is due earlier (EDF would give that work the slot)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from contextlib import aclosing
 from pathlib import Path
@@ -27,8 +28,10 @@ from avatarchat.pipeline.jobs import SpeechJob
 from avatarchat.pipeline.lane import RenderedClip
 from avatarchat.pipeline.render_pool import RenderPool, ThreadRenderPool
 from avatarchat.pipeline.reply import Reply
+from avatarchat.pipeline.schedule import DeadlineScheduler
 from avatarchat.pipeline.sentences import BUSY_FIRST_SECONDS, FIRST_SECONDS, SentenceSplitter, ends_sentence
 from avatarchat.pipeline.session import Session
+from avatarchat.render.avatar import scaled
 from avatarchat.render.base import Avatar, Renderer, VoiceCalibrated, frame_count
 from avatarchat.tts.router import VoiceRouter
 from avatarchat.tts.silence import shorten_tail
@@ -36,14 +39,26 @@ from avatarchat.tts.silence import shorten_tail
 log = logging.getLogger(__name__)
 WARM_UP_RATE = 16000
 WARM_UP_SAMPLES = WARM_UP_RATE // 4  # a quarter second: a few frames
+# Busy renders (``busy_max_side``): while other work waits for the CPU, a later clip whose render, at the pace
+# renders go now, would end less than BUSY_MARGIN_S before the clip must play, sets the server busy for
+# BUSY_HOLD_S; every clip that starts rendering meanwhile is made at the smaller size.
+BUSY_MARGIN_S = 0.3
+BUSY_HOLD_S = 3.0
+# ... and so does a crowd at the CPU, before any clip is playing too: at least BUSY_CROWD times as many steps
+# waiting for a slot as there are slots (two sessions never make more than two wait: each has one TTS and one
+# render at most), the most urgent of them already past its deadline (a first clip's is its /chat).
+BUSY_CROWD = 2
+SCALED_KEPT = 8  # smaller copies of avatars kept (LRU)
 
 
 class SpeechPipeline:
     def __init__(self, llm: LLM, tts: VoiceRouter, renderer: Renderer, avatar: Avatar, clips_dir: Path,
                  threads: int = 2, max_sentence_s: float = 8.0, metrics: Metrics | None = None,
-                 secrets: tuple[str, ...] = (), pool: RenderPool | None = None) -> None:
+                 secrets: tuple[str, ...] = (), pool: RenderPool | None = None, busy_max_side: int = 0) -> None:
         """``secrets`` (API keys) are masked in every log line this pipeline writes. ``pool``: where clips are
-        rendered (default: ``threads`` threads of this process, with ``renderer``)."""
+        rendered (default: ``threads`` threads of this process, with ``renderer``). ``busy_max_side``: while
+        clips are at risk of being late (see ``_render_side``), they are rendered from the avatar scaled to
+        this long side (0: never)."""
         self.metrics = metrics or Metrics()
         self.llm = llm
         self.tts = tts
@@ -63,6 +78,12 @@ class SpeechPipeline:
         # because a sentence costs both (averaged together they counted half of it). None: not measured yet.
         self._stage_s: dict[str, float | None] = {"voice": None, "render": None}
         self._in_flight: dict[int, float] = {}  # renders running: id -> monotonic start
+        self.busy_max_side = busy_max_side
+        self._pace: float | None = None  # wall seconds a full-size render + encode takes per second of speech
+        self._busy_until = 0.0  # monotonic: clips starting before this are rendered small
+        self._scaled: OrderedDict[str, Avatar] = OrderedDict()
+        # The slots the embedded lanes share (services plug it in): how much work waits, and how late.
+        self.scheduler: DeadlineScheduler | None = None
 
     # -- reply: LLM stream -> sentences -> the session's lane -------------------------------------------------
     async def reply(self, session: Session, reply: Reply, speak: bool = True, short_first: bool = True,
@@ -179,17 +200,63 @@ class SpeechPipeline:
         path = self.clips_dir / f"{job.id}.mp4"
         t0 = time.perf_counter()
         avatar = await self.avatars(job.avatar, job.session)  # Redis mode: an upload may register here first
+        avatar = avatar or self.avatar
+        small = self._render_small(job.seq, speech.duration_s, reply)
+        if small:
+            avatar = await self._small(avatar)
+            self.metrics.small_clips.inc()
         key = id(path)
         self._in_flight[key] = time.monotonic()
         try:
-            render_s, encode_s = await self.pool.run(path, avatar or self.avatar, speech, job.voice,
-                                                     reply.stop_event, self._calibrations)
+            render_s, encode_s = await self.pool.run(path, avatar, speech, job.voice, reply.stop_event,
+                                                     self._calibrations)
         finally:
             self._in_flight.pop(key, None)
-        self._cost("render", time.perf_counter() - t0)
+        spent = time.perf_counter() - t0
+        self._cost("render", spent)
+        if not small and speech.duration_s > 0:
+            pace = spent / speech.duration_s
+            self._pace = pace if self._pace is None else 0.7 * self._pace + 0.3 * pace
         n = frame_count(speech.duration_s, self.renderer.fps)
         return RenderedClip(path=path, url=f"/clips/{job.id}.mp4", duration_s=n / self.renderer.fps,
                             render_s=render_s, encode_s=encode_s, total_s=time.perf_counter() - t0)
+
+    def _render_small(self, seq: int, duration_s: float, reply: Reply) -> bool:
+        """Whether this clip is rendered from the smaller avatar. The server is busy when, with other work
+        waiting for the CPU, a later clip of a reply that is playing, rendered full size at the pace renders
+        take now, would be ready less than ``BUSY_MARGIN_S`` before it must play (a first clip is due at once
+        by definition), or when a crowd of work waits for the CPU already late (``BUSY_CROWD``), as when 8
+        sessions ask at once. One session alone never waits for a slot, so it is never made small (its chunks
+        are cut to be ready in time). Then the picture gives way, not the speech: a clip that comes late stops
+        the avatar mid-answer (video calls, too, lower the resolution when the CPU cannot keep up)."""
+        if not self.busy_max_side:
+            return False
+        q = self.scheduler
+        if q is None:
+            return False
+        now = time.monotonic()
+        late = q.waiting > 0 and seq > 0 and reply.playing and self._pace is not None \
+            and now + self._pace * duration_s + BUSY_MARGIN_S > reply.due(seq)
+        crowd = q.waiting >= BUSY_CROWD * q.slots and q.overdue_s(now) > 0
+        if late or crowd:
+            if now >= self._busy_until:
+                log.info("renders are falling behind (%s): clips at %d px for the next %.0f s",
+                         "a clip would come late" if late else f"{q.waiting} steps wait for the CPU",
+                         self.busy_max_side, BUSY_HOLD_S)
+            self._busy_until = now + BUSY_HOLD_S
+        return now < self._busy_until
+
+    async def _small(self, avatar: Avatar) -> Avatar:
+        """``avatar`` scaled to ``busy_max_side``: made once per avatar (in a thread: a video avatar's frames
+        take tens of ms), kept for the last ``SCALED_KEPT`` avatars, as render workers keep theirs."""
+        small = self._scaled.get(avatar.id)
+        if small is None:
+            small = await asyncio.to_thread(scaled, avatar, self.busy_max_side)
+        self._scaled[avatar.id] = small
+        self._scaled.move_to_end(avatar.id)
+        while len(self._scaled) > SCALED_KEPT:
+            self._scaled.popitem(last=False)
+        return small
 
     async def _default_avatar(self, _avatar_id: str | None, _session_id: str | None) -> Avatar:
         return self.avatar
