@@ -57,7 +57,7 @@ class SpeechPipeline:
                  secrets: tuple[str, ...] = (), pool: RenderPool | None = None, busy_max_side: int = 0) -> None:
         """``secrets`` (API keys) are masked in every log line this pipeline writes. ``pool``: where clips are
         rendered (default: ``threads`` threads of this process, with ``renderer``). ``busy_max_side``: while
-        clips are at risk of being late (see ``_render_side``), they are rendered from the avatar scaled to
+        clips are at risk of being late (see ``_render_small``), they are rendered from the avatar scaled to
         this long side (0: never)."""
         self.metrics = metrics or Metrics()
         self.llm = llm
