@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import numpy as np
 
@@ -40,13 +42,38 @@ async def _clip_size(pipeline: SpeechPipeline, reply: Reply, seq: int, text: str
     return (frames.shape[2], frames.shape[1]), clip.duration_s
 
 
+class Contended:
+    """A pipeline whose one scheduler slot is taken; ``wait(due)`` queues another session's step for it."""
+
+    def __init__(self, pipeline: SpeechPipeline, scheduler: DeadlineScheduler) -> None:
+        self.pipeline, self.scheduler = pipeline, scheduler
+        self.waiters: list[asyncio.Task] = []
+
+    async def wait(self, due: float) -> None:
+        self.waiters.append(asyncio.create_task(self.scheduler.acquire(due)))
+        await asyncio.sleep(0)
+
+
+@asynccontextmanager
+async def contended(tts, renderer, avatar, tmp_path) -> AsyncIterator[Contended]:
+    pipeline = SpeechPipeline(EchoLLM(), as_router(tts), renderer, avatar, tmp_path, threads=1, busy_max_side=384)
+    pipeline.scheduler = DeadlineScheduler(1)
+    holder = await pipeline.scheduler.acquire(0.0)
+    state = Contended(pipeline, pipeline.scheduler)
+    try:
+        yield state
+    finally:
+        for w in state.waiters:
+            w.cancel()
+        await asyncio.gather(*state.waiters, return_exceptions=True)
+        holder.release()
+        await pipeline.aclose()
+
+
 async def test_later_clips_are_rendered_small_only_while_they_would_come_late(tts, renderer, avatar,
                                                                              tmp_path) -> None:
-    pipeline = SpeechPipeline(EchoLLM(), as_router(tts), renderer, avatar, tmp_path, threads=1, busy_max_side=384)
-    scheduler = DeadlineScheduler(1)
-    pipeline.scheduler = scheduler
-    waiter = None
-    try:
+    async with contended(tts, renderer, avatar, tmp_path) as c:
+        pipeline = c.pipeline
         # Alone: the first clip has played out before the next one's render starts, but nothing else waits for
         # the CPU (one session alone never does): full size.
         alone = Reply()
@@ -57,10 +84,8 @@ async def test_later_clips_are_rendered_small_only_while_they_would_come_late(tt
         assert size == (512, 384)
 
         # Another session's step waits for the slot from now on (not late itself).
-        holder = await scheduler.acquire(0.0)
-        waiter = asyncio.create_task(scheduler.acquire(time.monotonic() + 60.0))
-        await asyncio.sleep(0)
-        assert scheduler.waiting == 1
+        await c.wait(time.monotonic() + 60.0)
+        assert c.scheduler.waiting == 1
         # On time: the first clip has just started playing; the second is ready long before it ends.
         on_time = Reply()
         size, first_s = await _clip_size(pipeline, on_time, 0, "Hello there, this is the first part.")
@@ -85,54 +110,28 @@ async def test_later_clips_are_rendered_small_only_while_they_would_come_late(tt
         await asyncio.sleep(BUSY_HOLD_S)
         size, _ = await _clip_size(pipeline, Reply(), 0, "Calm again.")
         assert size == (512, 384)
-        holder.release()
-    finally:
-        if waiter is not None:
-            waiter.cancel()
-            await asyncio.gather(waiter, return_exceptions=True)
-        await pipeline.aclose()
 
 
 async def test_a_clip_of_a_reply_not_yet_playing_is_never_late(tts, renderer, avatar, tmp_path) -> None:
     """A first clip the lane's start-up buffer holds back has not started: the next one cannot be late yet."""
-    pipeline = SpeechPipeline(EchoLLM(), as_router(tts), renderer, avatar, tmp_path, threads=1, busy_max_side=384)
-    scheduler = DeadlineScheduler(1)
-    pipeline.scheduler = scheduler
-    holder = await scheduler.acquire(0.0)
-    waiter = asyncio.create_task(scheduler.acquire(time.monotonic() + 60.0))  # another session waits
-    try:
+    async with contended(tts, renderer, avatar, tmp_path) as c:
+        await c.wait(time.monotonic() + 60.0)  # another session waits
         reply = Reply()
-        await _clip_size(pipeline, reply, 0, "Hello.")
+        await _clip_size(c.pipeline, reply, 0, "Hello.")
         await asyncio.sleep(1.5)  # far past what the first clip's text would take to say
-        size, _ = await _clip_size(pipeline, reply, 1, "Still not playing.")
+        size, _ = await _clip_size(c.pipeline, reply, 1, "Still not playing.")
         assert size == (512, 384)
-    finally:
-        waiter.cancel()
-        await asyncio.gather(waiter, return_exceptions=True)
-        holder.release()
-        await pipeline.aclose()
 
 
 async def test_a_crowd_of_late_work_at_the_cpu_makes_even_a_first_clip_small(tts, renderer, avatar, tmp_path) -> None:
     """8 sessions asking at once: before any clip plays, the slots are taken and work waits, already late."""
-    pipeline = SpeechPipeline(EchoLLM(), as_router(tts), renderer, avatar, tmp_path, threads=1, busy_max_side=384)
-    scheduler = DeadlineScheduler(1)
-    pipeline.scheduler = scheduler
-    holder = await scheduler.acquire(0.0)
-    try:
+    async with contended(tts, renderer, avatar, tmp_path) as c:
         now = time.monotonic()
-        waiters = [asyncio.create_task(scheduler.acquire(now + 10.0)) for _ in range(2)]
-        await asyncio.sleep(0)
-        size, _ = await _clip_size(pipeline, Reply(), 0, "Two steps wait, neither of them late.")
-        assert size == (512, 384) and scheduler.overdue_s(time.monotonic()) == 0.0
-        waiters.append(asyncio.create_task(scheduler.acquire(now - 1.0)))  # a /chat a second ago, still waiting
-        await asyncio.sleep(0)
-        assert scheduler.overdue_s(time.monotonic()) >= 1.0
-        size, _ = await _clip_size(pipeline, Reply(), 0, "Now one of them is a second late.")
+        for _ in range(2):
+            await c.wait(now + 10.0)
+        size, _ = await _clip_size(c.pipeline, Reply(), 0, "Two steps wait, neither of them late.")
+        assert size == (512, 384) and c.scheduler.overdue_s(time.monotonic()) == 0.0
+        await c.wait(now - 1.0)  # a /chat a second ago, still waiting
+        assert c.scheduler.overdue_s(time.monotonic()) >= 1.0
+        size, _ = await _clip_size(c.pipeline, Reply(), 0, "Now one of them is a second late.")
         assert size == (384, 288)
-    finally:
-        for w in waiters:
-            w.cancel()
-        await asyncio.gather(*waiters, return_exceptions=True)
-        holder.release()
-        await pipeline.aclose()
