@@ -33,7 +33,7 @@ from avatarchat.pipeline.session import Session, SessionManager, fair_backlog
 from avatarchat.pipeline.speech import SpeechPipeline
 from avatarchat.render import Avatar, Renderer, create_renderer
 from avatarchat.render.idle import build_idle_clip
-from avatarchat.runtime import single_threaded_blas
+from avatarchat.runtime import single_threaded_natives
 from avatarchat.settings import Settings, bundled_gallery
 from avatarchat.tts import TTS, VoiceRouter, as_router, create_tts
 
@@ -155,7 +155,7 @@ async def start_services(settings: Settings, *, llm: LLM | None = None, tts: TTS
                          housekeeping: bool = True, preload: bool = True, renders: bool = True) -> Services:
     """``renders`` False: this process makes no clips (a Redis-mode web node without a worker), so no render
     processes are started for it."""
-    single_threaded_blas()  # before any worker thread enters numpy (see runtime.py)
+    single_threaded_natives()  # before any worker thread enters numpy (see runtime.py)
     the_llm = llm or create_llm(settings)
     the_tts = as_router(tts) if tts is not None else create_tts(settings)
     the_renderer = renderer or create_renderer(settings)

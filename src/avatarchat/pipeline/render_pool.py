@@ -170,11 +170,11 @@ def _serve(settings: Settings, conn: Any, flag: Any, beat: Any) -> None:
     """A worker process: builds the renderer from settings, then renders jobs until told to stop (``None``) or
     until the server's end of the pipe closes."""
     from avatarchat.render import create_renderer
-    from avatarchat.runtime import single_threaded_blas
+    from avatarchat.runtime import single_threaded_natives
 
-    # OpenCV keeps its own thread pool, as in the server process: on an idle server a clip's remaps and colour
-    # conversions use both cores (one thread each: the first clip came ~15 ms later).
-    single_threaded_blas()
+    # One thread per BLAS / OpenCV call, as in the server process (runtime.py): a clip's render and encode
+    # already run in two threads of their own.
+    single_threaded_natives()
     renderer = create_renderer(settings)
     avatars: OrderedDict[str, Avatar] = OrderedDict()
     cancel = _SharedFlag(flag)
