@@ -52,14 +52,16 @@ class FakeLLM:
 
 
 class FakeEngine:
-    """The lanes' engine: ``voice`` fails on texts in ``fail_voice``; ``render`` fails on ``fail_render``, and
-    waits on ``gate`` (when closed) while checking the reply's stop event, as a real render checks per frame."""
+    """The lanes' engine: ``voice`` fails on texts in ``fail_voice``; ``render`` fails on ``fail_render``, takes
+    ``slow_render``'s seconds for its texts, and waits on ``gate`` (when closed) while checking the reply's stop
+    event, as a real render checks per frame."""
 
     def __init__(self, fail_voice: set[str] = frozenset(), fail_render: set[str] = frozenset(),
-                 crash_render: set[str] = frozenset()) -> None:
+                 crash_render: set[str] = frozenset(), slow_render: dict[str, float] | None = None) -> None:
         self.metrics = Metrics()
         self.secrets: tuple[str, ...] = ()
         self.fail_voice, self.fail_render, self.crash_render = fail_voice, fail_render, crash_render
+        self.slow_render = slow_render or {}  # text -> seconds its render takes
         self.gate = asyncio.Event()
         self.gate.set()
         self.voice_gate = asyncio.Event()
@@ -92,6 +94,7 @@ class FakeEngine:
             await asyncio.sleep(0.002)
         if reply.stop_event.is_set():
             raise Cancelled("render cancelled")
+        await asyncio.sleep(self.slow_render.get(job.text, 0.0))
         if job.text in self.crash_render:
             raise RuntimeError("renderer bug")
         if job.text in self.fail_render:

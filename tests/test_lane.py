@@ -170,3 +170,40 @@ async def test_interrupting_stores_what_was_heard_right_after_its_question() -> 
         assert [m.content for m in session.history][-3:] == ["Stop, please.", INTERRUPTED, "Hello?"]
     finally:
         await session.lane.aclose()
+
+
+def _late_clips(engine: FakeEngine) -> tuple[float, float]:
+    """(how many clips came late, their lateness in seconds, summed) from the engine's metrics."""
+    registry = engine.metrics.registry
+    return (registry.get_sample_value("avatarchat_clip_late_seconds_count") or 0.0,
+            registry.get_sample_value("avatarchat_clip_late_seconds_sum") or 0.0)
+
+
+async def test_a_clip_ready_after_the_clips_before_it_have_played_is_counted_late(lane_of) -> None:
+    first, second = "One two three.", "Four five six seven eight."  # 0.14 s of speech, then 0.26 s
+    engine = FakeEngine(slow_render={second: 0.4})
+    lane, events = lane_of(engine)
+    reply = speak(lane, [first, second])
+    await events.wait_for("speech_done", reply.id)
+    count, seconds = _late_clips(engine)
+    # Announced ~0.4 s after the first, which a page playing from its announce finished after 0.14 s.
+    assert count == 1 and 0.2 < seconds < 1.0, (count, seconds)
+
+    in_time = FakeEngine()
+    lane, events = lane_of(in_time)
+    reply = speak(lane, ["One two three four five six seven eight nine ten.", first, second])  # 0.5 s first
+    await events.wait_for("speech_done", reply.id)
+    assert _late_clips(in_time) == (0.0, 0.0)
+
+
+def test_clips_of_a_held_reply_are_never_late_and_count_from_its_release() -> None:
+    reply = Reply()
+    reply.hold()
+    assert reply.announce(0, {}, 0.1) == 0.0
+    time.sleep(0.2)
+    assert reply.announce(1, {}, 0.3) == 0.0  # nothing of a held reply has reached the page
+    reply.release()  # both reach the page now: 0.4 s of speech in hand
+    time.sleep(0.1)
+    assert reply.announce(2, {}, 0.2) == 0.0
+    time.sleep(0.6)  # past the 0.6 s the page had from the release
+    assert 0.05 < reply.announce(3, {}, 0.2) < 0.5

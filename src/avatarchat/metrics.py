@@ -64,6 +64,9 @@ class Metrics:
         self.clips = Counter("avatarchat_clips", "Clips announced", registry=self.registry)
         self.small_clips = Counter("avatarchat_clips_small", "Clips rendered smaller (busy_max_side) because "
                                    "renders were falling behind", registry=self.registry)
+        self.late_clips = hist("avatarchat_clip_late_seconds", "Clips announced more than a frame after a page "
+                               "playing the reply back to back would have finished the clips before them: how "
+                               "late (the avatar stood still that long; the server cannot keep up)")
         self.errors = Counter("avatarchat_errors", "Error events sent", ["code"], registry=self.registry)
         self.cancelled = Counter("avatarchat_replies_cancelled", "Replies cut short by barge-in",
                                  registry=self.registry)

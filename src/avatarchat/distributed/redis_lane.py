@@ -46,7 +46,7 @@ from avatarchat.errors import QueueFull
 from avatarchat.events import ErrorEvent, Event, ReplyPartial, SpeechCancelled, SpeechDone
 from avatarchat.metrics import Metrics
 from avatarchat.pipeline.eventlog import START
-from avatarchat.pipeline.reply import Reply, new_id
+from avatarchat.pipeline.reply import LATE_S, Reply, new_id
 
 log = logging.getLogger(__name__)
 RETRY_S = 1.0
@@ -260,7 +260,9 @@ class RedisLane:
             state = reply.state()
             if reply.cancelled or seq in state["failed"] or any(c["seq"] == seq for c in state["clips"]):
                 return  # cancelled, timed out, or already announced: never shown twice
-            reply.announce(seq, msg, msg["duration_s"])
+            late_s = reply.announce(seq, msg, msg["duration_s"])
+            if late_s > LATE_S and reply.id in self._owned:  # counted once, by the node that took the /chat
+                self._metrics.late_clips.observe(late_s)
             self._settled(reply, seq, msg)
         elif reply is not None and kind == "error" and msg.get("seq") is not None:
             reply.fail(msg["seq"])

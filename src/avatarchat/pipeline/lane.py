@@ -31,7 +31,7 @@ from avatarchat.pipeline.cancel import ReplyCancelled, unless_cancelled
 from avatarchat.pipeline.contract import Lane, RenderedClip, SpeechEngine
 from avatarchat.pipeline.failures import as_failure, error_event
 from avatarchat.pipeline.jobs import ReplyEnd, SpeechJob
-from avatarchat.pipeline.reply import Reply, new_id
+from avatarchat.pipeline.reply import LATE_S, Reply, new_id
 from avatarchat.pipeline.schedule import DeadlineScheduler, Lease
 
 __all__ = ["Lane", "RenderedClip", "SpeechEngine", "SpeechLane", "Voiced"]
@@ -316,7 +316,9 @@ class SpeechLane:
                         "encode": round(clip.encode_s * 1000, 1),
                         "render_encode": round(clip.total_s * 1000, 1), "buffered": round(buffered_ms, 1),
                         "since_chat": reply.ms_since_start()})
-        reply.announce(job.seq, event.wire(), clip.duration_s)
+        late_s = reply.announce(job.seq, event.wire(), clip.duration_s)
+        if late_s > LATE_S:
+            m.late_clips.observe(late_s)
         self._publish(event)
 
     async def _acquire(self, reply: Reply, seq: int) -> Lease | None:

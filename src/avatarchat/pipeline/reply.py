@@ -20,6 +20,7 @@ from typing import Any
 from avatarchat.data import Message
 
 PLAYBACK_GRACE_S = 3.0  # a page that reports nothing: how long past the clips' total length a reply may speak
+LATE_S = 0.04  # a clip later than this (a frame at 25 fps) leaves the avatar visibly still: counted as late
 CHARS_PER_SECOND = 14.0  # speech rate used to guess a sentence's length before it is voiced (110 chars ~ 8 s)
 
 
@@ -48,6 +49,9 @@ class Reply:
         self._started_seqs: set[int] = set()
         self._ended_seqs: set[int] = set()
         self._first_play: float | None = None
+        # When a page playing this reply's clips back to back from the first one's announce will have played
+        # every clip announced so far: a later clip announced after it comes late (``announce``).
+        self._needed_by: float | None = None
         self._written = False  # the LLM has finished: no more sentences
         self._rendered = False  # every sentence is announced or failed (speech_done sent)
         self._played_out = False
@@ -101,6 +105,8 @@ class Reply:
         self._held = False
         if self._first_play is not None and not self._started_seqs:
             self._first_play = time.monotonic()
+        if self._clips:
+            self._needed_by = time.monotonic() + sum(self._durations.values())
 
     @property
     def held(self) -> bool:
@@ -143,11 +149,21 @@ class Reply:
     def finish_writing(self) -> None:
         self._written = True
 
-    def announce(self, seq: int, event: dict[str, Any], duration_s: float) -> None:
+    def announce(self, seq: int, event: dict[str, Any], duration_s: float) -> float:
+        """Clip ``seq`` is ready for the page. Returns how late it comes: the seconds since a page playing
+        this reply's clips back to back, from the first one's announce, finished the ones announced before it
+        (0: in time; a reply's first clip, and clips of a held reply, are never late). The benchmarks count
+        late clips the same way, from the client's side."""
         self._clips[seq] = event
         self._durations[seq] = duration_s
+        now = time.monotonic()
         if self._first_play is None:
-            self._first_play = time.monotonic()  # until the page says when it really started
+            self._first_play = now  # until the page says when it really started
+        if self._held:
+            return 0.0  # it reaches the page at ``release``
+        late = 0.0 if self._needed_by is None else max(0.0, now - self._needed_by)
+        self._needed_by = max(now, self._needed_by or now) + duration_s
+        return late
 
     def fail(self, seq: int) -> None:
         self._failed.add(seq)
