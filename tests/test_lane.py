@@ -199,11 +199,11 @@ async def test_a_clip_ready_after_the_clips_before_it_have_played_is_counted_lat
 def test_clips_of_a_held_reply_are_never_late_and_count_from_its_release() -> None:
     reply = Reply()
     reply.hold()
-    assert reply.announce(0, {}, 0.1) == 0.0
+    assert reply.announce(0, {}, 0.5) == 0.0
     time.sleep(0.2)
-    assert reply.announce(1, {}, 0.3) == 0.0  # nothing of a held reply has reached the page
-    reply.release()  # both reach the page now: 0.4 s of speech in hand
+    assert reply.announce(1, {}, 0.5) == 0.0  # nothing of a held reply has reached the page
+    reply.release()  # both reach the page now: 1 s of speech in hand
     time.sleep(0.1)
-    assert reply.announce(2, {}, 0.2) == 0.0
-    time.sleep(0.6)  # past the 0.6 s the page had from the release
-    assert 0.05 < reply.announce(3, {}, 0.2) < 0.5
+    assert reply.announce(2, {}, 0.1) == 0.0
+    time.sleep(1.2)  # past the 1.1 s the page had from the release
+    assert 0.1 < reply.announce(3, {}, 0.2) < 0.8
