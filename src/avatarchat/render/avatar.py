@@ -18,7 +18,7 @@ from scipy.ndimage import gaussian_filter1d
 from avatarchat.errors import NoFaceError
 from avatarchat.render.base import Avatar
 from avatarchat.render.landmarks import FaceMesh
-from avatarchat.render.media import fit, load_media
+from avatarchat.render.media import fit, load_media, scaled_size
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +59,8 @@ def scaled(avatar: Avatar, max_side: int) -> Avatar:
         return avatar
     frames = np.stack([fit(f, max_side) for f in avatar.frames])
     nh, nw = frames.shape[1:3]
-    sx = round(w * max_side / max(h, w)) / w  # fit's scale before its crop to even sides
-    sy = round(h * max_side / max(h, w)) / h
-    lm = avatar.frame_landmarks * np.array([sx, sy, sx], np.float32)
+    rw, rh = scaled_size(h, w, max_side)  # the crop to even sides after it moves nothing
+    lm = avatar.frame_landmarks * np.array([rw / w, rh / h, rw / w], np.float32)
     return Avatar(id=f"{avatar.id}@{max(nh, nw)}", frames=frames, frame_landmarks=lm.astype(np.float32))
 
 

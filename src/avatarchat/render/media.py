@@ -13,12 +13,18 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
 VIDEO_SUFFIXES = {".mp4", ".webm", ".mov", ".mkv", ".m4v"}
 
 
+def scaled_size(h: int, w: int, max_side: int) -> tuple[int, int]:
+    """(width, height) a picture of ``h`` x ``w`` is scaled to by ``fit``, before its crop to even sides."""
+    scale = min(1.0, max_side / max(h, w))
+    return (int(round(w * scale)), int(round(h * scale))) if scale < 1.0 else (w, h)
+
+
 def fit(rgb: np.ndarray, max_side: int) -> np.ndarray:
     """Scale down (never up) so the long side is at most ``max_side``; crop to even sides (H.264 needs them)."""
     h, w = rgb.shape[:2]
-    scale = min(1.0, max_side / max(h, w))
-    if scale < 1.0:
-        rgb = cv2.resize(rgb, (int(round(w * scale)), int(round(h * scale))), interpolation=cv2.INTER_AREA)
+    size = scaled_size(h, w, max_side)
+    if size != (w, h):
+        rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
     h, w = rgb.shape[:2]
     return np.ascontiguousarray(rgb[: h - h % 2, : w - w % 2])
 
