@@ -42,6 +42,15 @@ async def _clip_size(pipeline: SpeechPipeline, reply: Reply, seq: int, text: str
     return (frames.shape[2], frames.shape[1]), clip.duration_s
 
 
+async def _after_first_played(pipeline: SpeechPipeline, reply: Reply, text: str) -> tuple[int, int]:
+    """The size of ``reply``'s second clip (``text``), rendered once its short first clip has played out."""
+    _, first_s = await _clip_size(pipeline, reply, 0, "Hello.")
+    reply.announce(0, {}, first_s)
+    await asyncio.sleep(first_s)
+    size, _ = await _clip_size(pipeline, reply, 1, text)
+    return size
+
+
 class Contended:
     """A pipeline whose one scheduler slot is taken; ``wait(due)`` queues another session's step for it."""
 
@@ -76,12 +85,7 @@ async def test_later_clips_are_rendered_small_only_while_they_would_come_late(tt
         pipeline = c.pipeline
         # Alone: the first clip has played out before the next one's render starts, but nothing else waits for
         # the CPU (one session alone never does): full size.
-        alone = Reply()
-        size, first_s = await _clip_size(pipeline, alone, 0, "Hello.")
-        alone.announce(0, {}, first_s)
-        await asyncio.sleep(first_s)
-        size, _ = await _clip_size(pipeline, alone, 1, "Late, but alone.")
-        assert size == (512, 384)
+        assert await _after_first_played(pipeline, Reply(), "Late, but alone.") == (512, 384)
 
         # Another session's step waits for the slot from now on (not late itself).
         await c.wait(time.monotonic() + 60.0)
@@ -96,12 +100,7 @@ async def test_later_clips_are_rendered_small_only_while_they_would_come_late(tt
         assert pipeline.metrics.small_clips._value.get() == 0
 
         # Late: the first clip has played out before the next one's render starts.
-        late = Reply()
-        size, first_s = await _clip_size(pipeline, late, 0, "Hello.")
-        late.announce(0, {}, first_s)
-        await asyncio.sleep(first_s)
-        size, _ = await _clip_size(pipeline, late, 1, "This one comes late.")
-        assert size == (384, 288)
+        assert await _after_first_played(pipeline, Reply(), "This one comes late.") == (384, 288)
         # ... and for a while after, every clip is small, a first one too, in any reply.
         size, _ = await _clip_size(pipeline, Reply(), 0, "Someone else asks.")
         assert size == (384, 288)
